@@ -1,0 +1,97 @@
+# mintgate build. `make` builds ./mintgate; `make run` and `make test` are the two
+# commands from the README. Everything comes from Debian packages (see `deps`).
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+LUADIR   ?= $(PREFIX)/share/lua/5.1
+OPT      ?= -O2 -g
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread \
+            $(shell pkg-config --cflags luajit 2>/dev/null) -DMG_LUADIR='"$(LUADIR)"'
+LDLIBS   += -lev $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1) \
+            -lmemcached -lm -lpthread
+
+SRCS     := $(filter-out core/main.c,$(wildcard core/*.c))
+HDRS     := $(wildcard core/*.h)
+OBJS     := $(SRCS:core/%.c=build/%.o)
+TESTS    := $(patsubst core/test/%.c,build/%,$(wildcard core/test/test_*.c))
+ASAN_OBJS := $(SRCS:core/%.c=build/asan/%.o)
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DMG_SANITIZE
+
+# Debian packages the build, the suite and `make run` need.
+DEB_PKGS := gcc make pkg-config libev-dev libluajit-5.1-dev luajit libmemcached-dev \
+            libmemcached-tools memcached lua-busted lua-socket nutcracker netcat-openbsd
+
+.PHONY: all deps run test ctest spec capable asan asan-test bench bench-quick lint clean install
+
+all: mintgate
+
+build/%.o: core/%.c $(HDRS) | build
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+build/asan/%.o: core/%.c $(HDRS) | build
+	@mkdir -p build/asan
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
+
+build:
+	@mkdir -p build
+
+mintgate: build/main.o $(OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+mintgate-asan: build/asan/main.o $(ASAN_OBJS)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+build/test_%: core/test/test_%.c $(OBJS) core/test/ctest.h
+	$(CC) $(CFLAGS) -Icore -o $@ $< $(OBJS) $(LDLIBS) -lmemcachedutil
+
+build/lmc_fill: core/test/lmc_fill.c | build
+	$(CC) $(CFLAGS) -o $@ $< -lmemcached
+
+# Install whatever Debian packages are missing (needs root; a no-op when all are there).
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: deps mintgate
+	@sh examples/run.sh
+
+ctest: $(TESTS) build/lmc_fill
+	@sh spec/run_ctests.sh $(TESTS)
+
+spec: mintgate build/lmc_fill
+	@sh spec/run_busted.sh
+
+capable: mintgate
+	@sh spec/run_capable.sh ./mintgate
+
+asan-test: mintgate-asan build/lmc_fill
+	@MINTGATE_BIN=./mintgate-asan sh spec/run_busted.sh asan
+
+test: deps
+	@rm -rf build/results && mkdir -p build/results
+	@$(MAKE) --no-print-directory all mintgate-asan $(TESTS) build/lmc_fill
+	@$(MAKE) --no-print-directory -k ctest spec capable asan-test; \
+	sh spec/summary.sh build/results
+
+bench-quick: deps mintgate
+	@sh bench/quick.sh
+
+bench: bench-quick
+
+lint:
+	clang-format --dry-run --Werror core/*.c core/*.h || true
+	cppcheck --quiet --enable=warning,performance --std=c11 -I core core
+	luacheck lua spec examples
+
+install: mintgate
+	install -D -m 755 mintgate $(DESTDIR)$(PREFIX)/bin/mintgate
+	for f in lua/mintgate/*.lua; do install -D -m 644 $$f $(DESTDIR)$(LUADIR)/mintgate/$$(basename $$f); done
+
+clean:
+	rm -rf build mintgate mintgate-asan

@@ -1,0 +1,46 @@
+/* mg.h: shared status codes, slices and limits used by every core file. */
+#ifndef MG_H
+#define MG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MG_VERSION "0.1.0"
+/* What `version` answers: memcached-shaped so clients that parse it are happy. */
+#define MG_VERSION_REPLY "1.6.0-mintgate-" MG_VERSION
+
+/* Status codes returned by core functions. */
+enum mg_status {
+    MG_OK = 0,
+    MG_ERR = -1,        /* generic failure; details in an error buffer or errno */
+    MG_EAGAIN = -2,     /* need more input / try again later */
+    MG_ECLIENT = -3,    /* client sent something bad; answer it and go on */
+    MG_ECLOSE = -4,     /* client sent something we cannot recover from: answer, close */
+    MG_ESWALLOW = -5,   /* answer, then drop a data block that may not have arrived yet */
+};
+
+/* Limits (memcached's defaults where it has one). */
+#define MG_KEY_MAX 250
+#define MG_LINE_MAX 2048              /* a command line without '\n' longer than this is fatal */
+#define MG_MULTIGET_LINE_MAX (256 * 1024) /* get/gets/gat/gats lines may be this long */
+#define MG_VALUE_MAX_DEFAULT (1024 * 1024)
+
+/* A borrowed byte range. Who owns the bytes is said where a slice is stored. */
+struct mg_slice {
+    const char *p;
+    uint32_t len;
+};
+
+#define MG_UNUSED(x) ((void)(x))
+#define MG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#if defined(__GNUC__)
+#define MG_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MG_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define MG_LIKELY(x) (x)
+#define MG_UNLIKELY(x) (x)
+#endif
+
+#endif

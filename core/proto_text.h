@@ -1,0 +1,88 @@
+/* proto_text.h: incremental parser for client requests (classic text + meta commands). */
+#ifndef MG_PROTO_TEXT_H
+#define MG_PROTO_TEXT_H
+
+#include "mg.h"
+
+enum mg_cmd {
+    MG_CMD_NONE = 0,
+    /* retrieval: keys in req->keys (space separated, nkeys of them) */
+    MG_CMD_GET,
+    MG_CMD_GETS,
+    MG_CMD_GAT,  /* gat <exptime> <key>+ */
+    MG_CMD_GATS, /* gats <exptime> <key>+ */
+    /* storage: key, flags, exptime, vlen, data (+cas for CAS) */
+    MG_CMD_SET,
+    MG_CMD_ADD,
+    MG_CMD_REPLACE,
+    MG_CMD_APPEND,
+    MG_CMD_PREPEND,
+    MG_CMD_CAS,
+    /* single key */
+    MG_CMD_DELETE, /* delete <key> [0] [noreply] */
+    MG_CMD_INCR,   /* incr <key> <delta> [noreply] */
+    MG_CMD_DECR,
+    MG_CMD_TOUCH, /* touch <key> <exptime> [noreply] */
+    /* gateway-level */
+    MG_CMD_FLUSH_ALL, /* flush_all [delay] [noreply]; delay in num */
+    MG_CMD_VERSION,
+    MG_CMD_VERBOSITY, /* verbosity <n> [noreply] */
+    MG_CMD_STATS,     /* stats [args...]; args slice holds the rest of the line */
+    MG_CMD_QUIT,
+    /* meta: key in req->key, the rest of the line (flags) in req->args */
+    MG_CMD_MG,
+    MG_CMD_MS, /* ms <key> <datalen> <flags>*; vlen + data; args = flags after datalen */
+    MG_CMD_MD,
+    MG_CMD_MA,
+    MG_CMD_MN, /* no key */
+    MG_CMD_ME, /* me <key> */
+    /* anything else: a word we do not know. args = whole line (for the admin layer). */
+    MG_CMD_UNKNOWN,
+};
+
+/* One parsed request. Every slice borrows from the buffer passed to mg_text_parse and
+ * is valid only until that buffer is compacted or freed: copy what must outlive it. */
+struct mg_text_req {
+    enum mg_cmd cmd;
+    struct mg_slice key;  /* first (or only) key */
+    struct mg_slice keys; /* retrieval: every key, separated by runs of spaces */
+    uint32_t nkeys;
+    uint32_t flags;       /* storage: client flags (32-bit) */
+    int64_t exptime;      /* storage, touch, gat, gats */
+    uint32_t vlen;        /* storage/ms: announced data length */
+    struct mg_slice data; /* storage/ms: the data block without its trailing \r\n */
+    uint64_t cas;         /* cas */
+    uint64_t delta;       /* incr/decr */
+    int64_t num;          /* flush_all delay (0 if absent), verbosity level */
+    bool noreply;
+    struct mg_slice args; /* meta flags; stats arguments; unknown: the whole line */
+    struct mg_slice line; /* the command line without \r\n (always set when a line was seen) */
+    /* errors */
+    const char *err;  /* on MG_ECLIENT/MG_ECLOSE/MG_ESWALLOW: full reply line without \r\n */
+    uint64_t swallow; /* on MG_ESWALLOW: bytes still to drop after *consumed */
+};
+
+/* Parse one request from buf[0..len).
+ * Returns:
+ *   MG_OK       *req filled; *consumed = bytes of line (+ data block + \r\n)
+ *   MG_EAGAIN   incomplete; *consumed = 0. Caller reads more and calls again with the
+ *               same start. (If len > MG_LINE_MAX without '\n' this is MG_ECLOSE instead,
+ *               except for get/gets/gat/gats which may run to MG_MULTIGET_LINE_MAX.)
+ *   MG_ECLIENT  bad request; reply req->err; *consumed bytes are dropped; keep going.
+ *               (unknown command -> "ERROR", bad format -> "CLIENT_ERROR ...",
+ *               data block not ending in \r\n -> "CLIENT_ERROR bad data chunk")
+ *   MG_ESWALLOW value larger than value_max: reply req->err
+ *               ("SERVER_ERROR object too large for cache"), drop *consumed bytes (the
+ *               line) and then req->swallow more bytes (the data block + \r\n).
+ *   MG_ECLOSE   reply req->err, then close the connection (line too long).
+ * Never allocates, never reads past buf+len. */
+int mg_text_parse(const char *buf, size_t len, uint32_t value_max, struct mg_text_req *req,
+                  size_t *consumed);
+
+/* Iterate over space-separated tokens of s. *pos starts at 0. Returns false at the end. */
+bool mg_text_next_token(struct mg_slice s, uint32_t *pos, struct mg_slice *tok);
+
+/* True when k is a valid key for the text protocol: 1..250 bytes, no control chars/space. */
+bool mg_text_key_ok(const char *k, size_t len);
+
+#endif
