@@ -1,0 +1,334 @@
+/* backend.c: pipelined meta-protocol connections to memcached, with timeouts and ejection. */
+#include "backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proto_meta.h"
+#include "request.h"
+#include "worker.h"
+
+/* Replies from a backend are trusted more than clients, but still bounded. */
+#define BACKEND_VALUE_MAX (256u * 1024 * 1024)
+#define BACKEND_READ_CHUNK (16 * 1024)
+#define BACKEND_BUF_KEEP (64 * 1024)
+
+static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void backend_write_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void backend_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void backend_fail(struct backend *b, const char *err, bool timeout);
+
+struct backend *backend_new(struct worker *w, const struct server *srv)
+{
+    struct backend *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    b->name = strdup(srv->name);
+    if (b->name == NULL) {
+        free(b);
+        return NULL;
+    }
+    b->w = w;
+    b->addr = srv->addr;
+    b->addrlen = srv->addrlen;
+    b->opts = srv->opts;
+    b->fd = -1;
+    b->state = BE_IDLE;
+    ev_init(&b->rio, backend_read_cb);
+    ev_init(&b->wio, backend_write_cb);
+    ev_init(&b->timer, backend_timer_cb);
+    b->rio.data = b->wio.data = b->timer.data = b;
+    return b;
+}
+
+/* Close the socket and stop every watcher; the queue is left to the caller. */
+static void backend_close(struct backend *b)
+{
+    ev_io_stop(b->w->loop, &b->rio);
+    ev_io_stop(b->w->loop, &b->wio);
+    ev_timer_stop(b->w->loop, &b->timer);
+    if (b->fd >= 0)
+        close(b->fd);
+    b->fd = -1;
+    b->wbuf.off = b->wbuf.len = 0;
+    b->rbuf.off = b->rbuf.len = 0;
+}
+
+void backend_free(struct backend *b)
+{
+    if (b == NULL)
+        return;
+    /* Ops still queued belong to requests being torn down with the worker. */
+    backend_fail(b, "SERVER_ERROR gateway shutting down", false);
+    backend_close(b);
+    buf_free(&b->wbuf);
+    buf_free(&b->rbuf);
+    free(b->name);
+    free(b);
+}
+
+const char *backend_state_name(const struct backend *b)
+{
+    switch (b->state) {
+    case BE_IDLE:
+        return b->failures ? "retrying" : "idle";
+    case BE_CONNECTING:
+        return "connecting";
+    case BE_UP:
+        return "up";
+    case BE_DOWN:
+        return "down";
+    }
+    return "?";
+}
+
+bool backend_usable(struct backend *b)
+{
+    if (MG_LIKELY(b->state != BE_DOWN))
+        return true;
+    if (ev_now(b->w->loop) >= b->retry_at) {
+        log_info("backend %s: retry after ejection", b->name);
+        b->state = BE_IDLE;
+        return true;
+    }
+    return false;
+}
+
+/* (Re)arm the timer for the connect timeout or the oldest op's read timeout. */
+static void backend_arm_timer(struct backend *b)
+{
+    struct ev_loop *loop = b->w->loop;
+    double after;
+    if (b->state == BE_CONNECTING) {
+        after = b->opts.connect_timeout;
+    } else if (b->qhead) {
+        after = b->qhead->sent + b->opts.timeout - ev_now(loop);
+        if (after < 0.001)
+            after = 0.001;
+    } else {
+        ev_timer_stop(loop, &b->timer);
+        return;
+    }
+    ev_timer_stop(loop, &b->timer);
+    ev_timer_set(&b->timer, after, 0.);
+    ev_timer_start(loop, &b->timer);
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL, 0);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* Start a non-blocking connect. Failures are handled through backend_fail. */
+static void backend_connect(struct backend *b)
+{
+    int fd = socket(b->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || set_nonblock(fd) < 0) {
+        log_warn("backend %s: socket: %s", b->name, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        backend_fail(b, "SERVER_ERROR backend connect failed", false);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    b->fd = fd;
+    int rc = connect(fd, (struct sockaddr *)&b->addr, b->addrlen);
+    if (rc < 0 && errno != EINPROGRESS) {
+        log_info("backend %s: connect: %s", b->name, strerror(errno));
+        backend_fail(b, "SERVER_ERROR backend connect failed", false);
+        return;
+    }
+    b->state = BE_CONNECTING;
+    ev_io_set(&b->rio, fd, EV_READ);
+    ev_io_set(&b->wio, fd, EV_WRITE);
+    ev_io_start(b->w->loop, &b->wio);
+    backend_arm_timer(b);
+}
+
+void backend_push(struct backend *b, struct op *op)
+{
+    op->be = b;
+    op->next = NULL;
+    op->sent = ev_now(b->w->loop);
+    if (b->qtail)
+        b->qtail->next = op;
+    else
+        b->qhead = op;
+    b->qtail = op;
+    b->nq++;
+    STAT_INC(b->st.requests);
+    STAT_INC(b->st.inflight);
+    if (b->state == BE_IDLE) {
+        backend_connect(b);
+        return;
+    }
+    if (b->state == BE_UP && !ev_is_active(&b->timer))
+        backend_arm_timer(b);
+    worker_dirty_backend(b->w, b);
+}
+
+/* Tear the connection down and fail every queued op with err. Counts a failure and
+ * ejects the backend when failure_limit is reached. */
+static void backend_fail(struct backend *b, const char *err, bool timeout)
+{
+    bool had_conn = b->fd >= 0 || b->state == BE_CONNECTING;
+    backend_close(b);
+    struct op *q = b->qhead;
+    b->qhead = b->qtail = NULL;
+    b->nq = 0;
+    if (had_conn || q) {
+        STAT_INC(b->st.errors);
+        if (timeout)
+            STAT_INC(b->st.timeouts);
+        b->failures++;
+    }
+    if (b->failures >= b->opts.failure_limit && b->opts.failure_limit > 0) {
+        if (b->state != BE_DOWN) {
+            STAT_INC(b->st.ejections);
+            log_warn("backend %s ejected for %.1fs: %s", b->name, b->opts.retry_timeout, err);
+        }
+        b->state = BE_DOWN;
+        b->retry_at = ev_now(b->w->loop) + b->opts.retry_timeout;
+    } else {
+        b->state = BE_IDLE;
+    }
+    while (q) {
+        struct op *next = q->next;
+        STAT_DEC(b->st.inflight);
+        q->next = NULL;
+        op_fail(q, err);
+        q = next;
+    }
+}
+
+void backend_flush(struct backend *b)
+{
+    if (b->state != BE_UP || buf_unread(&b->wbuf) == 0)
+        return;
+    ssize_t n = write(b->fd, buf_head(&b->wbuf), buf_unread(&b->wbuf));
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+            ev_io_start(b->w->loop, &b->wio);
+            return;
+        }
+        log_info("backend %s: write: %s", b->name, strerror(errno));
+        backend_fail(b, "SERVER_ERROR backend write failed", false);
+        return;
+    }
+    b->wbuf.off += (size_t)n;
+    if (buf_unread(&b->wbuf) == 0) {
+        b->wbuf.off = b->wbuf.len = 0;
+        if (b->wbuf.cap > BACKEND_BUF_KEEP)
+            buf_reset(&b->wbuf, BACKEND_BUF_KEEP);
+        ev_io_stop(b->w->loop, &b->wio);
+    } else {
+        ev_io_start(b->w->loop, &b->wio);
+    }
+}
+
+static void backend_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    MG_UNUSED(loop);
+    MG_UNUSED(revents);
+    struct backend *b = w->data;
+    if (b->state == BE_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(b->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        if (err) {
+            log_info("backend %s: connect: %s", b->name, strerror(err));
+            backend_fail(b, "SERVER_ERROR backend connect failed", false);
+            return;
+        }
+        b->state = BE_UP;
+        ev_io_start(b->w->loop, &b->rio);
+        backend_arm_timer(b);
+    }
+    ev_io_stop(b->w->loop, &b->wio);
+    backend_flush(b);
+}
+
+static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    MG_UNUSED(loop);
+    MG_UNUSED(revents);
+    struct backend *b = w->data;
+    if (buf_reserve(&b->rbuf, BACKEND_READ_CHUNK) != MG_OK) {
+        backend_fail(b, "SERVER_ERROR out of memory", false);
+        return;
+    }
+    ssize_t n = read(b->fd, b->rbuf.data + b->rbuf.len, b->rbuf.cap - b->rbuf.len);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        log_info("backend %s: %s", b->name, n == 0 ? "closed by peer" : strerror(errno));
+        backend_fail(b, "SERVER_ERROR backend closed connection", false);
+        return;
+    }
+    b->rbuf.len += (size_t)n;
+    while (b->qhead && buf_unread(&b->rbuf)) {
+        struct mg_meta_reply rep;
+        size_t used = 0;
+        int rc = mg_meta_parse_reply(buf_head(&b->rbuf), buf_unread(&b->rbuf),
+                                     BACKEND_VALUE_MAX, &rep, &used);
+        if (rc == MG_EAGAIN)
+            break;
+        if (rc != MG_OK) {
+            log_warn("backend %s: unparsable reply", b->name);
+            backend_fail(b, "SERVER_ERROR backend protocol error", false);
+            return;
+        }
+        struct op *op = b->qhead;
+        b->qhead = op->next;
+        if (b->qhead == NULL)
+            b->qtail = NULL;
+        b->nq--;
+        b->failures = 0;
+        STAT_DEC(b->st.inflight);
+        op->next = NULL;
+        op_reply(op, &rep);
+        b->rbuf.off += used;
+    }
+    if (b->qhead == NULL && buf_unread(&b->rbuf)) {
+        log_warn("backend %s: reply without a request", b->name);
+        backend_fail(b, "SERVER_ERROR backend protocol error", false);
+        return;
+    }
+    if (buf_unread(&b->rbuf) == 0) {
+        b->rbuf.off = b->rbuf.len = 0;
+        if (b->rbuf.cap > BACKEND_BUF_KEEP)
+            buf_reset(&b->rbuf, BACKEND_BUF_KEEP);
+    } else {
+        buf_compact(&b->rbuf);
+    }
+    backend_arm_timer(b);
+}
+
+static void backend_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    MG_UNUSED(revents);
+    struct backend *b = w->data;
+    if (b->state == BE_CONNECTING) {
+        log_info("backend %s: connect timeout", b->name);
+        backend_fail(b, "SERVER_ERROR backend connect timeout", true);
+        return;
+    }
+    if (b->qhead == NULL)
+        return;
+    if (ev_now(loop) - b->qhead->sent >= b->opts.timeout - 0.0005) {
+        log_info("backend %s: read timeout", b->name);
+        backend_fail(b, "SERVER_ERROR backend timeout", true);
+        return;
+    }
+    backend_arm_timer(b);
+}

@@ -1,0 +1,62 @@
+/* backend.h: a worker's pipelined meta-protocol connection to one memcached server. */
+#ifndef MG_BACKEND_H
+#define MG_BACKEND_H
+
+#include <ev.h>
+#include <stdatomic.h>
+
+#include "buf.h"
+#include "config.h"
+
+struct worker;
+struct op;
+
+enum backend_state {
+    BE_IDLE = 0,   /* no connection; the next request connects */
+    BE_CONNECTING, /* non-blocking connect under way */
+    BE_UP,         /* connected */
+    BE_DOWN,       /* ejected until retry_at */
+};
+
+/* Per-backend counters, written by the owning worker only, read by any thread (stats). */
+struct backend_stats {
+    atomic_uint_fast64_t requests, errors, timeouts, ejections, inflight;
+};
+
+/* Owned by its worker (worker->backends[server id]); ops point back to it while queued.
+ * Keeps its own copy of the server's name and address so it can outlive a config. */
+struct backend {
+    struct worker *w;
+    char *name;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    struct pool_opts opts;
+    int fd;
+    enum backend_state state;
+    ev_io rio, wio;
+    ev_timer timer;     /* connect timeout, then the oldest request's read timeout */
+    uint32_t failures;  /* consecutive */
+    ev_tstamp retry_at; /* BE_DOWN until then */
+    struct buf wbuf;    /* commands rendered but not yet written */
+    struct buf rbuf;
+    struct op *qhead, *qtail; /* every op whose command is in wbuf or on the wire */
+    uint32_t nq;
+    bool dirty;               /* on the worker's flush list */
+    struct backend *next_dirty;
+    struct backend_stats st;
+};
+
+struct backend *backend_new(struct worker *w, const struct server *srv);
+void backend_free(struct backend *b);
+
+/* True when a request may be queued now (connected, connecting, or worth a reconnect).
+ * False while ejected: the caller fails the request at once. */
+bool backend_usable(struct backend *b);
+/* Queue op whose command the caller has just appended to b->wbuf. Starts a connect when
+ * idle and schedules a flush before the loop sleeps. */
+void backend_push(struct backend *b, struct op *op);
+/* Write pending commands (called once per loop iteration for dirty backends). */
+void backend_flush(struct backend *b);
+const char *backend_state_name(const struct backend *b);
+
+#endif

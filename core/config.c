@@ -1,0 +1,267 @@
+/* config.c: building, routing through and freeing config generations. */
+#include "config.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ketama.h"
+
+struct settings settings;
+
+void config_default_opts(struct pool_opts *o)
+{
+    /* connect/read timeouts a little under libmemcached's seconds-long defaults: a cache
+     * that answers in more than a second is as good as down. Failure limit as twemproxy,
+     * retry timeout as libmemcached/pylibmc (2 s). */
+    o->connect_timeout = 1.0;
+    o->timeout = 1.0;
+    o->failure_limit = 2;
+    o->retry_timeout = 2.0;
+}
+
+struct config *config_new(void)
+{
+    struct config *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    atomic_init(&c->refs, 1);
+    c->default_idx = -1;
+    return c;
+}
+
+int config_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return MG_ERR;
+        h = s + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return MG_ERR;
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= hostlen)
+        return MG_ERR;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || colon[1] == '\0' || p < 0 || p > 65535)
+        return MG_ERR;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)p;
+    return MG_OK;
+}
+
+static int find_server(const struct config *c, const char *name)
+{
+    for (uint32_t i = 0; i < c->nservers; i++)
+        if (strcmp(c->servers[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Grow an array to hold one more element. Returns MG_OK or MG_ERR. */
+static int grow(void **arr, uint32_t n, uint32_t *cap, size_t elem)
+{
+    if (n < *cap)
+        return MG_OK;
+    uint32_t ncap = *cap ? *cap * 2 : 4;
+    void *p = realloc(*arr, ncap * elem);
+    if (p == NULL)
+        return MG_ERR;
+    memset((char *)p + (size_t)*cap * elem, 0, (size_t)(ncap - *cap) * elem);
+    *arr = p;
+    *cap = ncap;
+    return MG_OK;
+}
+
+int config_find_pool(const struct config *c, const char *name)
+{
+    for (uint32_t i = 0; i < c->npools; i++)
+        if (strcmp(c->pools[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+int config_add_pool(struct config *c, const char *name, const char *const *servers, uint32_t n,
+                    const struct pool_opts *opts, char *err, size_t errlen)
+{
+    if (n == 0) {
+        snprintf(err, errlen, "pool '%s' has no servers", name);
+        return MG_ERR;
+    }
+    if (config_find_pool(c, name) >= 0) {
+        snprintf(err, errlen, "pool '%s' declared twice", name);
+        return MG_ERR;
+    }
+    if (grow((void **)&c->pools, c->npools, &c->pools_cap, sizeof(struct pool)) != MG_OK)
+        goto oom;
+    struct pool *p = &c->pools[c->npools];
+    memset(p, 0, sizeof(*p));
+    p->name = strdup(name);
+    p->servers = calloc(n, sizeof(struct server *)); /* filled with indexes, fixed later */
+    if (p->name == NULL || p->servers == NULL)
+        goto oom;
+    p->opts = *opts;
+    p->id = c->npools;
+    for (uint32_t i = 0; i < n; i++) {
+        char host[256];
+        uint16_t port;
+        if (config_split_hostport(servers[i], host, sizeof(host), &port) != MG_OK) {
+            snprintf(err, errlen, "pool '%s': bad server '%s' (want host:port)", name,
+                     servers[i]);
+            free(p->name);
+            free(p->servers);
+            return MG_ERR;
+        }
+        int si = find_server(c, servers[i]);
+        if (si < 0) {
+            if (grow((void **)&c->servers, c->nservers, &c->servers_cap,
+                     sizeof(struct server)) != MG_OK)
+                goto oom;
+            struct server *s = &c->servers[c->nservers];
+            s->name = strdup(servers[i]);
+            if (s->name == NULL)
+                goto oom;
+            s->id = c->nservers;
+            s->opts = *opts;
+            si = (int)c->nservers++;
+        }
+        /* an index for now: c->servers may still move */
+        p->servers[i] = (struct server *)(uintptr_t)(si + 1);
+    }
+    p->nservers = n;
+    return (int)c->npools++;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return MG_ERR;
+}
+
+int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx)
+{
+    if (prefix == NULL) {
+        c->default_idx = pool_idx;
+        return MG_OK;
+    }
+    if (grow((void **)&c->routes, c->nroutes, &c->routes_cap, sizeof(struct route_entry)) !=
+        MG_OK)
+        return MG_ERR;
+    struct route_entry *r = &c->routes[c->nroutes];
+    r->prefix = malloc(len + 1);
+    if (r->prefix == NULL)
+        return MG_ERR;
+    memcpy(r->prefix, prefix, len);
+    r->prefix[len] = '\0';
+    r->len = (uint32_t)len;
+    r->pool = (struct pool *)(uintptr_t)(pool_idx + 1);
+    c->nroutes++;
+    return MG_OK;
+}
+
+static int route_cmp(const void *a, const void *b)
+{
+    const struct route_entry *x = a, *y = b;
+    return (int)y->len - (int)x->len;
+}
+
+static int resolve(struct server *s, char *err, size_t errlen)
+{
+    char host[256];
+    uint16_t port;
+    if (config_split_hostport(s->name, host, sizeof(host), &port) != MG_OK) {
+        snprintf(err, errlen, "bad server '%s'", s->name);
+        return MG_ERR;
+    }
+    char portstr[8];
+    snprintf(portstr, sizeof(portstr), "%u", port);
+    struct addrinfo hints = { 0 }, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        snprintf(err, errlen, "cannot resolve '%s': %s", s->name, gai_strerror(rc));
+        return MG_ERR;
+    }
+    memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
+    s->addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return MG_OK;
+}
+
+int config_finish(struct config *c, char *err, size_t errlen)
+{
+    if (c->npools == 0) {
+        snprintf(err, errlen, "no pool declared");
+        return MG_ERR;
+    }
+    for (uint32_t i = 0; i < c->nservers; i++)
+        if (resolve(&c->servers[i], err, errlen) != MG_OK)
+            return MG_ERR;
+    for (uint32_t i = 0; i < c->npools; i++) {
+        struct pool *p = &c->pools[i];
+        const char **names = calloc(p->nservers, sizeof(char *));
+        if (names == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return MG_ERR;
+        }
+        for (uint32_t j = 0; j < p->nservers; j++) {
+            p->servers[j] = &c->servers[(uintptr_t)p->servers[j] - 1];
+            names[j] = p->servers[j]->name;
+        }
+        p->ring = ketama_new(names, NULL, p->nservers, err, errlen);
+        free(names);
+        if (p->ring == NULL)
+            return MG_ERR;
+    }
+    for (uint32_t i = 0; i < c->nroutes; i++)
+        c->routes[i].pool = &c->pools[(uintptr_t)c->routes[i].pool - 1];
+    qsort(c->routes, c->nroutes, sizeof(struct route_entry), route_cmp);
+    if (c->default_idx < 0)
+        c->default_idx = 0;
+    c->default_pool = &c->pools[c->default_idx];
+    return MG_OK;
+}
+
+struct pool *config_route(const struct config *c, const char *key, size_t len)
+{
+    for (uint32_t i = 0; i < c->nroutes; i++) {
+        const struct route_entry *r = &c->routes[i];
+        if (r->len <= len && memcmp(r->prefix, key, r->len) == 0)
+            return r->pool;
+    }
+    return c->default_pool;
+}
+
+void config_ref(struct config *c) { atomic_fetch_add(&c->refs, 1); }
+
+static void config_free(struct config *c)
+{
+    for (uint32_t i = 0; i < c->npools; i++) {
+        free(c->pools[i].name);
+        free(c->pools[i].servers);
+        if (c->pools[i].ring)
+            ketama_free(c->pools[i].ring);
+    }
+    for (uint32_t i = 0; i < c->nservers; i++)
+        free(c->servers[i].name);
+    for (uint32_t i = 0; i < c->nroutes; i++)
+        free(c->routes[i].prefix);
+    free(c->pools);
+    free(c->servers);
+    free(c->routes);
+    free(c);
+}
+
+void config_unref(struct config *c)
+{
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1)
+        config_free(c);
+}

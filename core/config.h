@@ -1,0 +1,94 @@
+/* config.h: one config generation (pools, servers, rings, routes) plus process settings. */
+#ifndef MG_CONFIG_H
+#define MG_CONFIG_H
+
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include "mg.h"
+
+struct ketama;
+
+#define MG_MAX_LISTENERS 16
+
+/* Backend behaviour of a pool. Defaults: see config_default_opts. */
+struct pool_opts {
+    double connect_timeout; /* seconds */
+    double timeout;         /* seconds a request may wait for its reply */
+    uint32_t failure_limit; /* consecutive failures before ejection */
+    double retry_timeout;   /* seconds an ejected backend rests before a retry */
+};
+
+/* One memcached server. Owned by its config; unique by name within a config. */
+struct server {
+    char *name; /* "host:port" as configured */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    uint32_t id; /* index in config->servers; workers index their backends by it */
+    struct pool_opts opts; /* from the first pool that names the server */
+};
+
+/* A named set of servers with a ketama ring. Owned by its config. */
+struct pool {
+    char *name;
+    uint32_t id;
+    struct server **servers; /* borrowed from config->servers, in ring order */
+    uint32_t nservers;
+    struct ketama *ring;
+    struct pool_opts opts;
+};
+
+struct route_entry {
+    char *prefix;
+    uint32_t len;
+    struct pool *pool;
+};
+
+/* A config generation: immutable once config_finish succeeded, shared by all workers
+ * (read without locks), freed when the last reference is dropped. */
+struct config {
+    atomic_int refs;
+    uint64_t generation;
+    struct server *servers;
+    uint32_t nservers, servers_cap;
+    struct pool *pools;
+    uint32_t npools, pools_cap;
+    struct route_entry *routes; /* sorted longest prefix first */
+    uint32_t nroutes, routes_cap;
+    struct pool *default_pool;
+    int default_idx;
+};
+
+/* Process-wide settings from the command line and the script's mg.listen. */
+struct settings {
+    char *listen[MG_MAX_LISTENERS];
+    int nlisten;
+    bool listen_from_cli;
+    char *servers_arg;  /* -s */
+    char *script;       /* config script path, or NULL */
+    int threads;
+    int max_conns;
+    uint32_t value_max;
+    struct pool_opts opts; /* defaults for pools, from flags */
+    bool opts_set[4];      /* which of opts came from flags (they override the script) */
+};
+
+extern struct settings settings;
+
+void config_default_opts(struct pool_opts *o);
+struct config *config_new(void);
+/* Add a pool; servers are "host:port" strings. Returns the pool index or MG_ERR. */
+int config_add_pool(struct config *c, const char *name, const char *const *servers, uint32_t n,
+                    const struct pool_opts *opts, char *err, size_t errlen);
+int config_find_pool(const struct config *c, const char *name);
+int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx);
+/* Resolve addresses, build rings, sort routes. Returns MG_OK or MG_ERR with err filled. */
+int config_finish(struct config *c, char *err, size_t errlen);
+/* Pool for a key: longest matching prefix, else the default pool. */
+struct pool *config_route(const struct config *c, const char *key, size_t len);
+void config_ref(struct config *c);
+void config_unref(struct config *c);
+/* Parse "host:port" (or "[v6]:port"). Returns MG_OK or MG_ERR. host must hold 256 bytes. */
+int config_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+#endif

@@ -1,0 +1,303 @@
+/* conn.c: client connections: read, parse, queue requests, write replies in order. */
+#include "conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proto_text.h"
+#include "request.h"
+#include "worker.h"
+
+#define CONN_READ_CHUNK (16 * 1024)
+#define CONN_BUF_KEEP (64 * 1024)
+/* Backpressure: a client with this many requests queued, or this many reply bytes it has
+ * not read, is not read from until it drains to half of it. */
+#define CONN_MAX_PIPELINE 1024
+#define CONN_MAX_READY (4u << 20)
+#define CONN_IOV 64
+
+static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_process(struct conn *c);
+
+struct conn *conn_new(struct worker *w, int fd)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return NULL;
+    }
+    int fl = fcntl(fd, F_GETFL, 0);
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->w = w;
+    c->fd = fd;
+    ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
+    ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
+    c->rio.data = c->wio.data = c;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    ev_io_start(w->loop, &c->rio);
+    STAT_INC(w->st.curr_connections);
+    STAT_INC(w->st.total_connections);
+    return c;
+}
+
+void conn_enqueue(struct conn *c, struct request *r)
+{
+    r->c = c;
+    r->next = NULL;
+    if (c->tail)
+        c->tail->next = r;
+    else
+        c->head = r;
+    c->tail = r;
+    c->nreq++;
+}
+
+void conn_request_done(struct conn *c, struct request *r)
+{
+    r->done = true;
+    c->ready_bytes += r->outlen;
+    worker_dirty_conn(c->w, c);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    ev_io_stop(c->w->loop, &c->rio);
+    ev_io_stop(c->w->loop, &c->wio);
+    close(c->fd);
+    c->fd = -1;
+    STAT_DEC(c->w->st.curr_connections);
+    atomic_fetch_sub(&total_conns, 1);
+    worker_dirty_conn(c->w, c);
+}
+
+static void conn_free(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    buf_free(&c->rbuf);
+    free(c);
+}
+
+/* Pop the head request, which must be done and fully written. */
+static void conn_pop(struct conn *c)
+{
+    struct request *r = c->head;
+    c->head = r->next;
+    if (c->head == NULL)
+        c->tail = NULL;
+    c->nreq--;
+    c->ready_bytes -= r->outlen;
+    c->wpos = 0;
+    request_release(r);
+}
+
+/* Add b's unread bytes to iov, skipping *skip bytes first. */
+static void iov_add(struct iovec *iov, int *n, size_t *skip, const struct buf *b)
+{
+    size_t len = buf_unread(b);
+    if (len <= *skip) {
+        *skip -= len;
+        return;
+    }
+    iov[*n].iov_base = buf_head(b) + *skip;
+    iov[*n].iov_len = len - *skip;
+    *skip = 0;
+    (*n)++;
+}
+
+/* One writev of as many ready replies as fit. Returns bytes written, 0 when nothing was
+ * ready, MG_EAGAIN when the socket is full, MG_ERR on error (errno kept). */
+static ssize_t conn_write_some(struct conn *c)
+{
+    struct iovec iov[CONN_IOV];
+    int n = 0;
+    size_t skip = c->wpos;
+    /* pieces strictly in order; stop at the first that does not fit */
+    for (struct request *r = c->head; r && r->done; r = r->next) {
+        for (uint32_t i = 0; i < r->nops; i++) {
+            if (n == CONN_IOV)
+                goto full;
+            iov_add(iov, &n, &skip, &r->ops[i].out);
+        }
+        if (n == CONN_IOV)
+            goto full;
+        iov_add(iov, &n, &skip, &r->out);
+    }
+full:
+    if (n == 0)
+        return 0;
+    ssize_t w = writev(c->fd, iov, n);
+    if (w < 0)
+        return (errno == EAGAIN || errno == EINTR) ? MG_EAGAIN : MG_ERR;
+    STAT_ADD(c->w->st.bytes_written, (uint64_t)w);
+    return w;
+}
+
+/* Account for w written bytes: pop every request whose reply went out completely. */
+static void conn_consume(struct conn *c, size_t w)
+{
+    while (c->head && c->head->done) {
+        size_t left = c->head->outlen - c->wpos;
+        if (w < left) {
+            c->wpos += w;
+            return;
+        }
+        w -= left;
+        conn_pop(c);
+    }
+}
+
+void conn_flush(struct conn *c)
+{
+    if (c->closing) {
+        while (c->head && c->head->done) {
+            c->wpos = 0;
+            conn_pop(c);
+        }
+        if (c->head == NULL)
+            conn_free(c);
+        return;
+    }
+    for (;;) {
+        conn_consume(c, 0); /* drop finished requests with empty replies */
+        ssize_t w = conn_write_some(c);
+        if (w == 0)
+            break;
+        if (w == MG_EAGAIN) {
+            ev_io_start(c->w->loop, &c->wio);
+            return;
+        }
+        if (w < 0) {
+            log_debug("client %s: write: %s", c->peer, strerror(errno));
+            conn_close(c);
+            return;
+        }
+        conn_consume(c, (size_t)w);
+    }
+    if (c->close_after_flush && c->head == NULL) {
+        conn_close(c);
+        return;
+    }
+    if (c->paused && c->nreq < CONN_MAX_PIPELINE / 2 && c->ready_bytes < CONN_MAX_READY / 2) {
+        c->paused = false;
+        ev_io_start(c->w->loop, &c->rio);
+        conn_process(c);
+    }
+}
+
+static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    MG_UNUSED(revents);
+    struct conn *c = w->data;
+    ev_io_stop(loop, w);
+    worker_dirty_conn(c->w, c);
+}
+
+/* Parse and dispatch every complete request in the read buffer. */
+static void conn_process(struct conn *c)
+{
+    struct buf *b = &c->rbuf;
+    while (!c->closing && !c->close_after_flush) {
+        if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY) {
+            c->paused = true;
+            ev_io_stop(c->w->loop, &c->rio);
+            break;
+        }
+        if (c->swallow) {
+            size_t n = buf_unread(b) < c->swallow ? buf_unread(b) : (size_t)c->swallow;
+            b->off += n;
+            c->swallow -= n;
+            if (c->swallow)
+                break;
+            continue;
+        }
+        if (buf_unread(b) == 0)
+            break;
+        struct mg_text_req t;
+        size_t used = 0;
+        int rc = mg_text_parse(buf_head(b), buf_unread(b), settings.value_max, &t, &used);
+        if (rc == MG_EAGAIN)
+            break;
+        switch (rc) {
+        case MG_OK:
+            request_dispatch(c, &t);
+            break;
+        case MG_ESWALLOW:
+            c->swallow = t.swallow;
+            if (!t.noreply) /* memcached stays silent on noreply errors too */
+                request_reply_line(c, t.err);
+            STAT_INC(c->w->st.client_errors);
+            break;
+        case MG_ECLOSE:
+            request_reply_line(c, t.err);
+            STAT_INC(c->w->st.client_errors);
+            c->close_after_flush = true;
+            ev_io_stop(c->w->loop, &c->rio);
+            break;
+        default:
+            if (t.cmd == MG_CMD_UNKNOWN)
+                log_debug("client %s: unknown command", c->peer);
+            if (!t.noreply)
+                request_reply_line(c, t.err);
+            STAT_INC(c->w->st.client_errors);
+            break;
+        }
+        b->off += used;
+    }
+    if (buf_unread(b) == 0) {
+        b->off = b->len = 0;
+        if (b->cap > CONN_BUF_KEEP)
+            buf_reset(b, CONN_BUF_KEEP);
+    } else if (b->off) {
+        buf_compact(b);
+    }
+}
+
+static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    MG_UNUSED(loop);
+    MG_UNUSED(revents);
+    struct conn *c = w->data;
+    if (buf_reserve(&c->rbuf, CONN_READ_CHUNK) != MG_OK) {
+        conn_close(c);
+        return;
+    }
+    ssize_t n = read(c->fd, c->rbuf.data + c->rbuf.len, c->rbuf.cap - c->rbuf.len);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n == 0 && c->head) {
+        /* half-close (printf ... | nc): answer what was asked, then close */
+        c->close_after_flush = true;
+        ev_io_stop(c->w->loop, &c->rio);
+        return;
+    }
+    if (n <= 0) {
+        conn_close(c);
+        return;
+    }
+    c->rbuf.len += (size_t)n;
+    STAT_ADD(c->w->st.bytes_read, (uint64_t)n);
+    conn_process(c);
+}

@@ -1,0 +1,45 @@
+/* conn.h: a client connection: reads and parses requests, writes replies in order. */
+#ifndef MG_CONN_H
+#define MG_CONN_H
+
+#include <ev.h>
+
+#include "buf.h"
+
+struct worker;
+struct request;
+
+/* Owned by its worker (worker->conns list). Freed only from the worker's prepare step once
+ * it is closing and none of its requests still waits on a backend. */
+struct conn {
+    struct worker *w;
+    struct conn *prev, *next;  /* worker->conns */
+    struct conn *next_dirty;
+    int fd;
+    ev_io rio, wio;
+    struct buf rbuf;
+    struct request *head, *tail; /* FIFO of requests, in arrival order */
+    uint32_t nreq;               /* in the FIFO */
+    size_t ready_bytes;          /* reply bytes of done requests not yet written */
+    size_t wpos;                 /* bytes of head's reply already written */
+    uint64_t swallow;            /* data bytes still to drop (value too large) */
+    bool dirty;
+    bool paused;                 /* not reading: too much queued (backpressure) */
+    bool closing;                /* fd closed or to close; no more reads */
+    bool close_after_flush;      /* quit, or a fatal protocol error */
+    char peer[64];
+};
+
+/* Take an accepted socket. Returns NULL (and closes fd) when out of memory. */
+struct conn *conn_new(struct worker *w, int fd);
+/* Append request r to c's FIFO (its reply goes out after those before it). */
+void conn_enqueue(struct conn *c, struct request *r);
+/* r is complete: its reply may go out once those before it went. */
+void conn_request_done(struct conn *c, struct request *r);
+/* Write what can be written; resume reading when drained; free a finished closing conn.
+ * Called from the worker's prepare step only. */
+void conn_flush(struct conn *c);
+/* Close c now (errors, shutdown); it is freed once its requests completed. */
+void conn_close(struct conn *c);
+
+#endif

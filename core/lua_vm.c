@@ -1,0 +1,202 @@
+/* lua_vm.c: LuaJIT states: running the config script and compiling what it declared. */
+#include "lua_vm.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Directory of the running binary, for finding lua/ beside it. */
+static void exe_dir(char *out, size_t len)
+{
+    ssize_t n = readlink("/proc/self/exe", out, len - 1);
+    if (n <= 0) {
+        snprintf(out, len, ".");
+        return;
+    }
+    out[n] = '\0';
+    char *slash = strrchr(out, '/');
+    if (slash)
+        *slash = '\0';
+}
+
+struct lua_State *lua_vm_new(char *err, size_t errlen)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        snprintf(err, errlen, "cannot create a Lua state");
+        return NULL;
+    }
+    luaL_openlibs(L);
+    char dir[4096];
+    exe_dir(dir, sizeof(dir));
+    const char *extra = getenv("MINTGATE_LUA_PATH");
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s%s%s/lua/?.lua;%s/lua/?/init.lua;%s/?.lua;%s/?/init.lua;%s",
+                    extra ? extra : "", extra ? ";" : "", dir, dir, MG_LUADIR, MG_LUADIR,
+                    lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+    return L;
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+    return 1;
+}
+
+/* Read number field name of the table on top into *out when present.
+ * Returns MG_ERR when present but not a number. */
+static int opt_number(lua_State *L, const char *name, double *out)
+{
+    lua_getfield(L, -1, name);
+    int rc = MG_OK;
+    if (lua_isnumber(L, -1))
+        *out = lua_tonumber(L, -1);
+    else if (!lua_isnil(L, -1))
+        rc = MG_ERR;
+    lua_pop(L, 1);
+    return rc;
+}
+
+/* Compile pools from the state table on top of the stack into c. */
+static int compile_pools(lua_State *L, struct config *c, const struct settings *s, char *err,
+                         size_t errlen)
+{
+    lua_getfield(L, -1, "pools");
+    int n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "name");
+        const char *name = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        struct pool_opts o = s->opts;
+        double fl = o.failure_limit;
+        if (opt_number(L, "connect_timeout", &o.connect_timeout) != MG_OK ||
+            opt_number(L, "timeout", &o.timeout) != MG_OK ||
+            opt_number(L, "retry_timeout", &o.retry_timeout) != MG_OK ||
+            opt_number(L, "failure_limit", &fl) != MG_OK) {
+            snprintf(err, errlen, "pool '%s': bad option", name ? name : "?");
+            return MG_ERR;
+        }
+        o.failure_limit = (uint32_t)fl;
+        lua_getfield(L, -1, "servers");
+        int ns = (int)lua_objlen(L, -1);
+        const char **names = calloc((size_t)ns + 1, sizeof(char *));
+        if (names == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return MG_ERR;
+        }
+        for (int j = 1; j <= ns; j++) {
+            lua_rawgeti(L, -1, j);
+            names[j - 1] = lua_tostring(L, -1); /* kept alive by the servers table */
+            lua_pop(L, 1);
+        }
+        int rc = config_add_pool(c, name ? name : "?", names, (uint32_t)ns, &o, err, errlen);
+        free(names);
+        lua_pop(L, 2); /* servers, pool */
+        if (rc < 0)
+            return MG_ERR;
+    }
+    lua_pop(L, 1);
+    return MG_OK;
+}
+
+static int compile_routes(lua_State *L, struct config *c, char *err, size_t errlen)
+{
+    lua_getfield(L, -1, "route");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return MG_OK; /* every key goes to the first pool */
+    }
+    lua_getfield(L, -1, "default");
+    if (lua_isstring(L, -1))
+        config_add_route(c, NULL, 0, config_find_pool(c, lua_tostring(L, -1)));
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "prefixes");
+    int n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        size_t len;
+        const char *prefix = lua_tolstring(L, -2, &len);
+        int pi = config_find_pool(c, lua_tostring(L, -1));
+        if (prefix == NULL || pi < 0 || config_add_route(c, prefix, len, pi) != MG_OK) {
+            snprintf(err, errlen, "bad route entry %d", i);
+            return MG_ERR;
+        }
+        lua_pop(L, 3);
+    }
+    lua_pop(L, 2);
+    return MG_OK;
+}
+
+static void take_listen(lua_State *L, struct settings *s)
+{
+    lua_getfield(L, -1, "listen");
+    int n = (int)lua_objlen(L, -1);
+    if (!s->listen_from_cli && n > 0) {
+        for (int i = 0; i < s->nlisten; i++)
+            free(s->listen[i]);
+        s->nlisten = 0;
+        for (int i = 1; i <= n && s->nlisten < MG_MAX_LISTENERS; i++) {
+            lua_rawgeti(L, -1, i);
+            s->listen[s->nlisten++] = strdup(lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+struct config *lua_config_load(const char *path, struct settings *s, char *err, size_t errlen)
+{
+    struct config *c = NULL;
+    lua_State *L = lua_vm_new(err, errlen);
+    if (L == NULL)
+        return NULL;
+    lua_pushcfunction(L, traceback);
+    if (luaL_loadfile(L, path) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        goto done;
+    }
+    if (lua_pcall(L, 0, 0, -2) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        goto done;
+    }
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_getfield(L, -1, "mintgate");
+    if (!lua_istable(L, -1)) {
+        snprintf(err, errlen, "%s: the script never did require \"mintgate\"", path);
+        goto done;
+    }
+    lua_getfield(L, -1, "_state");
+    if (!lua_istable(L, -1)) {
+        snprintf(err, errlen, "%s: mintgate module has no state", path);
+        goto done;
+    }
+    c = config_new();
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    if (compile_pools(L, c, s, err, errlen) != MG_OK ||
+        compile_routes(L, c, err, errlen) != MG_OK || config_finish(c, err, errlen) != MG_OK) {
+        config_unref(c);
+        c = NULL;
+        goto done;
+    }
+    take_listen(L, s);
+done:
+    lua_close(L);
+    return c;
+}

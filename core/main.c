@@ -1,0 +1,341 @@
+/* main.c: command line, startup, listeners, worker threads and signals. */
+#include <errno.h>
+#include <ev.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "lua_vm.h"
+#include "worker.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mintgate [options] [config.lua]\n"
+            "  -l, --listen ADDR:PORT      listen here (repeatable; default 127.0.0.1:11211)\n"
+            "  -s, --servers H:P[,H:P...]  a default pool, when no config script is given\n"
+            "  -t, --threads N             worker threads (default: number of cores)\n"
+            "  -c, --max-conns N           max client connections (default 4096)\n"
+            "  -I, --max-item-size BYTES   largest value accepted (default 1m; k/m suffixes)\n"
+            "      --connect-timeout SEC   backend connect timeout (default 1)\n"
+            "      --timeout SEC           backend reply timeout (default 1)\n"
+            "      --failure-limit N       failures in a row before a backend is ejected (2)\n"
+            "      --retry-timeout SEC     how long an ejected backend rests (default 2)\n"
+            "  -v, -vv                     log more (info, debug)\n"
+            "      --check config.lua      validate a config script and exit 0 or 1\n"
+            "  -V, --version               print the version and exit\n"
+            "  -h, --help                  this help\n");
+}
+
+static int parse_num(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || v < lo || v > hi)
+        return MG_ERR;
+    *out = v;
+    return MG_OK;
+}
+
+static int parse_size(const char *s, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return MG_ERR;
+    if (*end == 'k' || *end == 'K')
+        v *= 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        v *= 1024 * 1024, end++;
+    if (*end != '\0' || v < 1 || v > 1024ull * 1024 * 1024)
+        return MG_ERR;
+    *out = (uint32_t)v;
+    return MG_OK;
+}
+
+static void die_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "mintgate: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(try mintgate --help)\n");
+    exit(2);
+}
+
+enum { OPT_CONNECT_TIMEOUT = 256, OPT_TIMEOUT, OPT_FAILURE_LIMIT, OPT_RETRY_TIMEOUT, OPT_CHECK };
+
+/* Fills settings from argv. Exits 2 on bad usage. Returns the --check script or NULL. */
+static const char *parse_args(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "listen", required_argument, NULL, 'l' },
+        { "servers", required_argument, NULL, 's' },
+        { "threads", required_argument, NULL, 't' },
+        { "max-conns", required_argument, NULL, 'c' },
+        { "max-item-size", required_argument, NULL, 'I' },
+        { "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+        { "timeout", required_argument, NULL, OPT_TIMEOUT },
+        { "failure-limit", required_argument, NULL, OPT_FAILURE_LIMIT },
+        { "retry-timeout", required_argument, NULL, OPT_RETRY_TIMEOUT },
+        { "check", required_argument, NULL, OPT_CHECK },
+        { "verbose", no_argument, NULL, 'v' },
+        { "version", no_argument, NULL, 'V' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *check = NULL;
+    double v;
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":l:s:t:c:I:vVh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'l':
+            if (settings.nlisten >= MG_MAX_LISTENERS)
+                die_usage("too many -l (at most %s)", "16");
+            settings.listen[settings.nlisten++] = strdup(optarg);
+            settings.listen_from_cli = true;
+            break;
+        case 's':
+            settings.servers_arg = optarg;
+            break;
+        case 't':
+            if (parse_num(optarg, 1, 256, &v) != MG_OK || v != (int)v)
+                die_usage("-t wants a whole number from 1 to 256, not '%s'", optarg);
+            settings.threads = (int)v;
+            break;
+        case 'c':
+            if (parse_num(optarg, 1, 1000000, &v) != MG_OK || v != (int)v)
+                die_usage("-c wants a whole number from 1 to 1000000, not '%s'", optarg);
+            settings.max_conns = (int)v;
+            break;
+        case 'I':
+            if (parse_size(optarg, &settings.value_max) != MG_OK)
+                die_usage("-I wants a size in bytes (k/m suffixes allowed), not '%s'", optarg);
+            break;
+        case OPT_CONNECT_TIMEOUT:
+        case OPT_TIMEOUT:
+        case OPT_RETRY_TIMEOUT:
+            if (parse_num(optarg, 0.001, 3600, &v) != MG_OK)
+                die_usage("timeouts want seconds between 0.001 and 3600, not '%s'", optarg);
+            if (ch == OPT_CONNECT_TIMEOUT)
+                settings.opts.connect_timeout = v;
+            else if (ch == OPT_TIMEOUT)
+                settings.opts.timeout = v;
+            else
+                settings.opts.retry_timeout = v;
+            break;
+        case OPT_FAILURE_LIMIT:
+            if (parse_num(optarg, 0, 1000, &v) != MG_OK || v != (int)v)
+                die_usage("--failure-limit wants a whole number from 0 to 1000, not '%s'", optarg);
+            settings.opts.failure_limit = (uint32_t)v;
+            break;
+        case OPT_CHECK:
+            check = optarg;
+            break;
+        case 'v':
+            log_level = log_level < LOG_INFO ? LOG_INFO : LOG_DEBUG;
+            break;
+        case 'V':
+            printf("mintgate %s\n", MG_VERSION);
+            exit(0);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case ':':
+            die_usage("option %s needs an argument", argv[optind - 1]);
+            break;
+        default:
+            die_usage("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        settings.script = argv[optind++];
+    if (optind < argc)
+        die_usage("unexpected argument '%s'", argv[optind]);
+    return check;
+}
+
+/* The default pool from -s "h:p,h:p". */
+static struct config *config_from_servers(const char *arg, char *err, size_t errlen)
+{
+    char *copy = strdup(arg);
+    const char *names[256];
+    uint32_t n = 0;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok && n < 256;
+         tok = strtok_r(NULL, ",", &save))
+        names[n++] = tok;
+    struct config *c = config_new();
+    if (config_add_pool(c, "default", names, n, &settings.opts, err, errlen) < 0 ||
+        config_finish(c, err, errlen) != MG_OK) {
+        config_unref(c);
+        c = NULL;
+    }
+    free(copy);
+    return c;
+}
+
+/* A listening socket for addr with SO_REUSEPORT, so each worker can have its own.
+ * *port_io: 0 to use addr's port, else forced (for port 0 in the address). */
+static int listen_socket(const char *addr, uint16_t *port_io, char *err, size_t errlen)
+{
+    char host[256];
+    uint16_t port;
+    if (config_split_hostport(addr, host, sizeof(host), &port) != MG_OK) {
+        snprintf(err, errlen, "bad listen address '%s' (want host:port)", addr);
+        return -1;
+    }
+    if (*port_io)
+        port = *port_io;
+    char ps[8];
+    snprintf(ps, sizeof(ps), "%u", port);
+    struct addrinfo hints = { 0 }, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int rc = getaddrinfo(host, ps, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve listen address '%s': %s", addr, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    }
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *port_io = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    MG_UNUSED(revents);
+    log_info("signal %d: stopping", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    MG_UNUSED(loop);
+    MG_UNUSED(w);
+    MG_UNUSED(revents);
+    log_warn("SIGHUP: reload is not available in this build; config unchanged");
+}
+
+int main(int argc, char **argv)
+{
+    char err[4096] = "";
+    settings.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (settings.threads < 1)
+        settings.threads = 1;
+    settings.max_conns = 4096;
+    settings.value_max = MG_VALUE_MAX_DEFAULT;
+    config_default_opts(&settings.opts);
+    const char *check = parse_args(argc, argv);
+
+    if (check) {
+        struct config *c = lua_config_load(check, &settings, err, sizeof(err));
+        if (c == NULL) {
+            fprintf(stderr, "mintgate: %s\n", err);
+            return 1;
+        }
+        printf("%s: ok (%u pools, %u servers)\n", check, c->npools, c->nservers);
+        config_unref(c);
+        return 0;
+    }
+
+    struct config *cfg = NULL;
+    if (settings.script)
+        cfg = lua_config_load(settings.script, &settings, err, sizeof(err));
+    else if (settings.servers_arg)
+        cfg = config_from_servers(settings.servers_arg, err, sizeof(err));
+    else
+        snprintf(err, sizeof(err), "no backends: give -s HOST:PORT[,...] or a config script");
+    if (cfg == NULL) {
+        fprintf(stderr, "mintgate: %s\n", err);
+        return 1;
+    }
+    if (settings.nlisten == 0)
+        settings.listen[settings.nlisten++] = strdup("127.0.0.1:11211");
+
+    signal(SIGPIPE, SIG_IGN);
+    process_started = time(NULL);
+    nworkers = settings.threads;
+    workers = calloc((size_t)nworkers, sizeof(struct worker));
+    int fds[MG_MAX_LISTENERS];
+    uint16_t ports[MG_MAX_LISTENERS] = { 0 };
+    int rc = 0;
+    /* block signals in workers; the main thread's loop takes them */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int i = 0; i < nworkers && rc == 0; i++) {
+        for (int l = 0; l < settings.nlisten; l++) {
+            fds[l] = listen_socket(settings.listen[l], &ports[l], err, sizeof(err));
+            if (fds[l] < 0) {
+                for (int k = 0; k < l; k++)
+                    close(fds[k]);
+                rc = 1;
+                break;
+            }
+        }
+        if (rc == 0 && worker_init(&workers[i], i, fds, settings.nlisten, cfg, err,
+                                   sizeof(err)) != MG_OK)
+            rc = 1;
+    }
+    if (rc == 0)
+        for (int i = 0; i < nworkers; i++)
+            if (worker_start(&workers[i]) != MG_OK) {
+                snprintf(err, sizeof(err), "cannot start worker threads");
+                nworkers = i;
+                rc = 1;
+                break;
+            }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0) {
+        for (int l = 0; l < settings.nlisten; l++)
+            log_info("listening on %s (port %u), %d threads", settings.listen[l], ports[l],
+                     nworkers);
+        struct ev_loop *loop = EV_DEFAULT;
+        ev_signal sterm, sint, shup;
+        ev_signal_init(&sterm, on_stop_signal, SIGTERM);
+        ev_signal_init(&sint, on_stop_signal, SIGINT);
+        ev_signal_init(&shup, on_hup, SIGHUP);
+        ev_signal_start(loop, &sterm);
+        ev_signal_start(loop, &sint);
+        ev_signal_start(loop, &shup);
+        ev_run(loop, 0);
+        for (int i = 0; i < nworkers; i++)
+            worker_stop(&workers[i]);
+    } else {
+        fprintf(stderr, "mintgate: %s\n", err);
+    }
+    for (int i = 0; i < settings.threads; i++)
+        worker_destroy(&workers[i]);
+    free(workers);
+    config_unref(cfg);
+    for (int i = 0; i < settings.nlisten; i++)
+        free(settings.listen[i]);
+    ev_loop_destroy(EV_DEFAULT);
+    return rc;
+}

@@ -1,0 +1,561 @@
+/* proto_text.c: incremental, allocation-free parser for client requests (text + meta). */
+#include "proto_text.h"
+
+#include <string.h>
+
+/*
+ * Behaviour follows memcached 1.6's proto_text.c, checked against a live 1.6.18:
+ * the word count decides "ERROR" before any argument is looked at, "noreply" is the
+ * last word of a well-counted line, and the first bad argument picks the message.
+ * req->noreply is set on errors too, exactly when memcached would then stay silent
+ * ("set a 0 x 5 noreply", "delete a 5 noreply"); on a miscounted line it is false.
+ *
+ * Deliberately stricter than memcached: numbers that do not fit their field are
+ * refused (memcached truncates flags, exptime and bytes to 32 bits without a word),
+ * exptime is any int64, keys may not hold control bytes, and a line over the limit
+ * closes the connection even when its '\n' arrived (memcached only closes when the
+ * '\n' is missing from its first read).
+ *
+ * Every scan is bounded by the line end, which is itself found inside [buf, buf+len);
+ * nothing is read past buf+len and only *req and *consumed are written.
+ */
+
+#define ERR_ERROR "ERROR"
+#define ERR_FORMAT "CLIENT_ERROR bad command line format"
+#define ERR_DELETE "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]"
+#define ERR_DELTA "CLIENT_ERROR invalid numeric delta argument"
+#define ERR_EXPTIME "CLIENT_ERROR invalid exptime argument"
+#define ERR_CHUNK "CLIENT_ERROR bad data chunk"
+#define ERR_TOO_LARGE "SERVER_ERROR object too large for cache"
+#define ERR_LINE "CLIENT_ERROR line too long"
+
+/* Positional words after the command that any fixed-arity command may take (cas has
+ * six); one more slot lets "too many" be seen without counting the whole line. */
+#define TEXT_MAX_ARGS 7
+
+static inline bool is_key_byte(unsigned char c)
+{
+    return c > ' ' && c != 127;
+}
+
+static inline const char *skip_spaces(const char *p, const char *end)
+{
+    while (p < end && *p == ' ')
+        p++;
+    return p;
+}
+
+static inline const char *skip_word(const char *p, const char *end)
+{
+    while (p < end && *p != ' ')
+        p++;
+    return p;
+}
+
+static inline struct mg_slice slice_of(const char *p, const char *end)
+{
+    struct mg_slice s = {p, (uint32_t)(end - p)};
+    return s;
+}
+
+/* The rest of a line without its leading and trailing spaces (meta flags, stats args). */
+static struct mg_slice trim(const char *p, const char *end)
+{
+    p = skip_spaces(p, end);
+    while (end > p && end[-1] == ' ')
+        end--;
+    return slice_of(p, end);
+}
+
+static inline bool slice_is(struct mg_slice s, const char *lit, size_t n)
+{
+    return s.len == n && memcmp(s.p, lit, n) == 0;
+}
+
+static inline bool is_noreply(struct mg_slice s)
+{
+    return slice_is(s, "noreply", 7);
+}
+
+/* Bounded decimal parsers: the buffer is not NUL-terminated, so no strto*. A leading
+ * '+' is accepted because memcached's strtoul/strtol accept it; overflow is an error
+ * (memcached truncates some of these silently; we refuse rather than guess). */
+static bool parse_u64(struct mg_slice s, uint64_t *out)
+{
+    const char *p = s.p, *end = s.p + s.len;
+    uint64_t v = 0;
+
+    if (p < end && *p == '+')
+        p++;
+    if (p == end)
+        return false;
+    for (; p < end; p++) {
+        unsigned d = (unsigned)(unsigned char)*p - '0';
+        if (d > 9)
+            return false;
+        if (v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && d > UINT64_MAX % 10))
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+static bool parse_u32(struct mg_slice s, uint32_t *out)
+{
+    uint64_t v;
+
+    if (!parse_u64(s, &v) || v > UINT32_MAX)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+static bool parse_i64(struct mg_slice s, int64_t *out)
+{
+    bool neg = s.len > 0 && s.p[0] == '-';
+    struct mg_slice mag = s;
+    uint64_t v;
+
+    if (neg) {
+        mag.p++;
+        mag.len--;
+        if (mag.len > 0 && mag.p[0] == '+') /* "-+5" is not a number */
+            return false;
+    }
+    if (!parse_u64(mag, &v))
+        return false;
+    if (neg) {
+        if (v > (uint64_t)INT64_MAX + 1)
+            return false;
+        *out = v == 0 ? 0 : -(int64_t)(v - 1) - 1;
+    } else {
+        if (v > (uint64_t)INT64_MAX)
+            return false;
+        *out = (int64_t)v;
+    }
+    return true;
+}
+
+static inline bool key_ok(struct mg_slice k)
+{
+    return mg_text_key_ok(k.p, k.len);
+}
+
+bool mg_text_key_ok(const char *k, size_t len)
+{
+    if (len == 0 || len > MG_KEY_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_key_byte((unsigned char)k[i]))
+            return false;
+    }
+    return true;
+}
+
+bool mg_text_next_token(struct mg_slice s, uint32_t *pos, struct mg_slice *tok)
+{
+    if (*pos >= s.len) /* checked first: s.p may be NULL when s is empty */
+        return false;
+
+    const char *end = s.p + s.len;
+    const char *p;
+
+    p = skip_spaces(s.p + *pos, end);
+    if (p == end) {
+        *pos = s.len;
+        return false;
+    }
+    const char *e = skip_word(p, end);
+    *tok = slice_of(p, e);
+    *pos = (uint32_t)(e - s.p);
+    return true;
+}
+
+static enum mg_cmd lookup_cmd(const char *w, size_t n)
+{
+#define IS(lit) (memcmp(w, lit, sizeof(lit) - 1) == 0)
+    switch (n) {
+    case 2:
+        if (w[0] != 'm')
+            break;
+        switch (w[1]) {
+        case 'g': return MG_CMD_MG;
+        case 's': return MG_CMD_MS;
+        case 'd': return MG_CMD_MD;
+        case 'a': return MG_CMD_MA;
+        case 'n': return MG_CMD_MN;
+        case 'e': return MG_CMD_ME;
+        }
+        break;
+    case 3:
+        if (IS("get")) return MG_CMD_GET;
+        if (IS("set")) return MG_CMD_SET;
+        if (IS("gat")) return MG_CMD_GAT;
+        if (IS("add")) return MG_CMD_ADD;
+        if (IS("cas")) return MG_CMD_CAS;
+        break;
+    case 4:
+        if (IS("gets")) return MG_CMD_GETS;
+        if (IS("gats")) return MG_CMD_GATS;
+        if (IS("incr")) return MG_CMD_INCR;
+        if (IS("decr")) return MG_CMD_DECR;
+        if (IS("quit")) return MG_CMD_QUIT;
+        break;
+    case 5:
+        if (IS("touch")) return MG_CMD_TOUCH;
+        if (IS("stats")) return MG_CMD_STATS;
+        break;
+    case 6:
+        if (IS("delete")) return MG_CMD_DELETE;
+        if (IS("append")) return MG_CMD_APPEND;
+        break;
+    case 7:
+        if (IS("replace")) return MG_CMD_REPLACE;
+        if (IS("prepend")) return MG_CMD_PREPEND;
+        if (IS("version")) return MG_CMD_VERSION;
+        break;
+    case 9:
+        if (IS("flush_all")) return MG_CMD_FLUSH_ALL;
+        if (IS("verbosity")) return MG_CMD_VERBOSITY;
+        break;
+    }
+    return MG_CMD_UNKNOWN;
+#undef IS
+}
+
+/* Lines that may run to MG_MULTIGET_LINE_MAX. Leading spaces are skipped as memcached
+ * does; the caller guarantees buf holds more than MG_LINE_MAX bytes. */
+static bool is_multiget(const char *buf, size_t len)
+{
+    const char *end = buf + len;
+    const char *p = skip_spaces(buf, end);
+    size_t n = (size_t)(end - p);
+
+    if (n >= 4 && (memcmp(p, "get ", 4) == 0 || memcmp(p, "gat ", 4) == 0))
+        return true;
+    return n >= 5 && (memcmp(p, "gets ", 5) == 0 || memcmp(p, "gats ", 5) == 0);
+}
+
+/* Finds the '\n' ending the first line. Returns it, or NULL with *rc set to MG_EAGAIN
+ * (keep reading) or MG_ECLOSE (no '\n' where one must be by now). A line may hold up
+ * to MG_LINE_MAX bytes before its '\n' ('\r' included), multigets MG_MULTIGET_LINE_MAX:
+ * a prefix that could still become valid is never refused. */
+static const char *find_eol(const char *buf, size_t len, int *rc)
+{
+    size_t scan = len <= MG_LINE_MAX ? len : MG_LINE_MAX + 1;
+    const char *nl = memchr(buf, '\n', scan);
+
+    if (MG_LIKELY(nl != NULL))
+        return nl;
+    if (len <= MG_LINE_MAX) {
+        *rc = MG_EAGAIN;
+        return NULL;
+    }
+    if (!is_multiget(buf, len)) {
+        *rc = MG_ECLOSE;
+        return NULL;
+    }
+    scan = len <= MG_MULTIGET_LINE_MAX ? len : MG_MULTIGET_LINE_MAX + 1;
+    nl = memchr(buf + MG_LINE_MAX + 1, '\n', scan - (MG_LINE_MAX + 1));
+    if (nl)
+        return nl;
+    *rc = len <= MG_MULTIGET_LINE_MAX ? MG_EAGAIN : MG_ECLOSE;
+    return NULL;
+}
+
+static inline int fail(struct mg_text_req *req, int rc, const char *err)
+{
+    req->err = err;
+    return rc;
+}
+
+/* Splits up to TEXT_MAX_ARGS words; returns how many there are, capped at one more than
+ * that so "too many" is visible without walking a long junk line to its end. */
+static uint32_t split_args(const char *p, const char *end, struct mg_slice *a)
+{
+    uint32_t n = 0;
+
+    for (;;) {
+        p = skip_spaces(p, end);
+        if (p == end)
+            return n;
+        if (n == TEXT_MAX_ARGS)
+            return n + 1;
+        const char *e = skip_word(p, end);
+        a[n++] = slice_of(p, e);
+        p = e;
+    }
+}
+
+/* get/gets/gat/gats: one pass counts and validates the keys. memcached's get accepts any
+ * byte but space in a key; we refuse control bytes too (they cannot be forwarded safely
+ * and break the meta protocol to the backends). */
+static int parse_retrieval(struct mg_text_req *req, const char *p, const char *end, bool touch)
+{
+    bool bad = false;
+    const char *first, *last_end = NULL;
+
+    p = skip_spaces(p, end);
+    if (p == end)
+        return fail(req, MG_ECLIENT, ERR_ERROR);
+    if (touch) {
+        const char *e = skip_word(p, end);
+        if (!parse_i64(slice_of(p, e), &req->exptime))
+            return fail(req, MG_ECLIENT, ERR_EXPTIME);
+        p = skip_spaces(e, end);
+        /* "gat 10" with no key: memcached answers a bare "END". Reporting it as an
+         * error whose reply is END gives the client exactly that, and spares every
+         * caller an nkeys == 0 case. */
+        if (p == end)
+            return fail(req, MG_ECLIENT, "END");
+    }
+    first = p;
+    while (p < end) {
+        const char *k = p;
+        while (p < end && *p != ' ') {
+            bad |= !is_key_byte((unsigned char)*p);
+            p++;
+        }
+        bad |= (size_t)(p - k) > MG_KEY_MAX;
+        if (req->nkeys == 0)
+            req->key = slice_of(k, p);
+        req->nkeys++;
+        last_end = p;
+        p = skip_spaces(p, end);
+    }
+    if (bad) {
+        req->nkeys = 0; /* key still names the first one, for the log */
+        return fail(req, MG_ECLIENT, ERR_FORMAT);
+    }
+    req->keys = slice_of(first, last_end);
+    return MG_OK;
+}
+
+/* The data block of set/add/.../cas/ms: line bytes are already known good. */
+static int take_data(struct mg_text_req *req, const char *buf, size_t len, size_t line_bytes,
+                     uint32_t value_max, size_t *consumed)
+{
+    if (req->vlen > value_max) {
+        *consumed = line_bytes;
+        req->swallow = (uint64_t)req->vlen + 2;
+        return fail(req, MG_ESWALLOW, ERR_TOO_LARGE);
+    }
+    /* value_max may be up to UINT32_MAX: do the sum in 64 bits for 32-bit hosts. */
+    uint64_t total = (uint64_t)line_bytes + req->vlen + 2;
+    if ((uint64_t)len < total) {
+        *consumed = 0;
+        return MG_EAGAIN;
+    }
+    const char *d = buf + line_bytes;
+    *consumed = (size_t)total;
+    /* memcached consumes the whole announced block before complaining, then reads on
+     * from there; mirror it so both ends agree on where the next command starts. */
+    if (d[req->vlen] != '\r' || d[req->vlen + 1] != '\n')
+        return fail(req, MG_ECLIENT, ERR_CHUNK);
+    req->data.p = d;
+    req->data.len = req->vlen;
+    return MG_OK;
+}
+
+/* set/add/replace/append/prepend/cas. On a bad line memcached does NOT swallow the data
+ * block ("set a x 0 5\r\nhello\r\n" answers CLIENT_ERROR then ERROR for "hello"): it
+ * only knows to swallow once the length parsed and the item could not be allocated. We
+ * consume the line alone in the same cases so client and gateway stay in step.
+ * One difference: memcached calls a length above INT_MAX - 2 a bad line; we take any
+ * uint32 length and swallow it as too large, which keeps us in step should the client
+ * really send that many bytes. */
+static int parse_storage(struct mg_text_req *req, const char *p, const char *end,
+                         const char *buf, size_t len, size_t line_bytes, uint32_t value_max,
+                         size_t *consumed)
+{
+    struct mg_slice a[TEXT_MAX_ARGS];
+    bool cas = req->cmd == MG_CMD_CAS;
+    uint32_t want = cas ? 5 : 4;
+    uint32_t n = split_args(p, end, a);
+
+    if (n != want && n != want + 1)
+        return fail(req, MG_ECLIENT, ERR_ERROR);
+    /* Like memcached, any extra last word that is not "noreply" is ignored. */
+    req->noreply = is_noreply(a[n - 1]);
+    req->key = a[0];
+    if (!key_ok(a[0]))
+        return fail(req, MG_ECLIENT, ERR_FORMAT);
+    if (!parse_u32(a[1], &req->flags) || !parse_i64(a[2], &req->exptime) ||
+        !parse_u32(a[3], &req->vlen))
+        return fail(req, MG_ECLIENT, ERR_FORMAT);
+    if (cas && !parse_u64(a[4], &req->cas))
+        return fail(req, MG_ECLIENT, ERR_FORMAT);
+    return take_data(req, buf, len, line_bytes, value_max, consumed);
+}
+
+/* ms <key> <datalen> <flags>*. Errors before the length is known consume the line only,
+ * as memcached does (it swallows the block only for errors found after that). */
+static int parse_ms(struct mg_text_req *req, const char *p, const char *end, const char *buf,
+                    size_t len, size_t line_bytes, uint32_t value_max, size_t *consumed)
+{
+    p = skip_spaces(p, end);
+    if (p == end)
+        return fail(req, MG_ECLIENT, ERR_ERROR);
+    const char *e = skip_word(p, end);
+    req->key = slice_of(p, e);
+    if (!key_ok(req->key))
+        return fail(req, MG_ECLIENT, ERR_FORMAT);
+    p = skip_spaces(e, end);
+    e = skip_word(p, end);
+    if (p == end || !parse_u32(slice_of(p, e), &req->vlen))
+        return fail(req, MG_ECLIENT, ERR_FORMAT);
+    req->args = trim(e, end);
+    return take_data(req, buf, len, line_bytes, value_max, consumed);
+}
+
+/* mg/md/ma/me <key> <flags>*: the flags are the backend's business. memcached answers
+ * ERROR for a missing key except for me, which says CLIENT_ERROR. */
+static int parse_meta_key(struct mg_text_req *req, const char *p, const char *end)
+{
+    p = skip_spaces(p, end);
+    if (p == end)
+        return fail(req, MG_ECLIENT, req->cmd == MG_CMD_ME ? ERR_FORMAT : ERR_ERROR);
+    const char *e = skip_word(p, end);
+    req->key = slice_of(p, e);
+    if (!key_ok(req->key))
+        return fail(req, MG_ECLIENT, ERR_FORMAT);
+    req->args = trim(e, end);
+    return MG_OK;
+}
+
+/* delete <key> [0] [noreply]: the legacy hold time may only be "0". */
+static int parse_delete(struct mg_text_req *req, const struct mg_slice *a, uint32_t n)
+{
+    if (n < 1 || n > 3)
+        return fail(req, MG_ECLIENT, ERR_ERROR);
+    req->key = a[0];
+    if (n > 1) {
+        bool zero = slice_is(a[1], "0", 1);
+        req->noreply = is_noreply(a[n - 1]);
+        if (!(n == 2 ? zero || req->noreply : zero && req->noreply))
+            return fail(req, MG_ECLIENT, ERR_DELETE);
+    }
+    return key_ok(a[0]) ? MG_OK : fail(req, MG_ECLIENT, ERR_FORMAT);
+}
+
+/* incr/decr <key> <delta> [noreply] and touch <key> <exptime> [noreply]. */
+static int parse_key_num(struct mg_text_req *req, const struct mg_slice *a, uint32_t n)
+{
+    bool ok;
+
+    if (n != 2 && n != 3)
+        return fail(req, MG_ECLIENT, ERR_ERROR);
+    req->noreply = is_noreply(a[n - 1]);
+    req->key = a[0];
+    if (!key_ok(a[0]))
+        return fail(req, MG_ECLIENT, ERR_FORMAT);
+    if (req->cmd == MG_CMD_TOUCH) {
+        ok = parse_i64(a[1], &req->exptime);
+        return ok ? MG_OK : fail(req, MG_ECLIENT, ERR_EXPTIME);
+    }
+    ok = parse_u64(a[1], &req->delta);
+    return ok ? MG_OK : fail(req, MG_ECLIENT, ERR_DELTA);
+}
+
+/* flush_all [delay] [noreply]. memcached parses the first word as the delay whenever the
+ * word count is not exactly "flush_all [noreply]", so "flush_all 10 x" is a 10 s flush
+ * and "flush_all noreply 10" is a bad delay. */
+static int parse_flush_all(struct mg_text_req *req, const struct mg_slice *a, uint32_t n)
+{
+    if (n > 2)
+        return fail(req, MG_ECLIENT, ERR_ERROR);
+    req->noreply = n > 0 && is_noreply(a[n - 1]);
+    if (n != (req->noreply ? 1u : 0u) && !parse_i64(a[0], &req->num))
+        return fail(req, MG_ECLIENT, ERR_EXPTIME);
+    return MG_OK;
+}
+
+/* verbosity <level> [noreply]: a second word that is not noreply is ignored. */
+static int parse_verbosity(struct mg_text_req *req, const struct mg_slice *a, uint32_t n)
+{
+    uint32_t level;
+
+    if (n != 1 && n != 2)
+        return fail(req, MG_ECLIENT, ERR_ERROR);
+    req->noreply = is_noreply(a[n - 1]);
+    if (!parse_u32(a[0], &level))
+        return fail(req, MG_ECLIENT, ERR_FORMAT);
+    req->num = level;
+    return MG_OK;
+}
+
+int mg_text_parse(const char *buf, size_t len, uint32_t value_max, struct mg_text_req *req,
+                  size_t *consumed)
+{
+    struct mg_slice a[TEXT_MAX_ARGS];
+    int rc = MG_OK;
+
+    memset(req, 0, sizeof(*req));
+    *consumed = 0;
+    if (len == 0)
+        return MG_EAGAIN;
+
+    const char *nl = find_eol(buf, len, &rc);
+    if (!nl) {
+        if (rc == MG_ECLOSE)
+            req->err = ERR_LINE;
+        return rc;
+    }
+    size_t line_bytes = (size_t)(nl - buf) + 1;
+    const char *end = nl > buf && nl[-1] == '\r' ? nl - 1 : nl;
+    req->line = slice_of(buf, end);
+    *consumed = line_bytes;
+
+    const char *w = skip_spaces(buf, end);
+    const char *rest = skip_word(w, end);
+    req->cmd = lookup_cmd(w, (size_t)(rest - w));
+
+    switch (req->cmd) {
+    case MG_CMD_GET:
+    case MG_CMD_GETS:
+        return parse_retrieval(req, rest, end, false);
+    case MG_CMD_GAT:
+    case MG_CMD_GATS:
+        return parse_retrieval(req, rest, end, true);
+    case MG_CMD_SET:
+    case MG_CMD_ADD:
+    case MG_CMD_REPLACE:
+    case MG_CMD_APPEND:
+    case MG_CMD_PREPEND:
+    case MG_CMD_CAS:
+        return parse_storage(req, rest, end, buf, len, line_bytes, value_max, consumed);
+    case MG_CMD_MS:
+        return parse_ms(req, rest, end, buf, len, line_bytes, value_max, consumed);
+    case MG_CMD_MG:
+    case MG_CMD_MD:
+    case MG_CMD_MA:
+    case MG_CMD_ME:
+        return parse_meta_key(req, rest, end);
+    case MG_CMD_MN:
+        req->args = trim(rest, end);
+        return MG_OK;
+    case MG_CMD_DELETE:
+        return parse_delete(req, a, split_args(rest, end, a));
+    case MG_CMD_INCR:
+    case MG_CMD_DECR:
+    case MG_CMD_TOUCH:
+        return parse_key_num(req, a, split_args(rest, end, a));
+    case MG_CMD_FLUSH_ALL:
+        return parse_flush_all(req, a, split_args(rest, end, a));
+    case MG_CMD_VERBOSITY:
+        return parse_verbosity(req, a, split_args(rest, end, a));
+    case MG_CMD_STATS:
+        req->args = trim(rest, end);
+        return MG_OK;
+    case MG_CMD_VERSION: /* memcached ignores any words after these two */
+    case MG_CMD_QUIT:
+        return MG_OK;
+    default:
+        /* Unknown words, empty lines and binary junk: "ERROR", line consumed, so the
+         * connection survives; the admin layer may still recognise the word. */
+        req->cmd = MG_CMD_UNKNOWN;
+        req->args = req->line;
+        return fail(req, MG_ECLIENT, ERR_ERROR);
+    }
+}

@@ -1,0 +1,59 @@
+/* request.h: client requests, their backend operations, and reply rendering. */
+#ifndef MG_REQUEST_H
+#define MG_REQUEST_H
+
+#include <ev.h>
+
+#include "buf.h"
+#include "proto_meta.h"
+#include "proto_text.h"
+
+struct conn;
+struct backend;
+
+/* One operation sent to one backend: a key of a request. Owned by its request (in the
+ * request's ops array); a backend points to it only while it waits for its reply. */
+struct op {
+    struct op *next;        /* backend FIFO */
+    struct request *req;    /* parent */
+    struct backend *be;     /* where it was sent; NULL if it never went out */
+    struct buf out;         /* this op's part of the client reply */
+    ev_tstamp sent;         /* when it was queued on the backend */
+    uint32_t vlen;          /* retrieval hits: value bytes (stats) */
+    enum mg_rstatus status; /* the reply's status, MG_R_NONE on failure */
+};
+
+/* One client command. Owned by its client connection's FIFO; freed (to the worker's free
+ * list) once its reply has been written, or when the client is gone and it completed. */
+struct request {
+    struct request *next; /* client FIFO / free list */
+    struct conn *c;
+    enum mg_cmd cmd;
+    bool noreply;
+    bool quiet;   /* meta q flag: hide the nominal reply */
+    bool done;
+    uint32_t nops, pending, nfailed;
+    struct op *ops; /* ops[0..nops) */
+    uint32_t ops_cap;
+    struct buf out;     /* trailer after the ops' parts (END, or the whole reply) */
+    size_t outlen;      /* total reply bytes once done */
+    const char *err;    /* first failure (static string) */
+};
+
+/* Parse-side entry: act on one parsed request from client c (slices borrow c's read
+ * buffer; everything needed later is copied before returning). */
+void request_dispatch(struct conn *c, const struct mg_text_req *t);
+/* Queue an error/status line (without \r\n) as a reply of its own on c, in order. */
+void request_reply_line(struct conn *c, const char *line);
+
+/* Backend-side entries: the reply for op arrived (rep's slices borrow the backend's read
+ * buffer), or op failed with err (a full reply line like "SERVER_ERROR backend timeout"). */
+void op_reply(struct op *op, const struct mg_meta_reply *rep);
+void op_fail(struct op *op, const char *err);
+
+/* Free a request (and its ops' buffers) back to the worker's free list. */
+void request_release(struct request *r);
+/* Free the worker's cached requests (at worker exit). */
+void request_cache_drain(void *worker);
+
+#endif

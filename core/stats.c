@@ -1,0 +1,122 @@
+/* stats.c: memcached-style `stats` and `stats backends`, summed over every worker. */
+#include "stats.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "worker.h"
+
+/* A counter's name and its offset in struct stats, for summing over workers. */
+#define F(name) { #name, offsetof(struct stats, name) }
+static const struct {
+    const char *name;
+    size_t off;
+} counters[] = {
+    F(curr_connections), F(total_connections), F(rejected_connections), F(cmd_get),
+    F(cmd_set), F(cmd_flush), F(cmd_touch), F(cmd_meta), F(get_hits), F(get_misses),
+    F(get_expired), F(get_errors), F(delete_misses), F(delete_hits), F(incr_misses),
+    F(incr_hits), F(decr_misses), F(decr_hits), F(cas_misses), F(cas_hits), F(cas_badval),
+    F(touch_hits), F(touch_misses), F(backend_errors), F(client_errors), F(bytes_read),
+    F(bytes_written),
+};
+#undef F
+
+static uint64_t sum_counter(size_t off)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < nworkers; i++) {
+        atomic_uint_fast64_t *p = (atomic_uint_fast64_t *)((char *)&workers[i].st + off);
+        v += atomic_load_explicit(p, memory_order_relaxed);
+    }
+    return v;
+}
+
+static void render_general(struct buf *out)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    time_t now = time(NULL);
+    buf_printf(out, "STAT pid %ld\r\n", (long)getpid());
+    buf_printf(out, "STAT uptime %ld\r\n", (long)(now - process_started));
+    buf_printf(out, "STAT time %ld\r\n", (long)now);
+    buf_printf(out, "STAT version %s\r\n", MG_VERSION_REPLY);
+    buf_printf(out, "STAT pointer_size %d\r\n", (int)(8 * sizeof(void *)));
+    buf_printf(out, "STAT rusage_user %ld.%06ld\r\n", (long)ru.ru_utime.tv_sec,
+               (long)ru.ru_utime.tv_usec);
+    buf_printf(out, "STAT rusage_system %ld.%06ld\r\n", (long)ru.ru_stime.tv_sec,
+               (long)ru.ru_stime.tv_usec);
+    buf_printf(out, "STAT max_connections %d\r\n", settings.max_conns);
+    for (size_t i = 0; i < MG_ARRAY_LEN(counters); i++)
+        buf_printf(out, "STAT %s %llu\r\n", counters[i].name,
+                   (unsigned long long)sum_counter(counters[i].off));
+    buf_printf(out, "STAT threads %d\r\n", nworkers);
+    buf_printf(out, "STAT item_size_max %u\r\n", settings.value_max);
+}
+
+/* Per backend: the asking worker's view of its state, counters summed over workers
+ * (every worker has the same servers in the same order). */
+static void render_backends(struct worker *self, struct buf *out)
+{
+    const struct config *cfg = self->cfg;
+    for (uint32_t s = 0; s < cfg->nservers; s++) {
+        const char *name = cfg->servers[s].name;
+        const char *state = backend_state_name(self->backends[s]);
+        uint64_t req = 0, err = 0, to = 0, ej = 0, infl = 0;
+        for (int i = 0; i < nworkers; i++) {
+            struct worker *w = &workers[i];
+            if (w->backends == NULL || s >= w->nbackends)
+                continue;
+            struct backend *b = w->backends[s];
+            req += STAT_GET(b->st.requests);
+            err += STAT_GET(b->st.errors);
+            to += STAT_GET(b->st.timeouts);
+            ej += STAT_GET(b->st.ejections);
+            infl += STAT_GET(b->st.inflight);
+            if (b->state == BE_DOWN)
+                state = "down";
+        }
+        buf_printf(out, "STAT backend:%s:state %s\r\n", name, state);
+        buf_printf(out, "STAT backend:%s:requests %llu\r\n", name, (unsigned long long)req);
+        buf_printf(out, "STAT backend:%s:errors %llu\r\n", name, (unsigned long long)err);
+        buf_printf(out, "STAT backend:%s:timeouts %llu\r\n", name, (unsigned long long)to);
+        buf_printf(out, "STAT backend:%s:ejections %llu\r\n", name, (unsigned long long)ej);
+        buf_printf(out, "STAT backend:%s:inflight %llu\r\n", name, (unsigned long long)infl);
+    }
+}
+
+static void render_pools(struct worker *self, struct buf *out)
+{
+    const struct config *cfg = self->cfg;
+    for (uint32_t p = 0; p < cfg->npools; p++) {
+        const struct pool *pool = &cfg->pools[p];
+        buf_printf(out, "STAT pool:%s:servers %u\r\n", pool->name, pool->nservers);
+        for (uint32_t i = 0; i < pool->nservers; i++)
+            buf_printf(out, "STAT pool:%s:server:%u %s\r\n", pool->name, i,
+                       pool->servers[i]->name);
+    }
+}
+
+void stats_render(struct worker *w, struct mg_slice args, struct buf *out)
+{
+    while (args.len && args.p[0] == ' ') {
+        args.p++;
+        args.len--;
+    }
+    while (args.len && args.p[args.len - 1] == ' ')
+        args.len--;
+    if (args.len == 0)
+        render_general(out);
+    else if (args.len == 8 && memcmp(args.p, "backends", 8) == 0)
+        render_backends(w, out);
+    else if (args.len == 5 && memcmp(args.p, "pools", 5) == 0)
+        render_pools(w, out);
+    else {
+        buf_append_str(out, "ERROR\r\n");
+        return;
+    }
+    buf_append_str(out, "END\r\n");
+}

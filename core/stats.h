@@ -1,0 +1,34 @@
+/* stats.h: per-worker counters (written by their worker, summed when read) and `stats`. */
+#ifndef MG_STATS_H
+#define MG_STATS_H
+
+#include <stdatomic.h>
+
+#include "buf.h"
+
+/* Counters one worker owns. Only the owner writes (STAT_INC/STAT_ADD: a relaxed load and
+ * store, no locked instruction); any thread may read them for `stats`. */
+struct stats {
+    atomic_uint_fast64_t curr_connections, total_connections, rejected_connections;
+    atomic_uint_fast64_t cmd_get, get_hits, get_misses, get_expired, get_errors;
+    atomic_uint_fast64_t cmd_set, cmd_touch, touch_hits, touch_misses;
+    atomic_uint_fast64_t delete_hits, delete_misses, incr_hits, incr_misses, decr_hits,
+        decr_misses, cas_hits, cas_misses, cas_badval;
+    atomic_uint_fast64_t cmd_flush, cmd_meta, backend_errors, client_errors;
+    atomic_uint_fast64_t bytes_read, bytes_written;
+};
+
+#define STAT_ADD(field, n)                                                                   \
+    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
+                          memory_order_relaxed)
+#define STAT_INC(field) STAT_ADD(field, 1)
+#define STAT_DEC(field) STAT_ADD(field, (uint_fast64_t)-1)
+#define STAT_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
+
+struct worker;
+
+/* Render the answer to `stats <args>` into out (STAT lines and END, or an error line).
+ * args is the text after "stats" (may be empty). Sums every worker's counters. */
+void stats_render(struct worker *w, struct mg_slice args, struct buf *out);
+
+#endif

@@ -1,0 +1,248 @@
+/* worker.c: worker threads: loop setup, accepting clients, the before-sleep flush. */
+#include "worker.h"
+
+#include <errno.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "conn.h"
+#include "log.h"
+#include "request.h"
+
+struct worker *workers;
+int nworkers;
+atomic_int total_conns;
+time_t process_started;
+
+#define ACCEPT_BATCH 64
+#define DRAIN_MAX_SECONDS 2.0
+
+static void worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+void worker_dirty_backend(struct worker *w, struct backend *b)
+{
+    if (b->dirty)
+        return;
+    b->dirty = true;
+    b->next_dirty = w->dirty_backends;
+    w->dirty_backends = b;
+}
+
+void worker_dirty_conn(struct worker *w, struct conn *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = true;
+    c->next_dirty = w->dirty_conns;
+    w->dirty_conns = c;
+}
+
+/* Before the loop sleeps: write every batch built during this iteration, once. */
+static void worker_flush_all(struct worker *w)
+{
+    while (w->dirty_backends || w->dirty_conns) {
+        while (w->dirty_backends) {
+            struct backend *b = w->dirty_backends;
+            w->dirty_backends = b->next_dirty;
+            b->dirty = false;
+            backend_flush(b);
+        }
+        while (w->dirty_conns) {
+            struct conn *c = w->dirty_conns;
+            w->dirty_conns = c->next_dirty;
+            c->dirty = false;
+            conn_flush(c);
+        }
+    }
+}
+
+static void worker_prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    MG_UNUSED(loop);
+    MG_UNUSED(revents);
+    worker_flush_all(p->data);
+}
+
+static void worker_stop_listeners(struct worker *w)
+{
+    for (int i = 0; i < w->nlisten; i++)
+        ev_io_stop(w->loop, &w->lio[i]);
+}
+
+static bool worker_idle(struct worker *w)
+{
+    for (uint32_t i = 0; i < w->nbackends; i++)
+        if (w->backends[i]->nq)
+            return false;
+    return true;
+}
+
+static void worker_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    MG_UNUSED(revents);
+    struct worker *w = t->data;
+    if (worker_idle(w) || ev_now(loop) >= w->drain_deadline) {
+        ev_timer_stop(loop, t);
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+/* Another thread asked for something: for now, to stop (drain, then leave the loop). */
+static void worker_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    MG_UNUSED(revents);
+    struct worker *w = a->data;
+    if (!atomic_load(&w->stop) || w->stopping)
+        return;
+    w->stopping = true;
+    worker_stop_listeners(w);
+    w->drain_deadline = ev_now(loop) + DRAIN_MAX_SECONDS;
+    ev_timer_init(&w->drain, worker_drain_cb, 0., 0.02);
+    w->drain.data = w;
+    ev_timer_again(loop, &w->drain);
+    worker_drain_cb(loop, &w->drain, 0);
+}
+
+static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    } else {
+        snprintf(out, len, "unix");
+        return;
+    }
+    snprintf(out, len, "%s:%u", host, port);
+}
+
+static void worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    MG_UNUSED(loop);
+    MG_UNUSED(revents);
+    struct worker *w = io->data;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                log_warn("accept: %s", strerror(errno));
+            return;
+        }
+        if (atomic_fetch_add(&total_conns, 1) >= settings.max_conns) {
+            static const char msg[] = "ERROR Too many open connections\r\n";
+            ssize_t n = write(fd, msg, sizeof(msg) - 1);
+            (void)n;
+            close(fd);
+            atomic_fetch_sub(&total_conns, 1);
+            STAT_INC(w->st.rejected_connections);
+            continue;
+        }
+        struct conn *c = conn_new(w, fd);
+        if (c == NULL) {
+            atomic_fetch_sub(&total_conns, 1);
+            continue;
+        }
+        peer_name(&ss, c->peer, sizeof(c->peer));
+    }
+}
+
+int worker_init(struct worker *w, int id, const int *lfds, int nlfd, struct config *cfg,
+                char *err, size_t errlen)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (w->loop == NULL) {
+        snprintf(err, errlen, "cannot create an event loop");
+        return MG_ERR;
+    }
+    config_ref(cfg);
+    w->cfg = cfg;
+    w->nbackends = cfg->nservers;
+    w->backends = calloc(cfg->nservers, sizeof(struct backend *));
+    if (w->backends == NULL)
+        goto oom;
+    for (uint32_t i = 0; i < cfg->nservers; i++) {
+        w->backends[i] = backend_new(w, &cfg->servers[i]);
+        if (w->backends[i] == NULL)
+            goto oom;
+    }
+    ev_prepare_init(&w->prepare, worker_prepare_cb);
+    w->prepare.data = w;
+    ev_prepare_start(w->loop, &w->prepare);
+    ev_async_init(&w->wake, worker_wake_cb);
+    w->wake.data = w;
+    ev_async_start(w->loop, &w->wake);
+    w->nlisten = nlfd;
+    for (int i = 0; i < nlfd; i++) {
+        w->lfd[i] = lfds[i];
+        ev_io_init(&w->lio[i], worker_accept_cb, lfds[i], EV_READ);
+        w->lio[i].data = w;
+        ev_io_start(w->loop, &w->lio[i]);
+    }
+    return MG_OK;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return MG_ERR;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    ev_run(w->loop, 0);
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    return pthread_create(&w->tid, NULL, worker_main, w) == 0 ? MG_OK : MG_ERR;
+}
+
+void worker_stop(struct worker *w)
+{
+    atomic_store(&w->stop, true);
+    ev_async_send(w->loop, &w->wake);
+    pthread_join(w->tid, NULL);
+}
+
+void worker_destroy(struct worker *w)
+{
+    if (w->loop == NULL)
+        return;
+    for (struct conn *c = w->conns; c; c = c->next)
+        conn_close(c);
+    w->dirty_backends = NULL;
+    for (uint32_t i = 0; i < w->nbackends; i++)
+        backend_free(w->backends[i]);
+    free(w->backends);
+    w->backends = NULL;
+    worker_flush_all(w);
+    while (w->conns) { /* every request completed above, so each conn frees itself */
+        struct conn *c = w->conns;
+        conn_flush(c);
+        if (w->conns == c) {
+            log_error("worker %d: connection %s still has requests at exit", w->id, c->peer);
+            break;
+        }
+    }
+    request_cache_drain(w);
+    for (int i = 0; i < w->nlisten; i++)
+        close(w->lfd[i]);
+    ev_loop_destroy(w->loop);
+    w->loop = NULL;
+    config_unref(w->cfg);
+}

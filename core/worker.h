@@ -1,0 +1,61 @@
+/* worker.h: a worker thread: its libev loop, client connections and backend connections. */
+#ifndef MG_WORKER_H
+#define MG_WORKER_H
+
+#include <ev.h>
+#include <pthread.h>
+
+#include "config.h"
+#include "stats.h"
+
+struct conn;
+struct backend;
+struct request;
+
+/* Owned by main (workers[]); everything hanging off it is owned by its thread. */
+struct worker {
+    int id;
+    pthread_t tid;
+    struct ev_loop *loop;
+    ev_prepare prepare; /* flushes dirty backends and clients before the loop sleeps */
+    ev_async wake;      /* another thread asks: stop, or a new config */
+    ev_io lio[MG_MAX_LISTENERS];
+    int lfd[MG_MAX_LISTENERS];
+    int nlisten;
+    struct config *cfg;           /* current generation; a reference is held */
+    struct backend **backends;    /* by server id of cfg */
+    uint32_t nbackends;
+    struct backend *dirty_backends;
+    struct conn *dirty_conns;
+    struct conn *conns;           /* every open client (doubly linked) */
+    struct request *free_reqs;    /* cached requests */
+    uint32_t nfree_reqs;
+    atomic_bool stop;
+    bool stopping;
+    ev_timer drain;            /* while stopping: waits for requests in flight */
+    ev_tstamp drain_deadline;
+    struct stats st;
+};
+
+extern struct worker *workers;
+extern int nworkers;
+extern atomic_int total_conns; /* across workers, for -c */
+extern time_t process_started;
+
+/* Create worker id with its loop and listeners (listen fds are the worker's own). */
+int worker_init(struct worker *w, int id, const int *lfds, int nlfd, struct config *cfg,
+                char *err, size_t errlen);
+int worker_start(struct worker *w);
+void worker_stop(struct worker *w); /* from another thread: ask, then join */
+void worker_destroy(struct worker *w);
+
+/* Schedule b / c for a flush before the loop next sleeps. */
+void worker_dirty_backend(struct worker *w, struct backend *b);
+void worker_dirty_conn(struct worker *w, struct conn *c);
+/* Backend for a server of the worker's current config. */
+static inline struct backend *worker_backend(struct worker *w, uint32_t server_id)
+{
+    return w->backends[server_id];
+}
+
+#endif

@@ -1,0 +1,15 @@
+#!/bin/sh
+# spec/summary.sh DIR: add up every "N passed, N failed" file in DIR; exit 1 on any failure.
+passed=0; failed=0
+for f in "$1"/*.txt; do
+  [ -f "$f" ] || continue
+  line=$(tail -n 1 "$f")
+  p=${line%% passed*}; x=${line#*, }; x=${x%% failed*}
+  printf '  %-12s %s\n' "$(basename "$f" .txt)" "$line"
+  passed=$((passed + p)); failed=$((failed + x))
+done
+for want in ctest busted capable busted-asan; do
+  [ -f "$1/$want.txt" ] || { echo "  $want: did not run"; failed=$((failed + 1)); }
+done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
