@@ -9,7 +9,7 @@ WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread \
             $(shell pkg-config --cflags luajit 2>/dev/null) -DMG_LUADIR='"$(LUADIR)"'
 LDLIBS   += -lev $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1) \
-            -lmemcached -lm -lpthread
+            -lmemcached -lhashkit -lm -lpthread
 
 SRCS     := $(filter-out core/main.c,$(wildcard core/*.c))
 HDRS     := $(wildcard core/*.h)

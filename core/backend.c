@@ -36,6 +36,7 @@ struct backend *backend_new(struct worker *w, const struct server *srv)
         return NULL;
     }
     b->w = w;
+    b->server_id = srv->id;
     b->addr = srv->addr;
     b->addrlen = srv->addrlen;
     b->opts = srv->opts;

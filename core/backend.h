@@ -27,6 +27,7 @@ struct backend_stats {
  * Keeps its own copy of the server's name and address so it can outlive a config. */
 struct backend {
     struct worker *w;
+    uint32_t server_id; /* index in the worker's config */
     char *name;
     struct sockaddr_storage addr;
     socklen_t addrlen;

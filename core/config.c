@@ -146,7 +146,8 @@ oom:
     return MG_ERR;
 }
 
-int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx)
+int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx,
+                     const struct stale_policy *stale)
 {
     if (prefix == NULL) {
         c->default_idx = pool_idx;
@@ -163,6 +164,9 @@ int config_add_route(struct config *c, const char *prefix, size_t len, int pool_
     r->prefix[len] = '\0';
     r->len = (uint32_t)len;
     r->pool = (struct pool *)(uintptr_t)(pool_idx + 1);
+    r->has_stale = stale != NULL;
+    if (stale)
+        r->own_stale = *stale;
     c->nroutes++;
     return MG_OK;
 }
@@ -221,22 +225,43 @@ int config_finish(struct config *c, char *err, size_t errlen)
         if (p->ring == NULL)
             return MG_ERR;
     }
-    for (uint32_t i = 0; i < c->nroutes; i++)
-        c->routes[i].pool = &c->pools[(uintptr_t)c->routes[i].pool - 1];
+    for (uint32_t i = 0; i < c->npools; i++) {
+        struct pool *p = &c->pools[i];
+        p->stale = p->has_stale ? &p->own_stale
+                   : c->has_default_stale ? &c->default_stale
+                                          : NULL;
+        if (p->stale && p->stale->off)
+            p->stale = NULL;
+    }
+    for (uint32_t i = 0; i < c->nroutes; i++) {
+        struct route_entry *r = &c->routes[i];
+        r->pool = &c->pools[(uintptr_t)r->pool - 1];
+    }
     qsort(c->routes, c->nroutes, sizeof(struct route_entry), route_cmp);
     if (c->default_idx < 0)
         c->default_idx = 0;
     c->default_pool = &c->pools[c->default_idx];
+    /* after the sort: entries no longer move */
+    for (uint32_t i = 0; i < c->nroutes; i++) {
+        struct route_entry *r = &c->routes[i];
+        r->stale = r->has_stale ? &r->own_stale : r->pool->stale;
+        if (r->stale && r->stale->off)
+            r->stale = NULL;
+    }
     return MG_OK;
 }
 
-struct pool *config_route(const struct config *c, const char *key, size_t len)
+struct pool *config_route(const struct config *c, const char *key, size_t len,
+                          const struct stale_policy **stale)
 {
     for (uint32_t i = 0; i < c->nroutes; i++) {
         const struct route_entry *r = &c->routes[i];
-        if (r->len <= len && memcmp(r->prefix, key, r->len) == 0)
+        if (r->len <= len && memcmp(r->prefix, key, r->len) == 0) {
+            *stale = r->stale;
             return r->pool;
+        }
     }
+    *stale = c->default_pool->stale;
     return c->default_pool;
 }
 

@@ -19,6 +19,17 @@ struct pool_opts {
     double retry_timeout;   /* seconds an ejected backend rests before a retry */
 };
 
+/* A staleness policy (DESIGN.md §5): how classic clients are shielded from herds.
+ * Immutable once its config is finished; lives inside its pool or route entry. */
+struct stale_policy {
+    uint32_t grace;   /* seconds a value is served stale past its nominal expiry */
+    uint32_t lock;    /* seconds a refresher holds the win before another may win */
+    uint32_t wait_ms; /* how long a non-winner waits for the value on a cold miss */
+    bool mark_stale;  /* on_delete = "mark_stale": delete marks instead of removing */
+    bool coalesce;    /* identical gets in flight on one worker share a backend request */
+    bool off;         /* "none": explicitly no policy (overrides a default) */
+};
+
 /* One memcached server. Owned by its config; unique by name within a config. */
 struct server {
     char *name; /* "host:port" as configured */
@@ -36,12 +47,18 @@ struct pool {
     uint32_t nservers;
     struct ketama *ring;
     struct pool_opts opts;
+    struct stale_policy own_stale;
+    bool has_stale;
+    const struct stale_policy *stale; /* own, else the config default, else NULL */
 };
 
 struct route_entry {
     char *prefix;
     uint32_t len;
     struct pool *pool;
+    struct stale_policy own_stale;
+    bool has_stale;
+    const struct stale_policy *stale; /* own, else the pool's */
 };
 
 /* A config generation: immutable once config_finish succeeded, shared by all workers
@@ -57,6 +74,8 @@ struct config {
     uint32_t nroutes, routes_cap;
     struct pool *default_pool;
     int default_idx;
+    struct stale_policy default_stale; /* mg.stale{}: for pools without their own */
+    bool has_default_stale;
 };
 
 /* Process-wide settings from the command line and the script's mg.listen. */
@@ -81,11 +100,16 @@ struct config *config_new(void);
 int config_add_pool(struct config *c, const char *name, const char *const *servers, uint32_t n,
                     const struct pool_opts *opts, char *err, size_t errlen);
 int config_find_pool(const struct config *c, const char *name);
-int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx);
+/* prefix NULL sets the default pool. stale may be NULL (the pool's policy applies).
+ * Returns MG_OK or MG_ERR. */
+int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx,
+                     const struct stale_policy *stale);
 /* Resolve addresses, build rings, sort routes. Returns MG_OK or MG_ERR with err filled. */
 int config_finish(struct config *c, char *err, size_t errlen);
-/* Pool for a key: longest matching prefix, else the default pool. */
-struct pool *config_route(const struct config *c, const char *key, size_t len);
+/* Pool for a key: longest matching prefix, else the default pool. *stale gets the
+ * staleness policy that applies (NULL: none). */
+struct pool *config_route(const struct config *c, const char *key, size_t len,
+                          const struct stale_policy **stale);
 void config_ref(struct config *c);
 void config_unref(struct config *c);
 /* Parse "host:port" (or "[v6]:port"). Returns MG_OK or MG_ERR. host must hold 256 bytes. */

@@ -67,6 +67,34 @@ static int opt_number(lua_State *L, const char *name, double *out)
     return rc;
 }
 
+/* Read the policy at stack index idx (a table, false, or nil) into *out.
+ * Returns 1 when a policy (or an explicit "none") is there, 0 for nil. */
+static int read_policy(lua_State *L, int idx, struct stale_policy *out)
+{
+    if (idx < 0)
+        idx = lua_gettop(L) + idx + 1;
+    if (lua_isnil(L, idx))
+        return 0;
+    memset(out, 0, sizeof(*out));
+    if (!lua_istable(L, idx)) {
+        out->off = true;
+        return 1;
+    }
+    lua_getfield(L, idx, "grace");
+    out->grace = (uint32_t)lua_tonumber(L, -1);
+    lua_getfield(L, idx, "lock");
+    out->lock = (uint32_t)lua_tonumber(L, -1);
+    lua_getfield(L, idx, "wait");
+    out->wait_ms = (uint32_t)lua_tonumber(L, -1);
+    lua_getfield(L, idx, "on_delete");
+    const char *od = lua_tostring(L, -1);
+    out->mark_stale = od && strcmp(od, "mark_stale") == 0;
+    lua_getfield(L, idx, "coalesce");
+    out->coalesce = lua_toboolean(L, -1);
+    lua_pop(L, 5);
+    return 1;
+}
+
 /* Compile pools from the state table on top of the stack into c. */
 static int compile_pools(lua_State *L, struct config *c, const struct settings *s, char *err,
                          size_t errlen)
@@ -102,7 +130,14 @@ static int compile_pools(lua_State *L, struct config *c, const struct settings *
         }
         int rc = config_add_pool(c, name ? name : "?", names, (uint32_t)ns, &o, err, errlen);
         free(names);
-        lua_pop(L, 2); /* servers, pool */
+        lua_pop(L, 1); /* servers */
+        if (rc >= 0) {
+            lua_getfield(L, -1, "stale");
+            struct pool *p = &c->pools[rc];
+            p->has_stale = read_policy(L, -1, &p->own_stale) != 0;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1); /* pool */
         if (rc < 0)
             return MG_ERR;
     }
@@ -119,7 +154,7 @@ static int compile_routes(lua_State *L, struct config *c, char *err, size_t errl
     }
     lua_getfield(L, -1, "default");
     if (lua_isstring(L, -1))
-        config_add_route(c, NULL, 0, config_find_pool(c, lua_tostring(L, -1)));
+        config_add_route(c, NULL, 0, config_find_pool(c, lua_tostring(L, -1)), NULL);
     lua_pop(L, 1);
     lua_getfield(L, -1, "prefixes");
     int n = (int)lua_objlen(L, -1);
@@ -127,14 +162,18 @@ static int compile_routes(lua_State *L, struct config *c, char *err, size_t errl
         lua_rawgeti(L, -1, i);
         lua_rawgeti(L, -1, 1);
         lua_rawgeti(L, -2, 2);
+        lua_rawgeti(L, -3, 3);
+        struct stale_policy pol;
+        int has = read_policy(L, -1, &pol);
         size_t len;
-        const char *prefix = lua_tolstring(L, -2, &len);
-        int pi = config_find_pool(c, lua_tostring(L, -1));
-        if (prefix == NULL || pi < 0 || config_add_route(c, prefix, len, pi) != MG_OK) {
+        const char *prefix = lua_tolstring(L, -3, &len);
+        int pi = config_find_pool(c, lua_tostring(L, -2));
+        if (prefix == NULL || pi < 0 ||
+            config_add_route(c, prefix, len, pi, has ? &pol : NULL) != MG_OK) {
             snprintf(err, errlen, "bad route entry %d", i);
             return MG_ERR;
         }
-        lua_pop(L, 3);
+        lua_pop(L, 4);
     }
     lua_pop(L, 2);
     return MG_OK;
@@ -189,6 +228,9 @@ struct config *lua_config_load(const char *path, struct settings *s, char *err, 
         snprintf(err, errlen, "out of memory");
         goto done;
     }
+    lua_getfield(L, -1, "stale");
+    c->has_default_stale = read_policy(L, -1, &c->default_stale) != 0;
+    lua_pop(L, 1);
     if (compile_pools(L, c, s, err, errlen) != MG_OK ||
         compile_routes(L, c, err, errlen) != MG_OK || config_finish(c, err, errlen) != MG_OK) {
         config_unref(c);

@@ -6,6 +6,7 @@
 
 #include "backend.h"
 #include "conn.h"
+#include "herd.h"
 #include "ketama.h"
 #include "log.h"
 #include "stats.h"
@@ -54,6 +55,8 @@ static int request_ops(struct request *r, uint32_t n)
         op->next = NULL;
         op->status = MG_R_NONE;
         op->out.off = op->out.len = 0;
+        op->pol = NULL;
+        op->hw = NULL;
     }
     r->nops = n;
     return MG_OK;
@@ -61,9 +64,11 @@ static int request_ops(struct request *r, uint32_t n)
 
 void request_release(struct request *r)
 {
-    struct worker *w = r->c->w;
-    for (uint32_t i = 0; i < r->ops_cap; i++)
+    struct worker *w = r->w;
+    for (uint32_t i = 0; i < r->ops_cap; i++) {
         buf_reset(&r->ops[i].out, REQ_BUF_KEEP);
+        buf_reset(&r->ops[i].key, REQ_BUF_KEEP);
+    }
     buf_reset(&r->out, REQ_BUF_KEEP);
 #ifndef MG_SANITIZE
     if (w->nfree_reqs < REQ_CACHE_MAX && r->ops_cap <= 64) {
@@ -75,8 +80,10 @@ void request_release(struct request *r)
 #else
     MG_UNUSED(w);
 #endif
-    for (uint32_t i = 0; i < r->ops_cap; i++)
+    for (uint32_t i = 0; i < r->ops_cap; i++) {
         buf_free(&r->ops[i].out);
+        buf_free(&r->ops[i].key);
+    }
     free(r->ops);
     buf_free(&r->out);
     free(r);
@@ -88,8 +95,10 @@ void request_cache_drain(void *worker)
     while (w->free_reqs) {
         struct request *r = w->free_reqs;
         w->free_reqs = r->next;
-        for (uint32_t i = 0; i < r->ops_cap; i++)
+        for (uint32_t i = 0; i < r->ops_cap; i++) {
             buf_free(&r->ops[i].out);
+            buf_free(&r->ops[i].key);
+        }
         free(r->ops);
         buf_free(&r->out);
         free(r);
@@ -105,7 +114,11 @@ static bool is_retrieval(enum mg_cmd cmd)
 /* Every op of r answered: settle the reply and hand it to the connection. */
 static void request_complete(struct request *r)
 {
-    struct worker *w = r->c->w;
+    struct worker *w = r->w;
+    if (r->c == NULL) { /* the gateway's own request: nobody to answer */
+        request_release(r);
+        return;
+    }
     if (is_retrieval(r->cmd)) {
         if (r->nfailed && r->nfailed == r->nops) {
             buf_append_str(&r->out, r->err);
@@ -153,12 +166,20 @@ static void put_line(struct buf *b, const char *s, size_t n)
     b->data[b->len++] = '\n';
 }
 
+void op_reply_miss(struct op *op)
+{
+    op->out.off = op->out.len = 0;
+    STAT_INC(op->req->w->st.get_misses);
+    op_finish(op);
+}
+
 void op_fail(struct op *op, const char *err)
 {
     struct request *r = op->req;
+    herd_forget(op);
     op->out.off = op->out.len = 0;
     op->status = MG_R_NONE;
-    STAT_INC(r->c->w->st.backend_errors);
+    STAT_INC(r->w->st.backend_errors);
     if (is_retrieval(r->cmd) || r->cmd == MG_CMD_FLUSH_ALL) {
         r->nfailed++;
         if (r->err == NULL)
@@ -232,9 +253,28 @@ static void out_unexpected(struct op *op, const struct mg_meta_reply *rep)
 void op_reply(struct op *op, const struct mg_meta_reply *rep)
 {
     struct request *r = op->req;
-    struct stats *st = &r->c->w->st;
+    struct stats *st = &r->w->st;
     enum mg_rstatus s = rep->status;
     op->status = s;
+    if (op->pol && is_retrieval(r->cmd)) { /* a classic get under a staleness policy */
+        switch (herd_on_get_reply(op, rep)) {
+        case HERD_PENDING:
+            return; /* herd answers it later */
+        case HERD_HIT:
+            STAT_INC(st->get_hits);
+            out_value(op, rep, r->cmd == MG_CMD_GETS);
+            break;
+        case HERD_MISS:
+            STAT_INC(st->get_misses);
+            op->out.off = op->out.len = 0;
+            break;
+        case HERD_ERROR:
+            out_unexpected(op, rep);
+            break;
+        }
+        op_finish(op);
+        return;
+    }
     switch (r->cmd) {
     case MG_CMD_GET:
     case MG_CMD_GETS:
@@ -260,6 +300,8 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
             OUT_LIT(op, "STORED");
             if (r->cmd == MG_CMD_CAS)
                 STAT_INC(st->cas_hits);
+            if (op->pol)
+                herd_on_stored(r->w, buf_head(&op->key), buf_unread(&op->key));
         } else if (s == MG_R_NS) {
             OUT_LIT(op, "NOT_STORED");
         } else if (s == MG_R_EX) {
@@ -328,10 +370,12 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
     op_finish(op);
 }
 
-/* The backend that owns key, or NULL after failing op when that backend is ejected. */
-static struct backend *op_backend(struct worker *w, struct op *op, const char *key, size_t klen)
+/* The backend that owns key (and the staleness policy for it in *pol), or NULL after
+ * failing op when that backend is ejected. */
+static struct backend *op_backend(struct worker *w, struct op *op, const char *key, size_t klen,
+                                  const struct stale_policy **pol)
 {
-    const struct pool *p = config_route(w->cfg, key, klen);
+    const struct pool *p = config_route(w->cfg, key, klen, pol);
     uint32_t i = p->nservers == 1 ? 0 : ketama_pick(p->ring, key, klen);
     struct backend *b = worker_backend(w, p->servers[i]->id);
     if (MG_UNLIKELY(!backend_usable(b))) {
@@ -339,6 +383,13 @@ static struct backend *op_backend(struct worker *w, struct op *op, const char *k
         return NULL;
     }
     return b;
+}
+
+/* Keep the backend key on op for herd bookkeeping that outlives the parse. */
+static bool op_keep_key(struct op *op, const char *key, size_t klen)
+{
+    op->key.off = op->key.len = 0;
+    return buf_append(&op->key, key, klen) == MG_OK;
 }
 
 /* Small helpers to render into a backend's write buffer, after a buf_reserve. */
@@ -375,16 +426,33 @@ static struct request *request_begin(struct conn *c, enum mg_cmd cmd, uint32_t n
     struct request *r = request_get(c->w);
     if (r == NULL || request_ops(r, n) != MG_OK) {
         if (r) {
-            r->c = c;
+            r->w = c->w;
             request_release(r);
         }
         log_error("out of memory");
         return NULL;
     }
+    r->w = c->w;
     r->cmd = cmd;
     r->noreply = noreply;
     r->pending = n + 1; /* +1 held until every op went out: no completion mid-dispatch */
     conn_enqueue(c, r);
+    return r;
+}
+
+struct request *request_internal(struct worker *w, uint32_t n)
+{
+    struct request *r = request_get(w);
+    if (r == NULL)
+        return NULL;
+    r->w = w;
+    r->c = NULL;
+    if (request_ops(r, n) != MG_OK) {
+        request_release(r);
+        return NULL;
+    }
+    r->cmd = MG_CMD_NONE;
+    r->pending = n + 1;
     return r;
 }
 
@@ -393,6 +461,8 @@ static void request_end_dispatch(struct request *r)
     if (--r->pending == 0)
         request_complete(r);
 }
+
+void request_internal_go(struct request *r) { request_end_dispatch(r); }
 
 static void dispatch_retrieval(struct conn *c, const struct mg_text_req *t)
 {
@@ -409,10 +479,11 @@ static void dispatch_retrieval(struct conn *c, const struct mg_text_req *t)
         STAT_INC(w->st.cmd_get);
         if (touch)
             STAT_INC(w->st.cmd_touch);
-        struct backend *b = op_backend(w, op, k.p, k.len);
+        const struct stale_policy *pol;
+        struct backend *b = op_backend(w, op, k.p, k.len, &pol);
         if (b == NULL)
             continue;
-        if (buf_reserve(&b->wbuf, k.len + 48) != MG_OK ||
+        if (buf_reserve(&b->wbuf, k.len + HERD_GET_EXTRA) != MG_OK ||
             buf_reserve(&op->out, k.len + 48) != MG_OK) {
             op_fail(op, "SERVER_ERROR out of memory");
             continue;
@@ -421,6 +492,12 @@ static void dispatch_retrieval(struct conn *c, const struct mg_text_req *t)
         put(&op->out, k.p, k.len);
         op->out.data[op->out.len++] = ' ';
         struct buf *wb = &b->wbuf;
+        if (pol && !touch && op_keep_key(op, k.p, k.len)) {
+            op->pol = pol;
+            herd_render_get(wb, k.p, k.len, false, pol);
+            backend_push(b, op);
+            continue;
+        }
         put(wb, "mg ", 3);
         put(wb, k.p, k.len);
         put(wb, cas ? " v f c" : " v f", cas ? 6 : 4);
@@ -444,9 +521,18 @@ static void dispatch_storage(struct conn *c, const struct mg_text_req *t)
         return;
     STAT_INC(w->st.cmd_set);
     struct op *op = &r->ops[0];
-    struct backend *b = op_backend(w, op, t->key.p, t->key.len);
+    const struct stale_policy *pol;
+    struct backend *b = op_backend(w, op, t->key.p, t->key.len, &pol);
     if (b != NULL) {
         struct buf *wb = &b->wbuf;
+        int64_t ttl = t->exptime;
+        /* append/prepend/cas bypass the herd logic (they keep the item's TTL or are
+         * compare-and-swap by the client); set/add/replace get the grace period */
+        if (pol && (t->cmd == MG_CMD_SET || t->cmd == MG_CMD_ADD || t->cmd == MG_CMD_REPLACE)) {
+            ttl = herd_store_ttl(t->exptime, pol);
+            if (op_keep_key(op, t->key.p, t->key.len))
+                op->pol = pol; /* so a STORED wakes local waiters */
+        }
         if (buf_reserve(wb, t->key.len + t->data.len + 96) != MG_OK) {
             op_fail(op, "SERVER_ERROR out of memory");
         } else {
@@ -461,7 +547,7 @@ static void dispatch_storage(struct conn *c, const struct mg_text_req *t)
             put(wb, " F", 2);
             put_u64(wb, t->flags);
             put(wb, " T", 2);
-            put_i64(wb, t->exptime);
+            put_i64(wb, ttl);
             put(wb, modes[t->cmd], strlen(modes[t->cmd]));
             if (t->cmd == MG_CMD_CAS) {
                 put(wb, " C", 2);
@@ -486,7 +572,8 @@ static void dispatch_keyed(struct conn *c, const struct mg_text_req *t)
     if (t->cmd == MG_CMD_TOUCH)
         STAT_INC(w->st.cmd_touch);
     struct op *op = &r->ops[0];
-    struct backend *b = op_backend(w, op, t->key.p, t->key.len);
+    const struct stale_policy *pol;
+    struct backend *b = op_backend(w, op, t->key.p, t->key.len, &pol);
     if (b != NULL) {
         struct buf *wb = &b->wbuf;
         if (buf_reserve(wb, t->key.len + 64) != MG_OK) {
@@ -496,7 +583,15 @@ static void dispatch_keyed(struct conn *c, const struct mg_text_req *t)
             put(wb, t->key.p, t->key.len);
             if (t->cmd == MG_CMD_TOUCH) {
                 put(wb, " T", 2);
-                put_i64(wb, t->exptime);
+                put_i64(wb, herd_store_ttl(t->exptime, pol));
+            } else if (t->cmd == MG_CMD_DELETE && pol && pol->mark_stale) {
+                /* fill on invalidate: the next reader refreshes, the rest get stale */
+                put(wb, " I", 2);
+                if (pol->grace) {
+                    put(wb, " T", 2);
+                    put_u64(wb, pol->grace);
+                }
+                STAT_INC(w->st.herd_marked_stale);
             } else if (t->cmd != MG_CMD_DELETE) {
                 put(wb, t->cmd == MG_CMD_DECR ? " v MD D" : " v D", t->cmd == MG_CMD_DECR ? 7 : 4);
                 put_u64(wb, t->delta);
@@ -522,7 +617,8 @@ static void dispatch_meta(struct conn *c, const struct mg_text_req *t)
         return;
     STAT_INC(w->st.cmd_meta);
     struct op *op = &r->ops[0];
-    struct backend *b = op_backend(w, op, t->key.p, t->key.len);
+    const struct stale_policy *pol;
+    struct backend *b = op_backend(w, op, t->key.p, t->key.len, &pol);
     if (b != NULL) {
         struct buf *wb = &b->wbuf;
         size_t need = t->key.len + t->args.len + t->data.len + 48;

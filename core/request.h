@@ -10,6 +10,9 @@
 
 struct conn;
 struct backend;
+struct worker;
+struct stale_policy;
+struct herd_wait;
 
 /* One operation sent to one backend: a key of a request. Owned by its request (in the
  * request's ops array); a backend points to it only while it waits for its reply. */
@@ -21,13 +24,17 @@ struct op {
     ev_tstamp sent;         /* when it was queued on the backend */
     uint32_t vlen;          /* retrieval hits: value bytes (stats) */
     enum mg_rstatus status; /* the reply's status, MG_R_NONE on failure */
+    const struct stale_policy *pol; /* herd policy for a classic get, or NULL */
+    struct buf key;         /* the backend key, kept only when pol is set */
+    struct herd_wait *hw;   /* set while the op waits for a value (herd.c owns it) */
 };
 
 /* One client command. Owned by its client connection's FIFO; freed (to the worker's free
  * list) once its reply has been written, or when the client is gone and it completed. */
 struct request {
     struct request *next; /* client FIFO / free list */
-    struct conn *c;
+    struct worker *w;
+    struct conn *c;       /* NULL for the gateway's own requests (request_internal) */
     enum mg_cmd cmd;
     bool noreply;
     bool quiet;   /* meta q flag: hide the nominal reply */
@@ -50,6 +57,14 @@ void request_reply_line(struct conn *c, const char *line);
  * buffer), or op failed with err (a full reply line like "SERVER_ERROR backend timeout"). */
 void op_reply(struct op *op, const struct mg_meta_reply *rep);
 void op_fail(struct op *op, const char *err);
+
+/* The op is answered as a miss (herd: waiting ended without a value). */
+void op_reply_miss(struct op *op);
+
+/* A request of the gateway's own with n ops (no client; its replies are dropped).
+ * The caller renders and pushes its ops, then calls request_internal_go. */
+struct request *request_internal(struct worker *w, uint32_t n);
+void request_internal_go(struct request *r);
 
 /* Free a request (and its ops' buffers) back to the worker's free list. */
 void request_release(struct request *r);

@@ -23,6 +23,14 @@ static const struct {
     F(touch_hits), F(touch_misses), F(backend_errors), F(client_errors), F(bytes_read),
     F(bytes_written),
 };
+static const struct {
+    const char *name;
+    size_t off;
+} herd_counters[] = {
+    F(herd_wins), F(herd_stale_hits), F(herd_waits), F(herd_wait_hits), F(herd_wait_timeouts),
+    F(herd_lock_expired), F(herd_coalesced), F(herd_marked_stale),
+};
+
 #undef F
 
 static uint64_t sum_counter(size_t off)
@@ -114,6 +122,10 @@ void stats_render(struct worker *w, struct mg_slice args, struct buf *out)
         render_backends(w, out);
     else if (args.len == 5 && memcmp(args.p, "pools", 5) == 0)
         render_pools(w, out);
+    else if (args.len == 4 && memcmp(args.p, "herd", 4) == 0)
+        for (size_t i = 0; i < MG_ARRAY_LEN(herd_counters); i++)
+            buf_printf(out, "STAT %s %llu\r\n", herd_counters[i].name + 5,
+                       (unsigned long long)sum_counter(herd_counters[i].off));
     else {
         buf_append_str(out, "ERROR\r\n");
         return;

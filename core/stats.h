@@ -16,6 +16,9 @@ struct stats {
         decr_misses, cas_hits, cas_misses, cas_badval;
     atomic_uint_fast64_t cmd_flush, cmd_meta, backend_errors, client_errors;
     atomic_uint_fast64_t bytes_read, bytes_written;
+    /* herd bookkeeping (herd.c) */
+    atomic_uint_fast64_t herd_wins, herd_stale_hits, herd_waits, herd_wait_hits,
+        herd_wait_timeouts, herd_lock_expired, herd_coalesced, herd_marked_stale;
 };
 
 #define STAT_ADD(field, n)                                                                   \

@@ -12,6 +12,7 @@
 
 #include "backend.h"
 #include "conn.h"
+#include "herd.h"
 #include "log.h"
 #include "request.h"
 
@@ -230,6 +231,7 @@ void worker_destroy(struct worker *w)
         backend_free(w->backends[i]);
     free(w->backends);
     w->backends = NULL;
+    herd_worker_destroy(w); /* after the backends: no wait is polling any more */
     worker_flush_all(w);
     while (w->conns) { /* every request completed above, so each conn frees itself */
         struct conn *c = w->conns;

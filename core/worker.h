@@ -11,6 +11,8 @@
 struct conn;
 struct backend;
 struct request;
+struct herd_wait;
+struct herd_lock;
 
 /* Owned by main (workers[]); everything hanging off it is owned by its thread. */
 struct worker {
@@ -30,6 +32,8 @@ struct worker {
     struct conn *conns;           /* every open client (doubly linked) */
     struct request *free_reqs;    /* cached requests */
     uint32_t nfree_reqs;
+    struct herd_wait *herd_waits; /* ops waiting for a value (herd.c) */
+    struct herd_lock *herd_locks; /* wins handed out here, with their timers (herd.c) */
     atomic_bool stop;
     bool stopping;
     ev_timer drain;            /* while stopping: waits for requests in flight */

@@ -2,13 +2,16 @@
 -- A config script does `local mg = require "mintgate"` and declares listeners, pools and
 -- routes. Everything declared here is plain data that the C core compiles after the script
 -- has run; nothing in this module runs per request.
+local stale = require "mintgate.stale"
+
 local M = {}
 
 local state = {
   listen = {},   -- "host:port" strings
   pools = {},    -- declared pools, in order
   by_name = {},  -- name -> pool
-  route = nil,   -- { default = pool name, prefixes = { {prefix, pool name}, ... } }
+  route = nil,   -- { default = pool name, prefixes = { {prefix, pool name, policy}, ... } }
+  stale = nil,   -- the default staleness policy (a table), or nil
 }
 M._state = state
 
@@ -60,8 +63,9 @@ function M.pool(t)
     check_addr("mg.pool '" .. t.name .. "' server " .. i, s, 2)
     p.servers[i] = s
   end
+  if t.stale ~= nil then p.stale = stale.normalize(t.stale, 2) end
   for k, v in pairs(t) do
-    if k ~= "name" and k ~= "servers" then
+    if k ~= "name" and k ~= "servers" and k ~= "stale" then
       local want = POOL_OPTS[k]
       if not want then error("mg.pool '" .. t.name .. "': unknown option '" .. tostring(k) .. "'", 2) end
       if type(v) ~= want or v < 0 then
@@ -81,8 +85,17 @@ local function pool_name(v, what)
   error("mg.route: " .. what .. " must be a pool (from mg.pool) or a pool's name", 3)
 end
 
+--- Set the default staleness policy (herd protection) for every pool without its own.
+-- @param spec a policy name ("newcache", "mint", "publish", "none") or a table
+-- `{ grace = 60, lock = 5, wait = 50, on_delete = "mark_stale", coalesce = true }`
+-- (a table may name a base policy with `policy = "newcache"` and override parts of it)
+function M.stale(spec)
+  state.stale = stale.normalize(spec, 2)
+end
+
 --- Route keys to pools. A table maps key prefixes to pools (the longest prefix wins) and
--- `default` to the pool for every other key.
+-- `default` to the pool for every other key. A prefix may map to `{ pool = p, stale = s }`
+-- to give its keys their own staleness policy.
 -- @tparam table t e.g. `{ ["session:"] = sessions, default = main }`
 function M.route(t)
   if type(t) ~= "table" then error("mg.route: expected a table", 2) end
@@ -91,7 +104,14 @@ function M.route(t)
     if k == "default" then
       r.default = pool_name(v, "default")
     elseif type(k) == "string" and k ~= "" then
-      r.prefixes[#r.prefixes + 1] = { k, pool_name(v, "prefix '" .. k .. "'") }
+      local what = "prefix '" .. k .. "'"
+      if type(v) == "table" and getmetatable(v) ~= Pool then
+        local policy -- nil: the pool's policy; false: none
+        if v.stale ~= nil then policy = stale.normalize(v.stale, 2) end
+        r.prefixes[#r.prefixes + 1] = { k, pool_name(v.pool, what), policy }
+      else
+        r.prefixes[#r.prefixes + 1] = { k, pool_name(v, what) }
+      end
     else
       error("mg.route: keys must be prefixes (non-empty strings) or 'default'", 2)
     end

@@ -1,0 +1,354 @@
+/* herd.c: thundering-herd bookkeeping for classic clients on memcached's meta flags.
+ *
+ * memcached (>= 1.6) arbitrates, fleet-wide, who refreshes a key:
+ *   mg ... R<s>  once the remaining TTL drops below s, the first reader gets W (win) and
+ *                every later reader Z (someone else is refreshing), all with the value;
+ *   mg ... N<s>  on a miss, create an empty placeholder for s seconds: the first reader
+ *                gets W, later ones Z (memcached 1.6.18 answers "VA 0 ... W" / "... Z");
+ *   md ... I     mark stale (X) instead of deleting and clear the win token, so the next
+ *                reader wins again; with C<cas> only if nobody stored since.
+ * A classic client cannot see flags, so here W becomes a miss (that client regenerates),
+ * Z with a value a plain hit (stale), Z on a placeholder a short wait for the value.
+ * A winner that never stores loses the win after `lock` seconds: the gateway that handed
+ * it out marks the item stale again with md I C<cas>, which only succeeds if no store
+ * happened in between. Cold placeholders expire by themselves after `lock`. */
+#include "herd.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "log.h"
+#include "request.h"
+#include "worker.h"
+
+/* A waiting op: polls its backend until a value appears, a store wakes it, or it times
+ * out. Owned by the worker's waits list; the op points to it while it waits. */
+struct herd_wait {
+    ev_timer timer;
+    struct op *op;
+    struct worker *w;
+    struct herd_wait *prev, *next;
+    ev_tstamp deadline;
+    bool polling; /* a poll is on the wire */
+    bool again;   /* woken while polling: poll again as soon as it answers */
+};
+
+/* A win handed out here: when it times out, the item is marked stale again. */
+struct herd_lock {
+    ev_timer timer;
+    struct worker *w;
+    struct herd_lock *prev, *next;
+    uint32_t server; /* backend index in the worker's config */
+    uint64_t cas;
+    uint8_t klen;
+    char key[MG_KEY_MAX];
+};
+
+static inline void put(struct buf *b, const char *s, size_t n)
+{
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+static void put_u64(struct buf *b, uint64_t v)
+{
+    char tmp[24];
+    char *e = tmp + sizeof(tmp), *p = e;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(b, p, (size_t)(e - p));
+}
+
+void herd_render_get(struct buf *wb, const char *key, size_t klen, bool with_touch,
+                     const struct stale_policy *pol)
+{
+    MG_UNUSED(with_touch);
+    put(wb, "mg ", 3);
+    put(wb, key, klen);
+    put(wb, " v f c", 6);
+    if (pol->grace) {
+        put(wb, " R", 2);
+        put_u64(wb, pol->grace);
+    }
+    put(wb, " N", 2);
+    put_u64(wb, pol->lock ? pol->lock : 1);
+    put(wb, "\r\n", 2);
+}
+
+int64_t herd_store_ttl(int64_t exptime, const struct stale_policy *pol)
+{
+    if (exptime <= 0 || pol == NULL)
+        return exptime;
+    return exptime + pol->grace;
+}
+
+static bool has_flag(struct mg_slice flags, char f)
+{
+    struct mg_slice v;
+    return mg_meta_flag(flags, f, &v);
+}
+
+static uint64_t cas_of(struct mg_slice flags)
+{
+    struct mg_slice v;
+    uint64_t c = 0;
+    if (!mg_meta_flag(flags, 'c', &v))
+        return 0;
+    for (uint32_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9'; i++)
+        c = c * 10 + (uint64_t)(v.p[i] - '0');
+    return c;
+}
+
+/* --- lock timers ------------------------------------------------------------------- */
+
+static void lock_unlink(struct herd_lock *l)
+{
+    struct worker *w = l->w;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        w->herd_locks = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+}
+
+static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    MG_UNUSED(revents);
+    struct herd_lock *l = t->data;
+    struct worker *w = l->w;
+    ev_timer_stop(loop, t);
+    lock_unlink(l);
+    if (l->server < w->nbackends) {
+        struct backend *b = worker_backend(w, l->server);
+        struct request *r = request_internal(w, 1);
+        if (r && backend_usable(b) && buf_reserve(&b->wbuf, l->klen + 48) == MG_OK) {
+            put(&b->wbuf, "md ", 3);
+            put(&b->wbuf, l->key, l->klen);
+            put(&b->wbuf, " I C", 4);
+            put_u64(&b->wbuf, l->cas);
+            put(&b->wbuf, "\r\n", 2);
+            STAT_INC(w->st.herd_lock_expired);
+            backend_push(b, &r->ops[0]);
+            request_internal_go(r);
+        } else if (r) {
+            op_fail(&r->ops[0], "SERVER_ERROR backend down");
+            request_internal_go(r);
+        }
+    }
+    free(l);
+}
+
+static void lock_start(struct op *op, uint64_t cas, uint32_t lock)
+{
+    struct worker *w = op->req->w;
+    struct herd_lock *l = malloc(sizeof(*l));
+    if (l == NULL)
+        return;
+    l->w = w;
+    l->server = op->be ? op->be->server_id : UINT32_MAX;
+    l->cas = cas;
+    l->klen = (uint8_t)buf_unread(&op->key);
+    memcpy(l->key, buf_head(&op->key), l->klen);
+    l->prev = NULL;
+    l->next = w->herd_locks;
+    if (w->herd_locks)
+        w->herd_locks->prev = l;
+    w->herd_locks = l;
+    ev_timer_init(&l->timer, lock_fire, lock, 0.);
+    l->timer.data = l;
+    ev_timer_start(w->loop, &l->timer);
+}
+
+/* --- waits -------------------------------------------------------------------------- */
+
+static void wait_unlink(struct herd_wait *hw)
+{
+    struct worker *w = hw->w;
+    ev_timer_stop(w->loop, &hw->timer);
+    if (hw->prev)
+        hw->prev->next = hw->next;
+    else
+        w->herd_waits = hw->next;
+    if (hw->next)
+        hw->next->prev = hw->prev;
+    hw->op->hw = NULL;
+    free(hw);
+}
+
+/* Send the op's get again. Returns false when its backend cannot take it now. */
+static bool wait_poll(struct herd_wait *hw)
+{
+    struct op *op = hw->op;
+    struct backend *b = op->be;
+    if (b == NULL || !backend_usable(b) ||
+        buf_reserve(&b->wbuf, buf_unread(&op->key) + HERD_GET_EXTRA) != MG_OK)
+        return false;
+    herd_render_get(&b->wbuf, buf_head(&op->key), buf_unread(&op->key), false, op->pol);
+    hw->polling = true;
+    hw->again = false;
+    backend_push(b, op);
+    return true;
+}
+
+static void wait_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    MG_UNUSED(revents);
+    struct herd_wait *hw = t->data;
+    ev_timer_stop(loop, t);
+    if (hw->polling)
+        return;
+    struct op *op = hw->op;
+    if (ev_now(loop) >= hw->deadline || !wait_poll(hw)) {
+        STAT_INC(hw->w->st.herd_wait_timeouts);
+        wait_unlink(hw);
+        op_reply_miss(op);
+    }
+}
+
+/* Poll interval: a few polls within the wait, never a busy loop. */
+static double wait_interval(const struct stale_policy *pol)
+{
+    double ms = pol->wait_ms / 4.0;
+    if (ms < 2)
+        ms = 2;
+    if (ms > 50)
+        ms = 50;
+    return ms / 1000.0;
+}
+
+static void wait_arm(struct herd_wait *hw)
+{
+    struct ev_loop *loop = hw->w->loop;
+    double after = wait_interval(hw->op->pol);
+    double left = hw->deadline - ev_now(loop);
+    if (left < after)
+        after = left > 0.0005 ? left : 0.0005;
+    ev_timer_set(&hw->timer, after, 0.);
+    ev_timer_start(loop, &hw->timer);
+}
+
+static bool wait_start(struct op *op)
+{
+    struct worker *w = op->req->w;
+    struct herd_wait *hw = calloc(1, sizeof(*hw));
+    if (hw == NULL)
+        return false;
+    hw->op = op;
+    hw->w = w;
+    hw->deadline = ev_now(w->loop) + op->pol->wait_ms / 1000.0;
+    ev_init(&hw->timer, wait_timer_cb);
+    hw->timer.data = hw;
+    hw->next = w->herd_waits;
+    if (w->herd_waits)
+        w->herd_waits->prev = hw;
+    w->herd_waits = hw;
+    op->hw = hw;
+    STAT_INC(w->st.herd_waits);
+    wait_arm(hw);
+    return true;
+}
+
+void herd_forget(struct op *op)
+{
+    if (op->hw)
+        wait_unlink(op->hw);
+}
+
+void herd_on_stored(struct worker *w, const char *key, size_t klen)
+{
+    for (struct herd_wait *hw = w->herd_waits, *next; hw; hw = next) {
+        next = hw->next;
+        struct op *op = hw->op;
+        if (buf_unread(&op->key) != klen || memcmp(buf_head(&op->key), key, klen) != 0)
+            continue;
+        if (hw->polling) {
+            hw->again = true;
+            continue;
+        }
+        ev_timer_stop(w->loop, &hw->timer);
+        if (!wait_poll(hw)) {
+            STAT_INC(w->st.herd_wait_timeouts);
+            wait_unlink(hw);
+            op_reply_miss(op);
+        }
+    }
+}
+
+/* --- the verdict --------------------------------------------------------------------- */
+
+enum herd_verdict herd_on_get_reply(struct op *op, const struct mg_meta_reply *rep)
+{
+    struct worker *w = op->req->w;
+    const struct stale_policy *pol = op->pol;
+    struct herd_wait *hw = op->hw;
+    if (rep->status == MG_R_EN) { /* no vivify happened (should not with N): plain miss */
+        if (hw)
+            wait_unlink(hw);
+        return HERD_MISS;
+    }
+    if (rep->status != MG_R_VA) {
+        if (hw)
+            wait_unlink(hw);
+        return HERD_ERROR;
+    }
+    bool win = has_flag(rep->flags, 'W');
+    bool other = has_flag(rep->flags, 'Z');
+    bool stale = has_flag(rep->flags, 'X');
+    /* memcached's vivified placeholder: empty, not stale, someone holds the win */
+    bool placeholder = rep->data.len == 0 && (win || other) && !stale;
+    if (hw) {
+        hw->polling = false;
+        if (placeholder && other) {
+            if (ev_now(w->loop) >= hw->deadline) {
+                STAT_INC(w->st.herd_wait_timeouts);
+                wait_unlink(hw);
+                return HERD_MISS;
+            }
+            if (!hw->again || !wait_poll(hw))
+                wait_arm(hw);
+            return HERD_PENDING;
+        }
+        wait_unlink(hw);
+        if (win) { /* the placeholder expired while we waited: we refresh now */
+            STAT_INC(w->st.herd_wins);
+            if (!placeholder && pol->lock)
+                lock_start(op, cas_of(rep->flags), pol->lock);
+            return HERD_MISS;
+        }
+        STAT_INC(w->st.herd_wait_hits);
+        return HERD_HIT;
+    }
+    if (win) {
+        STAT_INC(w->st.herd_wins);
+        if (!placeholder && pol->lock)
+            lock_start(op, cas_of(rep->flags), pol->lock);
+        return HERD_MISS;
+    }
+    if (placeholder) {
+        if (pol->wait_ms && wait_start(op))
+            return HERD_PENDING;
+        return HERD_MISS;
+    }
+    if (other || stale)
+        STAT_INC(w->st.herd_stale_hits);
+    return HERD_HIT;
+}
+
+void herd_worker_destroy(struct worker *w)
+{
+    while (w->herd_waits) {
+        struct op *op = w->herd_waits->op;
+        wait_unlink(w->herd_waits);
+        op_reply_miss(op);
+    }
+    while (w->herd_locks) {
+        struct herd_lock *l = w->herd_locks;
+        ev_timer_stop(w->loop, &l->timer);
+        lock_unlink(l);
+        free(l);
+    }
+}

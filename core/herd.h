@@ -1,0 +1,45 @@
+/* herd.h: thundering-herd bookkeeping for classic clients on memcached's meta flags. */
+#ifndef MG_HERD_H
+#define MG_HERD_H
+
+#include "buf.h"
+#include "config.h"
+#include "proto_meta.h"
+
+struct op;
+struct worker;
+
+enum herd_verdict {
+    HERD_HIT,     /* answer the value (fresh, or stale while someone else refreshes) */
+    HERD_MISS,    /* answer a miss: this client regenerates, or waiting timed out */
+    HERD_PENDING, /* the op waits; herd answers it later through op_reply/op_fail */
+    HERD_ERROR,   /* not a reply a get expects: the caller reports it */
+};
+
+/* Bytes herd_render_get may need beyond the key. */
+#define HERD_GET_EXTRA 64
+
+/* Append the backend command for a classic get of key under pol to wb (reserved by the
+ * caller for klen + HERD_GET_EXTRA): value, flags, cas, and the R (recache) and N
+ * (vivify) flags that make memcached pick one winner fleet-wide. */
+void herd_render_get(struct buf *wb, const char *key, size_t klen, bool with_touch,
+                     const struct stale_policy *pol);
+
+/* The TTL to store for a classic exptime under pol: the grace period is added so the
+ * value outlives its nominal expiry by that much (0, negative: unchanged). */
+int64_t herd_store_ttl(int64_t exptime, const struct stale_policy *pol);
+
+/* What a classic get sees for rep, the reply to herd_render_get's command for op (whose
+ * op->key holds the backend key). May start a wait or a lock timer. */
+enum herd_verdict herd_on_get_reply(struct op *op, const struct mg_meta_reply *rep);
+
+/* The op failed (backend error): forget any wait it was in. */
+void herd_forget(struct op *op);
+
+/* A store of key went through this worker: wake local waiters for it at once. */
+void herd_on_stored(struct worker *w, const char *key, size_t klen);
+
+/* Cancel every wait and lock timer of w (waiting ops are answered as misses). */
+void herd_worker_destroy(struct worker *w);
+
+#endif

@@ -1,0 +1,76 @@
+--- mintgate.stale: staleness policies (herd protection for classic clients).
+-- A policy is a table { grace, lock, wait, on_delete, coalesce } or the name of one of
+-- the policies below; `normalize` turns either (plus overrides) into the table the C core
+-- compiles. Times: grace and lock in whole seconds (memcached's TTL clock), wait in ms.
+local M = {}
+
+--- The named policies.
+-- newcache: django-newcache's CACHE_HERD_TIMEOUT: an expired value goes on being served
+--   to everyone else for herd_timeout (60 s) while the first caller refreshes it.
+-- mint: MintCache: a stale date MINT_DELAY (30 s) before the real expiry; the first reader
+--   past the stale date refreshes, the others get the stale value meanwhile.
+-- publish: values are cached "forever" and invalidation marks them stale (fill on
+--   invalidate): delete marks, the next reader refreshes, the rest get the stale value,
+--   and a cold miss waits up to 50 ms for the refresher.
+-- none: no herd logic at all.
+M.policies = {
+  newcache = { grace = 60, lock = 60, wait = 0, on_delete = "delete", coalesce = true },
+  mint = { grace = 30, lock = 30, wait = 0, on_delete = "delete", coalesce = true },
+  publish = { grace = 0, lock = 5, wait = 50, on_delete = "mark_stale", coalesce = true },
+  none = false,
+}
+
+local DEFAULTS = { grace = 60, lock = 5, wait = 50, on_delete = "delete", coalesce = true }
+
+local function whole(v) return type(v) == "number" and v >= 0 and v == math.floor(v) end
+
+--- Normalize a policy spec: a name, a table (optionally with `policy = name` as its base),
+-- or false/"none". Returns the policy table, or false for none. Raises on bad input.
+-- @param spec the policy
+-- @tparam[opt] number level error level for the caller
+function M.normalize(spec, level)
+  level = (level or 1) + 1
+  if spec == false or spec == "none" then return false end
+  local base = DEFAULTS
+  if type(spec) == "string" then
+    local p = M.policies[spec]
+    if p == nil then error("unknown staleness policy '" .. spec .. "'", level) end
+    if p == false then return false end
+    spec = {}
+    base = p
+  elseif type(spec) ~= "table" then
+    error("a staleness policy is a table or a policy name", level)
+  elseif spec.policy ~= nil then
+    local p = M.policies[spec.policy]
+    if p == nil then error("unknown staleness policy '" .. tostring(spec.policy) .. "'", level) end
+    if p == false then return false end
+    base = p
+  end
+  local out = {}
+  for k, v in pairs(base) do out[k] = v end
+  for k, v in pairs(spec) do
+    if k == "grace" or k == "lock" then
+      if not whole(v) then error("stale: '" .. k .. "' must be whole seconds >= 0", level) end
+      out[k] = v
+    elseif k == "wait" then
+      if type(v) ~= "number" or v < 0 or v > 60000 then
+        error("stale: 'wait' must be milliseconds from 0 to 60000", level)
+      end
+      out.wait = v
+    elseif k == "on_delete" then
+      if v ~= "delete" and v ~= "mark_stale" then
+        error("stale: 'on_delete' must be \"delete\" or \"mark_stale\"", level)
+      end
+      out.on_delete = v
+    elseif k == "coalesce" then
+      if type(v) ~= "boolean" then error("stale: 'coalesce' must be a boolean", level) end
+      out.coalesce = v
+    elseif k ~= "policy" then
+      error("stale: unknown option '" .. tostring(k) .. "'", level)
+    end
+  end
+  if out.lock == 0 then out.lock = 1 end
+  return out
+end
+
+return M
