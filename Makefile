@@ -9,7 +9,7 @@ WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread \
             $(shell pkg-config --cflags luajit 2>/dev/null) -DMG_LUADIR='"$(LUADIR)"'
 LDLIBS   += -lev $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1) \
-            -lmemcached -lhashkit -lm -lpthread
+            -lmemcached -lhashkit -lresolv -lm -lpthread
 
 SRCS     := $(filter-out core/main.c,$(wildcard core/*.c))
 HDRS     := $(wildcard core/*.h)
@@ -22,7 +22,7 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 DEB_PKGS := gcc make pkg-config libev-dev libluajit-5.1-dev luajit libmemcached-dev \
             libmemcached-tools memcached lua-busted lua-socket nutcracker netcat-openbsd
 
-.PHONY: all deps run test ctest spec capable asan asan-test bench bench-quick lint clean install
+.PHONY: all deps run test ctest spec capable asan asan-test bench bench-quick bench-herd lint clean install
 
 all: mintgate
 
@@ -70,6 +70,8 @@ spec: mintgate build/lmc_fill
 capable: mintgate
 	@sh spec/run_capable.sh ./mintgate
 
+asan: mintgate-asan
+
 asan-test: mintgate-asan build/lmc_fill
 	@MINTGATE_BIN=./mintgate-asan sh spec/run_busted.sh asan
 
@@ -81,6 +83,9 @@ test: deps
 
 bench-quick: deps mintgate
 	@sh bench/quick.sh
+
+bench-herd: deps mintgate
+	@sh bench/herd.sh
 
 bench: bench-quick
 

@@ -14,6 +14,8 @@
  * large --idle does not overrun a listen backlog), optional prefill on its own
  * connections, then the measured run. Nothing here can wait forever: connects
  * and stalled pipelines time out, and every loop also has a hard time limit.
+ * With --target-pid the server's CPU time and RSS are read from /proc at the
+ * phase boundaries, so a script gets them without racing the run.
  *
  * Memory: every buffer is sized once when a connection is set up; the request
  * path allocates nothing. Latencies go to a log-linear histogram (HDR-style,
@@ -37,6 +39,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,7 +56,7 @@
 #define MAX_CONNECTING  128     /* connects in flight per loop */
 #define MAX_NOTES       5       /* failure messages printed per loop */
 #define LOAD_BUF        (64 * 1024)
-#define IDLE_BUF        256
+#define IDLE_BUF        512     /* a VALUE line with a 200-byte prefix fits */
 #define PREFILL_CONNS   16
 #define PREFILL_DEPTH   32
 
@@ -80,7 +83,8 @@ struct options {
     size_t value_size;
     char prefix[MAX_PREFIX + 1];
     size_t prefix_len;
-    bool prefill, json;
+    bool prefill, prefill_only, idle_get, json;
+    pid_t target_pid;
     struct sockaddr_storage addr;
     socklen_t addrlen;
 };
@@ -148,6 +152,18 @@ struct worker {
 static char *g_value;           /* value bytes for every set, read-only after main sets it */
 static size_t g_req_max;        /* largest request we can build, for buffer sizing */
 
+/*
+ * What --target-pid saw of the server under test. cpu is utime+stime in
+ * seconds; rss is VmRSS in KB; -1 when unread. rss_idle is written by the
+ * loop holding the idle connections and read by main after the join.
+ */
+struct target_sample {
+    double cpu;
+    long rss;
+};
+
+static struct target_sample g_tgt_before = {-1, -1}, g_tgt_idle = {-1, -1};
+
 static void conn_close(struct conn *c, const char *why);
 static void conn_fill(struct conn *c);
 static int conn_flush(struct conn *c);
@@ -172,6 +188,41 @@ static uint64_t rng_next(uint64_t *s)
     x ^= x >> 27;
     *s = x;
     return x * 0x2545F4914F6CDD1Dull;
+}
+
+/*
+ * Reads utime+stime and VmRSS of pid from /proc. Fields it cannot read stay
+ * -1: the target may have exited, and a report with a gap beats no report.
+ */
+static struct target_sample target_sample(pid_t pid)
+{
+    struct target_sample ts = {-1, -1};
+    char path[64], buf[2048];
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    f = fopen(path, "r");
+    if (f != NULL) {
+        n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        /* The command name may hold spaces and ')': fields restart after the last ')'. */
+        char *p = strrchr(buf, ')');
+        unsigned long long ut, st;
+        if (p != NULL &&
+            sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+            ts.cpu = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    f = fopen(path, "r");
+    if (f != NULL) {
+        while (fgets(buf, sizeof buf, f) != NULL)
+            if (sscanf(buf, "VmRSS: %ld", &ts.rss) == 1)
+                break;
+        fclose(f);
+    }
+    return ts;
 }
 
 /* ---- histogram ---- */
@@ -319,6 +370,8 @@ static void worker_idle_check(struct worker *w)
     if (w->nidle == 0 || w->idle_reported || settled < (uint64_t)w->nidle)
         return;
     w->idle_reported = true;
+    if (w->o->target_pid > 0)
+        g_tgt_idle = target_sample(w->o->target_pid);
     /* stderr, right away: a script sampling the target's RSS waits for this line. */
     fprintf(stderr, "idle_ready ok=%" PRIu64 " failed=%" PRIu64 "\n",
             w->st.idle_ok, w->st.idle_failed);
@@ -466,9 +519,10 @@ static void conn_complete(struct conn *c, uint64_t now, enum result r)
     c->rcount--;
     c->nvalues = 0;
     w->inflight--;
-    if (p.kind == REQ_VERSION) {
+    if (c->idle) {
+        /* A miss is still an answer: the connection is open and served. */
         c->version_done = true;
-        c->version_ok = r == RES_OK;
+        c->version_ok = r != RES_ERR;
         if (c->version_ok)
             w->st.idle_ok++;
         else
@@ -666,7 +720,12 @@ static void conn_on_ready(struct conn *c)
     c->last_activity = ev_now(w->loop);
     c->timer.repeat = w->o->stall_timeout;
     ev_timer_again(w->loop, &c->timer);
-    if (c->idle) {
+    if (c->idle && w->o->idle_get) {
+        /* A proxy must route this one (and may not know `version` at all). */
+        uint64_t key = (uint64_t)(c - w->conns) % w->o->keys;
+        c->olen = build_get(w->o, c->obuf, key, 1);
+        conn_push(c, REQ_GET, 1, now_ns());
+    } else if (c->idle) {
         memcpy(c->obuf, "version\r\n", 9);
         c->olen = 9;
         conn_push(c, REQ_VERSION, 0, now_ns());
@@ -927,8 +986,13 @@ static void usage(FILE *f)
         "  --key-prefix STR     key prefix (default \"mgload:\")\n"
         "  --multiget M         keys per get (default 1)\n"
         "  --prefill            set every key once before measuring\n"
+        "  --prefill-only       set every key once, print prefill_keys/prefill_errors, exit\n"
         "  --idle N             also hold N idle connections (one `version` each) for\n"
         "                       the run; prints `idle_ready ...` on stderr once open\n"
+        "  --idle-get           idle connections send one `get` of a key (not `version`)\n"
+        "  --target-pid PID     report the server's CPU (target_cpu_us, from after the\n"
+        "                       prefill to the end) and VmRSS (before connecting, once\n"
+        "                       every idle connection was answered, at the end)\n"
         "  --threads T          event loops/threads to split --conns over (default 1)\n"
         "  --connect-timeout S  per connect (default 2)\n"
         "  --timeout S          close a connection whose replies stall this long (default 5)\n"
@@ -1043,7 +1107,8 @@ static int opt_resolve(struct options *o)
 enum {
     OPT_HOST = 256, OPT_PORT, OPT_CONNS, OPT_DEPTH, OPT_DURATION, OPT_REQUESTS, OPT_RATIO,
     OPT_VSIZE, OPT_KEYS, OPT_PREFIX, OPT_MULTIGET, OPT_PREFILL, OPT_IDLE, OPT_THREADS,
-    OPT_CTIMEOUT, OPT_TIMEOUT, OPT_MAXTIME, OPT_SEED, OPT_JSON, OPT_HELP
+    OPT_CTIMEOUT, OPT_TIMEOUT, OPT_MAXTIME, OPT_SEED, OPT_JSON, OPT_HELP,
+    OPT_PREFILL_ONLY, OPT_IDLE_GET, OPT_TARGET_PID
 };
 
 static const struct option long_opts[] = {
@@ -1059,6 +1124,9 @@ static const struct option long_opts[] = {
     {"key-prefix", required_argument, NULL, OPT_PREFIX},
     {"multiget", required_argument, NULL, OPT_MULTIGET},
     {"prefill", no_argument, NULL, OPT_PREFILL},
+    {"prefill-only", no_argument, NULL, OPT_PREFILL_ONLY},
+    {"idle-get", no_argument, NULL, OPT_IDLE_GET},
+    {"target-pid", required_argument, NULL, OPT_TARGET_PID},
     {"idle", required_argument, NULL, OPT_IDLE},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"connect-timeout", required_argument, NULL, OPT_CTIMEOUT},
@@ -1103,6 +1171,13 @@ static int opt_one(struct options *o, int opt, const char *arg)
         return MG_OK;
     case OPT_MULTIGET: return opt_int("multiget", arg, 1, MAX_MULTIGET, &o->multiget);
     case OPT_PREFILL: o->prefill = true; return MG_OK;
+    case OPT_PREFILL_ONLY: o->prefill = o->prefill_only = true; return MG_OK;
+    case OPT_IDLE_GET: o->idle_get = true; return MG_OK;
+    case OPT_TARGET_PID:
+        if (opt_u64("target-pid", arg, 1, INT32_MAX, &v) != MG_OK)
+            return MG_ERR;
+        o->target_pid = (pid_t)v;
+        return MG_OK;
     case OPT_IDLE: return opt_int("idle", arg, 0, MAX_IDLE, &o->idle);
     case OPT_THREADS: return opt_int("threads", arg, 1, MAX_THREADS, &o->threads);
     case OPT_CTIMEOUT: return opt_secs("connect-timeout", arg, &o->connect_timeout);
@@ -1143,7 +1218,7 @@ static int opt_parse(struct options *o, int argc, char **argv)
         fprintf(stderr, "mgload: %s\n", o->port == 0 ? "--port is required" : "stray arguments");
         return MG_ERR;
     }
-    if (o->conns == 0 && o->idle == 0) {
+    if (o->conns == 0 && o->idle == 0 && !o->prefill_only) {
         fprintf(stderr, "mgload: nothing to do (--conns 0 and no --idle)\n");
         return MG_ERR;
     }
@@ -1216,11 +1291,11 @@ static double cpu_seconds(void)
  * 100% per thread means the generator, not the target, set the pace.
  */
 static void report(const struct options *o, const struct worker *ws, int nw,
-                   const struct stats *pre, double cpu)
+                   const struct stats *pre, double cpu, struct target_sample tgt_end)
 {
     static struct hist h;       /* 30 KB: keep it off the stack */
     struct stats st;
-    struct kv kv[24];
+    struct kv kv[32];
     uint64_t start = UINT64_MAX, stop = 0;
     double secs;
     int n = 0;
@@ -1263,6 +1338,17 @@ static void report(const struct options *o, const struct worker *ws, int nw,
     }
     if (o->prefill)
         KV_U("prefill_errors", pre->errors);
+    if (o->target_pid > 0) {
+        /* Integer microseconds: KV_F keeps one decimal, too coarse for seconds. */
+        if (g_tgt_before.cpu >= 0 && tgt_end.cpu >= 0)
+            KV_U("target_cpu_us", (tgt_end.cpu - g_tgt_before.cpu) * 1e6 + 0.5);
+        if (g_tgt_before.rss >= 0)
+            KV_U("target_rss_kb_before", g_tgt_before.rss);
+        if (o->idle > 0 && g_tgt_idle.rss >= 0)
+            KV_U("target_rss_kb_idle", g_tgt_idle.rss);
+        if (tgt_end.rss >= 0)
+            KV_U("target_rss_kb_end", tgt_end.rss);
+    }
 #undef KV_U
 #undef KV_F
 
@@ -1347,6 +1433,14 @@ int main(int argc, char **argv)
         rc = 2;
         goto cleanup;
     }
+    if (o.prefill_only) {
+        printf(o.json ? "{\"prefill_keys\":%" PRIu64 ",\"prefill_errors\":%" PRIu64 "}\n"
+                      : "prefill_keys=%" PRIu64 " prefill_errors=%" PRIu64 "\n", o.keys, pre.errors);
+        rc = pre.errors == 0 ? 0 : 2;
+        goto cleanup;
+    }
+    if (o.target_pid > 0)
+        g_tgt_before = target_sample(o.target_pid);
 
     cpu0 = cpu_seconds();
     nw = o.threads;
@@ -1373,7 +1467,8 @@ int main(int argc, char **argv)
         nw = started; /* the others never ran; report what did */
     }
 
-    report(&o, ws, nw, &pre, cpu_seconds() - cpu0);
+    report(&o, ws, nw, &pre, cpu_seconds() - cpu0,
+           o.target_pid > 0 ? target_sample(o.target_pid) : g_tgt_before);
     rc = 0;
     for (int i = 0; i < nw; i++) {
         if (ws[i].hit_limit)

@@ -28,185 +28,44 @@
 # and the row's throughput is a lower bound on what the target can do.
 #
 # Env: ROUNDS (3) SECS (5) CONNS (20) DEPTH (1) PIN (auto|0) OUT (bench/results/quick.md)
-# Stops every process it started on exit, ^C or TERM.
+# Stops every process it started on exit, ^C or TERM. Helpers: bench/lib.sh;
+# the full comparison (more workloads, CPU, memory) is bench/run.sh.
 
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
+SELF=bench/quick.sh
+. bench/lib.sh
 
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-5}
 CONNS=${CONNS:-20}
 DEPTH=${DEPTH:-1}
-PIN=${PIN:-auto}
 OUT=${OUT:-bench/results/quick.md}
-MGLOAD=bench/mgload
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mgquick.XXXXXX") || exit 1
-PIDS=""
-
-log() { printf '%s\n' "$*" >&2; }
-die() { log "quick.sh: $*"; exit 1; }
-
-# alive PID: our child exists and has not exited (kill -0 is true for zombies too).
-alive() {
-    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)
-    [ -n "$st" ] && [ "$st" != Z ]
-}
-
-# Stop what we started: TERM first, KILL whatever is still there after ~3 s.
-cleanup() {
-    trap - EXIT INT TERM
-    for p in $PIDS; do kill "$p" 2>/dev/null; done
-    n=0
-    while [ $n -lt 30 ]; do
-        left=""
-        for p in $PIDS; do alive "$p" && left="$left $p"; done
-        [ -z "$left" ] && break
-        sleep 0.1
-        n=$((n + 1))
-    done
-    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
-    for p in $PIDS; do wait "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 case $ROUNDS$SECS$CONNS$DEPTH in *[!0-9]*) die "ROUNDS, SECS, CONNS, DEPTH must be integers";; esac
 if [ "$ROUNDS" -lt 1 ] || [ "$SECS" -lt 1 ]; then die "ROUNDS and SECS must be >= 1"; fi
-command -v memcached >/dev/null || die "memcached not found (make deps)"
-command -v python3 >/dev/null || command -v nc >/dev/null || die "need python3 or nc to find ports"
 
-# ---- build ----
-if [ ! -x "$MGLOAD" ] || [ -n "$(find bench/mgload.c -newer "$MGLOAD")" ]; then
-    ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Wshadow -Wstrict-prototypes \
-        -Wmissing-prototypes -pthread -o "$MGLOAD" bench/mgload.c -lev || die "building mgload failed"
-fi
+bench_init
+setup_placement
 
-# ---- placement ----
-PIN_LOAD=""
-PIN_FRONT=""
-PIN_BACK=""
-if [ "$PIN" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    PIN_LOAD="taskset -c 1"
-    PIN_BACK="taskset -c 1"
-    PIN_FRONT="taskset -c 0"
-    PLACEMENT="target (direct memcached or proxy) alone on CPU 0; mgload and the two backends on CPU 1"
-else
-    PLACEMENT="unpinned"
-fi
-
-# ---- ports ----
-# A port nobody listens on right now. Another process may take it before we
-# bind, so every start below checks that *our* process came up on it.
-port_open() {
-    if command -v nc >/dev/null; then
-        nc -z 127.0.0.1 "$1" 2>/dev/null
-    else
-        python3 -c 'import socket,sys; s=socket.socket(); s.settimeout(0.5); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$1"
-    fi
-}
-
-pick_port() {
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-        return
-    fi
-    i=0
-    while [ $i -lt 50 ]; do
-        p=$(awk -v s="$$$i" 'BEGIN { srand(s); print 20000 + int(rand() * 40000) }')
-        port_open "$p" || { echo "$p"; return; }
-        i=$((i + 1))
-    done
-    echo 0
-}
-
-# wait_up PORT PID: 0 once PORT accepts and PID lives, 1 if PID died or after ~5 s.
-# A foreign listener on PORT makes our process exit on bind: hence the second look.
-wait_up() {
-    n=0
-    while [ $n -lt 50 ]; do
-        alive "$2" || return 1
-        if port_open "$1"; then
-            sleep 0.2
-            alive "$2"
-            return
-        fi
-        sleep 0.1
-        n=$((n + 1))
-    done
-    return 1
-}
-
-# start NAME CMD...: runs CMD (with @PORT@ replaced by a fresh port) until it
-# comes up; sets UP_PORT and UP_PID, returns 1 after five failed tries.
-# Not called in $(...): the child must belong to this shell so cleanup sees it.
-start() {
-    name=$1
-    shift
-    try=0
-    while [ $try -lt 5 ]; do
-        UP_PORT=$(pick_port)
-        [ "$UP_PORT" -gt 0 ] || return 1
-        cmd=$(printf '%s ' "$@" | sed "s/@PORT@/$UP_PORT/g")
-        $cmd >"$TMP/$name.log" 2>&1 &
-        UP_PID=$!
-        PIDS="$PIDS $UP_PID"
-        wait_up "$UP_PORT" "$UP_PID" && return 0
-        kill "$UP_PID" 2>/dev/null
-        try=$((try + 1))
-    done
-    return 1
-}
-
-MC_USER=""
-[ "$(id -u)" = 0 ] && MC_USER="-u root"     # memcached refuses root without -u
-
-start mc0 $PIN_FRONT memcached -p @PORT@ -U 0 -l 127.0.0.1 -t 1 $MC_USER || die "memcached (direct) did not start: $(tail -3 "$TMP/mc0.log")"
+start_memcached mc0 "$PIN_FRONT" || die "memcached (direct) did not start: $(tail -3 "$TMP/mc0.log")"
 MC0=$UP_PORT
-start mc1 $PIN_BACK memcached -p @PORT@ -U 0 -l 127.0.0.1 -t 1 $MC_USER || die "memcached 1 did not start: $(tail -3 "$TMP/mc1.log")"
+start_memcached mc1 "$PIN_BACK" || die "memcached 1 did not start: $(tail -3 "$TMP/mc1.log")"
 MC1=$UP_PORT
-start mc2 $PIN_BACK memcached -p @PORT@ -U 0 -l 127.0.0.1 -t 1 $MC_USER || die "memcached 2 did not start: $(tail -3 "$TMP/mc2.log")"
+start_memcached mc2 "$PIN_BACK" || die "memcached 2 did not start: $(tail -3 "$TMP/mc2.log")"
 MC2=$UP_PORT
 
 TARGETS="memcached"
 NOTES=""
 
-# twemproxy: the YAML needs the listen port, so pick it first and retry on a clash.
-if command -v nutcracker >/dev/null; then
-    ok=0
-    i=0
-    while [ $i -lt 5 ] && [ $ok = 0 ]; do
-        NCP=$(pick_port)
-        NCS=$(pick_port)
-        cat >"$TMP/nutcracker.yml" <<EOF
-quick:
-  listen: 127.0.0.1:$NCP
-  hash: md5
-  distribution: ketama
-  auto_eject_hosts: false
-  preconnect: true
-  servers:
-   - 127.0.0.1:$MC1:1
-   - 127.0.0.1:$MC2:1
-EOF
-        nutcracker -t -c "$TMP/nutcracker.yml" >"$TMP/nutcracker.log" 2>&1 || die "nutcracker rejects its config: $(cat "$TMP/nutcracker.log")"
-        $PIN_FRONT nutcracker -c "$TMP/nutcracker.yml" -s "$NCS" -a 127.0.0.1 \
-            -o "$TMP/nutcracker.log" -p "$TMP/nutcracker.pid" -v 4 &
-        pid=$!
-        PIDS="$PIDS $pid"
-        if wait_up "$NCP" "$pid"; then ok=1; else kill "$pid" 2>/dev/null; fi
-        i=$((i + 1))
-    done
-    if [ $ok = 1 ]; then
-        TARGETS="$TARGETS twemproxy"
-    else
-        NOTES="$NOTES- twemproxy: did not start ($(tail -1 "$TMP/nutcracker.log"))\n"
-    fi
-else
+if ! command -v nutcracker >/dev/null; then
     NOTES="$NOTES- twemproxy: \`nutcracker\` not installed\n"
+elif start_twemproxy nc "$PIN_FRONT" "$MC1" "$MC2"; then
+    TARGETS="$TARGETS twemproxy"
+    NCP=$UP_PORT
+else
+    NOTES="$NOTES- twemproxy: did not start ($(tail -1 "$TMP/nc.log"))\n"
 fi
 
 if [ -x ./mintgate ]; then
@@ -228,7 +87,6 @@ port_of() {
     mintgate) echo "$MGP" ;;
     esac
 }
-kv() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
 log "quick.sh: $ROUNDS round(s) x ${SECS}s, targets: $TARGETS ($PLACEMENT)"
 r=1
@@ -249,13 +107,6 @@ while [ $r -le "$ROUNDS" ]; do
     done
     r=$((r + 1))
 done
-
-median() {
-    [ -s "$1" ] || { echo "-"; return; }
-    sort -n "$1" | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-total() { [ -s "$1" ] && awk '{ s += $1 } END { print s }' "$1" || echo "-"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f\n", a / b }'; }
 
 REF_MC=$(median "$TMP/memcached.ops_s")
 REF_TW="-"

@@ -237,7 +237,8 @@ int config_finish(struct config *c, char *err, size_t errlen)
         struct route_entry *r = &c->routes[i];
         r->pool = &c->pools[(uintptr_t)r->pool - 1];
     }
-    qsort(c->routes, c->nroutes, sizeof(struct route_entry), route_cmp);
+    if (c->nroutes > 1)
+        qsort(c->routes, c->nroutes, sizeof(struct route_entry), route_cmp);
     if (c->default_idx < 0)
         c->default_idx = 0;
     c->default_pool = &c->pools[c->default_idx];

@@ -246,6 +246,8 @@ static void conn_process(struct conn *c)
             break;
         case MG_ESWALLOW:
             c->swallow = t.swallow;
+            if (t.cmd == MG_CMD_SET) /* memcached unlinks the old item for set only */
+                request_drop_key(c, &t);
             if (!t.noreply) /* memcached stays silent on noreply errors too */
                 request_reply_line(c, t.err);
             STAT_INC(c->w->st.client_errors);

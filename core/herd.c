@@ -70,8 +70,10 @@ void herd_render_get(struct buf *wb, const char *key, size_t klen, bool with_tou
     put(wb, key, klen);
     put(wb, " v f c", 6);
     if (pol->grace) {
+        /* stored with TTL T + grace; memcached expires an item at the clock tick its TTL
+         * reaches 0, so the window opens when the remaining TTL is down to grace */
         put(wb, " R", 2);
-        put_u64(wb, pol->grace);
+        put_u64(wb, (uint64_t)pol->grace + 1);
     }
     put(wb, " N", 2);
     put_u64(wb, pol->lock ? pol->lock : 1);
@@ -260,6 +262,15 @@ void herd_forget(struct op *op)
 
 void herd_on_stored(struct worker *w, const char *key, size_t klen)
 {
+    /* a store ends the win: its md I C<cas> would fail anyway, spare the round trip */
+    for (struct herd_lock *l = w->herd_locks, *next; l; l = next) {
+        next = l->next;
+        if (l->klen == klen && memcmp(l->key, key, klen) == 0) {
+            ev_timer_stop(w->loop, &l->timer);
+            lock_unlink(l);
+            free(l);
+        }
+    }
     for (struct herd_wait *hw = w->herd_waits, *next; hw; hw = next) {
         next = hw->next;
         struct op *op = hw->op;
@@ -278,9 +289,121 @@ void herd_on_stored(struct worker *w, const char *key, size_t klen)
     }
 }
 
+/* --- coalescing: identical gets in flight share one backend request ----------------- */
+
+static uint32_t key_hash(uint32_t server, const char *k, size_t n)
+{
+    uint32_t h = 2166136261u ^ server;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)k[i]) * 16777619u;
+    return h;
+}
+
+static bool same_get(const struct op *a, uint32_t server, const char *k, size_t n)
+{
+    return a->be->server_id == server && buf_unread(&a->key) == n &&
+           memcmp(buf_head(&a->key), k, n) == 0;
+}
+
+/* Slot of op's key in the table: where it is, or the empty slot where it would go. */
+static uint32_t slot_of(struct worker *w, uint32_t server, const char *k, size_t n)
+{
+    uint32_t mask = w->inflight_cap - 1;
+    uint32_t i = key_hash(server, k, n) & mask;
+    while (w->inflight[i] && !same_get(w->inflight[i], server, k, n))
+        i = (i + 1) & mask;
+    return i;
+}
+
+static bool table_grow(struct worker *w)
+{
+    uint32_t ncap = w->inflight_cap ? w->inflight_cap * 2 : 64;
+    struct op **old = w->inflight;
+    uint32_t ocap = w->inflight_cap;
+    w->inflight = calloc(ncap, sizeof(struct op *));
+    if (w->inflight == NULL) {
+        w->inflight = old;
+        return false;
+    }
+    w->inflight_cap = ncap;
+    for (uint32_t i = 0; i < ocap; i++) {
+        struct op *o = old[i];
+        if (o)
+            w->inflight[slot_of(w, o->be->server_id, buf_head(&o->key), buf_unread(&o->key))] = o;
+    }
+    free(old);
+    return true;
+}
+
+bool herd_follow(struct worker *w, struct op *op)
+{
+    if (w->inflight_n == 0)
+        return false;
+    uint32_t i = slot_of(w, op->be->server_id, buf_head(&op->key), buf_unread(&op->key));
+    struct op *lead = w->inflight[i];
+    if (lead == NULL)
+        return false;
+    op->next_follower = lead->followers;
+    lead->followers = op;
+    STAT_INC(w->st.herd_coalesced);
+    return true;
+}
+
+void herd_lead(struct worker *w, struct op *op)
+{
+    if ((w->inflight_n + 1) * 2 > w->inflight_cap && !table_grow(w))
+        return;
+    uint32_t i = slot_of(w, op->be->server_id, buf_head(&op->key), buf_unread(&op->key));
+    if (w->inflight[i])
+        return; /* another leader already (a poll): do without */
+    w->inflight[i] = op;
+    w->inflight_n++;
+    op->leading = true;
+    op->followers = NULL;
+}
+
+struct op *herd_unlead(struct worker *w, struct op *op)
+{
+    if (!op->leading)
+        return NULL;
+    op->leading = false;
+    uint32_t mask = w->inflight_cap - 1;
+    uint32_t i = slot_of(w, op->be->server_id, buf_head(&op->key), buf_unread(&op->key));
+    if (w->inflight[i] == op) {
+        /* backward-shift deletion keeps every probe chain intact without tombstones */
+        w->inflight[i] = NULL;
+        w->inflight_n--;
+        for (uint32_t j = (i + 1) & mask; w->inflight[j]; j = (j + 1) & mask) {
+            struct op *o = w->inflight[j];
+            uint32_t home = key_hash(o->be->server_id, buf_head(&o->key), buf_unread(&o->key)) & mask;
+            /* move o into the hole when the hole lies on its probe path */
+            if (((j - home) & mask) >= ((j - i) & mask)) {
+                w->inflight[i] = o;
+                w->inflight[j] = NULL;
+                i = j;
+            }
+        }
+    }
+    struct op *f = op->followers;
+    op->followers = NULL;
+    return f;
+}
+
 /* --- the verdict --------------------------------------------------------------------- */
 
+static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep, bool follower);
+
 enum herd_verdict herd_on_get_reply(struct op *op, const struct mg_meta_reply *rep)
+{
+    return verdict(op, rep, false);
+}
+
+enum herd_verdict herd_on_follower_reply(struct op *op, const struct mg_meta_reply *rep)
+{
+    return verdict(op, rep, true);
+}
+
+static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep, bool follower)
 {
     struct worker *w = op->req->w;
     const struct stale_policy *pol = op->pol;
@@ -297,6 +420,10 @@ enum herd_verdict herd_on_get_reply(struct op *op, const struct mg_meta_reply *r
     }
     bool win = has_flag(rep->flags, 'W');
     bool other = has_flag(rep->flags, 'Z');
+    if (follower && win) { /* the leader refreshes; for us it is someone else */
+        win = false;
+        other = true;
+    }
     bool stale = has_flag(rep->flags, 'X');
     /* memcached's vivified placeholder: empty, not stale, someone holds the win */
     bool placeholder = rep->data.len == 0 && (win || other) && !stale;
@@ -340,6 +467,9 @@ enum herd_verdict herd_on_get_reply(struct op *op, const struct mg_meta_reply *r
 
 void herd_worker_destroy(struct worker *w)
 {
+    free(w->inflight);
+    w->inflight = NULL;
+    w->inflight_cap = w->inflight_n = 0;
     while (w->herd_waits) {
         struct op *op = w->herd_waits->op;
         wait_unlink(w->herd_waits);

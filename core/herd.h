@@ -33,6 +33,19 @@ int64_t herd_store_ttl(int64_t exptime, const struct stale_policy *pol);
  * op->key holds the backend key). May start a wait or a lock timer. */
 enum herd_verdict herd_on_get_reply(struct op *op, const struct mg_meta_reply *rep);
 
+/* Coalescing: when an identical get (same backend, same key) is already on the wire
+ * from this worker, attach op to it and return true; op is then answered from that
+ * reply. Otherwise return false: the caller sends op and calls herd_lead(op). */
+bool herd_follow(struct worker *w, struct op *op);
+void herd_lead(struct worker *w, struct op *op);
+/* op's reply arrived (or it failed): take it out of the table and return its followers
+ * (a list through next_follower) for the caller to answer. */
+struct op *herd_unlead(struct worker *w, struct op *op);
+
+/* As herd_on_get_reply, for a follower of a leader that got rep: a win belongs to the
+ * leader, so a follower sees it as someone else's. */
+enum herd_verdict herd_on_follower_reply(struct op *op, const struct mg_meta_reply *rep);
+
 /* The op failed (backend error): forget any wait it was in. */
 void herd_forget(struct op *op);
 

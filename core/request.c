@@ -1,6 +1,7 @@
 /* request.c: turning client commands into backend meta commands and replies back. */
 #include "request.h"
 
+#include <resolv.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +58,8 @@ static int request_ops(struct request *r, uint32_t n)
         op->out.off = op->out.len = 0;
         op->pol = NULL;
         op->hw = NULL;
+        op->followers = op->next_follower = NULL;
+        op->leading = false;
     }
     r->nops = n;
     return MG_OK;
@@ -177,6 +180,10 @@ void op_fail(struct op *op, const char *err)
 {
     struct request *r = op->req;
     herd_forget(op);
+    for (struct op *f = herd_unlead(r->w, op), *next; f; f = next) {
+        next = f->next_follower;
+        op_fail(f, err);
+    }
     op->out.off = op->out.len = 0;
     op->status = MG_R_NONE;
     STAT_INC(r->w->st.backend_errors);
@@ -248,6 +255,28 @@ static void out_unexpected(struct op *op, const struct mg_meta_reply *rep)
         put_line(&op->out, "SERVER_ERROR unexpected backend reply", 37);
 }
 
+/* Answer a classic get under a staleness policy as herd decided. */
+static void herd_answer(struct op *op, const struct mg_meta_reply *rep, enum herd_verdict v)
+{
+    struct stats *st = &op->req->w->st;
+    switch (v) {
+    case HERD_PENDING:
+        return; /* herd answers it later */
+    case HERD_HIT:
+        STAT_INC(st->get_hits);
+        out_value(op, rep, op->req->cmd == MG_CMD_GETS);
+        break;
+    case HERD_MISS:
+        STAT_INC(st->get_misses);
+        op->out.off = op->out.len = 0;
+        break;
+    case HERD_ERROR:
+        out_unexpected(op, rep);
+        break;
+    }
+    op_finish(op);
+}
+
 #define OUT_LIT(op, s) put_line(&(op)->out, s, sizeof(s) - 1)
 
 void op_reply(struct op *op, const struct mg_meta_reply *rep)
@@ -257,22 +286,13 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
     enum mg_rstatus s = rep->status;
     op->status = s;
     if (op->pol && is_retrieval(r->cmd)) { /* a classic get under a staleness policy */
-        switch (herd_on_get_reply(op, rep)) {
-        case HERD_PENDING:
-            return; /* herd answers it later */
-        case HERD_HIT:
-            STAT_INC(st->get_hits);
-            out_value(op, rep, r->cmd == MG_CMD_GETS);
-            break;
-        case HERD_MISS:
-            STAT_INC(st->get_misses);
-            op->out.off = op->out.len = 0;
-            break;
-        case HERD_ERROR:
-            out_unexpected(op, rep);
-            break;
+        struct op *f = herd_unlead(r->w, op);
+        herd_answer(op, rep, herd_on_get_reply(op, rep));
+        while (f) {
+            struct op *next = f->next_follower;
+            herd_answer(f, rep, herd_on_follower_reply(f, rep));
+            f = next;
         }
-        op_finish(op);
         return;
     }
     switch (r->cmd) {
@@ -494,8 +514,13 @@ static void dispatch_retrieval(struct conn *c, const struct mg_text_req *t)
         struct buf *wb = &b->wbuf;
         if (pol && !touch && op_keep_key(op, k.p, k.len)) {
             op->pol = pol;
+            op->be = b;
+            if (pol->coalesce && herd_follow(w, op))
+                continue; /* answered with the identical get already on the wire */
             herd_render_get(wb, k.p, k.len, false, pol);
             backend_push(b, op);
+            if (pol->coalesce)
+                herd_lead(w, op);
             continue;
         }
         put(wb, "mg ", 3);
@@ -603,6 +628,17 @@ static void dispatch_keyed(struct conn *c, const struct mg_text_req *t)
     request_end_dispatch(r);
 }
 
+/* True when the meta flags contain the lone flag letter f. */
+static bool meta_has_flag(struct mg_slice args, char f)
+{
+    uint32_t pos = 0;
+    struct mg_slice tok;
+    while (mg_text_next_token(args, &pos, &tok))
+        if (tok.len == 1 && tok.p[0] == f)
+            return true;
+    return false;
+}
+
 /* mg/ms/md/ma/me: forwarded with their flags; q is kept here (hidden replies are dropped
  * by the gateway) so every backend request has exactly one reply to match. */
 static void dispatch_meta(struct conn *c, const struct mg_text_req *t)
@@ -618,7 +654,22 @@ static void dispatch_meta(struct conn *c, const struct mg_text_req *t)
     STAT_INC(w->st.cmd_meta);
     struct op *op = &r->ops[0];
     const struct stale_policy *pol;
-    struct backend *b = op_backend(w, op, t->key.p, t->key.len, &pol);
+    /* a base64 key (b flag) is placed by what it decodes to, as memcached stores it */
+    struct mg_slice where = t->key;
+    unsigned char raw[MG_KEY_MAX + 1];
+    if (meta_has_flag(t->args, 'b')) {
+        char enc[MG_KEY_MAX + 1];
+        memcpy(enc, t->key.p, t->key.len);
+        enc[t->key.len] = '\0';
+        int n = b64_pton(enc, raw, sizeof(raw));
+        if (n <= 0) {
+            op_fail(op, "CLIENT_ERROR bad data chunk");
+            request_end_dispatch(r);
+            return;
+        }
+        where = (struct mg_slice){ (const char *)raw, (uint32_t)n };
+    }
+    struct backend *b = op_backend(w, op, where.p, where.len, &pol);
     if (b != NULL) {
         struct buf *wb = &b->wbuf;
         size_t need = t->key.len + t->args.len + t->data.len + 48;
@@ -675,6 +726,29 @@ static void dispatch_flush(struct conn *c, const struct mg_text_req *t)
         backend_push(b, op);
     }
     request_end_dispatch(r);
+}
+
+void request_drop_key(struct conn *c, const struct mg_text_req *t)
+{
+    struct worker *w = c->w;
+    if (t->key.len == 0)
+        return;
+    struct request *r = request_internal(w, 1);
+    if (r == NULL)
+        return;
+    const struct stale_policy *pol;
+    struct backend *b = op_backend(w, &r->ops[0], t->key.p, t->key.len, &pol);
+    if (b != NULL) {
+        if (buf_reserve(&b->wbuf, t->key.len + 8) != MG_OK) {
+            op_fail(&r->ops[0], "SERVER_ERROR out of memory");
+        } else {
+            put(&b->wbuf, "md ", 3);
+            put(&b->wbuf, t->key.p, t->key.len);
+            put(&b->wbuf, "\r\n", 2);
+            backend_push(b, &r->ops[0]);
+        }
+    }
+    request_internal_go(r);
 }
 
 void request_reply_line(struct conn *c, const char *line)

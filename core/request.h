@@ -27,6 +27,9 @@ struct op {
     const struct stale_policy *pol; /* herd policy for a classic get, or NULL */
     struct buf key;         /* the backend key, kept only when pol is set */
     struct herd_wait *hw;   /* set while the op waits for a value (herd.c owns it) */
+    struct op *followers;   /* coalesced gets answered with this op's reply */
+    struct op *next_follower;
+    bool leading;           /* in the worker's in-flight table (herd.c) */
 };
 
 /* One client command. Owned by its client connection's FIFO; freed (to the worker's free
@@ -50,6 +53,9 @@ struct request {
 /* Parse-side entry: act on one parsed request from client c (slices borrow c's read
  * buffer; everything needed later is copied before returning). */
 void request_dispatch(struct conn *c, const struct mg_text_req *t);
+/* A store was refused as too large: drop the key's old value, as memcached does (the
+ * client's next read must not see a value it meant to overwrite). */
+void request_drop_key(struct conn *c, const struct mg_text_req *t);
 /* Queue an error/status line (without \r\n) as a reply of its own on c, in order. */
 void request_reply_line(struct conn *c, const char *line);
 

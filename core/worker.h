@@ -13,6 +13,7 @@ struct backend;
 struct request;
 struct herd_wait;
 struct herd_lock;
+struct op;
 
 /* Owned by main (workers[]); everything hanging off it is owned by its thread. */
 struct worker {
@@ -34,6 +35,8 @@ struct worker {
     uint32_t nfree_reqs;
     struct herd_wait *herd_waits; /* ops waiting for a value (herd.c) */
     struct herd_lock *herd_locks; /* wins handed out here, with their timers (herd.c) */
+    struct op **inflight;         /* open-addressing table of leading gets (herd.c) */
+    uint32_t inflight_cap, inflight_n;
     atomic_bool stop;
     bool stopping;
     ev_timer drain;            /* while stopping: waits for requests in flight */
