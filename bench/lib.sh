@@ -219,6 +219,11 @@ cpu_ticks() {
         awk '{ s += $12 + $13 } END { print s + 0 }'
 }
 
+# busy_ticks: CPU ticks the whole machine has spent busy (all CPUs) so far.
+busy_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
 # ---- numbers ----
 # kv KEY LINE: the value of KEY in an mgload key=value line.
 kv() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }

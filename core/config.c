@@ -232,6 +232,7 @@ int config_finish(struct config *c, char *err, size_t errlen)
                                           : NULL;
         if (p->stale && p->stale->off)
             p->stale = NULL;
+        p->keys = p->has_keys ? &p->own_keys : c->has_default_keys ? &c->default_keys : NULL;
     }
     for (uint32_t i = 0; i < c->nroutes; i++) {
         struct route_entry *r = &c->routes[i];

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
+#include "keys.h"
 #include "mg.h"
 
 struct ketama;
@@ -50,6 +51,9 @@ struct pool {
     struct stale_policy own_stale;
     bool has_stale;
     const struct stale_policy *stale; /* own, else the config default, else NULL */
+    struct key_style own_keys;
+    bool has_keys;
+    const struct key_style *keys; /* own, else the config default, else NULL (as is) */
 };
 
 struct route_entry {
@@ -76,6 +80,8 @@ struct config {
     int default_idx;
     struct stale_policy default_stale; /* mg.stale{}: for pools without their own */
     bool has_default_stale;
+    struct key_style default_keys; /* mg.keys{}: for pools without their own */
+    bool has_default_keys;
 };
 
 /* Process-wide settings from the command line and the script's mg.listen. */

@@ -242,7 +242,7 @@ static void conn_process(struct conn *c)
             break;
         switch (rc) {
         case MG_OK:
-            request_dispatch(c, &t);
+            request_dispatch(c, &t, buf_head(b), used);
             break;
         case MG_ESWALLOW:
             c->swallow = t.swallow;

@@ -53,6 +53,40 @@ static int traceback(lua_State *L)
     return 1;
 }
 
+int lua_vm_run(lua_State *L, const char *path, char *err, size_t errlen)
+{
+    int base = lua_gettop(L);
+    lua_pushcfunction(L, traceback);
+    int rc = luaL_loadfile(L, path);
+    if (rc == 0)
+        rc = lua_pcall(L, 0, 0, base + 1);
+    if (rc != 0)
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_settop(L, base);
+    return rc == 0 ? MG_OK : MG_ERR;
+}
+
+/* Read a key style table at idx into ks. Returns 1 when there is one, 0 for none (nil
+ * or a function: functions run per request), -1 on error (err filled). */
+static int read_keys(lua_State *L, int idx, struct key_style *ks, char *err, size_t errlen)
+{
+    if (idx < 0)
+        idx = lua_gettop(L) + idx + 1;
+    if (!lua_istable(L, idx))
+        return 0;
+    const char *f[4] = { "style", "prefix", "version", "flavor" };
+    const char *v[4];
+    for (int i = 0; i < 4; i++) {
+        lua_getfield(L, idx, f[i]);
+        v[i] = lua_tostring(L, -1); /* strings stay anchored in the table */
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, idx, "hash_long");
+    bool hash_long = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return keys_style_init(ks, v[0], v[1], v[2], v[3], hash_long, err, errlen) == MG_OK ? 1 : -1;
+}
+
 /* Read number field name of the table on top into *out when present.
  * Returns MG_ERR when present but not a number. */
 static int opt_number(lua_State *L, const char *name, double *out)
@@ -136,6 +170,12 @@ static int compile_pools(lua_State *L, struct config *c, const struct settings *
             struct pool *p = &c->pools[rc];
             p->has_stale = read_policy(L, -1, &p->own_stale) != 0;
             lua_pop(L, 1);
+            lua_getfield(L, -1, "keys");
+            int k = read_keys(L, -1, &p->own_keys, err, errlen);
+            lua_pop(L, 1);
+            if (k < 0)
+                return MG_ERR;
+            p->has_keys = k > 0;
         }
         lua_pop(L, 1); /* pool */
         if (rc < 0)
@@ -202,15 +242,8 @@ struct config *lua_config_load(const char *path, struct settings *s, char *err, 
     lua_State *L = lua_vm_new(err, errlen);
     if (L == NULL)
         return NULL;
-    lua_pushcfunction(L, traceback);
-    if (luaL_loadfile(L, path) != 0) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    if (lua_vm_run(L, path, err, errlen) != MG_OK)
         goto done;
-    }
-    if (lua_pcall(L, 0, 0, -2) != 0) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
-        goto done;
-    }
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "loaded");
     lua_getfield(L, -1, "mintgate");
@@ -231,6 +264,15 @@ struct config *lua_config_load(const char *path, struct settings *s, char *err, 
     lua_getfield(L, -1, "stale");
     c->has_default_stale = read_policy(L, -1, &c->default_stale) != 0;
     lua_pop(L, 1);
+    lua_getfield(L, -1, "keys");
+    int k = read_keys(L, -1, &c->default_keys, err, errlen);
+    lua_pop(L, 1);
+    if (k < 0) {
+        config_unref(c);
+        c = NULL;
+        goto done;
+    }
+    c->has_default_keys = k > 0;
     if (compile_pools(L, c, s, err, errlen) != MG_OK ||
         compile_routes(L, c, err, errlen) != MG_OK || config_finish(c, err, errlen) != MG_OK) {
         config_unref(c);

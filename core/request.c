@@ -1,14 +1,13 @@
 /* request.c: turning client commands into backend meta commands and replies back. */
 #include "request.h"
 
-#include <resolv.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "conn.h"
 #include "herd.h"
-#include "ketama.h"
+#include "lua_api.h"
 #include "log.h"
 #include "stats.h"
 #include "worker.h"
@@ -19,7 +18,7 @@
 static const char END_CRLF[] = "END\r\n";
 
 /* A request from the worker's cache, or a new one. Returns NULL when out of memory. */
-static struct request *request_get(struct worker *w)
+struct request *request_get(struct worker *w)
 {
     struct request *r = w->free_reqs;
     if (r) {
@@ -32,6 +31,9 @@ static struct request *request_get(struct worker *w)
     }
     r->next = NULL;
     r->done = r->noreply = r->quiet = false;
+    r->own_copy = r->lua_ready = r->lua_parked = false;
+    r->next_key = r->keypos = 0;
+    r->lco = NULL;
     r->nops = r->pending = r->nfailed = 0;
     r->outlen = 0;
     r->err = NULL;
@@ -39,7 +41,7 @@ static struct request *request_get(struct worker *w)
 }
 
 /* Make room for n ops and reset them. Returns MG_OK or MG_ERR. */
-static int request_ops(struct request *r, uint32_t n)
+int request_ops(struct request *r, uint32_t n)
 {
     if (n > r->ops_cap) {
         struct op *ops = realloc(r->ops, n * sizeof(struct op));
@@ -60,6 +62,9 @@ static int request_ops(struct request *r, uint32_t n)
         op->hw = NULL;
         op->followers = op->next_follower = NULL;
         op->leading = false;
+        op->rekey = false;
+        op->ckey = (struct mg_slice){ NULL, 0 };
+        op->pool = -1;
     }
     r->nops = n;
     return MG_OK;
@@ -73,6 +78,8 @@ void request_release(struct request *r)
         buf_reset(&r->ops[i].key, REQ_BUF_KEEP);
     }
     buf_reset(&r->out, REQ_BUF_KEEP);
+    buf_reset(&r->raw, REQ_BUF_KEEP);
+    buf_reset(&r->lua_key, REQ_BUF_KEEP);
 #ifndef MG_SANITIZE
     if (w->nfree_reqs < REQ_CACHE_MAX && r->ops_cap <= 64) {
         r->next = w->free_reqs;
@@ -89,6 +96,8 @@ void request_release(struct request *r)
     }
     free(r->ops);
     buf_free(&r->out);
+    buf_free(&r->raw);
+    buf_free(&r->lua_key);
     free(r);
 }
 
@@ -104,22 +113,27 @@ void request_cache_drain(void *worker)
         }
         free(r->ops);
         buf_free(&r->out);
+        buf_free(&r->raw);
+        buf_free(&r->lua_key);
         free(r);
     }
     w->nfree_reqs = 0;
 }
 
-static bool is_retrieval(enum mg_cmd cmd)
+bool is_retrieval(enum mg_cmd cmd)
 {
     return cmd == MG_CMD_GET || cmd == MG_CMD_GETS || cmd == MG_CMD_GAT || cmd == MG_CMD_GATS;
 }
 
 /* Every op of r answered: settle the reply and hand it to the connection. */
-static void request_complete(struct request *r)
+void request_complete(struct request *r)
 {
     struct worker *w = r->w;
     if (r->c == NULL) { /* the gateway's own request: nobody to answer */
-        request_release(r);
+        if (r->lco)
+            lua_api_call_done(r); /* a pool call from Lua: resume its coroutine */
+        else
+            request_release(r);
         return;
     }
     if (is_retrieval(r->cmd)) {
@@ -151,7 +165,7 @@ static void request_complete(struct request *r)
     conn_request_done(r->c, r);
 }
 
-static void op_finish(struct op *op)
+void op_finish(struct op *op)
 {
     struct request *r = op->req;
     if (--r->pending == 0)
@@ -159,7 +173,7 @@ static void op_finish(struct op *op)
 }
 
 /* Append s and \r\n to b. */
-static void put_line(struct buf *b, const char *s, size_t n)
+void put_line(struct buf *b, const char *s, size_t n)
 {
     if (buf_reserve(b, n + 2) != MG_OK)
         return;
@@ -197,10 +211,19 @@ void op_fail(struct op *op, const char *err)
     op_finish(op);
 }
 
-/* Pass a reply through verbatim (meta clients, and errors). */
+/* Pass a reply through verbatim (meta clients, and errors). A k flag carrying a
+ * transformed key is given the client's key back. */
 static void out_verbatim(struct op *op, const struct mg_meta_reply *rep)
 {
-    put_line(&op->out, rep->line.p, rep->line.len);
+    struct mg_slice kv;
+    if (op->rekey && mg_meta_flag(rep->flags, 'k', &kv)) {
+        size_t head = (size_t)(kv.p - rep->line.p), tail = rep->line.len - head - kv.len;
+        buf_append(&op->out, rep->line.p, head);
+        buf_append(&op->out, op->ckey.p, op->ckey.len);
+        put_line(&op->out, kv.p + kv.len, tail);
+    } else {
+        put_line(&op->out, rep->line.p, rep->line.len);
+    }
     if (rep->status == MG_R_VA) {
         buf_append(&op->out, rep->data.p, rep->data.len);
         buf_append(&op->out, "\r\n", 2);
@@ -255,6 +278,15 @@ static void out_unexpected(struct op *op, const struct mg_meta_reply *rep)
         put_line(&op->out, "SERVER_ERROR unexpected backend reply", 37);
 }
 
+/* The op's reply is rendered: run the script's hook for event (if it has one), then
+ * finish. A hook that waits for pool calls finishes the op from its continuation. */
+static void op_settle(struct op *op, int event)
+{
+    if (event >= 0 && op->ckey.p && lua_api_hook(op, event) == MG_EAGAIN)
+        return;
+    op_finish(op);
+}
+
 /* Answer a classic get under a staleness policy as herd decided. */
 static void herd_answer(struct op *op, const struct mg_meta_reply *rep, enum herd_verdict v)
 {
@@ -274,7 +306,7 @@ static void herd_answer(struct op *op, const struct mg_meta_reply *rep, enum her
         out_unexpected(op, rep);
         break;
     }
-    op_finish(op);
+    op_settle(op, v == HERD_MISS ? LUA_HOOK_MISS : -1);
 }
 
 #define OUT_LIT(op, s) put_line(&(op)->out, s, sizeof(s) - 1)
@@ -378,6 +410,9 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
         if (s != MG_R_OK)
             out_unexpected(op, rep);
         break;
+    case MG_CMD_NONE: /* the gateway's own request: keep the reply for whoever asked */
+        out_verbatim(op, rep);
+        break;
     default: /* meta commands: verbatim, minus what q hides */
         /* as memcached's q: mg hides EN; ms and md hide HD; ma hides HD and VA */
         if (r->quiet && ((s == MG_R_EN && r->cmd == MG_CMD_MG) ||
@@ -387,437 +422,13 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
         out_verbatim(op, rep);
         break;
     }
-    op_finish(op);
+    int event = -1;
+    if (is_retrieval(r->cmd) && s == MG_R_EN)
+        event = LUA_HOOK_MISS;
+    else if (r->cmd >= MG_CMD_SET && r->cmd <= MG_CMD_CAS && s == MG_R_HD)
+        event = LUA_HOOK_SET;
+    else if (r->cmd == MG_CMD_DELETE && (s == MG_R_HD || s == MG_R_NF))
+        event = LUA_HOOK_DELETE;
+    op_settle(op, event);
 }
 
-/* The backend that owns key (and the staleness policy for it in *pol), or NULL after
- * failing op when that backend is ejected. */
-static struct backend *op_backend(struct worker *w, struct op *op, const char *key, size_t klen,
-                                  const struct stale_policy **pol)
-{
-    const struct pool *p = config_route(w->cfg, key, klen, pol);
-    uint32_t i = p->nservers == 1 ? 0 : ketama_pick(p->ring, key, klen);
-    struct backend *b = worker_backend(w, p->servers[i]->id);
-    if (MG_UNLIKELY(!backend_usable(b))) {
-        op_fail(op, "SERVER_ERROR backend down");
-        return NULL;
-    }
-    return b;
-}
-
-/* Keep the backend key on op for herd bookkeeping that outlives the parse. */
-static bool op_keep_key(struct op *op, const char *key, size_t klen)
-{
-    op->key.off = op->key.len = 0;
-    return buf_append(&op->key, key, klen) == MG_OK;
-}
-
-/* Small helpers to render into a backend's write buffer, after a buf_reserve. */
-static inline void put(struct buf *b, const char *s, size_t n)
-{
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-}
-
-static inline void put_u64(struct buf *b, uint64_t v)
-{
-    char tmp[24];
-    char *e = tmp + sizeof(tmp), *p = e;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    put(b, p, (size_t)(e - p));
-}
-
-static inline void put_i64(struct buf *b, int64_t v)
-{
-    if (v < 0) {
-        b->data[b->len++] = '-';
-        put_u64(b, (uint64_t)0 - (uint64_t)v);
-    } else {
-        put_u64(b, (uint64_t)v);
-    }
-}
-
-/* Start r: enqueue on c with n ops. Returns NULL (after answering) when out of memory. */
-static struct request *request_begin(struct conn *c, enum mg_cmd cmd, uint32_t n, bool noreply)
-{
-    struct request *r = request_get(c->w);
-    if (r == NULL || request_ops(r, n) != MG_OK) {
-        if (r) {
-            r->w = c->w;
-            request_release(r);
-        }
-        log_error("out of memory");
-        return NULL;
-    }
-    r->w = c->w;
-    r->cmd = cmd;
-    r->noreply = noreply;
-    r->pending = n + 1; /* +1 held until every op went out: no completion mid-dispatch */
-    conn_enqueue(c, r);
-    return r;
-}
-
-struct request *request_internal(struct worker *w, uint32_t n)
-{
-    struct request *r = request_get(w);
-    if (r == NULL)
-        return NULL;
-    r->w = w;
-    r->c = NULL;
-    if (request_ops(r, n) != MG_OK) {
-        request_release(r);
-        return NULL;
-    }
-    r->cmd = MG_CMD_NONE;
-    r->pending = n + 1;
-    return r;
-}
-
-static void request_end_dispatch(struct request *r)
-{
-    if (--r->pending == 0)
-        request_complete(r);
-}
-
-void request_internal_go(struct request *r) { request_end_dispatch(r); }
-
-static void dispatch_retrieval(struct conn *c, const struct mg_text_req *t)
-{
-    struct worker *w = c->w;
-    struct request *r = request_begin(c, t->cmd, t->nkeys, false);
-    if (r == NULL)
-        return;
-    bool cas = t->cmd == MG_CMD_GETS || t->cmd == MG_CMD_GATS;
-    bool touch = t->cmd == MG_CMD_GAT || t->cmd == MG_CMD_GATS;
-    uint32_t pos = 0, i = 0;
-    struct mg_slice k;
-    while (i < r->nops && mg_text_next_token(t->keys, &pos, &k)) {
-        struct op *op = &r->ops[i++];
-        STAT_INC(w->st.cmd_get);
-        if (touch)
-            STAT_INC(w->st.cmd_touch);
-        const struct stale_policy *pol;
-        struct backend *b = op_backend(w, op, k.p, k.len, &pol);
-        if (b == NULL)
-            continue;
-        if (buf_reserve(&b->wbuf, k.len + HERD_GET_EXTRA) != MG_OK ||
-            buf_reserve(&op->out, k.len + 48) != MG_OK) {
-            op_fail(op, "SERVER_ERROR out of memory");
-            continue;
-        }
-        put(&op->out, "VALUE ", 6);
-        put(&op->out, k.p, k.len);
-        op->out.data[op->out.len++] = ' ';
-        struct buf *wb = &b->wbuf;
-        if (pol && !touch && op_keep_key(op, k.p, k.len)) {
-            op->pol = pol;
-            op->be = b;
-            if (pol->coalesce && herd_follow(w, op))
-                continue; /* answered with the identical get already on the wire */
-            herd_render_get(wb, k.p, k.len, false, pol);
-            backend_push(b, op);
-            if (pol->coalesce)
-                herd_lead(w, op);
-            continue;
-        }
-        put(wb, "mg ", 3);
-        put(wb, k.p, k.len);
-        put(wb, cas ? " v f c" : " v f", cas ? 6 : 4);
-        if (touch) {
-            put(wb, " T", 2);
-            put_i64(wb, t->exptime);
-        }
-        put(wb, "\r\n", 2);
-        backend_push(b, op);
-    }
-    while (i < r->nops) /* the parser counted more keys than we found: never leave one hanging */
-        op_fail(&r->ops[i++], "SERVER_ERROR internal error");
-    request_end_dispatch(r);
-}
-
-static void dispatch_storage(struct conn *c, const struct mg_text_req *t)
-{
-    struct worker *w = c->w;
-    struct request *r = request_begin(c, t->cmd, 1, t->noreply);
-    if (r == NULL)
-        return;
-    STAT_INC(w->st.cmd_set);
-    struct op *op = &r->ops[0];
-    const struct stale_policy *pol;
-    struct backend *b = op_backend(w, op, t->key.p, t->key.len, &pol);
-    if (b != NULL) {
-        struct buf *wb = &b->wbuf;
-        int64_t ttl = t->exptime;
-        /* append/prepend/cas bypass the herd logic (they keep the item's TTL or are
-         * compare-and-swap by the client); set/add/replace get the grace period */
-        if (pol && (t->cmd == MG_CMD_SET || t->cmd == MG_CMD_ADD || t->cmd == MG_CMD_REPLACE)) {
-            ttl = herd_store_ttl(t->exptime, pol);
-            if (op_keep_key(op, t->key.p, t->key.len))
-                op->pol = pol; /* so a STORED wakes local waiters */
-        }
-        if (buf_reserve(wb, t->key.len + t->data.len + 96) != MG_OK) {
-            op_fail(op, "SERVER_ERROR out of memory");
-        } else {
-            static const char *modes[] = {
-                [MG_CMD_SET] = "", [MG_CMD_ADD] = " ME", [MG_CMD_REPLACE] = " MR",
-                [MG_CMD_APPEND] = " MA", [MG_CMD_PREPEND] = " MP", [MG_CMD_CAS] = "",
-            };
-            put(wb, "ms ", 3);
-            put(wb, t->key.p, t->key.len);
-            wb->data[wb->len++] = ' ';
-            put_u64(wb, t->data.len);
-            put(wb, " F", 2);
-            put_u64(wb, t->flags);
-            put(wb, " T", 2);
-            put_i64(wb, ttl);
-            put(wb, modes[t->cmd], strlen(modes[t->cmd]));
-            if (t->cmd == MG_CMD_CAS) {
-                put(wb, " C", 2);
-                put_u64(wb, t->cas);
-            }
-            put(wb, "\r\n", 2);
-            put(wb, t->data.p, t->data.len);
-            put(wb, "\r\n", 2);
-            backend_push(b, op);
-        }
-    }
-    request_end_dispatch(r);
-}
-
-/* delete, incr, decr, touch */
-static void dispatch_keyed(struct conn *c, const struct mg_text_req *t)
-{
-    struct worker *w = c->w;
-    struct request *r = request_begin(c, t->cmd, 1, t->noreply);
-    if (r == NULL)
-        return;
-    if (t->cmd == MG_CMD_TOUCH)
-        STAT_INC(w->st.cmd_touch);
-    struct op *op = &r->ops[0];
-    const struct stale_policy *pol;
-    struct backend *b = op_backend(w, op, t->key.p, t->key.len, &pol);
-    if (b != NULL) {
-        struct buf *wb = &b->wbuf;
-        if (buf_reserve(wb, t->key.len + 64) != MG_OK) {
-            op_fail(op, "SERVER_ERROR out of memory");
-        } else {
-            put(wb, t->cmd == MG_CMD_DELETE ? "md " : t->cmd == MG_CMD_TOUCH ? "mg " : "ma ", 3);
-            put(wb, t->key.p, t->key.len);
-            if (t->cmd == MG_CMD_TOUCH) {
-                put(wb, " T", 2);
-                put_i64(wb, herd_store_ttl(t->exptime, pol));
-            } else if (t->cmd == MG_CMD_DELETE && pol && pol->mark_stale) {
-                /* fill on invalidate: the next reader refreshes, the rest get stale */
-                put(wb, " I", 2);
-                if (pol->grace) {
-                    put(wb, " T", 2);
-                    put_u64(wb, pol->grace);
-                }
-                STAT_INC(w->st.herd_marked_stale);
-            } else if (t->cmd != MG_CMD_DELETE) {
-                put(wb, t->cmd == MG_CMD_DECR ? " v MD D" : " v D", t->cmd == MG_CMD_DECR ? 7 : 4);
-                put_u64(wb, t->delta);
-            }
-            put(wb, "\r\n", 2);
-            backend_push(b, op);
-        }
-    }
-    request_end_dispatch(r);
-}
-
-/* True when the meta flags contain the lone flag letter f. */
-static bool meta_has_flag(struct mg_slice args, char f)
-{
-    uint32_t pos = 0;
-    struct mg_slice tok;
-    while (mg_text_next_token(args, &pos, &tok))
-        if (tok.len == 1 && tok.p[0] == f)
-            return true;
-    return false;
-}
-
-/* mg/ms/md/ma/me: forwarded with their flags; q is kept here (hidden replies are dropped
- * by the gateway) so every backend request has exactly one reply to match. */
-static void dispatch_meta(struct conn *c, const struct mg_text_req *t)
-{
-    static const char *names[] = {
-        [MG_CMD_MG] = "mg ", [MG_CMD_MS] = "ms ", [MG_CMD_MD] = "md ",
-        [MG_CMD_MA] = "ma ", [MG_CMD_ME] = "me ",
-    };
-    struct worker *w = c->w;
-    struct request *r = request_begin(c, t->cmd, 1, false);
-    if (r == NULL)
-        return;
-    STAT_INC(w->st.cmd_meta);
-    struct op *op = &r->ops[0];
-    const struct stale_policy *pol;
-    /* a base64 key (b flag) is placed by what it decodes to, as memcached stores it */
-    struct mg_slice where = t->key;
-    unsigned char raw[MG_KEY_MAX + 1];
-    if (meta_has_flag(t->args, 'b')) {
-        char enc[MG_KEY_MAX + 1];
-        memcpy(enc, t->key.p, t->key.len);
-        enc[t->key.len] = '\0';
-        int n = b64_pton(enc, raw, sizeof(raw));
-        if (n <= 0) {
-            op_fail(op, "CLIENT_ERROR bad data chunk");
-            request_end_dispatch(r);
-            return;
-        }
-        where = (struct mg_slice){ (const char *)raw, (uint32_t)n };
-    }
-    struct backend *b = op_backend(w, op, where.p, where.len, &pol);
-    if (b != NULL) {
-        struct buf *wb = &b->wbuf;
-        size_t need = t->key.len + t->args.len + t->data.len + 48;
-        if (buf_reserve(wb, need) != MG_OK) {
-            op_fail(op, "SERVER_ERROR out of memory");
-        } else {
-            put(wb, names[t->cmd], 3);
-            put(wb, t->key.p, t->key.len);
-            if (t->cmd == MG_CMD_MS) {
-                wb->data[wb->len++] = ' ';
-                put_u64(wb, t->data.len);
-            }
-            uint32_t pos = 0;
-            struct mg_slice tok;
-            while (mg_text_next_token(t->args, &pos, &tok)) {
-                if (tok.len == 1 && tok.p[0] == 'q') {
-                    r->quiet = true;
-                    continue;
-                }
-                wb->data[wb->len++] = ' ';
-                put(wb, tok.p, tok.len);
-            }
-            put(wb, "\r\n", 2);
-            if (t->cmd == MG_CMD_MS) {
-                put(wb, t->data.p, t->data.len);
-                put(wb, "\r\n", 2);
-            }
-            backend_push(b, op);
-        }
-    }
-    request_end_dispatch(r);
-}
-
-/* flush_all goes to every server of the current config. */
-static void dispatch_flush(struct conn *c, const struct mg_text_req *t)
-{
-    struct worker *w = c->w;
-    const struct config *cfg = w->cfg;
-    struct request *r = request_begin(c, t->cmd, cfg->nservers, t->noreply);
-    if (r == NULL)
-        return;
-    STAT_INC(w->st.cmd_flush);
-    for (uint32_t i = 0; i < cfg->nservers; i++) {
-        struct op *op = &r->ops[i];
-        struct backend *b = worker_backend(w, i);
-        if (!backend_usable(b)) {
-            op_fail(op, "SERVER_ERROR backend down");
-            continue;
-        }
-        if (t->num > 0)
-            buf_printf(&b->wbuf, "flush_all %lld\r\n", (long long)t->num);
-        else
-            buf_append(&b->wbuf, "flush_all\r\n", 11);
-        backend_push(b, op);
-    }
-    request_end_dispatch(r);
-}
-
-void request_drop_key(struct conn *c, const struct mg_text_req *t)
-{
-    struct worker *w = c->w;
-    if (t->key.len == 0)
-        return;
-    struct request *r = request_internal(w, 1);
-    if (r == NULL)
-        return;
-    const struct stale_policy *pol;
-    struct backend *b = op_backend(w, &r->ops[0], t->key.p, t->key.len, &pol);
-    if (b != NULL) {
-        if (buf_reserve(&b->wbuf, t->key.len + 8) != MG_OK) {
-            op_fail(&r->ops[0], "SERVER_ERROR out of memory");
-        } else {
-            put(&b->wbuf, "md ", 3);
-            put(&b->wbuf, t->key.p, t->key.len);
-            put(&b->wbuf, "\r\n", 2);
-            backend_push(b, &r->ops[0]);
-        }
-    }
-    request_internal_go(r);
-}
-
-void request_reply_line(struct conn *c, const char *line)
-{
-    struct request *r = request_begin(c, MG_CMD_NONE, 0, false);
-    if (r == NULL)
-        return;
-    put_line(&r->out, line, strlen(line));
-    request_end_dispatch(r);
-}
-
-void request_dispatch(struct conn *c, const struct mg_text_req *t)
-{
-    switch (t->cmd) {
-    case MG_CMD_GET:
-    case MG_CMD_GETS:
-    case MG_CMD_GAT:
-    case MG_CMD_GATS:
-        dispatch_retrieval(c, t);
-        break;
-    case MG_CMD_SET:
-    case MG_CMD_ADD:
-    case MG_CMD_REPLACE:
-    case MG_CMD_APPEND:
-    case MG_CMD_PREPEND:
-    case MG_CMD_CAS:
-        dispatch_storage(c, t);
-        break;
-    case MG_CMD_DELETE:
-    case MG_CMD_INCR:
-    case MG_CMD_DECR:
-    case MG_CMD_TOUCH:
-        dispatch_keyed(c, t);
-        break;
-    case MG_CMD_MG:
-    case MG_CMD_MS:
-    case MG_CMD_MD:
-    case MG_CMD_MA:
-    case MG_CMD_ME:
-        dispatch_meta(c, t);
-        break;
-    case MG_CMD_MN:
-        request_reply_line(c, "MN");
-        break;
-    case MG_CMD_FLUSH_ALL:
-        dispatch_flush(c, t);
-        break;
-    case MG_CMD_VERSION:
-        request_reply_line(c, "VERSION " MG_VERSION_REPLY);
-        break;
-    case MG_CMD_VERBOSITY:
-        if (!t->noreply)
-            request_reply_line(c, "OK");
-        break;
-    case MG_CMD_STATS: {
-        struct request *r = request_begin(c, MG_CMD_STATS, 0, false);
-        if (r == NULL)
-            return;
-        stats_render(c->w, t->args, &r->out);
-        request_end_dispatch(r);
-        break;
-    }
-    case MG_CMD_QUIT:
-        c->close_after_flush = true;
-        ev_io_stop(c->w->loop, &c->rio);
-        worker_dirty_conn(c->w, c); /* closes once earlier replies are out */
-        break;
-    default:
-        request_reply_line(c, "ERROR");
-        break;
-    }
-}

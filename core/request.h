@@ -13,6 +13,7 @@ struct backend;
 struct worker;
 struct stale_policy;
 struct herd_wait;
+struct lua_co;
 
 /* One operation sent to one backend: a key of a request. Owned by its request (in the
  * request's ops array); a backend points to it only while it waits for its reply. */
@@ -30,6 +31,9 @@ struct op {
     struct op *followers;   /* coalesced gets answered with this op's reply */
     struct op *next_follower;
     bool leading;           /* in the worker's in-flight table (herd.c) */
+    bool rekey;             /* the backend key differs: meta replies' k flag is rewritten */
+    struct mg_slice ckey;   /* the client's key (borrows the request's own copy) */
+    int pool;               /* pool index it was routed to (hooks), -1 if none */
 };
 
 /* One client command. Owned by its client connection's FIFO; freed (to the worker's free
@@ -48,11 +52,26 @@ struct request {
     struct buf out;     /* trailer after the ops' parts (END, or the whole reply) */
     size_t outlen;      /* total reply bytes once done */
     const char *err;    /* first failure (static string) */
+    /* When the script has per-request functions, the request keeps its own copy of the
+     * command (t's slices point into raw) so it can wait for Lua between keys. */
+    struct mg_text_req t;
+    struct buf raw;
+    bool own_copy;
+    uint32_t next_key, keypos; /* dispatch progress over the keys */
+    bool lua_ready;            /* a resolution for key next_key is waiting to be used */
+    bool lua_parked;           /* dispatch waits for a coroutine */
+    int lua_pool;              /* resolution: pool index, -1 for the prefix table */
+    struct buf lua_key;        /* resolution: backend key, empty for the pool's style */
+    struct lua_co *lco;        /* for the gateway's own requests made by pool calls */
+    int lua_call;              /* what that pool call was (lua_api.c) */
 };
 
-/* Parse-side entry: act on one parsed request from client c (slices borrow c's read
- * buffer; everything needed later is copied before returning). */
-void request_dispatch(struct conn *c, const struct mg_text_req *t);
+/* Parse-side entry (dispatch.c): act on one parsed request from client c. t's slices
+ * borrow raw[0..rawlen), c's read buffer; whatever is needed later is copied first. */
+void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *raw,
+                      size_t rawlen);
+/* Go on dispatching r's keys after a coroutine resolved one (lua_api.c calls it). */
+void dispatch_resume(struct request *r);
 /* A store was refused as too large: drop the key's old value, as memcached does (the
  * client's next read must not see a value it meant to overwrite). */
 void request_drop_key(struct conn *c, const struct mg_text_req *t);
@@ -71,6 +90,14 @@ void op_reply_miss(struct op *op);
  * The caller renders and pushes its ops, then calls request_internal_go. */
 struct request *request_internal(struct worker *w, uint32_t n);
 void request_internal_go(struct request *r);
+
+/* Shared by request.c and dispatch.c. */
+struct request *request_get(struct worker *w);
+int request_ops(struct request *r, uint32_t n);
+void request_complete(struct request *r);
+bool is_retrieval(enum mg_cmd cmd);
+void op_finish(struct op *op);
+void put_line(struct buf *b, const char *s, size_t n);
 
 /* Free a request (and its ops' buffers) back to the worker's free list. */
 void request_release(struct request *r);

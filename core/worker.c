@@ -13,6 +13,7 @@
 #include "backend.h"
 #include "conn.h"
 #include "herd.h"
+#include "lua_api.h"
 #include "log.h"
 #include "request.h"
 
@@ -182,6 +183,8 @@ int worker_init(struct worker *w, int id, const int *lfds, int nlfd, struct conf
         if (w->backends[i] == NULL)
             goto oom;
     }
+    if (settings.script && lua_api_worker_init(w, settings.script, err, errlen) != MG_OK)
+        return MG_ERR;
     ev_prepare_init(&w->prepare, worker_prepare_cb);
     w->prepare.data = w;
     ev_prepare_start(w->loop, &w->prepare);
@@ -242,6 +245,7 @@ void worker_destroy(struct worker *w)
         }
     }
     request_cache_drain(w);
+    lua_api_worker_release(w);
     for (int i = 0; i < w->nlisten; i++)
         close(w->lfd[i]);
     ev_loop_destroy(w->loop);

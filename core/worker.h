@@ -14,6 +14,7 @@ struct request;
 struct herd_wait;
 struct herd_lock;
 struct op;
+struct lua_vm;
 
 /* Owned by main (workers[]); everything hanging off it is owned by its thread. */
 struct worker {
@@ -33,6 +34,7 @@ struct worker {
     struct conn *conns;           /* every open client (doubly linked) */
     struct request *free_reqs;    /* cached requests */
     uint32_t nfree_reqs;
+    struct lua_vm *vm;            /* the script's state in this worker, or NULL */
     struct herd_wait *herd_waits; /* ops waiting for a value (herd.c) */
     struct herd_lock *herd_locks; /* wins handed out here, with their timers (herd.c) */
     struct op **inflight;         /* open-addressing table of leading gets (herd.c) */

@@ -6,18 +6,63 @@ local stale = require "mintgate.stale"
 
 local M = {}
 
+-- In a worker, the C core preloads "mintgate.core" with the request-phase functions
+-- (pool calls, switch lookups). In `--check` and in plain busted it is absent.
+local core_ok, core = pcall(require, "mintgate.core")
+if not core_ok then core = nil end
+
 local state = {
   listen = {},   -- "host:port" strings
   pools = {},    -- declared pools, in order
   by_name = {},  -- name -> pool
   route = nil,   -- { default = pool name, prefixes = { {prefix, pool name, policy}, ... } }
   stale = nil,   -- the default staleness policy (a table), or nil
+  keys = nil,    -- the default key style (a table) or a function(key, req)
+  route_fn = nil, -- a function(req) returning a pool, when routing is a function
+  hooks = {},    -- event name -> function(req, pool)
+  switches = {}, -- declared switches, in order
+  admin = {},    -- admin listener addresses
+  admin_on_data_port = false,
 }
 M._state = state
 
 local Pool = {}
 Pool.__index = Pool
 Pool.__tostring = function(p) return "mintgate.pool(" .. p.name .. ")" end
+
+local KEY_OPTS = { style = "string", prefix = "string", version = "any", flavor = "string",
+                   hash_long = "boolean" }
+local STYLES = { newcache = true, django = true, prefix = true }
+
+-- Normalize a key style declaration: a function, or a table of KEY_OPTS.
+local function key_style(t, level)
+  level = level + 1
+  if type(t) == "function" then return t end
+  if type(t) ~= "table" then error("mg.keys: expected a table or a function(key, req)", level) end
+  local out = {}
+  for k, v in pairs(t) do
+    local want = KEY_OPTS[k]
+    if not want then error("mg.keys: unknown option '" .. tostring(k) .. "'", level) end
+    if k == "version" then
+      if type(v) ~= "number" and type(v) ~= "string" then
+        error("mg.keys: 'version' must be a number or a string", level)
+      end
+      -- whole numbers without a decimal point: 2, not 2.0
+      v = (type(v) == "number" and v == math.floor(v)) and string.format("%d", v) or tostring(v)
+    elseif type(v) ~= want then
+      error("mg.keys: '" .. k .. "' must be a " .. want, level)
+    end
+    out[k] = v
+  end
+  if out.style == nil then
+    -- a flavor without a style means django-newcache's scheme (DESIGN.md's sketch)
+    out.style = out.flavor and not out.prefix and "newcache" or "prefix"
+  end
+  if not STYLES[out.style] then
+    error("mg.keys: unknown style '" .. out.style .. "' (newcache, django, prefix)", level)
+  end
+  return out
+end
 
 local POOL_OPTS = {
   connect_timeout = "number", timeout = "number", failure_limit = "number",
@@ -64,8 +109,9 @@ function M.pool(t)
     p.servers[i] = s
   end
   if t.stale ~= nil then p.stale = stale.normalize(t.stale, 2) end
+  if t.keys ~= nil then p.keys = key_style(t.keys, 2) end
   for k, v in pairs(t) do
-    if k ~= "name" and k ~= "servers" and k ~= "stale" then
+    if k ~= "name" and k ~= "servers" and k ~= "stale" and k ~= "keys" then
       local want = POOL_OPTS[k]
       if not want then error("mg.pool '" .. t.name .. "': unknown option '" .. tostring(k) .. "'", 2) end
       if type(v) ~= want or v < 0 then
@@ -93,12 +139,26 @@ function M.stale(spec)
   state.stale = stale.normalize(spec, 2)
 end
 
+--- Set how client keys become backend keys, for every pool without its own `keys`.
+-- @param t a table `{ style = "newcache"|"django"|"prefix", prefix =, version =, flavor =,
+-- hash_long = bool }` (compiled into C), or a `function(key, req)` returning the new key
+function M.keys(t)
+  state.keys = key_style(t, 2)
+end
+
 --- Route keys to pools. A table maps key prefixes to pools (the longest prefix wins) and
 -- `default` to the pool for every other key. A prefix may map to `{ pool = p, stale = s }`
--- to give its keys their own staleness policy.
--- @tparam table t e.g. `{ ["session:"] = sessions, default = main }`
+-- to give its keys their own staleness policy. A function(req) returning a pool is called
+-- per key instead (req.command, req.key, req.client).
+-- @param t e.g. `{ ["session:"] = sessions, default = main }`, or a function
 function M.route(t)
-  if type(t) ~= "table" then error("mg.route: expected a table", 2) end
+  if type(t) == "function" then
+    state.route_fn = t
+    state.route = nil
+    return
+  end
+  if type(t) ~= "table" then error("mg.route: expected a table or a function(req)", 2) end
+  state.route_fn = nil
   local r = { prefixes = {} }
   for k, v in pairs(t) do
     if k == "default" then
@@ -119,5 +179,92 @@ function M.route(t)
   table.sort(r.prefixes, function(a, b) return a[1] < b[1] end)
   state.route = r
 end
+
+local HOOKS = { set = true, delete = true, miss = true }
+
+--- Run fn(req, pool) after every `set` (stored), `delete` or `miss` (a get that missed).
+-- Inside it, pool calls (`pool:get`, `pool:set`, `pool:delete`, ...) wait for the backend
+-- without blocking the gateway. The client's reply goes out once the hook returned.
+-- @tparam string event "set", "delete" or "miss"
+-- @tparam function fn
+function M.on(event, fn)
+  if not HOOKS[event] then error("mg.on: unknown event '" .. tostring(event) .. "'", 2) end
+  if type(fn) ~= "function" then error("mg.on: expected a function", 2) end
+  state.hooks[event] = fn
+end
+
+--- Declare admin listeners ("host:port", loopback recommended). Admin commands
+-- (`switch NAME PERCENT`, `reload`) are accepted there only, unless
+-- `mg.admin { ..., on_data_port = true }`.
+function M.admin(t)
+  if type(t) == "string" then t = { t } end
+  if type(t) ~= "table" then error("mg.admin: expected a list of \"host:port\"", 2) end
+  for _, a in ipairs(t) do
+    check_addr("mg.admin", a, 2)
+    state.admin[#state.admin + 1] = a
+  end
+  if t.on_data_port ~= nil then state.admin_on_data_port = t.on_data_port and true or false end
+end
+
+local Switch = {}
+Switch.__index = Switch
+
+--- Declare a feature switch: a deterministic share of keys (by a hash of the key) is "on".
+-- @tparam table t `name`, `percent` (0..100, 0.001 resolution), optional `fleet = { pool =
+-- p, key = "mintgate:switch:NAME" }` to follow a value kept in memcached (polled ~1/s).
+-- @return a switch; `sw:on(key)` tells whether key is on the switched side
+function M.switch(t)
+  if type(t) ~= "table" then error("mg.switch: expected a table", 2) end
+  if type(t.name) ~= "string" or not t.name:match("^[%w_.:-]+$") then
+    error("mg.switch: 'name' must be a word (letters, digits, _ . : -)", 2)
+  end
+  local pct = t.percent or 0
+  if type(pct) ~= "number" or pct < 0 or pct > 100 then
+    error("mg.switch: 'percent' must be a number from 0 to 100", 2)
+  end
+  for _, s in ipairs(state.switches) do
+    if s.name == t.name then error("mg.switch: switch '" .. t.name .. "' declared twice", 2) end
+  end
+  local sw = setmetatable({ name = t.name, percent = pct, id = #state.switches }, Switch)
+  if t.fleet ~= nil then
+    if type(t.fleet) ~= "table" then error("mg.switch: 'fleet' must be a table", 2) end
+    sw.fleet_pool = pool_name(t.fleet.pool, "fleet.pool")
+    sw.fleet_key = t.fleet.key or ("mintgate:switch:" .. t.name)
+  end
+  state.switches[#state.switches + 1] = sw
+  return sw
+end
+
+--- Is key on the switched side? Deterministic: one key always answers the same while the
+-- percentage stays; raising the percentage only adds keys.
+-- @tparam string key
+function Switch:on(key)
+  if core then return core.switch_on(self.id, key) end
+  -- outside the gateway (config check, unit tests): the declared percentage
+  return self.percent >= 100
+end
+
+-- Pool calls, available while a request is served (route functions, key functions, hooks).
+local function need_core(what)
+  if not core then error(what .. ": pool calls are only possible while serving requests", 3) end
+end
+
+--- Get a value: returns value, flags; or nil on a miss; or nil, err.
+function Pool:get(key) need_core("pool:get") return core.call(self, "get", key) end
+--- Store a value: returns true; false when not stored (add/replace); or nil, err.
+-- @tparam string key @tparam string value @tparam[opt] number ttl @tparam[opt] number flags
+function Pool:set(key, value, ttl, flags)
+  need_core("pool:set") return core.call(self, "set", key, value, ttl or 0, flags or 0)
+end
+function Pool:add(key, value, ttl, flags)
+  need_core("pool:add") return core.call(self, "add", key, value, ttl or 0, flags or 0)
+end
+--- Delete: true, false when not found, or nil, err.
+function Pool:delete(key) need_core("pool:delete") return core.call(self, "delete", key) end
+--- Touch: true, false when not found, or nil, err.
+function Pool:touch(key, ttl) need_core("pool:touch") return core.call(self, "touch", key, ttl or 0) end
+--- Increment: the new number; nil when not found; or nil, err.
+function Pool:incr(key, delta) need_core("pool:incr") return core.call(self, "incr", key, delta or 1) end
+function Pool:decr(key, delta) need_core("pool:decr") return core.call(self, "decr", key, delta or 1) end
 
 return M

@@ -1,0 +1,618 @@
+/* dispatch.c: from a parsed client command to meta commands on the right backends. */
+#include <resolv.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "conn.h"
+#include "herd.h"
+#include "ketama.h"
+#include "log.h"
+#include "lua_api.h"
+#include "request.h"
+#include "stats.h"
+#include "worker.h"
+
+/* Where one key goes: backend, staleness policy and backend key. */
+struct target {
+    struct backend *b;
+    const struct stale_policy *pol;
+    const char *bkey;
+    uint32_t bklen;
+    char kbuf[MG_KEY_MAX + 1];
+};
+
+static inline void put(struct buf *b, const char *s, size_t n)
+{
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+static inline void put_u64(struct buf *b, uint64_t v)
+{
+    char tmp[24];
+    char *e = tmp + sizeof(tmp), *p = e;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(b, p, (size_t)(e - p));
+}
+
+static inline void put_i64(struct buf *b, int64_t v)
+{
+    if (v < 0) {
+        b->data[b->len++] = '-';
+        put_u64(b, (uint64_t)0 - (uint64_t)v);
+    } else {
+        put_u64(b, (uint64_t)v);
+    }
+}
+
+/* Resolve key k for op: the pool (pool_idx, or the prefix table when -1), the backend key
+ * (lkey when the script gave one, else the pool's key style), the backend by ketama over
+ * the backend key. A base64 meta key is sent as it came but placed by place, its decoded
+ * bytes (no transform applies to it). Returns MG_OK, or fails op and returns MG_ERR. */
+static int target_of(struct request *r, struct op *op, struct mg_slice k, struct mg_slice place,
+                     int pool_idx, struct mg_slice lkey, struct target *tg)
+{
+    bool b64 = place.p != k.p;
+    struct worker *w = r->w;
+    const struct config *cfg = w->cfg;
+    const struct pool *p;
+    if (pool_idx >= 0) {
+        p = &cfg->pools[pool_idx];
+        tg->pol = p->stale;
+    } else {
+        p = config_route(cfg, k.p, k.len, &tg->pol);
+    }
+    op->pool = (int)p->id;
+    tg->bkey = k.p;
+    tg->bklen = k.len;
+    if (b64) {
+        /* as is */
+    } else if (lkey.len) {
+        if (!mg_text_key_ok(lkey.p, lkey.len)) {
+            op_fail(op, "CLIENT_ERROR bad command line format");
+            return MG_ERR;
+        }
+        tg->bkey = lkey.p;
+        tg->bklen = lkey.len;
+    } else if (p->keys) {
+        int n = keys_apply(p->keys, k.p, k.len, tg->kbuf, sizeof(tg->kbuf));
+        if (n < 0) {
+            op_fail(op, "CLIENT_ERROR bad command line format");
+            return MG_ERR;
+        }
+        tg->bkey = tg->kbuf;
+        tg->bklen = (uint32_t)n;
+    }
+    op->rekey = tg->bklen != k.len || memcmp(tg->bkey, k.p, k.len) != 0;
+    struct mg_slice h = b64 ? place : (struct mg_slice){ tg->bkey, tg->bklen };
+    uint32_t i = p->nservers == 1 ? 0 : ketama_pick(p->ring, h.p, h.len);
+    tg->b = worker_backend(w, p->servers[i]->id);
+    if (MG_UNLIKELY(!backend_usable(tg->b))) {
+        op_fail(op, "SERVER_ERROR backend down");
+        return MG_ERR;
+    }
+    return MG_OK;
+}
+
+/* Keep the backend key on op for herd bookkeeping that outlives the parse. */
+static bool op_keep_key(struct op *op, const char *key, size_t klen)
+{
+    op->key.off = op->key.len = 0;
+    return buf_append(&op->key, key, klen) == MG_OK;
+}
+
+/* True when the meta flags contain the lone flag letter f. */
+static bool meta_has_flag(struct mg_slice args, char f)
+{
+    uint32_t pos = 0;
+    struct mg_slice tok;
+    while (mg_text_next_token(args, &pos, &tok))
+        if (tok.len == 1 && tok.p[0] == f)
+            return true;
+    return false;
+}
+
+static void send_retrieval(struct request *r, struct op *op, const struct mg_text_req *t,
+                           struct mg_slice k, struct target *tg)
+{
+    struct worker *w = r->w;
+    bool cas = t->cmd == MG_CMD_GETS || t->cmd == MG_CMD_GATS;
+    bool touch = t->cmd == MG_CMD_GAT || t->cmd == MG_CMD_GATS;
+    struct backend *b = tg->b;
+    if (buf_reserve(&b->wbuf, tg->bklen + HERD_GET_EXTRA) != MG_OK ||
+        buf_reserve(&op->out, k.len + 48) != MG_OK) {
+        op_fail(op, "SERVER_ERROR out of memory");
+        return;
+    }
+    put(&op->out, "VALUE ", 6);
+    put(&op->out, k.p, k.len);
+    op->out.data[op->out.len++] = ' ';
+    struct buf *wb = &b->wbuf;
+    if (tg->pol && !touch && op_keep_key(op, tg->bkey, tg->bklen)) {
+        op->pol = tg->pol;
+        op->be = b;
+        if (tg->pol->coalesce && herd_follow(w, op))
+            return; /* answered with the identical get already on the wire */
+        herd_render_get(wb, tg->bkey, tg->bklen, false, tg->pol);
+        backend_push(b, op);
+        if (tg->pol->coalesce)
+            herd_lead(w, op);
+        return;
+    }
+    put(wb, "mg ", 3);
+    put(wb, tg->bkey, tg->bklen);
+    put(wb, cas ? " v f c" : " v f", cas ? 6 : 4);
+    if (touch) {
+        put(wb, " T", 2);
+        put_i64(wb, t->exptime);
+    }
+    put(wb, "\r\n", 2);
+    backend_push(b, op);
+}
+
+static void send_storage(struct request *r, struct op *op, const struct mg_text_req *t,
+                         struct target *tg)
+{
+    static const char *modes[] = {
+        [MG_CMD_SET] = "", [MG_CMD_ADD] = " ME", [MG_CMD_REPLACE] = " MR",
+        [MG_CMD_APPEND] = " MA", [MG_CMD_PREPEND] = " MP", [MG_CMD_CAS] = "",
+    };
+    MG_UNUSED(r);
+    struct buf *wb = &tg->b->wbuf;
+    int64_t ttl = t->exptime;
+    /* append/prepend/cas bypass the herd logic (they keep the item's TTL or are
+     * compare-and-swap by the client); set/add/replace get the grace period */
+    if (tg->pol && (t->cmd == MG_CMD_SET || t->cmd == MG_CMD_ADD || t->cmd == MG_CMD_REPLACE)) {
+        ttl = herd_store_ttl(t->exptime, tg->pol);
+        if (op_keep_key(op, tg->bkey, tg->bklen))
+            op->pol = tg->pol; /* so a STORED wakes local waiters */
+    }
+    if (buf_reserve(wb, tg->bklen + t->data.len + 96) != MG_OK) {
+        op_fail(op, "SERVER_ERROR out of memory");
+        return;
+    }
+    put(wb, "ms ", 3);
+    put(wb, tg->bkey, tg->bklen);
+    wb->data[wb->len++] = ' ';
+    put_u64(wb, t->data.len);
+    put(wb, " F", 2);
+    put_u64(wb, t->flags);
+    put(wb, " T", 2);
+    put_i64(wb, ttl);
+    put(wb, modes[t->cmd], strlen(modes[t->cmd]));
+    if (t->cmd == MG_CMD_CAS) {
+        put(wb, " C", 2);
+        put_u64(wb, t->cas);
+    }
+    put(wb, "\r\n", 2);
+    put(wb, t->data.p, t->data.len);
+    put(wb, "\r\n", 2);
+    backend_push(tg->b, op);
+}
+
+/* delete, incr, decr, touch */
+static void send_keyed(struct request *r, struct op *op, const struct mg_text_req *t,
+                       struct target *tg)
+{
+    struct buf *wb = &tg->b->wbuf;
+    if (buf_reserve(wb, tg->bklen + 64) != MG_OK) {
+        op_fail(op, "SERVER_ERROR out of memory");
+        return;
+    }
+    put(wb, t->cmd == MG_CMD_DELETE ? "md " : t->cmd == MG_CMD_TOUCH ? "mg " : "ma ", 3);
+    put(wb, tg->bkey, tg->bklen);
+    if (t->cmd == MG_CMD_TOUCH) {
+        put(wb, " T", 2);
+        put_i64(wb, herd_store_ttl(t->exptime, tg->pol));
+    } else if (t->cmd == MG_CMD_DELETE && tg->pol && tg->pol->mark_stale) {
+        /* fill on invalidate: the next reader refreshes, the rest get stale */
+        put(wb, " I", 2);
+        if (tg->pol->grace) {
+            put(wb, " T", 2);
+            put_u64(wb, tg->pol->grace);
+        }
+        STAT_INC(r->w->st.herd_marked_stale);
+    } else if (t->cmd != MG_CMD_DELETE) {
+        put(wb, t->cmd == MG_CMD_DECR ? " v MD D" : " v D", t->cmd == MG_CMD_DECR ? 7 : 4);
+        put_u64(wb, t->delta);
+    }
+    put(wb, "\r\n", 2);
+    backend_push(tg->b, op);
+}
+
+/* mg/ms/md/ma/me: forwarded with their flags; q is kept here (hidden replies are dropped
+ * by the gateway) so every backend request has exactly one reply to match. */
+static void send_meta(struct request *r, struct op *op, const struct mg_text_req *t,
+                      struct target *tg)
+{
+    static const char *names[] = {
+        [MG_CMD_MG] = "mg ", [MG_CMD_MS] = "ms ", [MG_CMD_MD] = "md ",
+        [MG_CMD_MA] = "ma ", [MG_CMD_ME] = "me ",
+    };
+    struct buf *wb = &tg->b->wbuf;
+    if (buf_reserve(wb, tg->bklen + t->args.len + t->data.len + 48) != MG_OK) {
+        op_fail(op, "SERVER_ERROR out of memory");
+        return;
+    }
+    put(wb, names[t->cmd], 3);
+    put(wb, tg->bkey, tg->bklen);
+    if (t->cmd == MG_CMD_MS) {
+        wb->data[wb->len++] = ' ';
+        put_u64(wb, t->data.len);
+    }
+    uint32_t pos = 0;
+    struct mg_slice tok;
+    while (mg_text_next_token(t->args, &pos, &tok)) {
+        if (tok.len == 1 && tok.p[0] == 'q') {
+            r->quiet = true;
+            continue;
+        }
+        wb->data[wb->len++] = ' ';
+        put(wb, tok.p, tok.len);
+    }
+    put(wb, "\r\n", 2);
+    if (t->cmd == MG_CMD_MS) {
+        put(wb, t->data.p, t->data.len);
+        put(wb, "\r\n", 2);
+    }
+    backend_push(tg->b, op);
+}
+
+/* Send op for key k once its target is known. */
+static void send_op(struct request *r, struct op *op, const struct mg_text_req *t,
+                    struct mg_slice k, struct target *tg)
+{
+    switch (t->cmd) {
+    case MG_CMD_GET:
+    case MG_CMD_GETS:
+    case MG_CMD_GAT:
+    case MG_CMD_GATS:
+        send_retrieval(r, op, t, k, tg);
+        break;
+    case MG_CMD_SET:
+    case MG_CMD_ADD:
+    case MG_CMD_REPLACE:
+    case MG_CMD_APPEND:
+    case MG_CMD_PREPEND:
+    case MG_CMD_CAS:
+        send_storage(r, op, t, tg);
+        break;
+    case MG_CMD_DELETE:
+    case MG_CMD_INCR:
+    case MG_CMD_DECR:
+    case MG_CMD_TOUCH:
+        send_keyed(r, op, t, tg);
+        break;
+    default:
+        send_meta(r, op, t, tg);
+        break;
+    }
+}
+
+/* Count a command once, whichever path it takes. */
+static void count_command(struct worker *w, const struct mg_text_req *t)
+{
+    switch (t->cmd) {
+    case MG_CMD_GET:
+    case MG_CMD_GETS:
+        STAT_ADD(w->st.cmd_get, t->nkeys);
+        break;
+    case MG_CMD_GAT:
+    case MG_CMD_GATS:
+        STAT_ADD(w->st.cmd_get, t->nkeys);
+        STAT_ADD(w->st.cmd_touch, t->nkeys);
+        break;
+    case MG_CMD_TOUCH:
+        STAT_INC(w->st.cmd_touch);
+        break;
+    case MG_CMD_MG:
+    case MG_CMD_MS:
+    case MG_CMD_MD:
+    case MG_CMD_MA:
+    case MG_CMD_ME:
+        STAT_INC(w->st.cmd_meta);
+        break;
+    default:
+        if (t->cmd >= MG_CMD_SET && t->cmd <= MG_CMD_CAS)
+            STAT_INC(w->st.cmd_set);
+        break;
+    }
+}
+
+/* Take the request's next key for op: the next token of a retrieval's keys, else the key.
+ * Returns false when there is none (the parser counted otherwise: never leave it hanging). */
+static bool next_key(struct request *r, const struct mg_text_req *t, struct op *op)
+{
+    struct mg_slice k;
+    if (is_retrieval(t->cmd)) {
+        if (!mg_text_next_token(t->keys, &r->keypos, &k))
+            return false;
+    } else {
+        k = t->key;
+    }
+    op->ckey = k;
+    return true;
+}
+
+/* The bytes that place key k: k itself, or for a base64 meta key (b flag) what it decodes
+ * to (into dec), as memcached stores it. Returns false when the base64 is bad. */
+static bool placement_key(const struct mg_text_req *t, struct mg_slice k, struct mg_slice *where,
+                          unsigned char *dec)
+{
+    *where = k;
+    if (t->cmd < MG_CMD_MG || t->cmd > MG_CMD_ME || t->cmd == MG_CMD_MN ||
+        !meta_has_flag(t->args, 'b'))
+        return true;
+    char enc[MG_KEY_MAX + 1];
+    memcpy(enc, k.p, k.len);
+    enc[k.len] = '\0';
+    int n = b64_pton(enc, dec, MG_KEY_MAX + 1);
+    if (n <= 0)
+        return false;
+    *where = (struct mg_slice){ (const char *)dec, (uint32_t)n };
+    return true;
+}
+
+static void request_end_dispatch(struct request *r)
+{
+    if (--r->pending == 0)
+        request_complete(r);
+}
+
+/* Dispatch r's keys from r->next_key on. With per-request Lua functions this may stop at
+ * a key whose resolution waits; dispatch_resume continues from there. */
+static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool lua)
+{
+    unsigned char dec[MG_KEY_MAX + 1];
+    while (r->next_key < r->nops) {
+        struct op *op = &r->ops[r->next_key];
+        struct mg_slice k, where;
+        if (op->ckey.p == NULL && !next_key(r, t, op)) {
+            r->next_key++;
+            op_fail(op, "SERVER_ERROR internal error");
+            continue;
+        }
+        k = op->ckey;
+        if (!placement_key(t, k, &where, dec)) {
+            r->next_key++;
+            op_fail(op, "CLIENT_ERROR bad data chunk");
+            continue;
+        }
+        int pool_idx = -1;
+        struct mg_slice lkey = { NULL, 0 };
+        if (lua) {
+            if (!r->lua_ready && lua_api_resolve(r, where.p, where.len) == MG_EAGAIN) {
+                r->lua_parked = true;
+                return;
+            }
+            r->lua_ready = false;
+            if (r->lua_pool == -2) { /* the script failed for this key */
+                r->next_key++;
+                if (is_retrieval(t->cmd)) { /* no partial VALUE line for it */
+                    op->out.off = op->out.len = 0;
+                    r->nfailed++;
+                    if (r->err == NULL)
+                        r->err = "SERVER_ERROR lua error (see the gateway log)";
+                } else {
+                    put_line(&op->out, buf_head(&r->lua_key), buf_unread(&r->lua_key));
+                }
+                op_finish(op);
+                continue;
+            }
+            pool_idx = r->lua_pool;
+            lkey = (struct mg_slice){ buf_head(&r->lua_key), (uint32_t)buf_unread(&r->lua_key) };
+        }
+        r->next_key++;
+        struct target tg;
+        if (target_of(r, op, k, where, pool_idx, lkey, &tg) == MG_OK)
+            send_op(r, op, t, k, &tg);
+    }
+    request_end_dispatch(r);
+}
+
+void dispatch_resume(struct request *r)
+{
+    r->lua_parked = false;
+    dispatch_keys(r, &r->t, true);
+}
+
+/* Start r: enqueue on c with n ops. Returns NULL (after answering) when out of memory. */
+static struct request *request_begin(struct conn *c, enum mg_cmd cmd, uint32_t n, bool noreply)
+{
+    struct request *r = request_get(c->w);
+    if (r == NULL || request_ops(r, n) != MG_OK) {
+        if (r) {
+            r->w = c->w;
+            request_release(r);
+        }
+        log_error("out of memory");
+        return NULL;
+    }
+    r->w = c->w;
+    r->cmd = cmd;
+    r->noreply = noreply;
+    r->pending = n + 1; /* +1 held until every op went out: no completion mid-dispatch */
+    conn_enqueue(c, r);
+    return r;
+}
+
+struct request *request_internal(struct worker *w, uint32_t n)
+{
+    struct request *r = request_get(w);
+    if (r == NULL)
+        return NULL;
+    r->w = w;
+    r->c = NULL;
+    if (request_ops(r, n) != MG_OK) {
+        request_release(r);
+        return NULL;
+    }
+    r->cmd = MG_CMD_NONE;
+    r->pending = n + 1;
+    return r;
+}
+
+void request_internal_go(struct request *r) { request_end_dispatch(r); }
+
+/* Rebase a slice from the client's buffer into the request's own copy. */
+static void rebase(struct mg_slice *s, const char *from, const char *to, size_t len)
+{
+    if (s->p && s->p >= from && s->p <= from + len)
+        s->p = to + (s->p - from);
+}
+
+/* Copy the raw command into r so its keys survive waiting for Lua. */
+static bool request_keep(struct request *r, const struct mg_text_req *t, const char *raw,
+                         size_t rawlen)
+{
+    r->raw.off = r->raw.len = 0;
+    if (buf_append(&r->raw, raw, rawlen) != MG_OK)
+        return false;
+    r->t = *t;
+    struct mg_slice *s[] = { &r->t.key, &r->t.keys, &r->t.data, &r->t.args, &r->t.line };
+    for (size_t i = 0; i < MG_ARRAY_LEN(s); i++)
+        rebase(s[i], raw, r->raw.data, rawlen);
+    r->own_copy = true;
+    return true;
+}
+
+static void dispatch_keyed(struct conn *c, const struct mg_text_req *t, const char *raw,
+                           size_t rawlen)
+{
+    struct worker *w = c->w;
+    uint32_t n = is_retrieval(t->cmd) ? t->nkeys : 1;
+    bool noreply = t->noreply && !is_retrieval(t->cmd) && t->cmd < MG_CMD_MG;
+    struct request *r = request_begin(c, t->cmd, n, noreply);
+    if (r == NULL)
+        return;
+    count_command(w, t);
+    if (lua_api_per_request(w)) {
+        if (!request_keep(r, t, raw, rawlen)) {
+            for (uint32_t i = 0; i < n; i++)
+                op_fail(&r->ops[i], "SERVER_ERROR out of memory");
+            request_end_dispatch(r);
+            return;
+        }
+        dispatch_keys(r, &r->t, true);
+        return;
+    }
+    dispatch_keys(r, t, false);
+}
+
+/* flush_all goes to every server of the current config. */
+static void dispatch_flush(struct conn *c, const struct mg_text_req *t)
+{
+    struct worker *w = c->w;
+    const struct config *cfg = w->cfg;
+    struct request *r = request_begin(c, t->cmd, cfg->nservers, t->noreply);
+    if (r == NULL)
+        return;
+    STAT_INC(w->st.cmd_flush);
+    for (uint32_t i = 0; i < cfg->nservers; i++) {
+        struct op *op = &r->ops[i];
+        struct backend *b = worker_backend(w, i);
+        if (!backend_usable(b)) {
+            op_fail(op, "SERVER_ERROR backend down");
+            continue;
+        }
+        if (t->num > 0)
+            buf_printf(&b->wbuf, "flush_all %lld\r\n", (long long)t->num);
+        else
+            buf_append(&b->wbuf, "flush_all\r\n", 11);
+        backend_push(b, op);
+    }
+    request_end_dispatch(r);
+}
+
+void request_drop_key(struct conn *c, const struct mg_text_req *t)
+{
+    struct worker *w = c->w;
+    if (t->key.len == 0)
+        return;
+    struct request *r = request_internal(w, 1);
+    if (r == NULL)
+        return;
+    struct target tg;
+    struct mg_slice none = { NULL, 0 };
+    if (target_of(r, &r->ops[0], t->key, t->key, -1, none, &tg) == MG_OK) {
+        if (buf_reserve(&tg.b->wbuf, tg.bklen + 8) != MG_OK) {
+            op_fail(&r->ops[0], "SERVER_ERROR out of memory");
+        } else {
+            put(&tg.b->wbuf, "md ", 3);
+            put(&tg.b->wbuf, tg.bkey, tg.bklen);
+            put(&tg.b->wbuf, "\r\n", 2);
+            backend_push(tg.b, &r->ops[0]);
+        }
+    }
+    request_internal_go(r);
+}
+
+void request_reply_line(struct conn *c, const char *line)
+{
+    struct request *r = request_begin(c, MG_CMD_NONE, 0, false);
+    if (r == NULL)
+        return;
+    put_line(&r->out, line, strlen(line));
+    request_end_dispatch(r);
+}
+
+void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *raw,
+                      size_t rawlen)
+{
+    switch (t->cmd) {
+    case MG_CMD_GET:
+    case MG_CMD_GETS:
+    case MG_CMD_GAT:
+    case MG_CMD_GATS:
+    case MG_CMD_SET:
+    case MG_CMD_ADD:
+    case MG_CMD_REPLACE:
+    case MG_CMD_APPEND:
+    case MG_CMD_PREPEND:
+    case MG_CMD_CAS:
+    case MG_CMD_DELETE:
+    case MG_CMD_INCR:
+    case MG_CMD_DECR:
+    case MG_CMD_TOUCH:
+    case MG_CMD_MG:
+    case MG_CMD_MS:
+    case MG_CMD_MD:
+    case MG_CMD_MA:
+    case MG_CMD_ME:
+        dispatch_keyed(c, t, raw, rawlen);
+        break;
+    case MG_CMD_MN:
+        request_reply_line(c, "MN");
+        break;
+    case MG_CMD_FLUSH_ALL:
+        dispatch_flush(c, t);
+        break;
+    case MG_CMD_VERSION:
+        request_reply_line(c, "VERSION " MG_VERSION_REPLY);
+        break;
+    case MG_CMD_VERBOSITY:
+        if (!t->noreply)
+            request_reply_line(c, "OK");
+        break;
+    case MG_CMD_STATS: {
+        struct request *r = request_begin(c, MG_CMD_STATS, 0, false);
+        if (r == NULL)
+            return;
+        stats_render(c->w, t->args, &r->out);
+        request_end_dispatch(r);
+        break;
+    }
+    case MG_CMD_QUIT:
+        c->close_after_flush = true;
+        ev_io_stop(c->w->loop, &c->rio);
+        worker_dirty_conn(c->w, c); /* closes once earlier replies are out */
+        break;
+    default:
+        request_reply_line(c, "ERROR");
+        break;
+    }
+}

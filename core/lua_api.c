@@ -1,0 +1,650 @@
+/* lua_api.c: a worker's LuaJIT state for the request phase: coroutines and pool calls.
+ *
+ * Every function of the script that runs per request (the route and key functions,
+ * hooks) runs in a coroutine taken from the worker's free list. Pool calls inside it
+ * (pool:get, pool:set, ...) send a meta command as a request of the gateway's own and
+ * yield; the reply resumes the coroutine with the results (OpenResty style: waiting is
+ * invisible to the script; failures come back as nil, err). All resumes go through
+ * co_run. A coroutine that raised is dropped, never reused. */
+#include "lua_api.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "conn.h"
+#include "ketama.h"
+#include "log.h"
+#include "lua_vm.h"
+#include "proto_meta.h"
+#include "proto_text.h"
+#include "request.h"
+#include "switch.h"
+#include "worker.h"
+
+struct lua_co;
+typedef void (*co_cont)(struct lua_co *co, const char *err);
+
+/* A coroutine with its reusable req table. Owned by its vm (free list, or busy while it
+ * runs a function); its thread is anchored in the registry by ref. */
+struct lua_co {
+    lua_State *L;
+    int ref, req_ref;
+    struct lua_vm *vm;
+    struct lua_co *next;
+    co_cont k;             /* called once the function returned (or raised: err) */
+    struct request *r;     /* the request it resolves a key for */
+    struct op *op;         /* the op a hook runs for */
+    bool in_call;          /* inside core.call, before it yields */
+    bool sync;             /* a hook that has not waited yet: its caller finishes the op */
+    struct request *early; /* a pool call that completed before the yield */
+};
+
+/* A worker's Lua state. Owned by the worker; kept alive by busy coroutines after a
+ * reload replaced it (refs). */
+struct lua_vm {
+    lua_State *L;
+    struct worker *w;
+    int refs;
+    int resolve_ref;                  /* the per-key resolver, or LUA_NOREF */
+    int hook_ref[LUA_HOOK_COUNT];     /* hooks, or LUA_NOREF */
+    int cos_ref;                      /* registry table: thread -> lightuserdata(co) */
+    struct lua_co *free_cos;
+    bool per_request;
+};
+
+enum { CALL_GET = 1, CALL_SET, CALL_ADD, CALL_DELETE, CALL_TOUCH, CALL_INCR, CALL_DECR };
+
+static const char *const hook_names[LUA_HOOK_COUNT] = { "set", "delete", "miss" };
+static const char *const cmd_names[] = {
+    [MG_CMD_GET] = "get", [MG_CMD_GETS] = "gets", [MG_CMD_GAT] = "gat", [MG_CMD_GATS] = "gats",
+    [MG_CMD_SET] = "set", [MG_CMD_ADD] = "add", [MG_CMD_REPLACE] = "replace",
+    [MG_CMD_APPEND] = "append", [MG_CMD_PREPEND] = "prepend", [MG_CMD_CAS] = "cas",
+    [MG_CMD_DELETE] = "delete", [MG_CMD_INCR] = "incr", [MG_CMD_DECR] = "decr",
+    [MG_CMD_TOUCH] = "touch", [MG_CMD_MG] = "mg", [MG_CMD_MS] = "ms", [MG_CMD_MD] = "md",
+    [MG_CMD_MA] = "ma", [MG_CMD_ME] = "me",
+};
+
+static void vm_unref(struct lua_vm *vm)
+{
+    if (--vm->refs > 0)
+        return;
+    while (vm->free_cos) {
+        struct lua_co *co = vm->free_cos;
+        vm->free_cos = co->next;
+        free(co);
+    }
+    lua_close(vm->L);
+    free(vm);
+}
+
+/* --- coroutines ---------------------------------------------------------------------- */
+
+static struct lua_co *co_get(struct lua_vm *vm)
+{
+    struct lua_co *co = vm->free_cos;
+    if (co) {
+        vm->free_cos = co->next;
+    } else {
+        co = calloc(1, sizeof(*co));
+        if (co == NULL)
+            return NULL;
+        lua_State *L = vm->L;
+        co->vm = vm;
+        co->L = lua_newthread(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->cos_ref);
+        lua_pushvalue(L, -2);
+        lua_pushlightuserdata(L, co);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+        co->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_createtable(L, 0, 4);
+        co->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    co->next = NULL;
+    co->r = NULL;
+    co->op = NULL;
+    co->in_call = false;
+    co->sync = false;
+    co->early = NULL;
+    vm->refs++;
+    return co;
+}
+
+static void co_put(struct lua_co *co)
+{
+    struct lua_vm *vm = co->vm;
+    lua_settop(co->L, 0);
+    co->next = vm->free_cos;
+    vm->free_cos = co;
+    vm_unref(vm);
+}
+
+/* A coroutine that raised is dead: forget it. */
+static void co_drop(struct lua_co *co)
+{
+    struct lua_vm *vm = co->vm;
+    lua_State *L = vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->cos_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, co->ref);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, co->ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, co->req_ref);
+    free(co);
+    vm_unref(vm);
+}
+
+/* The one place coroutines are resumed. The function and its nargs arguments (first
+ * run) or the results of a pool call (later runs) are on co->L's stack. Returns MG_OK
+ * when it finished (co->k was called), MG_EAGAIN when it waits on a pool call, MG_ERR
+ * when it raised (co->k was called with the message; the coroutine is gone). */
+static int co_run(struct lua_co *co, int nargs)
+{
+    int st = lua_resume(co->L, nargs);
+    if (st == LUA_YIELD)
+        return MG_EAGAIN;
+    if (st == 0) {
+        co->k(co, NULL);
+        return MG_OK;
+    }
+    const char *msg = lua_tostring(co->L, -1);
+    luaL_traceback(co->vm->L, co->L, msg ? msg : "(error object is not a string)", 0);
+    const char *tb = lua_tostring(co->vm->L, -1);
+    log_error("lua: %s", tb ? tb : "?");
+    lua_pop(co->vm->L, 1);
+    co->k(co, msg ? msg : "error");
+    co_drop(co);
+    return MG_ERR;
+}
+
+/* Fill co's req table for key of r and push it. */
+static void push_req(struct lua_co *co, struct request *r, const char *key, size_t klen)
+{
+    lua_State *L = co->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, co->req_ref);
+    const char *name = (size_t)r->cmd < MG_ARRAY_LEN(cmd_names) && cmd_names[r->cmd]
+                           ? cmd_names[r->cmd]
+                           : "?";
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "command");
+    lua_pushlstring(L, key, klen);
+    lua_setfield(L, -2, "key");
+    lua_pushstring(L, r->c ? r->c->peer : "");
+    lua_setfield(L, -2, "client");
+}
+
+/* Copy a Lua error's first line, prefixed, into b as a reply line. */
+static void error_line(struct buf *b, const char *prefix, const char *msg)
+{
+    b->off = b->len = 0;
+    buf_append_str(b, prefix);
+    size_t n = strcspn(msg, "\r\n");
+    if (n > 200)
+        n = 200;
+    buf_append(b, msg, n);
+}
+
+/* --- resolving keys (route and key functions) ------------------------------------------ */
+
+static void resolve_k(struct lua_co *co, const char *err)
+{
+    struct request *r = co->r;
+    lua_State *L = co->L;
+    r->lua_key.off = r->lua_key.len = 0;
+    r->lua_pool = -1;
+    if (err) {
+        error_line(&r->lua_key, "SERVER_ERROR lua: ", err);
+        r->lua_pool = -2;
+    } else {
+        /* results: pool (or nil), key (or nil) */
+        int top = lua_gettop(L);
+        if (top >= 1 && lua_istable(L, 1)) {
+            lua_getfield(L, 1, "_id");
+            r->lua_pool = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -3;
+            lua_pop(L, 1);
+        } else if (top >= 1 && !lua_isnil(L, 1)) {
+            r->lua_pool = -3;
+        }
+        if (r->lua_pool == -3 || r->lua_pool >= (int)r->w->cfg->npools) {
+            error_line(&r->lua_key, "SERVER_ERROR lua: ", "route function returned no pool");
+            r->lua_pool = -2;
+        } else if (top >= 2 && lua_isstring(L, 2)) {
+            size_t n;
+            const char *k = lua_tolstring(L, 2, &n);
+            buf_append(&r->lua_key, k, n);
+            if (n == 0)
+                buf_append(&r->lua_key, "", 0);
+        } else if (top >= 2 && !lua_isnil(L, 2)) {
+            error_line(&r->lua_key, "SERVER_ERROR lua: ", "key function returned no string");
+            r->lua_pool = -2;
+        }
+    }
+    r->lua_ready = true;
+    if (!err)
+        co_put(co);
+    if (r->lua_parked) /* it waited: pick the dispatch up where it stopped */
+        dispatch_resume(r);
+}
+
+int lua_api_resolve(struct request *r, const char *key, size_t klen)
+{
+    struct lua_vm *vm = r->w->vm;
+    struct lua_co *co = co_get(vm);
+    if (co == NULL) {
+        error_line(&r->lua_key, "SERVER_ERROR ", "out of memory");
+        return MG_ERR;
+    }
+    co->r = r;
+    co->k = resolve_k;
+    r->lua_ready = false;
+    lua_rawgeti(co->L, LUA_REGISTRYINDEX, vm->resolve_ref);
+    push_req(co, r, key, klen);
+    return co_run(co, 1) == MG_EAGAIN ? MG_EAGAIN : MG_OK;
+}
+
+/* --- hooks ------------------------------------------------------------------------------ */
+
+static void hook_k(struct lua_co *co, const char *err)
+{
+    struct op *op = co->op;
+    if (err) {
+        struct request *r = op->req;
+        if (is_retrieval(r->cmd)) {
+            op->out.off = op->out.len = 0;
+            r->nfailed++;
+            if (r->err == NULL)
+                r->err = "SERVER_ERROR lua error (see the gateway log)";
+        } else {
+            struct buf line = { 0 };
+            error_line(&line, "SERVER_ERROR lua: ", err);
+            op->out.off = op->out.len = 0;
+            put_line(&op->out, line.data, line.len);
+            buf_free(&line);
+        }
+    } else {
+        co_put(co);
+    }
+    if (co->sync) /* finished without waiting: the caller finishes the op */
+        return;
+    op_finish(op);
+}
+
+int lua_api_hook(struct op *op, int event)
+{
+    struct worker *w = op->req->w;
+    struct lua_vm *vm = w->vm;
+    if (vm == NULL || vm->hook_ref[event] == LUA_NOREF)
+        return MG_OK;
+    struct lua_co *co = co_get(vm);
+    if (co == NULL)
+        return MG_OK;
+    co->op = op;
+    co->k = hook_k;
+    co->sync = true;
+    lua_rawgeti(co->L, LUA_REGISTRYINDEX, vm->hook_ref[event]);
+    push_req(co, op->req, op->ckey.p, op->ckey.len);
+    if (op->pool >= 0 && op->pool < (int)w->cfg->npools) {
+        lua_getglobal(co->L, "package");
+        lua_getfield(co->L, -1, "loaded");
+        lua_getfield(co->L, -1, "mintgate");
+        lua_getfield(co->L, -1, "_state");
+        lua_getfield(co->L, -1, "pools");
+        lua_rawgeti(co->L, -1, op->pool + 1);
+        lua_replace(co->L, -6);
+        lua_pop(co->L, 4);
+    } else {
+        lua_pushnil(co->L);
+    }
+    if (co_run(co, 2) == MG_EAGAIN) {
+        co->sync = false; /* still alive: it waits on a pool call */
+        return MG_EAGAIN;
+    }
+    return MG_OK;
+}
+
+/* --- pool calls ------------------------------------------------------------------------- */
+
+static struct lua_co *co_of(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "mintgate.cos");
+    lua_pushthread(L);
+    lua_rawget(L, -2);
+    struct lua_co *co = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    return co;
+}
+
+/* The error word for a failed pool call, from the gateway's error line. */
+static const char *error_word(const char *line, size_t n)
+{
+    if (memmem(line, n, "timeout", 7))
+        return "timeout";
+    if (memmem(line, n, "down", 4) || memmem(line, n, "connect", 7))
+        return "backend down";
+    if (memmem(line, n, "closed", 6))
+        return "closed";
+    if (memmem(line, n, "too large", 9))
+        return "too large";
+    return "backend error";
+}
+
+/* Push the results of pool call r (kind r->lua_call) onto L. Returns how many. */
+static int push_results(lua_State *L, struct request *r)
+{
+    struct op *op = &r->ops[0];
+    struct mg_meta_reply rep;
+    size_t used;
+    if (mg_meta_parse_reply(buf_head(&op->out), buf_unread(&op->out), UINT32_MAX, &rep,
+                            &used) != MG_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, "backend error");
+        return 2;
+    }
+    switch (rep.status) {
+    case MG_R_VA:
+        if (r->lua_call == CALL_INCR || r->lua_call == CALL_DECR) {
+            lua_pushnumber(L, strtod(rep.data.p, NULL));
+            return 1;
+        }
+        lua_pushlstring(L, rep.data.p, rep.data.len);
+        struct mg_slice f;
+        lua_pushnumber(L, mg_meta_flag(rep.flags, 'f', &f) ? strtod(f.p, NULL) : 0);
+        return 2;
+    case MG_R_HD:
+        lua_pushboolean(L, 1);
+        return 1;
+    case MG_R_EN:
+    case MG_R_NF:
+    case MG_R_NS:
+    case MG_R_EX:
+        if (r->lua_call == CALL_GET || r->lua_call == CALL_INCR || r->lua_call == CALL_DECR)
+            lua_pushnil(L);
+        else
+            lua_pushboolean(L, 0);
+        return 1;
+    case MG_R_CLIENT_ERROR:
+        lua_pushnil(L);
+        lua_pushstring(L, memmem(rep.line.p, rep.line.len, "non-numeric", 11) ? "not a number"
+                                                                            : "client error");
+        return 2;
+    default:
+        lua_pushnil(L);
+        lua_pushstring(L, error_word(rep.line.p, rep.line.len));
+        return 2;
+    }
+}
+
+void lua_api_call_done(struct request *r)
+{
+    struct lua_co *co = r->lco;
+    if (co->in_call) { /* completed before core.call could yield */
+        co->early = r;
+        return;
+    }
+    int n = push_results(co->L, r);
+    request_release(r);
+    co_run(co, n);
+}
+
+/* core.call(pool, op, key, ...): one meta command; yields until the reply. */
+static int l_call(lua_State *L)
+{
+    struct lua_co *co = co_of(L);
+    if (co == NULL)
+        return luaL_error(L, "pool calls are only possible while serving a request");
+    struct worker *w = co->vm->w;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "_id");
+    int pid = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -1;
+    lua_pop(L, 1);
+    if (pid < 0 || pid >= (int)w->cfg->npools)
+        return luaL_error(L, "not a pool of the running config");
+    const char *what = luaL_checkstring(L, 2);
+    size_t klen;
+    const char *key = luaL_checklstring(L, 3, &klen);
+    if (!mg_text_key_ok(key, klen))
+        return luaL_error(L, "bad key for %s: 1 to 250 bytes, no spaces or control characters",
+                          what);
+    static const struct {
+        const char *name;
+        int call;
+    } calls[] = { { "get", CALL_GET }, { "set", CALL_SET },     { "add", CALL_ADD },
+                  { "delete", CALL_DELETE }, { "touch", CALL_TOUCH }, { "incr", CALL_INCR },
+                  { "decr", CALL_DECR } };
+    int call = 0;
+    for (size_t i = 0; i < MG_ARRAY_LEN(calls); i++)
+        if (strcmp(what, calls[i].name) == 0)
+            call = calls[i].call;
+    if (call == 0)
+        return luaL_error(L, "unknown pool call '%s'", what);
+    const struct pool *p = &w->cfg->pools[pid];
+    struct backend *b =
+        worker_backend(w, p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, key, klen)]->id);
+    if (!backend_usable(b)) {
+        lua_pushnil(L);
+        lua_pushstring(L, "backend down");
+        return 2;
+    }
+    size_t vlen = 0;
+    const char *val = NULL;
+    if (call == CALL_SET || call == CALL_ADD) {
+        val = luaL_checklstring(L, 4, &vlen);
+        if (vlen > settings.value_max) {
+            lua_pushnil(L);
+            lua_pushstring(L, "too large");
+            return 2;
+        }
+    }
+    struct request *r = request_internal(w, 1);
+    if (r == NULL || buf_reserve(&b->wbuf, klen + vlen + 96) != MG_OK) {
+        if (r)
+            request_release(r);
+        lua_pushnil(L);
+        lua_pushstring(L, "out of memory");
+        return 2;
+    }
+    struct buf *wb = &b->wbuf;
+    switch (call) {
+    case CALL_GET:
+        buf_printf(wb, "mg %.*s v f\r\n", (int)klen, key);
+        break;
+    case CALL_SET:
+    case CALL_ADD:
+        buf_printf(wb, "ms %.*s %zu T%lld F%lu%s\r\n", (int)klen, key, vlen,
+                   (long long)luaL_optnumber(L, 5, 0), (unsigned long)luaL_optnumber(L, 6, 0),
+                   call == CALL_ADD ? " ME" : "");
+        buf_append(wb, val, vlen);
+        buf_append(wb, "\r\n", 2);
+        break;
+    case CALL_DELETE:
+        buf_printf(wb, "md %.*s\r\n", (int)klen, key);
+        break;
+    case CALL_TOUCH:
+        buf_printf(wb, "mg %.*s T%lld\r\n", (int)klen, key, (long long)luaL_optnumber(L, 4, 0));
+        break;
+    default:
+        buf_printf(wb, "ma %.*s v D%llu%s\r\n", (int)klen, key,
+                   (unsigned long long)luaL_optnumber(L, 4, 1), call == CALL_DECR ? " MD" : "");
+        break;
+    }
+    r->lco = co;
+    r->lua_call = call;
+    co->in_call = true;
+    co->early = NULL;
+    backend_push(b, &r->ops[0]);
+    request_internal_go(r);
+    co->in_call = false;
+    if (co->early) { /* failed at once (e.g. connect refused): answer without yielding */
+        struct request *done = co->early;
+        co->early = NULL;
+        int n = push_results(L, done);
+        request_release(done);
+        return n;
+    }
+    return lua_yield(L, 0);
+}
+
+/* core.switch_on(id, key) */
+static int l_switch_on(lua_State *L)
+{
+    size_t n;
+    int id = (int)luaL_checkinteger(L, 1);
+    const char *k = luaL_checklstring(L, 2, &n);
+    lua_pushboolean(L, switch_on(id, k, n));
+    return 1;
+}
+
+static int luaopen_core(lua_State *L)
+{
+    static const luaL_Reg fns[] = { { "call", l_call }, { "switch_on", l_switch_on }, { NULL, NULL } };
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    return 1;
+}
+
+/* --- setup ------------------------------------------------------------------------------- */
+
+static const char resolver_src[] =
+    "local route_fn, key_fn = ...\n"
+    "return function(req)\n"
+    "  local pool = route_fn and route_fn(req) or nil\n"
+    "  local key = nil\n"
+    "  if key_fn then key = key_fn(req.key, req) end\n"
+    "  return pool, key\n"
+    "end\n";
+
+/* Bind declared pools (_id) and switches (id) of the state table on top to w's config. */
+static int bind_state(lua_State *L, struct worker *w, char *err, size_t errlen)
+{
+    lua_getfield(L, -1, "pools");
+    int n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "name");
+        int id = config_find_pool(w->cfg, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (id < 0) {
+            snprintf(err, errlen, "the script declared pools unlike its first run");
+            return MG_ERR;
+        }
+        lua_pushinteger(L, id);
+        lua_setfield(L, -2, "_id");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "switches");
+    n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "name");
+        lua_getfield(L, -2, "percent");
+        lua_getfield(L, -3, "fleet_pool");
+        lua_getfield(L, -4, "fleet_key");
+        int id = switch_register(lua_tostring(L, -4), lua_tonumber(L, -3), lua_tostring(L, -2),
+                                 lua_tostring(L, -1));
+        lua_pop(L, 4);
+        if (id < 0) {
+            snprintf(err, errlen, "too many switches");
+            return MG_ERR;
+        }
+        lua_pushinteger(L, id);
+        lua_setfield(L, -2, "id");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return MG_OK;
+}
+
+int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t errlen)
+{
+    lua_State *L = lua_vm_new(err, errlen);
+    if (L == NULL)
+        return MG_ERR;
+    struct lua_vm *vm = calloc(1, sizeof(*vm));
+    if (vm == NULL) {
+        lua_close(L);
+        snprintf(err, errlen, "out of memory");
+        return MG_ERR;
+    }
+    vm->L = L;
+    vm->w = w;
+    vm->refs = 1;
+    vm->resolve_ref = LUA_NOREF;
+    for (int i = 0; i < LUA_HOOK_COUNT; i++)
+        vm->hook_ref[i] = LUA_NOREF;
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_core);
+    lua_setfield(L, -2, "mintgate.core");
+    lua_pop(L, 2);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "mintgate.cos");
+    vm->cos_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (lua_vm_run(L, script, err, errlen) != MG_OK)
+        goto fail;
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_getfield(L, -1, "mintgate");
+    lua_getfield(L, -1, "_state");
+    if (!lua_istable(L, -1)) {
+        snprintf(err, errlen, "%s: the script never did require \"mintgate\"", script);
+        goto fail;
+    }
+    if (bind_state(L, w, err, errlen) != MG_OK)
+        goto fail;
+    lua_getfield(L, -1, "route_fn");
+    lua_getfield(L, -2, "keys");
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+    if (!lua_isnil(L, -1) || !lua_isnil(L, -2)) {
+        if (luaL_loadbuffer(L, resolver_src, sizeof(resolver_src) - 1, "=resolver") != 0) {
+            snprintf(err, errlen, "resolver: %s", lua_tostring(L, -1));
+            goto fail;
+        }
+        lua_insert(L, -3);
+        lua_call(L, 2, 1);
+        vm->resolve_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        vm->per_request = true;
+    } else {
+        lua_pop(L, 2);
+    }
+    lua_getfield(L, -1, "hooks");
+    for (int i = 0; i < LUA_HOOK_COUNT; i++) {
+        lua_getfield(L, -1, hook_names[i]);
+        if (lua_isfunction(L, -1)) {
+            vm->hook_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+            vm->per_request = true;
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    lua_settop(L, 0);
+    w->vm = vm;
+    return MG_OK;
+fail:
+    lua_close(L);
+    free(vm);
+    return MG_ERR;
+}
+
+void lua_api_worker_release(struct worker *w)
+{
+    if (w->vm)
+        vm_unref(w->vm);
+    w->vm = NULL;
+}
+
+bool lua_api_per_request(const struct worker *w) { return w->vm && w->vm->per_request; }
+
+size_t lua_api_mem_kb(const struct worker *w)
+{
+    return w->vm ? (size_t)lua_gc(w->vm->L, LUA_GCCOUNT, 0) : 0;
+}

@@ -1,0 +1,35 @@
+/* switch.h: feature switches shared by every worker: a share of keys goes the other way. */
+#ifndef MG_SWITCH_H
+#define MG_SWITCH_H
+
+#include <stdatomic.h>
+
+#include "buf.h"
+
+#define MG_MAX_SWITCHES 64
+#define SWITCH_SCALE 100000u /* percent with 0.001 resolution */
+
+/* One switch. Registered once (by name) and never freed; its value is an atomic so a
+ * change reaches every worker at once, with no lock on the hot path. */
+struct mg_switch {
+    char name[64];
+    atomic_uint share; /* 0..SWITCH_SCALE */
+    atomic_uint_fast64_t on, off;
+    char fleet_pool[64]; /* follow a value kept in this pool ("" = no) */
+    char fleet_key[251];
+};
+
+/* Register (or find) a switch. A new one starts at percent; an existing one keeps its
+ * current value (so a reload does not undo a runtime change). Returns its id or -1. */
+int switch_register(const char *name, double percent, const char *fleet_pool,
+                    const char *fleet_key);
+/* Is key on? Deterministic by a hash of the key; counts both sides. */
+bool switch_on(int id, const char *key, size_t len);
+/* Set by name. Returns MG_OK, or MG_ERR for an unknown name or a bad percent. */
+int switch_set(const char *name, double percent);
+int switch_count(void);
+struct mg_switch *switch_get(int id);
+/* `stats switches`: percent, on and off counts of each switch. */
+void switch_render(struct buf *out);
+
+#endif
