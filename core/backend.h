@@ -44,6 +44,7 @@ struct backend {
     uint32_t nq;
     bool dirty;               /* on the worker's flush list */
     struct backend *next_dirty;
+    struct backend *next_retired; /* on the worker's retired list after a reload */
     struct backend_stats st;
 };
 

@@ -9,6 +9,7 @@
 #include "ketama.h"
 
 struct settings settings;
+static atomic_uint_fast64_t generations;
 
 void config_default_opts(struct pool_opts *o)
 {
@@ -28,6 +29,7 @@ struct config *config_new(void)
         return NULL;
     atomic_init(&c->refs, 1);
     c->default_idx = -1;
+    c->generation = atomic_fetch_add(&generations, 1) + 1;
     return c;
 }
 

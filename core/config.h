@@ -89,6 +89,10 @@ struct settings {
     char *listen[MG_MAX_LISTENERS];
     int nlisten;
     bool listen_from_cli;
+    char *admin[MG_MAX_LISTENERS]; /* admin listeners (-A, mg.admin) */
+    int nadmin;
+    bool admin_from_cli;
+    bool admin_on_data_port;       /* accept admin commands on data ports too */
     char *servers_arg;  /* -s */
     char *script;       /* config script path, or NULL */
     int threads;

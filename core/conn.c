@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "proto_text.h"
+#include "admin.h"
 #include "request.h"
 #include "worker.h"
 
@@ -259,6 +260,8 @@ static void conn_process(struct conn *c)
             ev_io_stop(c->w->loop, &c->rio);
             break;
         default:
+            if (t.cmd == MG_CMD_UNKNOWN && admin_command(c, t.args))
+                break;
             if (t.cmd == MG_CMD_UNKNOWN)
                 log_debug("client %s: unknown command", c->peer);
             if (!t.noreply)

@@ -27,6 +27,7 @@ struct conn {
     bool paused;                 /* not reading: too much queued (backpressure) */
     bool closing;                /* fd closed or to close; no more reads */
     bool close_after_flush;      /* quit, or a fatal protocol error */
+    bool admin;                  /* came in on an admin listener */
     char peer[64];
 };
 

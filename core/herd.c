@@ -39,7 +39,8 @@ struct herd_lock {
     ev_timer timer;
     struct worker *w;
     struct herd_lock *prev, *next;
-    uint32_t server; /* backend index in the worker's config */
+    uint32_t server; /* backend index in the worker's config of generation gen */
+    uint64_t gen;
     uint64_t cas;
     uint8_t klen;
     char key[MG_KEY_MAX];
@@ -124,7 +125,7 @@ static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = l->w;
     ev_timer_stop(loop, t);
     lock_unlink(l);
-    if (l->server < w->nbackends) {
+    if (l->gen == w->cfg->generation && l->server < w->nbackends) {
         struct backend *b = worker_backend(w, l->server);
         struct request *r = request_internal(w, 1);
         if (r && backend_usable(b) && buf_reserve(&b->wbuf, l->klen + 48) == MG_OK) {
@@ -152,6 +153,7 @@ static void lock_start(struct op *op, uint64_t cas, uint32_t lock)
         return;
     l->w = w;
     l->server = op->be ? op->be->server_id : UINT32_MAX;
+    l->gen = w->cfg->generation;
     l->cas = cas;
     l->klen = (uint8_t)buf_unread(&op->key);
     memcpy(l->key, buf_head(&op->key), l->klen);
@@ -291,22 +293,23 @@ void herd_on_stored(struct worker *w, const char *key, size_t klen)
 
 /* --- coalescing: identical gets in flight share one backend request ----------------- */
 
-static uint32_t key_hash(uint32_t server, const char *k, size_t n)
+/* Keys are (backend, key): backends are stable objects across reloads, ids are not. */
+static uint32_t key_hash(const struct backend *be, const char *k, size_t n)
 {
-    uint32_t h = 2166136261u ^ server;
+    uint32_t h = 2166136261u ^ (uint32_t)((uintptr_t)be >> 4);
     for (size_t i = 0; i < n; i++)
         h = (h ^ (uint8_t)k[i]) * 16777619u;
     return h;
 }
 
-static bool same_get(const struct op *a, uint32_t server, const char *k, size_t n)
+static bool same_get(const struct op *a, const struct backend *server, const char *k, size_t n)
 {
-    return a->be->server_id == server && buf_unread(&a->key) == n &&
+    return a->be == server && buf_unread(&a->key) == n &&
            memcmp(buf_head(&a->key), k, n) == 0;
 }
 
 /* Slot of op's key in the table: where it is, or the empty slot where it would go. */
-static uint32_t slot_of(struct worker *w, uint32_t server, const char *k, size_t n)
+static uint32_t slot_of(struct worker *w, const struct backend *server, const char *k, size_t n)
 {
     uint32_t mask = w->inflight_cap - 1;
     uint32_t i = key_hash(server, k, n) & mask;
@@ -329,7 +332,7 @@ static bool table_grow(struct worker *w)
     for (uint32_t i = 0; i < ocap; i++) {
         struct op *o = old[i];
         if (o)
-            w->inflight[slot_of(w, o->be->server_id, buf_head(&o->key), buf_unread(&o->key))] = o;
+            w->inflight[slot_of(w, o->be, buf_head(&o->key), buf_unread(&o->key))] = o;
     }
     free(old);
     return true;
@@ -339,7 +342,7 @@ bool herd_follow(struct worker *w, struct op *op)
 {
     if (w->inflight_n == 0)
         return false;
-    uint32_t i = slot_of(w, op->be->server_id, buf_head(&op->key), buf_unread(&op->key));
+    uint32_t i = slot_of(w, op->be, buf_head(&op->key), buf_unread(&op->key));
     struct op *lead = w->inflight[i];
     if (lead == NULL)
         return false;
@@ -353,7 +356,7 @@ void herd_lead(struct worker *w, struct op *op)
 {
     if ((w->inflight_n + 1) * 2 > w->inflight_cap && !table_grow(w))
         return;
-    uint32_t i = slot_of(w, op->be->server_id, buf_head(&op->key), buf_unread(&op->key));
+    uint32_t i = slot_of(w, op->be, buf_head(&op->key), buf_unread(&op->key));
     if (w->inflight[i])
         return; /* another leader already (a poll): do without */
     w->inflight[i] = op;
@@ -368,14 +371,14 @@ struct op *herd_unlead(struct worker *w, struct op *op)
         return NULL;
     op->leading = false;
     uint32_t mask = w->inflight_cap - 1;
-    uint32_t i = slot_of(w, op->be->server_id, buf_head(&op->key), buf_unread(&op->key));
+    uint32_t i = slot_of(w, op->be, buf_head(&op->key), buf_unread(&op->key));
     if (w->inflight[i] == op) {
         /* backward-shift deletion keeps every probe chain intact without tombstones */
         w->inflight[i] = NULL;
         w->inflight_n--;
         for (uint32_t j = (i + 1) & mask; w->inflight[j]; j = (j + 1) & mask) {
             struct op *o = w->inflight[j];
-            uint32_t home = key_hash(o->be->server_id, buf_head(&o->key), buf_unread(&o->key)) & mask;
+            uint32_t home = key_hash(o->be, buf_head(&o->key), buf_unread(&o->key)) & mask;
             /* move o into the hole when the hole lies on its probe path */
             if (((j - home) & mask) >= ((j - i) & mask)) {
                 w->inflight[i] = o;
@@ -464,6 +467,10 @@ static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep,
         STAT_INC(w->st.herd_stale_hits);
     return HERD_HIT;
 }
+
+struct herd_wait *herd_wait_next(struct herd_wait *hw) { return hw->next; }
+
+struct backend *herd_wait_backend(struct herd_wait *hw) { return hw->op->be; }
 
 void herd_worker_destroy(struct worker *w)
 {

@@ -52,6 +52,10 @@ void herd_forget(struct op *op);
 /* A store of key went through this worker: wake local waiters for it at once. */
 void herd_on_stored(struct worker *w, const char *key, size_t klen);
 
+/* Walking the worker's waits (to know which backends they still need). */
+struct herd_wait *herd_wait_next(struct herd_wait *hw);
+struct backend *herd_wait_backend(struct herd_wait *hw);
+
 /* Cancel every wait and lock timer of w (waiting ops are answered as misses). */
 void herd_worker_destroy(struct worker *w);
 

@@ -635,6 +635,8 @@ fail:
     return MG_ERR;
 }
 
+void lua_api_vm_release(struct lua_vm *vm) { vm_unref(vm); }
+
 void lua_api_worker_release(struct worker *w)
 {
     if (w->vm)

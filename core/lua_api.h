@@ -14,6 +14,8 @@ enum { LUA_HOOK_SET = 0, LUA_HOOK_DELETE, LUA_HOOK_MISS, LUA_HOOK_COUNT };
 /* Give w a Lua state of its own: run the config script in it and bind its pools and
  * switches to w's config. Returns MG_OK, or MG_ERR with err filled. */
 int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t errlen);
+/* Let go of a state a reload replaced (freed once no coroutine of it waits). */
+void lua_api_vm_release(struct lua_vm *vm);
 /* Drop w's state (freed once no coroutine of it waits any more). */
 void lua_api_worker_release(struct worker *w);
 

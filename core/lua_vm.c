@@ -219,8 +219,30 @@ static int compile_routes(lua_State *L, struct config *c, char *err, size_t errl
     return MG_OK;
 }
 
+static void take_admin(lua_State *L, struct settings *s)
+{
+    lua_getfield(L, -1, "admin_on_data_port");
+    if (lua_toboolean(L, -1))
+        s->admin_on_data_port = true;
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "admin");
+    int n = (int)lua_objlen(L, -1);
+    if (!s->admin_from_cli && n > 0) {
+        for (int i = 0; i < s->nadmin; i++)
+            free(s->admin[i]);
+        s->nadmin = 0;
+        for (int i = 1; i <= n && s->nadmin < MG_MAX_LISTENERS; i++) {
+            lua_rawgeti(L, -1, i);
+            s->admin[s->nadmin++] = strdup(lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
 static void take_listen(lua_State *L, struct settings *s)
 {
+    take_admin(L, s);
     lua_getfield(L, -1, "listen");
     int n = (int)lua_objlen(L, -1);
     if (!s->listen_from_cli && n > 0) {

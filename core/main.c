@@ -21,6 +21,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: mintgate [options] [config.lua]\n"
             "  -l, --listen ADDR:PORT      listen here (repeatable; default 127.0.0.1:11211)\n"
+            "  -A, --admin ADDR:PORT       admin listener: switch changes, reload (repeatable)\n"
             "  -s, --servers H:P[,H:P...]  a default pool, when no config script is given\n"
             "  -t, --threads N             worker threads (default: number of cores)\n"
             "  -c, --max-conns N           max client connections (default 4096)\n"
@@ -78,6 +79,7 @@ static const char *parse_args(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "listen", required_argument, NULL, 'l' },
+        { "admin", required_argument, NULL, 'A' },
         { "servers", required_argument, NULL, 's' },
         { "threads", required_argument, NULL, 't' },
         { "max-conns", required_argument, NULL, 'c' },
@@ -96,13 +98,19 @@ static const char *parse_args(int argc, char **argv)
     double v;
     int ch;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":l:s:t:c:I:vVh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":l:A:s:t:c:I:vVh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'l':
             if (settings.nlisten >= MG_MAX_LISTENERS)
                 die_usage("too many -l (at most %s)", "16");
             settings.listen[settings.nlisten++] = strdup(optarg);
             settings.listen_from_cli = true;
+            break;
+        case 'A':
+            if (settings.nadmin >= MG_MAX_LISTENERS)
+                die_usage("too many -A (at most %s)", "16");
+            settings.admin[settings.nadmin++] = strdup(optarg);
+            settings.admin_from_cli = true;
             break;
         case 's':
             settings.servers_arg = optarg;
@@ -239,7 +247,9 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     MG_UNUSED(loop);
     MG_UNUSED(w);
     MG_UNUSED(revents);
-    log_warn("SIGHUP: reload is not available in this build; config unchanged");
+    char err[2048];
+    log_info("SIGHUP: reloading %s", settings.script ? settings.script : "(no script)");
+    worker_reload_all(err, sizeof(err)); /* logs either way */
 }
 
 int main(int argc, char **argv)
@@ -282,16 +292,20 @@ int main(int argc, char **argv)
     process_started = time(NULL);
     nworkers = settings.threads;
     workers = calloc((size_t)nworkers, sizeof(struct worker));
-    int fds[MG_MAX_LISTENERS];
-    uint16_t ports[MG_MAX_LISTENERS] = { 0 };
+    int fds[MG_MAX_LISTENERS * 2];
+    bool is_admin[MG_MAX_LISTENERS * 2];
+    uint16_t ports[MG_MAX_LISTENERS * 2] = { 0 };
+    int nl = settings.nlisten + settings.nadmin;
     int rc = 0;
     /* block signals in workers; the main thread's loop takes them */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     for (int i = 0; i < nworkers && rc == 0; i++) {
-        for (int l = 0; l < settings.nlisten; l++) {
-            fds[l] = listen_socket(settings.listen[l], &ports[l], err, sizeof(err));
+        for (int l = 0; l < nl; l++) {
+            is_admin[l] = l >= settings.nlisten;
+            const char *addr = is_admin[l] ? settings.admin[l - settings.nlisten] : settings.listen[l];
+            fds[l] = listen_socket(addr, &ports[l], err, sizeof(err));
             if (fds[l] < 0) {
                 for (int k = 0; k < l; k++)
                     close(fds[k]);
@@ -299,8 +313,8 @@ int main(int argc, char **argv)
                 break;
             }
         }
-        if (rc == 0 && worker_init(&workers[i], i, fds, settings.nlisten, cfg, err,
-                                   sizeof(err)) != MG_OK)
+        if (rc == 0 && worker_init(&workers[i], i, fds, is_admin, nl, cfg, err, sizeof(err)) !=
+                           MG_OK)
             rc = 1;
     }
     if (rc == 0)
@@ -313,9 +327,10 @@ int main(int argc, char **argv)
             }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc == 0) {
-        for (int l = 0; l < settings.nlisten; l++)
-            log_info("listening on %s (port %u), %d threads", settings.listen[l], ports[l],
-                     nworkers);
+        for (int l = 0; l < nl; l++)
+            log_info("%s on %s (port %u), %d threads", is_admin[l] ? "admin" : "listening",
+                     is_admin[l] ? settings.admin[l - settings.nlisten] : settings.listen[l],
+                     ports[l], nworkers);
         struct ev_loop *loop = EV_DEFAULT;
         ev_signal sterm, sint, shup;
         ev_signal_init(&sterm, on_stop_signal, SIGTERM);
@@ -336,6 +351,8 @@ int main(int argc, char **argv)
     config_unref(cfg);
     for (int i = 0; i < settings.nlisten; i++)
         free(settings.listen[i]);
+    for (int i = 0; i < settings.nadmin; i++)
+        free(settings.admin[i]);
     ev_loop_destroy(EV_DEFAULT);
     return rc;
 }

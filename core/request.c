@@ -34,6 +34,7 @@ struct request *request_get(struct worker *w)
     r->own_copy = r->lua_ready = r->lua_parked = false;
     r->next_key = r->keypos = 0;
     r->lco = NULL;
+    r->on_done = NULL;
     r->nops = r->pending = r->nfailed = 0;
     r->outlen = 0;
     r->err = NULL;
@@ -130,10 +131,13 @@ void request_complete(struct request *r)
 {
     struct worker *w = r->w;
     if (r->c == NULL) { /* the gateway's own request: nobody to answer */
-        if (r->lco)
+        if (r->lco) {
             lua_api_call_done(r); /* a pool call from Lua: resume its coroutine */
-        else
-            request_release(r);
+            return;
+        }
+        if (r->on_done)
+            r->on_done(r);
+        request_release(r);
         return;
     }
     if (is_retrieval(r->cmd)) {

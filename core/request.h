@@ -64,6 +64,8 @@ struct request {
     struct buf lua_key;        /* resolution: backend key, empty for the pool's style */
     struct lua_co *lco;        /* for the gateway's own requests made by pool calls */
     int lua_call;              /* what that pool call was (lua_api.c) */
+    void (*on_done)(struct request *r); /* the gateway's own requests: called at the end */
+    int udata;
 };
 
 /* Parse-side entry (dispatch.c): act on one parsed request from client c. t's slices

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "switch.h"
 #include "worker.h"
 
 /* A counter's name and its offset in struct stats, for summing over workers. */
@@ -43,7 +44,7 @@ static uint64_t sum_counter(size_t off)
     return v;
 }
 
-static void render_general(struct buf *out)
+static void render_general(struct buf *out, uint64_t cfg_generation)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -61,6 +62,14 @@ static void render_general(struct buf *out)
     for (size_t i = 0; i < MG_ARRAY_LEN(counters); i++)
         buf_printf(out, "STAT %s %llu\r\n", counters[i].name,
                    (unsigned long long)sum_counter(counters[i].off));
+    for (size_t i = 0; i < MG_ARRAY_LEN(herd_counters); i++)
+        buf_printf(out, "STAT %s %llu\r\n", herd_counters[i].name,
+                   (unsigned long long)sum_counter(herd_counters[i].off));
+    uint64_t lua_kb = 0;
+    for (int i = 0; i < nworkers; i++)
+        lua_kb += atomic_load_explicit(&workers[i].lua_kb, memory_order_relaxed);
+    buf_printf(out, "STAT lua_memory_kb %llu\r\n", (unsigned long long)lua_kb);
+    buf_printf(out, "STAT config_generation %llu\r\n", (unsigned long long)cfg_generation);
     buf_printf(out, "STAT threads %d\r\n", nworkers);
     buf_printf(out, "STAT item_size_max %u\r\n", settings.value_max);
 }
@@ -76,7 +85,7 @@ static void render_backends(struct worker *self, struct buf *out)
         uint64_t req = 0, err = 0, to = 0, ej = 0, infl = 0;
         for (int i = 0; i < nworkers; i++) {
             struct worker *w = &workers[i];
-            if (w->backends == NULL || s >= w->nbackends)
+            if (w->backends == NULL || w->cfg != cfg || s >= w->nbackends)
                 continue;
             struct backend *b = w->backends[s];
             req += STAT_GET(b->st.requests);
@@ -116,10 +125,14 @@ void stats_render(struct worker *w, struct mg_slice args, struct buf *out)
     }
     while (args.len && args.p[args.len - 1] == ' ')
         args.len--;
+    /* other workers may be swapping their config (reload): hold them off while reading */
+    pthread_mutex_lock(&worker_config_lock);
     if (args.len == 0)
-        render_general(out);
+        render_general(out, w->cfg->generation);
     else if (args.len == 8 && memcmp(args.p, "backends", 8) == 0)
         render_backends(w, out);
+    else if (args.len == 8 && memcmp(args.p, "switches", 8) == 0)
+        switch_render(out);
     else if (args.len == 5 && memcmp(args.p, "pools", 5) == 0)
         render_pools(w, out);
     else if (args.len == 4 && memcmp(args.p, "herd", 4) == 0)
@@ -127,8 +140,10 @@ void stats_render(struct worker *w, struct mg_slice args, struct buf *out)
             buf_printf(out, "STAT %s %llu\r\n", herd_counters[i].name + 5,
                        (unsigned long long)sum_counter(herd_counters[i].off));
     else {
+        pthread_mutex_unlock(&worker_config_lock);
         buf_append_str(out, "ERROR\r\n");
         return;
     }
+    pthread_mutex_unlock(&worker_config_lock);
     buf_append_str(out, "END\r\n");
 }

@@ -13,11 +13,17 @@
 #include "backend.h"
 #include "conn.h"
 #include "herd.h"
+#include "ketama.h"
 #include "lua_api.h"
+#include "lua_vm.h"
+#include "proto_meta.h"
 #include "log.h"
 #include "request.h"
+#include "switch.h"
 
 struct worker *workers;
+pthread_mutex_t worker_config_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
 int nworkers;
 atomic_int total_conns;
 time_t process_started;
@@ -95,11 +101,181 @@ static void worker_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
-/* Another thread asked for something: for now, to stop (drain, then leave the loop). */
+static bool backend_waited_on(struct worker *w, struct backend *b)
+{
+    for (struct herd_wait *hw = w->herd_waits; hw; hw = herd_wait_next(hw))
+        if (herd_wait_backend(hw) == b)
+            return true;
+    return false;
+}
+
+/* Free retired backends nobody uses any more. */
+static void worker_free_retired(struct worker *w)
+{
+    struct backend **pp = &w->retired;
+    while (*pp) {
+        struct backend *b = *pp;
+        if (b->nq == 0 && !b->dirty && !backend_waited_on(w, b)) {
+            *pp = b->next_retired;
+            backend_free(b);
+        } else {
+            pp = &b->next_retired;
+        }
+    }
+}
+
+/* Take a new config generation (a reload): a new Lua state, backends matched by address
+ * (connections to unchanged servers are kept), requests in flight finish as they are. */
+static void worker_apply(struct worker *w, struct config *nc)
+{
+    char err[1024];
+    struct config *old = w->cfg;
+    struct lua_vm *oldvm = w->vm;
+    w->vm = NULL;
+    w->cfg = nc;
+    if (settings.script && lua_api_worker_init(w, settings.script, err, sizeof(err)) != MG_OK) {
+        log_error("reload: worker %d keeps its config: %s", w->id, err);
+        w->cfg = old;
+        w->vm = oldvm;
+        config_unref(nc);
+        return;
+    }
+    struct backend **nb = calloc(nc->nservers, sizeof(struct backend *));
+    if (nb == NULL) {
+        log_error("reload: worker %d: out of memory", w->id);
+        lua_api_worker_release(w);
+        w->cfg = old;
+        w->vm = oldvm;
+        config_unref(nc);
+        return;
+    }
+    for (uint32_t i = 0; i < nc->nservers; i++) {
+        const struct server *srv = &nc->servers[i];
+        for (uint32_t j = 0; j < w->nbackends; j++) {
+            struct backend *b = w->backends[j];
+            if (b && strcmp(b->name, srv->name) == 0) {
+                b->server_id = i;
+                b->opts = srv->opts;
+                nb[i] = b;
+                w->backends[j] = NULL;
+                break;
+            }
+        }
+        if (nb[i] == NULL)
+            nb[i] = backend_new(w, srv);
+    }
+    for (uint32_t j = 0; j < w->nbackends; j++)
+        if (w->backends[j]) {
+            w->backends[j]->next_retired = w->retired;
+            w->retired = w->backends[j];
+        }
+    pthread_mutex_lock(&worker_config_lock);
+    free(w->backends);
+    w->backends = nb;
+    w->nbackends = nc->nservers;
+    pthread_mutex_unlock(&worker_config_lock);
+    if (oldvm)
+        lua_api_vm_release(oldvm);
+    config_unref(old);
+    worker_free_retired(w);
+    log_info("worker %d: config generation %llu", w->id, (unsigned long long)nc->generation);
+}
+
+int worker_reload_all(char *err, size_t errlen)
+{
+    if (settings.script == NULL) {
+        snprintf(err, errlen, "no config script to reload (started with -s)");
+        return MG_ERR;
+    }
+    pthread_mutex_lock(&reload_lock);
+    struct settings copy = settings; /* listeners stay as they are */
+    copy.listen_from_cli = copy.admin_from_cli = true;
+    struct config *nc = lua_config_load(settings.script, &copy, err, errlen);
+    if (nc == NULL) {
+        pthread_mutex_unlock(&reload_lock);
+        log_error("reload failed, the old config stays: %s", err);
+        return MG_ERR;
+    }
+    for (int i = 0; i < nworkers; i++) {
+        config_ref(nc);
+        struct config *prev = atomic_exchange(&workers[i].next_cfg, nc);
+        if (prev)
+            config_unref(prev);
+        ev_async_send(workers[i].loop, &workers[i].wake);
+    }
+    config_unref(nc);
+    pthread_mutex_unlock(&reload_lock);
+    log_warn("reload: config generation %llu loaded", (unsigned long long)nc->generation);
+    return MG_OK;
+}
+
+/* Fleet switches: worker 0 reads each one's value from its pool about once a second. */
+static void fleet_done(struct request *r)
+{
+    struct mg_switch *s = switch_get(r->udata);
+    struct mg_meta_reply rep;
+    size_t used;
+    struct buf *o = &r->ops[0].out;
+    if (s == NULL || mg_meta_parse_reply(buf_head(o), buf_unread(o), 64, &rep, &used) != MG_OK ||
+        rep.status != MG_R_VA)
+        return;
+    char num[32];
+    size_t n = rep.data.len < sizeof(num) - 1 ? rep.data.len : sizeof(num) - 1;
+    memcpy(num, rep.data.p, n);
+    num[n] = '\0';
+    char *end;
+    double v = strtod(num, &end);
+    if (end != num && switch_set(s->name, v) != MG_OK)
+        log_warn("switch %s: ignoring fleet value '%s'", s->name, num);
+}
+
+static void fleet_poll(struct worker *w)
+{
+    for (int id = 0; id < switch_count(); id++) {
+        struct mg_switch *s = switch_get(id);
+        if (s == NULL || s->fleet_pool[0] == '\0')
+            continue;
+        int pi = config_find_pool(w->cfg, s->fleet_pool);
+        if (pi < 0)
+            continue;
+        const struct pool *p = &w->cfg->pools[pi];
+        size_t klen = strlen(s->fleet_key);
+        struct backend *b = worker_backend(
+            w, p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, s->fleet_key, klen)]->id);
+        if (!backend_usable(b))
+            continue;
+        struct request *r = request_internal(w, 1);
+        if (r == NULL)
+            return;
+        r->on_done = fleet_done;
+        r->udata = id;
+        buf_printf(&b->wbuf, "mg %s v\r\n", s->fleet_key);
+        backend_push(b, &r->ops[0]);
+        request_internal_go(r);
+    }
+}
+
+static void worker_housekeeping_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    MG_UNUSED(loop);
+    MG_UNUSED(revents);
+    struct worker *w = t->data;
+    worker_free_retired(w);
+    atomic_store_explicit(&w->lua_kb, lua_api_mem_kb(w), memory_order_relaxed);
+    if (w->id == 0)
+        fleet_poll(w);
+}
+
+/* Another thread asked for something: a new config, or to stop (drain, then leave). */
 static void worker_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     MG_UNUSED(revents);
     struct worker *w = a->data;
+    struct config *nc = atomic_exchange(&w->next_cfg, NULL);
+    if (nc && !w->stopping)
+        worker_apply(w, nc);
+    else if (nc)
+        config_unref(nc);
     if (!atomic_load(&w->stop) || w->stopping)
         return;
     w->stopping = true;
@@ -158,12 +334,13 @@ static void worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             atomic_fetch_sub(&total_conns, 1);
             continue;
         }
+        c->admin = w->ladmin[io - w->lio];
         peer_name(&ss, c->peer, sizeof(c->peer));
     }
 }
 
-int worker_init(struct worker *w, int id, const int *lfds, int nlfd, struct config *cfg,
-                char *err, size_t errlen)
+int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, int nlfd,
+                struct config *cfg, char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;
@@ -191,9 +368,13 @@ int worker_init(struct worker *w, int id, const int *lfds, int nlfd, struct conf
     ev_async_init(&w->wake, worker_wake_cb);
     w->wake.data = w;
     ev_async_start(w->loop, &w->wake);
+    ev_timer_init(&w->housekeeping, worker_housekeeping_cb, 0.5, 1.0);
+    w->housekeeping.data = w;
+    ev_timer_start(w->loop, &w->housekeeping);
     w->nlisten = nlfd;
     for (int i = 0; i < nlfd; i++) {
         w->lfd[i] = lfds[i];
+        w->ladmin[i] = admin[i];
         ev_io_init(&w->lio[i], worker_accept_cb, lfds[i], EV_READ);
         w->lio[i].data = w;
         ev_io_start(w->loop, &w->lio[i]);
@@ -232,6 +413,14 @@ void worker_destroy(struct worker *w)
     w->dirty_backends = NULL;
     for (uint32_t i = 0; i < w->nbackends; i++)
         backend_free(w->backends[i]);
+    while (w->retired) {
+        struct backend *b = w->retired;
+        w->retired = b->next_retired;
+        backend_free(b);
+    }
+    struct config *nc = atomic_exchange(&w->next_cfg, NULL);
+    if (nc)
+        config_unref(nc);
     free(w->backends);
     w->backends = NULL;
     herd_worker_destroy(w); /* after the backends: no wait is polling any more */

@@ -23,9 +23,14 @@ struct worker {
     struct ev_loop *loop;
     ev_prepare prepare; /* flushes dirty backends and clients before the loop sleeps */
     ev_async wake;      /* another thread asks: stop, or a new config */
-    ev_io lio[MG_MAX_LISTENERS];
-    int lfd[MG_MAX_LISTENERS];
+    ev_io lio[MG_MAX_LISTENERS * 2];
+    int lfd[MG_MAX_LISTENERS * 2];
+    bool ladmin[MG_MAX_LISTENERS * 2]; /* an admin listener */
     int nlisten;
+    _Atomic(struct config *) next_cfg; /* a reload's new generation, taken on wake */
+    struct backend *retired;       /* backends an older config had, freed once idle */
+    ev_timer housekeeping;         /* retired backends, Lua memory, fleet switches */
+    atomic_uint_fast64_t lua_kb;   /* Lua memory of this worker, for stats */
     struct config *cfg;           /* current generation; a reference is held */
     struct backend **backends;    /* by server id of cfg */
     uint32_t nbackends;
@@ -51,9 +56,15 @@ extern int nworkers;
 extern atomic_int total_conns; /* across workers, for -c */
 extern time_t process_started;
 
-/* Create worker id with its loop and listeners (listen fds are the worker's own). */
-int worker_init(struct worker *w, int id, const int *lfds, int nlfd, struct config *cfg,
-                char *err, size_t errlen);
+/* Create worker id with its loop and listeners (listen fds are the worker's own;
+ * admin[i] marks the admin ones). */
+int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, int nlfd,
+                struct config *cfg, char *err, size_t errlen);
+/* Load the config script again and hand the new generation to every worker. Any thread.
+ * Returns MG_OK, or MG_ERR with err filled (the old config stays). */
+int worker_reload_all(char *err, size_t errlen);
+/* Held by a worker while it swaps its config and backends, and by stats readers. */
+extern pthread_mutex_t worker_config_lock;
 int worker_start(struct worker *w);
 void worker_stop(struct worker *w); /* from another thread: ask, then join */
 void worker_destroy(struct worker *w);
