@@ -20,7 +20,11 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 
 # Debian packages the build, the suite and `make run` need.
 DEB_PKGS := gcc make pkg-config libev-dev libluajit-5.1-dev luajit libmemcached-dev \
-            libmemcached-tools memcached lua-busted lua-socket nutcracker netcat-openbsd
+            libmemcached-tools memcached lua-busted lua-socket nutcracker netcat-openbsd \
+            luarocks
+
+include bench/Makefile.inc
+DEB_PKGS += $(BENCH_DEB_PKGS)
 
 .PHONY: all deps run test ctest spec capable asan asan-test bench bench-quick bench-herd lint clean install
 
@@ -87,12 +91,13 @@ bench-quick: deps mintgate
 bench-herd: deps mintgate
 	@sh bench/herd.sh
 
-bench: bench-quick
+bench: bench-run
 
 lint:
 	clang-format --dry-run --Werror core/*.c core/*.h || true
 	cppcheck --quiet --enable=warning,performance --std=c11 -I core core
 	luacheck lua spec examples
+	luarocks lint mintgate-scm-1.rockspec
 
 install: mintgate
 	install -D -m 755 mintgate $(DESTDIR)$(PREFIX)/bin/mintgate

@@ -55,6 +55,8 @@ if (mode eq 'ir') {
     set ylabel "KB / connection"
     set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb "#555555"
     set label 1 "goal: 1 KB" at graph 0.01, first 1 offset 0,0.6 font ",9"
+    set key top right
+    set offsets 0, 0, graph 0.45, 0     # headroom: the key sits above the bars
     plot for [i=2:5] datafile index 3 using i:xtic(1) title columnheader(i)
     unset multiplot
 }

@@ -82,6 +82,7 @@ struct config {
     bool has_default_stale;
     struct key_style default_keys; /* mg.keys{}: for pools without their own */
     bool has_default_keys;
+    bool long_keys; /* some style hashes long keys: accept client keys over 250 bytes */
 };
 
 /* Process-wide settings from the command line and the script's mg.listen. */

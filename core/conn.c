@@ -18,7 +18,6 @@
 #include "worker.h"
 
 #define CONN_READ_CHUNK (16 * 1024)
-#define CONN_BUF_KEEP (64 * 1024)
 /* Backpressure: a client with this many requests queued, or this many reply bytes it has
  * not read, is not read from until it drains to half of it. */
 #define CONN_MAX_PIPELINE 1024
@@ -216,10 +215,12 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
     worker_dirty_conn(c->w, c);
 }
 
-/* Parse and dispatch every complete request in the read buffer. */
-static void conn_process(struct conn *c)
+/* Parse and dispatch every complete request in b: the worker's scratch buffer (fresh
+ * bytes of a connection that had nothing pending) or the connection's own rbuf. What is
+ * left over (a partial request, or everything after a pause) ends up in rbuf; an idle
+ * connection holds no buffer at all. */
+static void conn_process_buf(struct conn *c, struct buf *b)
 {
-    struct buf *b = &c->rbuf;
     while (!c->closing && !c->close_after_flush) {
         if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY) {
             c->paused = true;
@@ -271,25 +272,31 @@ static void conn_process(struct conn *c)
         }
         b->off += used;
     }
-    if (buf_unread(b) == 0) {
+    if (b != &c->rbuf) {
+        if (buf_unread(b) && buf_append(&c->rbuf, buf_head(b), buf_unread(b)) != MG_OK)
+            conn_close(c);
         b->off = b->len = 0;
-        if (b->cap > CONN_BUF_KEEP)
-            buf_reset(b, CONN_BUF_KEEP);
+    } else if (buf_unread(b) == 0) {
+        buf_free(b);
     } else if (b->off) {
         buf_compact(b);
     }
 }
+
+static void conn_process(struct conn *c) { conn_process_buf(c, &c->rbuf); }
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     MG_UNUSED(loop);
     MG_UNUSED(revents);
     struct conn *c = w->data;
-    if (buf_reserve(&c->rbuf, CONN_READ_CHUNK) != MG_OK) {
+    /* nothing pending: read into the worker's scratch buffer, keep only leftovers */
+    struct buf *b = c->rbuf.len ? &c->rbuf : &c->w->scratch;
+    if (buf_reserve(b, CONN_READ_CHUNK) != MG_OK) {
         conn_close(c);
         return;
     }
-    ssize_t n = read(c->fd, c->rbuf.data + c->rbuf.len, c->rbuf.cap - c->rbuf.len);
+    ssize_t n = read(c->fd, b->data + b->len, b->cap - b->len);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n == 0 && c->head) {
@@ -302,7 +309,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         conn_close(c);
         return;
     }
-    c->rbuf.len += (size_t)n;
+    b->len += (size_t)n;
     STAT_ADD(c->w->st.bytes_read, (uint64_t)n);
-    conn_process(c);
+    conn_process_buf(c, b);
 }

@@ -87,6 +87,10 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
         tg->bkey = tg->kbuf;
         tg->bklen = (uint32_t)n;
     }
+    if (tg->bklen > MG_KEY_MAX) { /* a long client key that no style hashed */
+        op_fail(op, "CLIENT_ERROR bad command line format");
+        return MG_ERR;
+    }
     op->rekey = tg->bklen != k.len || memcmp(tg->bkey, k.p, k.len) != 0;
     struct mg_slice h = b64 ? place : (struct mg_slice){ tg->bkey, tg->bklen };
     uint32_t i = p->nservers == 1 ? 0 : ketama_pick(p->ring, h.p, h.len);

@@ -234,6 +234,11 @@ static void resolve_k(struct lua_co *co, const char *err)
 int lua_api_resolve(struct request *r, const char *key, size_t klen)
 {
     struct lua_vm *vm = r->w->vm;
+    if (vm->resolve_ref == LUA_NOREF) { /* hooks only: tables and styles decide */
+        r->lua_pool = -1;
+        r->lua_key.off = r->lua_key.len = 0;
+        return MG_OK;
+    }
     struct lua_co *co = co_get(vm);
     if (co == NULL) {
         error_line(&r->lua_key, "SERVER_ERROR ", "out of memory");
@@ -591,7 +596,8 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "loaded");
     lua_getfield(L, -1, "mintgate");
-    lua_getfield(L, -1, "_state");
+    if (lua_istable(L, -1))
+        lua_getfield(L, -1, "_state");
     if (!lua_istable(L, -1)) {
         snprintf(err, errlen, "%s: the script never did require \"mintgate\"", script);
         goto fail;

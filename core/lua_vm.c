@@ -176,6 +176,8 @@ static int compile_pools(lua_State *L, struct config *c, const struct settings *
             if (k < 0)
                 return MG_ERR;
             p->has_keys = k > 0;
+            if (k > 0 && p->own_keys.hash_long)
+                c->long_keys = true;
         }
         lua_pop(L, 1); /* pool */
         if (rc < 0)
@@ -288,6 +290,8 @@ struct config *lua_config_load(const char *path, struct settings *s, char *err, 
     lua_pop(L, 1);
     lua_getfield(L, -1, "keys");
     int k = read_keys(L, -1, &c->default_keys, err, errlen);
+    if (lua_isfunction(L, -1)) /* a key function may hash long keys: it gets them all */
+        c->long_keys = true;
     lua_pop(L, 1);
     if (k < 0) {
         config_unref(c);
@@ -295,6 +299,8 @@ struct config *lua_config_load(const char *path, struct settings *s, char *err, 
         goto done;
     }
     c->has_default_keys = k > 0;
+    if (k > 0 && c->default_keys.hash_long)
+        c->long_keys = true;
     if (compile_pools(L, c, s, err, errlen) != MG_OK ||
         compile_routes(L, c, err, errlen) != MG_OK || config_finish(c, err, errlen) != MG_OK) {
         config_unref(c);

@@ -137,8 +137,16 @@ static bool parse_i64(struct mg_slice s, int64_t *out)
     return true;
 }
 
+/* Longest client key accepted: MG_KEY_MAX, unless a key style hashes long keys (then the
+ * backend key is checked after the transform; see mg_text_set_key_max). */
+static uint32_t client_key_max = MG_KEY_MAX;
+
+void mg_text_set_key_max(uint32_t n) { client_key_max = n; }
+
 static inline bool key_ok(struct mg_slice k)
 {
+    if (k.len > MG_KEY_MAX && k.len <= client_key_max)
+        return mg_text_key_ok(k.p, MG_KEY_MAX) && mg_text_key_ok(k.p + MG_KEY_MAX, k.len - MG_KEY_MAX);
     return mg_text_key_ok(k.p, k.len);
 }
 
@@ -317,7 +325,7 @@ static int parse_retrieval(struct mg_text_req *req, const char *p, const char *e
             bad |= !is_key_byte((unsigned char)*p);
             p++;
         }
-        bad |= (size_t)(p - k) > MG_KEY_MAX;
+        bad |= (size_t)(p - k) > client_key_max;
         if (req->nkeys == 0)
             req->key = slice_of(k, p);
         req->nkeys++;

@@ -17,6 +17,7 @@
 #include "lua_api.h"
 #include "lua_vm.h"
 #include "proto_meta.h"
+#include "proto_text.h"
 #include "log.h"
 #include "request.h"
 #include "switch.h"
@@ -196,6 +197,8 @@ int worker_reload_all(char *err, size_t errlen)
         log_error("reload failed, the old config stays: %s", err);
         return MG_ERR;
     }
+    if (nc->long_keys)
+        mg_text_set_key_max(KEYS_IN_MAX);
     for (int i = 0; i < nworkers; i++) {
         config_ref(nc);
         struct config *prev = atomic_exchange(&workers[i].next_cfg, nc);
@@ -435,6 +438,7 @@ void worker_destroy(struct worker *w)
     }
     request_cache_drain(w);
     lua_api_worker_release(w);
+    buf_free(&w->scratch);
     for (int i = 0; i < w->nlisten; i++)
         close(w->lfd[i]);
     ev_loop_destroy(w->loop);

@@ -5,6 +5,7 @@
 #include <ev.h>
 #include <pthread.h>
 
+#include "buf.h"
 #include "config.h"
 #include "stats.h"
 
@@ -37,6 +38,7 @@ struct worker {
     struct backend *dirty_backends;
     struct conn *dirty_conns;
     struct conn *conns;           /* every open client (doubly linked) */
+    struct buf scratch;           /* where fresh client bytes are read (conn.c) */
     struct request *free_reqs;    /* cached requests */
     uint32_t nfree_reqs;
     struct lua_vm *vm;            /* the script's state in this worker, or NULL */

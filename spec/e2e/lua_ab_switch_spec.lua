@@ -1,0 +1,310 @@
+-- examples/ab_switch.lua against real memcached: a switch at 10 % sends about a tenth of
+-- the keys to the canary pool, always the same ones; the admin listener moves the share
+-- at run time (`switch canary 100` / `0`), `stats switches` counts; admin words are
+-- refused on the data port. Then fleet mode: a switch that follows a value kept in
+-- memcached.
+assert(jit ~= nil, "specs must run under LuaJIT")
+
+local env = require "spec.helpers.env"
+local client = require "spec.helpers.client"
+
+-- Start nmc memcached servers and `mintgate -t 2 examples/<name>.lua` with their addresses
+-- in MEMCACHED_1.., MINTGATE_LISTEN and MINTGATE_ADMIN, as a user would.
+local function start_example(E, name, nmc, extra)
+  local envs, mcs = {}, {}
+  for i = 1, nmc do
+    mcs[i] = E:memcached()
+    envs["MEMCACHED_" .. i] = "127.0.0.1:" .. mcs[i].port
+  end
+  local port, admin = env.free_port(), env.free_port()
+  while admin == port do admin = env.free_port() end
+  envs.MINTGATE_LISTEN = "127.0.0.1:" .. port
+  envs.MINTGATE_ADMIN = "127.0.0.1:" .. admin
+  for k, v in pairs(extra or {}) do envs[k] = v end
+  local gw = E:gateway { listen = false, port = port, threads = 2, env = envs,
+                         args = { "examples/" .. name .. ".lua" } }
+  gw.admin_port = admin
+  return gw, mcs
+end
+
+-- Store every key (pipelined, 100 at a time); each must answer STORED.
+local function set_many(c, keys, value)
+  for i = 1, #keys, 100 do
+    local last, t = math.min(i + 99, #keys), {}
+    for j = i, last do t[#t + 1] = string.format("set %s 0 0 %d\r\n%s\r\n", keys[j], #value, value) end
+    c:send(table.concat(t))
+    for j = i, last do
+      local l = c:line()
+      if l ~= "STORED" then error("set " .. keys[j] .. ": " .. l, 2) end
+    end
+  end
+end
+
+-- The keys of list that port has (asked directly, 50 per get): key -> value.
+local function present(port, keys)
+  local c = client.connect(port)
+  local found = {}
+  for i = 1, #keys, 50 do
+    local batch = {}
+    for j = i, math.min(i + 49, #keys) do batch[#batch + 1] = keys[j] end
+    local items = c:get(unpack(batch))
+    for k, it in pairs(items) do found[k] = it.value end
+  end
+  c:close()
+  return found
+end
+
+local function count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+local function keys_of(prefix, n)
+  local t = {}
+  for i = 1, n do t[i] = prefix .. i end
+  return t
+end
+
+describe("examples/ab_switch.lua", function()
+  local E, gw, mcs, conns
+
+  local function connect(port)
+    local c = client.connect(port or gw.port)
+    conns[#conns + 1] = c
+    return c
+  end
+
+  local function admin(cmd)
+    local c = connect(gw.admin_port)
+    local l = c:cmd(cmd)
+    c:close()
+    return l
+  end
+
+  -- where each key is: "main" (M1 or M2), "canary" (M3); fails if a key is on both sides
+  local function sides(keys)
+    local a, b, cn = present(mcs[1].port, keys), present(mcs[2].port, keys), present(mcs[3].port, keys)
+    local on_canary, on_main = {}, {}
+    for _, k in ipairs(keys) do
+      local m = a[k] or b[k]
+      assert(not (m and cn[k]), "key " .. k .. " is on both main and canary")
+      assert(m or cn[k], "key " .. k .. " is on no server")
+      if cn[k] then on_canary[k] = true else on_main[k] = true end
+    end
+    return on_canary, on_main
+  end
+
+  lazy_setup(function()
+    env.require_binary()
+    E = env.new("lua_ab_switch")
+    conns = {}
+    gw, mcs = start_example(E, "ab_switch", 3)
+    assert(env.wait_until(5, function() return env.port_open(gw.admin_port) end),
+      "the admin listener (MINTGATE_ADMIN) is not open")
+  end)
+
+  lazy_teardown(function()
+    for _, c in ipairs(conns or {}) do c:close() end
+    if E then E:teardown() end
+  end)
+
+  after_each(function()
+    for _, c in ipairs(conns) do c:close() end
+    conns = {}
+  end)
+
+  local canary_at_10
+
+  it("at 10 %, about a tenth of 2000 keys land on the canary (5-15 %)", function()
+    local c = connect()
+    local keys = keys_of("ab:", 2000)
+    set_many(c, keys, "v")
+    local on_canary = sides(keys)
+    local n = count(on_canary)
+    assert(n >= 100 and n <= 300,
+      string.format("%d of 2000 keys (%.1f %%) on the canary, want 5-15 %%", n, n / 20))
+    canary_at_10 = on_canary
+  end)
+
+  it("is sticky: the same keys stored again land on the same side, all read back", function()
+    assert(canary_at_10, "needs the previous test")
+    local c = connect()
+    local keys = keys_of("ab:", 2000)
+    set_many(c, keys, "again")
+    local on_canary = sides(keys)
+    assert.same(canary_at_10, on_canary)
+    -- reads follow the switch too: every key is found, with the new value
+    for i = 1, #keys, 50 do
+      local batch = { unpack(keys, i, math.min(i + 49, #keys)) }
+      local items, order = c:get(unpack(batch))
+      assert.same(batch, order)
+      for _, k in ipairs(batch) do assert.equal("again", items[k].value) end
+    end
+  end)
+
+  it("stats switches counts on and off per key routed", function()
+    local s = connect(gw.admin_port):stats("stats switches")
+    assert.equal("10.000", s["switch:canary:percent"])
+    local on, off = tonumber(s["switch:canary:on"]), tonumber(s["switch:canary:off"])
+    assert.is_number(on)
+    assert.is_number(off)
+    -- 2000 sets twice and 2000 gets: at least 6000 decisions, a tenth or so on
+    assert(on + off >= 6000, "on + off = " .. (on + off))
+    assert(on >= 3 * 100 and on <= 3 * 300, "on = " .. on)
+    -- the data port answers stats switches as well
+    local d = connect():stats("stats switches")
+    assert.equal("10.000", d["switch:canary:percent"])
+  end)
+
+  it("admin `switch canary 100` sends every new request to the canary, `0` none", function()
+    local c = connect()
+    assert.equal("OK", admin("switch canary 100"))
+    assert.equal("100.000", connect(gw.admin_port):stats("stats switches")["switch:canary:percent"])
+    local keys = keys_of("all:", 300)
+    set_many(c, keys, "x")
+    local on_canary = sides(keys)
+    assert.equal(300, count(on_canary))
+
+    assert.equal("OK", admin("switch canary 0"))
+    keys = keys_of("none:", 300)
+    set_many(c, keys, "x")
+    on_canary = sides(keys)
+    assert.equal(0, count(on_canary))
+    -- the "all:" keys now route to main, where they are not: misses, not errors
+    local items = c:get("all:1", "all:2", "all:3")
+    assert.same({}, items)
+  end)
+
+  it("raising the share only adds keys: the 10 % keys stay on the canary at 20 %", function()
+    assert(canary_at_10, "needs the first test")
+    assert.equal("OK", admin("switch canary 20"))
+    local c = connect()
+    local ks = {}
+    for k in pairs(canary_at_10) do ks[#ks + 1] = k end
+    table.sort(ks)
+    for i = 1, #ks, 50 do
+      local batch = { unpack(ks, i, math.min(i + 49, #ks)) }
+      local items = c:get(unpack(batch))
+      assert.equal(#batch, count(items), "some 10 % canary keys are not read from the canary at 20 %")
+    end
+    assert.equal("OK", admin("switch canary 10"))
+  end)
+
+  it("fractional percentages are kept to 0.001", function()
+    assert.equal("OK", admin("switch canary 12.5"))
+    assert.equal("12.500", connect(gw.admin_port):stats("stats switches")["switch:canary:percent"])
+    assert.equal("OK", admin("switch canary 10"))
+  end)
+
+  it("admin errors: unknown switch, bad percent, bad usage; the admin connection goes on", function()
+    local a = connect(gw.admin_port)
+    assert.matches("^CLIENT_ERROR ", a:cmd("switch nosuch 5"))
+    assert.matches("^CLIENT_ERROR ", a:cmd("switch canary 101"))
+    assert.matches("^CLIENT_ERROR ", a:cmd("switch canary -1"))
+    assert.matches("^CLIENT_ERROR ", a:cmd("switch canary abc"))
+    assert.matches("^CLIENT_ERROR ", a:cmd("switch canary"))
+    assert.matches("^CLIENT_ERROR ", a:cmd("switch canary 5 6"))
+    assert.equal("10.000", a:stats("stats switches")["switch:canary:percent"])
+    assert.matches("^VERSION ", a:cmd("version"))
+  end)
+
+  it("the data port refuses admin words and keeps the connection", function()
+    local c = connect()
+    local refused = "CLIENT_ERROR admin commands are only accepted on the admin port"
+    assert.equal(refused, c:cmd("switch canary 100"))
+    assert.equal(refused, c:cmd("reload"))
+    assert.equal("10.000", c:stats("stats switches")["switch:canary:percent"])
+    assert.equal("STORED", c:set("dp:k", "v"))
+    assert.equal("v", c:value("dp:k"))
+  end)
+
+  it("the admin port serves ordinary commands too", function()
+    local a = connect(gw.admin_port)
+    assert.equal("STORED", a:set("adm:k", "v"))
+    assert.equal("v", a:value("adm:k"))
+    assert.matches("^%d+$", a:stats()["curr_connections"] or "0")
+  end)
+
+  it("the gateway is still up", function()
+    assert.is_true(gw:alive())
+  end)
+end)
+
+describe("fleet switch (a value kept in memcached)", function()
+  local E, gw, main_ports, canary_port, conns
+
+  local function connect(port)
+    local c = client.connect(port or gw.port)
+    conns[#conns + 1] = c
+    return c
+  end
+
+  lazy_setup(function()
+    env.require_binary()
+    E = env.new("lua_fleet_switch")
+    conns = {}
+    local a, b, cn = E:memcached(), E:memcached(), E:memcached()
+    main_ports, canary_port = { a.port, b.port }, cn.port
+    gw = E:gateway { threads = 2, config = string.format([[
+      local mg = require "mintgate"
+      local main = mg.pool { name = "main", servers = { "127.0.0.1:%d", "127.0.0.1:%d" } }
+      local canary = mg.pool { name = "canary", servers = { "127.0.0.1:%d" } }
+      local sw = mg.switch { name = "canary", percent = 0,
+                             fleet = { pool = main, key = "mintgate:switch:canary" } }
+      mg.route(function(req)
+        if req.key:sub(1, 9) ~= "mintgate:" and sw:on(req.key) then return canary end
+        return main
+      end)
+    ]], a.port, b.port, cn.port) }
+  end)
+
+  lazy_teardown(function()
+    for _, c in ipairs(conns or {}) do c:close() end
+    if E then E:teardown() end
+  end)
+
+  local function percent()
+    return connect():stats("stats switches")["switch:canary:percent"]
+  end
+
+  local function on_canary(prefix, n)
+    local c = connect()
+    local keys = keys_of(prefix, n)
+    set_many(c, keys, "f")
+    return count(present(canary_port, keys))
+  end
+
+  it("starts at the declared percent while the key is absent", function()
+    env.sleep(1.5)
+    assert.equal("0.000", percent())
+    assert.equal(0, on_canary("f0:", 200))
+  end)
+
+  it("follows the value stored in the pool within a few seconds", function()
+    local c = connect()
+    assert.equal("STORED", c:set("mintgate:switch:canary", "100"))
+    -- the key is in main, where a fleet of gateways would read it
+    local m = present(main_ports[1], { "mintgate:switch:canary" })
+    local n = present(main_ports[2], { "mintgate:switch:canary" })
+    assert.equal("100", m["mintgate:switch:canary"] or n["mintgate:switch:canary"])
+    assert.truthy(env.wait_until(4, function() return percent() == "100.000" end, 0.1),
+      "switch did not follow the fleet value 100: " .. tostring(percent()))
+    assert.equal(200, on_canary("f100:", 200))
+
+    assert.equal("STORED", c:set("mintgate:switch:canary", "25.5"))
+    assert.truthy(env.wait_until(4, function() return percent() == "25.500" end, 0.1),
+      "switch did not follow the fleet value 25.5: " .. tostring(percent()))
+  end)
+
+  it("ignores a value out of range and keeps the last good one", function()
+    local c = connect()
+    assert.equal("STORED", c:set("mintgate:switch:canary", "0"))
+    assert.truthy(env.wait_until(4, function() return percent() == "0.000" end, 0.1))
+    assert.equal("STORED", c:set("mintgate:switch:canary", "250"))
+    env.sleep(2.5)
+    assert.equal("0.000", percent())
+    assert.equal(0, on_canary("fbad:", 100))
+    assert.is_true(gw:alive())
+  end)
+end)
