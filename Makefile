@@ -23,6 +23,7 @@ DEB_PKGS := gcc make pkg-config libev-dev libluajit-5.1-dev luajit libmemcached-
             libmemcached-tools memcached lua-busted lua-socket nutcracker netcat-openbsd \
             luarocks
 
+.DEFAULT_GOAL := all
 include bench/Makefile.inc
 DEB_PKGS += $(BENCH_DEB_PKGS)
 
@@ -40,11 +41,12 @@ build/asan/%.o: core/%.c $(HDRS) | build
 build:
 	@mkdir -p build
 
+# -rdynamic: the Lua side calls a few hot functions (mg_switch_on) through LuaJIT's FFI
 mintgate: build/main.o $(OBJS)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
 
 mintgate-asan: build/asan/main.o $(ASAN_OBJS)
-	$(CC) $(CFLAGS) $(ASAN_FLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -rdynamic -o $@ $^ $(LDLIBS)
 
 build/test_%: core/test/test_%.c $(OBJS) core/test/ctest.h
 	$(CC) $(CFLAGS) -Icore -o $@ $< $(OBJS) $(LDLIBS) -lmemcachedutil

@@ -28,6 +28,7 @@ struct conn {
     bool closing;                /* fd closed or to close; no more reads */
     bool close_after_flush;      /* quit, or a fatal protocol error */
     bool admin;                  /* came in on an admin listener */
+    uint64_t serial;             /* unique per worker: tells connections apart */
     char peer[64];
 };
 

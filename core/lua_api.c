@@ -38,6 +38,8 @@ struct lua_co {
     co_cont k;             /* called once the function returned (or raised: err) */
     struct request *r;     /* the request it resolves a key for */
     struct op *op;         /* the op a hook runs for */
+    int last_cmd;          /* req.command as last set (skipped when unchanged) */
+    struct request *cur;   /* the request req describes */
     bool in_call;          /* inside core.call, before it yields */
     bool sync;             /* a hook that has not waited yet: its caller finishes the op */
     struct request *early; /* a pool call that completed before the yield */
@@ -54,6 +56,10 @@ struct lua_vm {
     int cos_ref;                      /* registry table: thread -> lightuserdata(co) */
     struct lua_co *free_cos;
     bool per_request;
+    /* strings interned once and pushed by registry ref: no hashing per request */
+    int s_key, s_command;
+    int req_mt; /* metatable of req tables */
+    int s_cmd[MG_CMD_UNKNOWN + 1];
 };
 
 enum { CALL_GET = 1, CALL_SET, CALL_ADD, CALL_DELETE, CALL_TOUCH, CALL_INCR, CALL_DECR };
@@ -102,7 +108,10 @@ static struct lua_co *co_get(struct lua_vm *vm)
         lua_pop(L, 1);
         co->ref = luaL_ref(L, LUA_REGISTRYINDEX);
         lua_createtable(L, 0, 4);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->req_mt);
+        lua_setmetatable(L, -2);
         co->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        co->last_cmd = -1;
     }
     co->next = NULL;
     co->r = NULL;
@@ -162,20 +171,45 @@ static int co_run(struct lua_co *co, int nargs)
     return MG_ERR;
 }
 
-/* Fill co's req table for key of r and push it. */
+/* Fill co's req table for key of r and push it. The hot path: field names and command
+ * names come from registry refs; command and client are set only when they change. */
 static void push_req(struct lua_co *co, struct request *r, const char *key, size_t klen)
 {
     lua_State *L = co->L;
+    struct lua_vm *vm = co->vm;
     lua_rawgeti(L, LUA_REGISTRYINDEX, co->req_ref);
-    const char *name = (size_t)r->cmd < MG_ARRAY_LEN(cmd_names) && cmd_names[r->cmd]
-                           ? cmd_names[r->cmd]
-                           : "?";
-    lua_pushstring(L, name);
-    lua_setfield(L, -2, "command");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->s_key);
     lua_pushlstring(L, key, klen);
-    lua_setfield(L, -2, "key");
-    lua_pushstring(L, r->c ? r->c->peer : "");
-    lua_setfield(L, -2, "client");
+    lua_rawset(L, -3);
+    if (co->last_cmd != (int)r->cmd) {
+        co->last_cmd = (int)r->cmd;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->s_command);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->s_cmd[r->cmd]);
+        lua_rawset(L, -3);
+    }
+    co->cur = r; /* req.client is looked up lazily (req_index) from here */
+}
+
+/* __index of req tables: fields computed only when a script reads them. */
+static int req_index(lua_State *L)
+{
+    const char *k = lua_tostring(L, 2);
+    lua_getfield(L, LUA_REGISTRYINDEX, "mintgate.cos");
+    lua_pushthread(L);
+    lua_rawget(L, -2);
+    struct lua_co *co = lua_touserdata(L, -1);
+    if (co && co->cur && k && strcmp(k, "client") == 0) {
+        lua_pushstring(L, co->cur->c ? co->cur->c->peer : "");
+        return 1;
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+static int intern(lua_State *L, const char *s)
+{
+    lua_pushstring(L, s);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* Copy a Lua error's first line, prefixed, into b as a reply line. */
@@ -201,24 +235,22 @@ static void resolve_k(struct lua_co *co, const char *err)
         error_line(&r->lua_key, "SERVER_ERROR lua: ", err);
         r->lua_pool = -2;
     } else {
-        /* results: pool (or nil), key (or nil) */
+        /* results: the pool's id (or nil: the prefix table), key (or nil) */
         int top = lua_gettop(L);
-        if (top >= 1 && lua_istable(L, 1)) {
-            lua_getfield(L, 1, "_id");
-            r->lua_pool = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -3;
-            lua_pop(L, 1);
-        } else if (top >= 1 && !lua_isnil(L, 1)) {
-            r->lua_pool = -3;
-        }
-        if (r->lua_pool == -3 || r->lua_pool >= (int)r->w->cfg->npools) {
+        if (top >= 1 && lua_isnumber(L, 1))
+            r->lua_pool = (int)lua_tointeger(L, 1);
+        if (r->lua_pool >= (int)r->w->cfg->npools) {
             error_line(&r->lua_key, "SERVER_ERROR lua: ", "route function returned no pool");
             r->lua_pool = -2;
         } else if (top >= 2 && lua_isstring(L, 2)) {
             size_t n;
             const char *k = lua_tolstring(L, 2, &n);
-            buf_append(&r->lua_key, k, n);
-            if (n == 0)
-                buf_append(&r->lua_key, "", 0);
+            if (n == 0) {
+                error_line(&r->lua_key, "SERVER_ERROR lua: ", "key function returned an empty key");
+                r->lua_pool = -2;
+            } else {
+                buf_append(&r->lua_key, k, n);
+            }
         } else if (top >= 2 && !lua_isnil(L, 2)) {
             error_line(&r->lua_key, "SERVER_ERROR lua: ", "key function returned no string");
             r->lua_pool = -2;
@@ -514,13 +546,27 @@ static int luaopen_core(lua_State *L)
 
 /* --- setup ------------------------------------------------------------------------------- */
 
+/* Runs per key: route function then key function; returns the pool's id (nil: the
+ * prefix table decides) and the backend key (nil: the pool's key style applies). */
 static const char resolver_src[] =
     "local route_fn, key_fn = ...\n"
+    "local type, error = type, error\n"
     "return function(req)\n"
-    "  local pool = route_fn and route_fn(req) or nil\n"
-    "  local key = nil\n"
-    "  if key_fn then key = key_fn(req.key, req) end\n"
-    "  return pool, key\n"
+    "  local id, key\n"
+    "  if route_fn then\n"
+    "    local pool = route_fn(req)\n"
+    "    if pool ~= nil then\n"
+    "      id = type(pool) == 'table' and pool._id or nil\n"
+    "      if id == nil then error('route function returned no pool', 0) end\n"
+    "    end\n"
+    "  end\n"
+    "  if key_fn then\n"
+    "    key = key_fn(req.key, req)\n"
+    "    if key ~= nil and type(key) ~= 'string' then\n"
+    "      error('key function returned no string', 0)\n"
+    "    end\n"
+    "  end\n"
+    "  return id, key\n"
     "end\n";
 
 /* Bind declared pools (_id) and switches (id) of the state table on top to w's config. */
@@ -591,6 +637,14 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "mintgate.cos");
     vm->cos_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    vm->s_key = intern(L, "key");
+    vm->s_command = intern(L, "command");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, req_index);
+    lua_setfield(L, -2, "__index");
+    vm->req_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+    for (size_t i = 0; i < MG_ARRAY_LEN(vm->s_cmd); i++)
+        vm->s_cmd[i] = intern(L, i < MG_ARRAY_LEN(cmd_names) && cmd_names[i] ? cmd_names[i] : "?");
     if (lua_vm_run(L, script, err, errlen) != MG_OK)
         goto fail;
     lua_getglobal(L, "package");

@@ -68,6 +68,8 @@ bool switch_on(int id, const char *key, size_t len)
     return on;
 }
 
+int mg_switch_on(int id, const char *key, size_t len) { return switch_on(id, key, len); }
+
 int switch_set(const char *name, double percent)
 {
     if (!(percent >= 0 && percent <= 100))

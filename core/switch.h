@@ -25,6 +25,10 @@ int switch_register(const char *name, double percent, const char *fleet_pool,
                     const char *fleet_key);
 /* Is key on? Deterministic by a hash of the key; counts both sides. */
 bool switch_on(int id, const char *key, size_t len);
+/* The same for LuaJIT's FFI (exported from the binary; lua/mintgate/init.lua binds it):
+ * a JIT-compiled route function calls it without leaving the trace. */
+int mg_switch_on(int id, const char *key, size_t len);
+
 /* Set by name. Returns MG_OK, or MG_ERR for an unknown name or a bad percent. */
 int switch_set(const char *name, double percent);
 int switch_count(void);

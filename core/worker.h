@@ -38,6 +38,7 @@ struct worker {
     struct backend *dirty_backends;
     struct conn *dirty_conns;
     struct conn *conns;           /* every open client (doubly linked) */
+    uint64_t conn_serial;
     struct buf scratch;           /* where fresh client bytes are read (conn.c) */
     struct request *free_reqs;    /* cached requests */
     uint32_t nfree_reqs;

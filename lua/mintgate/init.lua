@@ -11,6 +11,19 @@ local M = {}
 local core_ok, core = pcall(require, "mintgate.core")
 if not core_ok then core = nil end
 
+-- Inside the gateway, switch lookups go through LuaJIT's FFI so a JIT-compiled route
+-- function does not leave its trace for them (a classic C call would). Elsewhere (busted,
+-- --check) the binary's symbol is absent and the classic path or the fallback is used.
+local ffi_switch_on
+if core then
+  local ok, ffi = pcall(require, "ffi")
+  if ok then
+    pcall(ffi.cdef, "int mg_switch_on(int id, const char *key, size_t len);")
+    local found, fn = pcall(function() return ffi.C.mg_switch_on end)
+    if found then ffi_switch_on = fn end
+  end
+end
+
 local state = {
   listen = {},   -- "host:port" strings
   pools = {},    -- declared pools, in order
@@ -239,6 +252,7 @@ end
 -- percentage stays; raising the percentage only adds keys.
 -- @tparam string key
 function Switch:on(key)
+  if ffi_switch_on then return ffi_switch_on(self.id, key, #key) ~= 0 end
   if core then return core.switch_on(self.id, key) end
   -- outside the gateway (config check, unit tests): the declared percentage
   return self.percent >= 100
