@@ -150,9 +150,9 @@ static void send_retrieval(struct request *r, struct op *op, const struct mg_tex
     put(wb, "mg ", 3);
     put(wb, tg->bkey, tg->bklen);
     put(wb, cas ? " v f c" : " v f", cas ? 6 : 4);
-    if (touch) {
+    if (touch) { /* gat/gats: a plain read, but the new TTL gets the grace like touch */
         put(wb, " T", 2);
-        put_i64(wb, t->exptime);
+        put_i64(wb, herd_store_ttl(t->exptime, tg->pol));
     }
     put(wb, "\r\n", 2);
     backend_push(b, op);
@@ -219,7 +219,7 @@ static void send_keyed(struct request *r, struct op *op, const struct mg_text_re
             put(wb, " T", 2);
             put_u64(wb, tg->pol->grace);
         }
-        STAT_INC(r->w->st.herd_marked_stale);
+        HERD_COUNT(r->w, op->pool, marked_stale);
     } else if (t->cmd != MG_CMD_DELETE) {
         put(wb, t->cmd == MG_CMD_DECR ? " v MD D" : " v D", t->cmd == MG_CMD_DECR ? 7 : 4);
         put_u64(wb, t->delta);

@@ -3,19 +3,24 @@
  * memcached (>= 1.6) arbitrates, fleet-wide, who refreshes a key:
  *   mg ... R<s>  once the remaining TTL drops below s, the first reader gets W (win) and
  *                every later reader Z (someone else is refreshing), all with the value;
- *   mg ... N<s>  on a miss, create an empty placeholder for s seconds: the first reader
- *                gets W, later ones Z (memcached 1.6.18 answers "VA 0 ... W" / "... Z");
  *   md ... I     mark stale (X) instead of deleting and clear the win token, so the next
  *                reader wins again; with C<cas> only if nobody stored since.
- * A classic client cannot see flags, so here W becomes a miss (that client regenerates),
- * Z with a value a plain hit (stale), Z on a placeholder a short wait for the value.
- * A winner that never stores loses the win after `lock` seconds: the gateway that handed
- * it out marks the item stale again with md I C<cas>, which only succeeds if no store
- * happened in between. Cold placeholders expire by themselves after `lock`. */
+ * A classic client cannot see flags, so here W becomes a miss (that client regenerates)
+ * and Z a plain hit (the stale value). A winner that never stores loses the win after
+ * `lock` seconds: the gateway that handed it out marks the item stale again with
+ * md I C<cas>, which only succeeds if no store happened in between.
+ *
+ * A cold miss has no item to hang a token on. memcached's N flag (vivify) would create an
+ * empty placeholder in the key itself, which classic commands then see (an add after a
+ * get would fail, incr would find a non-number); so the lease is a key of its own on the
+ * same server: the first reader's `ms <lease> 1 T<lock> ME` (add) wins, the others wait
+ * for the value, polling the key, woken at once by a store through this worker. The
+ * winner's store through this worker deletes the lease; otherwise it expires by itself. */
 #include "herd.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "log.h"
@@ -40,6 +45,8 @@ struct herd_lock {
     struct worker *w;
     struct herd_lock *prev, *next;
     uint32_t server; /* backend index in the worker's config of generation gen */
+    int pool;
+    bool lease; /* a cold-miss lease this worker won (deleted by the winner's store) */
     uint64_t gen;
     uint64_t cas;
     uint8_t klen;
@@ -76,15 +83,42 @@ void herd_render_get(struct buf *wb, const char *key, size_t klen, bool with_tou
         put(wb, " R", 2);
         put_u64(wb, (uint64_t)pol->grace + 1);
     }
-    put(wb, " N", 2);
-    put_u64(wb, pol->lock ? pol->lock : 1);
     put(wb, "\r\n", 2);
 }
 
+#define LEASE_PREFIX "mintgate:lease:"
+#define LEASE_PREFIX_LEN (sizeof(LEASE_PREFIX) - 1)
+
+/* The lease key of key into out (MG_KEY_MAX + 1 bytes): the prefix and the key, or for a
+ * long key its first bytes and a 64-bit hash of it. Returns its length. */
+static size_t lease_key(const char *key, size_t klen, char *out)
+{
+    memcpy(out, LEASE_PREFIX, LEASE_PREFIX_LEN);
+    if (LEASE_PREFIX_LEN + klen <= MG_KEY_MAX) {
+        memcpy(out + LEASE_PREFIX_LEN, key, klen);
+        return LEASE_PREFIX_LEN + klen;
+    }
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ (uint8_t)key[i]) * 1099511628211ull;
+    size_t keep = MG_KEY_MAX - LEASE_PREFIX_LEN - 17;
+    memcpy(out + LEASE_PREFIX_LEN, key, keep);
+    size_t n = LEASE_PREFIX_LEN + keep;
+    out[n++] = '#';
+    for (int i = 15; i >= 0; i--)
+        out[n++] = "0123456789abcdef"[(h >> (i * 4)) & 15];
+    return n;
+}
+
+/* memcached reads an exptime above 30 days as an absolute unix time */
+#define REALTIME_MAXDELTA (60 * 60 * 24 * 30)
+
 int64_t herd_store_ttl(int64_t exptime, const struct stale_policy *pol)
 {
-    if (exptime <= 0 || pol == NULL)
+    if (exptime <= 0 || pol == NULL || pol->grace == 0)
         return exptime;
+    if (exptime <= REALTIME_MAXDELTA && exptime + pol->grace > REALTIME_MAXDELTA)
+        return (int64_t)time(NULL) + exptime + pol->grace; /* relative, pushed past the line */
     return exptime + pol->grace;
 }
 
@@ -125,7 +159,7 @@ static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = l->w;
     ev_timer_stop(loop, t);
     lock_unlink(l);
-    if (l->gen == w->cfg->generation && l->server < w->nbackends) {
+    if (!l->lease && l->gen == w->cfg->generation && l->server < w->nbackends) {
         struct backend *b = worker_backend(w, l->server);
         struct request *r = request_internal(w, 1);
         if (r && backend_usable(b) && buf_reserve(&b->wbuf, l->klen + 48) == MG_OK) {
@@ -134,7 +168,7 @@ static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
             put(&b->wbuf, " I C", 4);
             put_u64(&b->wbuf, l->cas);
             put(&b->wbuf, "\r\n", 2);
-            STAT_INC(w->st.herd_lock_expired);
+            HERD_COUNT(w, l->pool, lock_expired);
             backend_push(b, &r->ops[0]);
             request_internal_go(r);
         } else if (r) {
@@ -145,15 +179,17 @@ static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
     free(l);
 }
 
-static void lock_start(struct op *op, uint64_t cas, uint32_t lock)
+static void lock_start(struct op *op, uint64_t cas, uint32_t lock, bool lease)
 {
     struct worker *w = op->req->w;
     struct herd_lock *l = malloc(sizeof(*l));
     if (l == NULL)
         return;
     l->w = w;
+    l->lease = lease;
     l->server = op->be ? op->be->server_id : UINT32_MAX;
     l->gen = w->cfg->generation;
+    l->pool = op->pool;
     l->cas = cas;
     l->klen = (uint8_t)buf_unread(&op->key);
     memcpy(l->key, buf_head(&op->key), l->klen);
@@ -207,7 +243,7 @@ static void wait_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     struct op *op = hw->op;
     if (ev_now(loop) >= hw->deadline || !wait_poll(hw)) {
-        STAT_INC(hw->w->st.herd_wait_timeouts);
+        HERD_COUNT(hw->w, hw->op->pool, wait_timeouts);
         wait_unlink(hw);
         op_reply_miss(op);
     }
@@ -251,7 +287,7 @@ static bool wait_start(struct op *op)
         w->herd_waits->prev = hw;
     w->herd_waits = hw;
     op->hw = hw;
-    STAT_INC(w->st.herd_waits);
+    HERD_COUNT(w, op->pool, waits);
     wait_arm(hw);
     return true;
 }
@@ -262,6 +298,44 @@ void herd_forget(struct op *op)
         wait_unlink(op->hw);
 }
 
+/* The value is in: delete the lease so the next cold miss does not wait for nothing. */
+static void lease_release(struct worker *w, struct backend *b, const char *key, size_t klen)
+{
+    char lk[MG_KEY_MAX + 1];
+    size_t n = lease_key(key, klen, lk);
+    struct request *r = request_internal(w, 1);
+    if (r == NULL)
+        return;
+    if (backend_usable(b) && buf_reserve(&b->wbuf, n + 8) == MG_OK) {
+        put(&b->wbuf, "md ", 3);
+        put(&b->wbuf, lk, n);
+        put(&b->wbuf, "\r\n", 2);
+        backend_push(b, &r->ops[0]);
+    } else {
+        op_fail(&r->ops[0], "SERVER_ERROR backend down");
+    }
+    request_internal_go(r);
+}
+
+/* Ask for the cold-miss lease of op's key (an add on its own key, same server).
+ * Returns false when it cannot be sent (the caller answers a miss). */
+static bool lease_try(struct op *op)
+{
+    struct backend *b = op->be;
+    char lk[MG_KEY_MAX + 1];
+    size_t n = lease_key(buf_head(&op->key), buf_unread(&op->key), lk);
+    if (b == NULL || !backend_usable(b) || buf_reserve(&b->wbuf, n + 48) != MG_OK)
+        return false;
+    put(&b->wbuf, "ms ", 3);
+    put(&b->wbuf, lk, n);
+    put(&b->wbuf, " 1 ME T", 7);
+    put_u64(&b->wbuf, op->pol->lock ? op->pol->lock : 1);
+    put(&b->wbuf, "\r\n1\r\n", 5);
+    op->herd_lease = true;
+    backend_push(b, op);
+    return true;
+}
+
 void herd_on_stored(struct worker *w, const char *key, size_t klen)
 {
     /* a store ends the win: its md I C<cas> would fail anyway, spare the round trip */
@@ -270,6 +344,8 @@ void herd_on_stored(struct worker *w, const char *key, size_t klen)
         if (l->klen == klen && memcmp(l->key, key, klen) == 0) {
             ev_timer_stop(w->loop, &l->timer);
             lock_unlink(l);
+            if (l->lease && l->gen == w->cfg->generation && l->server < w->nbackends)
+                lease_release(w, worker_backend(w, l->server), l->key, l->klen);
             free(l);
         }
     }
@@ -284,7 +360,7 @@ void herd_on_stored(struct worker *w, const char *key, size_t klen)
         }
         ev_timer_stop(w->loop, &hw->timer);
         if (!wait_poll(hw)) {
-            STAT_INC(w->st.herd_wait_timeouts);
+            HERD_COUNT(w, op->pool, wait_timeouts);
             wait_unlink(hw);
             op_reply_miss(op);
         }
@@ -348,7 +424,7 @@ bool herd_follow(struct worker *w, struct op *op)
         return false;
     op->next_follower = lead->followers;
     lead->followers = op;
-    STAT_INC(w->st.herd_coalesced);
+    HERD_COUNT(w, op->pool, coalesced);
     return true;
 }
 
@@ -411,30 +487,22 @@ static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep,
     struct worker *w = op->req->w;
     const struct stale_policy *pol = op->pol;
     struct herd_wait *hw = op->hw;
-    if (rep->status == MG_R_EN) { /* no vivify happened (should not with N): plain miss */
-        if (hw)
-            wait_unlink(hw);
+    if (op->herd_lease) { /* the reply to our lease add */
+        op->herd_lease = false;
+        if (rep->status == MG_R_HD) { /* ours: this client regenerates */
+            HERD_COUNT(w, op->pool, wins);
+            lock_start(op, 0, pol->lock ? pol->lock : 1, true);
+            return HERD_MISS;
+        }
+        if (rep->status == MG_R_NS && wait_start(op))
+            return HERD_PENDING; /* someone else regenerates: wait for the value */
         return HERD_MISS;
     }
-    if (rep->status != MG_R_VA) {
-        if (hw)
-            wait_unlink(hw);
-        return HERD_ERROR;
-    }
-    bool win = has_flag(rep->flags, 'W');
-    bool other = has_flag(rep->flags, 'Z');
-    if (follower && win) { /* the leader refreshes; for us it is someone else */
-        win = false;
-        other = true;
-    }
-    bool stale = has_flag(rep->flags, 'X');
-    /* memcached's vivified placeholder: empty, not stale, someone holds the win */
-    bool placeholder = rep->data.len == 0 && (win || other) && !stale;
-    if (hw) {
-        hw->polling = false;
-        if (placeholder && other) {
+    if (rep->status == MG_R_EN) {
+        if (hw) { /* still no value */
+            hw->polling = false;
             if (ev_now(w->loop) >= hw->deadline) {
-                STAT_INC(w->st.herd_wait_timeouts);
+                HERD_COUNT(w, op->pool, wait_timeouts);
                 wait_unlink(hw);
                 return HERD_MISS;
             }
@@ -442,29 +510,34 @@ static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep,
                 wait_arm(hw);
             return HERD_PENDING;
         }
+        if (pol->wait_ms == 0)
+            return HERD_MISS; /* no waiting: every cold reader regenerates */
+        if (follower) /* the leader asks for the lease; we wait for the value */
+            return wait_start(op) ? HERD_PENDING : HERD_MISS;
+        return lease_try(op) ? HERD_PENDING : HERD_MISS;
+    }
+    bool waited = hw != NULL;
+    if (hw)
         wait_unlink(hw);
-        if (win) { /* the placeholder expired while we waited: we refresh now */
-            STAT_INC(w->st.herd_wins);
-            if (!placeholder && pol->lock)
-                lock_start(op, cas_of(rep->flags), pol->lock);
-            return HERD_MISS;
-        }
-        STAT_INC(w->st.herd_wait_hits);
-        return HERD_HIT;
+    if (rep->status != MG_R_VA)
+        return HERD_ERROR;
+    bool win = has_flag(rep->flags, 'W');
+    bool other = has_flag(rep->flags, 'Z');
+    bool stale = has_flag(rep->flags, 'X');
+    if (follower && win) { /* the leader refreshes; for us it is someone else */
+        win = false;
+        other = true;
     }
     if (win) {
-        STAT_INC(w->st.herd_wins);
-        if (!placeholder && pol->lock)
-            lock_start(op, cas_of(rep->flags), pol->lock);
+        HERD_COUNT(w, op->pool, wins);
+        if (pol->lock)
+            lock_start(op, cas_of(rep->flags), pol->lock, false);
         return HERD_MISS;
     }
-    if (placeholder) {
-        if (pol->wait_ms && wait_start(op))
-            return HERD_PENDING;
-        return HERD_MISS;
-    }
-    if (other || stale)
-        STAT_INC(w->st.herd_stale_hits);
+    if (waited)
+        HERD_COUNT(w, op->pool, wait_hits);
+    else if (other || stale)
+        HERD_COUNT(w, op->pool, stale_hits);
     return HERD_HIT;
 }
 

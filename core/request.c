@@ -64,6 +64,7 @@ int request_ops(struct request *r, uint32_t n)
         op->followers = op->next_follower = NULL;
         op->leading = false;
         op->rekey = false;
+        op->herd_lease = false;
         op->ckey = (struct mg_slice){ NULL, 0 };
         op->pool = -1;
     }

@@ -32,6 +32,7 @@ struct op {
     struct op *next_follower;
     bool leading;           /* in the worker's in-flight table (herd.c) */
     bool rekey;             /* the backend key differs: meta replies' k flag is rewritten */
+    bool herd_lease;        /* the op's command on the wire is its cold-miss lease add */
     struct mg_slice ckey;   /* the client's key (borrows the request's own copy) */
     int pool;               /* pool index it was routed to (hooks), -1 if none */
 };

@@ -114,6 +114,29 @@ static void render_pools(struct worker *self, struct buf *out)
         for (uint32_t i = 0; i < pool->nservers; i++)
             buf_printf(out, "STAT pool:%s:server:%u %s\r\n", pool->name, i,
                        pool->servers[i]->name);
+        buf_printf(out, "STAT pool:%s:stale %s\r\n", pool->name, pool->stale ? "yes" : "no");
+        static const struct {
+            const char *name;
+            size_t off;
+        } f[] = {
+#define PH(x) { #x, offsetof(struct pool_herd, x) }
+            PH(wins), PH(stale_hits), PH(waits), PH(wait_hits), PH(wait_timeouts),
+            PH(lock_expired), PH(coalesced), PH(marked_stale),
+#undef PH
+        };
+        for (size_t k = 0; k < MG_ARRAY_LEN(f); k++) {
+            uint64_t v = 0;
+            for (int i = 0; i < nworkers; i++) {
+                struct worker *ow = &workers[i];
+                if (ow->cfg != cfg || p >= ow->npool_herd)
+                    continue;
+                v += atomic_load_explicit(
+                    (atomic_uint_fast64_t *)((char *)&ow->pool_herd[p] + f[k].off),
+                    memory_order_relaxed);
+            }
+            buf_printf(out, "STAT pool:%s:herd_%s %llu\r\n", pool->name, f[k].name,
+                       (unsigned long long)v);
+        }
     }
 }
 

@@ -21,12 +21,25 @@ struct stats {
         herd_wait_timeouts, herd_lock_expired, herd_coalesced, herd_marked_stale;
 };
 
+/* Herd counters of one pool in one worker (stats pools). */
+struct pool_herd {
+    atomic_uint_fast64_t wins, stale_hits, waits, wait_hits, wait_timeouts, lock_expired,
+        coalesced, marked_stale;
+};
+
 #define STAT_ADD(field, n)                                                                   \
     atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
                           memory_order_relaxed)
 #define STAT_INC(field) STAT_ADD(field, 1)
 #define STAT_DEC(field) STAT_ADD(field, (uint_fast64_t)-1)
 #define STAT_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
+/* Count a herd event for worker w, overall and for pool index pool (if known). */
+#define HERD_COUNT(w, pool, f)                                                               \
+    do {                                                                                     \
+        STAT_INC((w)->st.herd_##f);                                                          \
+        if ((pool) >= 0 && (uint32_t)(pool) < (w)->npool_herd)                               \
+            STAT_INC((w)->pool_herd[(pool)].f);                                              \
+    } while (0)
 
 struct worker;
 

@@ -170,10 +170,16 @@ static void worker_apply(struct worker *w, struct config *nc)
             w->backends[j]->next_retired = w->retired;
             w->retired = w->backends[j];
         }
+    struct pool_herd *ph = calloc(nc->npools, sizeof(struct pool_herd)); /* new pools */
     pthread_mutex_lock(&worker_config_lock);
     free(w->backends);
     w->backends = nb;
     w->nbackends = nc->nservers;
+    if (ph) {
+        free(w->pool_herd);
+        w->pool_herd = ph;
+        w->npool_herd = nc->npools;
+    }
     pthread_mutex_unlock(&worker_config_lock);
     if (oldvm)
         lua_api_vm_release(oldvm);
@@ -365,6 +371,10 @@ int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, in
     }
     if (settings.script && lua_api_worker_init(w, settings.script, err, errlen) != MG_OK)
         return MG_ERR;
+    w->pool_herd = calloc(cfg->npools, sizeof(struct pool_herd));
+    if (w->pool_herd == NULL)
+        goto oom;
+    w->npool_herd = cfg->npools;
     ev_prepare_init(&w->prepare, worker_prepare_cb);
     w->prepare.data = w;
     ev_prepare_start(w->loop, &w->prepare);
@@ -439,6 +449,9 @@ void worker_destroy(struct worker *w)
     request_cache_drain(w);
     lua_api_worker_release(w);
     buf_free(&w->scratch);
+    free(w->pool_herd);
+    w->pool_herd = NULL;
+    w->npool_herd = 0;
     for (int i = 0; i < w->nlisten; i++)
         close(w->lfd[i]);
     ev_loop_destroy(w->loop);

@@ -52,6 +52,8 @@ struct worker {
     ev_timer drain;            /* while stopping: waits for requests in flight */
     ev_tstamp drain_deadline;
     struct stats st;
+    struct pool_herd *pool_herd; /* by pool index of cfg */
+    uint32_t npool_herd;
 };
 
 extern struct worker *workers;

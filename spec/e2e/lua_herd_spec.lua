@@ -7,24 +7,7 @@ assert(jit ~= nil, "specs must run under LuaJIT")
 local env = require "spec.helpers.env"
 local client = require "spec.helpers.client"
 
--- Start nmc memcached servers and `mintgate -t 2 examples/<name>.lua` with their addresses
--- in MEMCACHED_1.., MINTGATE_LISTEN and MINTGATE_ADMIN, as a user would.
-local function start_example(E, name, nmc, extra)
-  local envs, mcs = {}, {}
-  for i = 1, nmc do
-    mcs[i] = E:memcached()
-    envs["MEMCACHED_" .. i] = "127.0.0.1:" .. mcs[i].port
-  end
-  local port, admin = env.free_port(), env.free_port()
-  while admin == port do admin = env.free_port() end
-  envs.MINTGATE_LISTEN = "127.0.0.1:" .. port
-  envs.MINTGATE_ADMIN = "127.0.0.1:" .. admin
-  for k, v in pairs(extra or {}) do envs[k] = v end
-  local gw = E:gateway { listen = false, port = port, threads = 2, env = envs,
-                         args = { "examples/" .. name .. ".lua" } }
-  gw.admin_port = admin
-  return gw, mcs
-end
+local start_example = env.start_example
 
 describe("examples/herd.lua", function()
   local E, gw, conns

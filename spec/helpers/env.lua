@@ -473,4 +473,24 @@ function Env:teardown()
   assert(#problems == 0, table.concat(problems, "\n"))
 end
 
+-- Start nmc memcached servers and `mintgate -t 2 examples/<name>.lua` with their addresses
+-- in MEMCACHED_1.., MINTGATE_LISTEN and MINTGATE_ADMIN, as a user would. Returns the
+-- gateway (with .admin_port) and the list of memcached servers.
+function M.start_example(E, name, nmc, extra)
+  local envs, mcs = {}, {}
+  for i = 1, nmc do
+    mcs[i] = E:memcached()
+    envs["MEMCACHED_" .. i] = "127.0.0.1:" .. mcs[i].port
+  end
+  local port, admin = M.free_port(), M.free_port()
+  while admin == port do admin = M.free_port() end
+  envs.MINTGATE_LISTEN = "127.0.0.1:" .. port
+  envs.MINTGATE_ADMIN = "127.0.0.1:" .. admin
+  for k, v in pairs(extra or {}) do envs[k] = v end
+  local gw = E:gateway { listen = false, port = port, threads = 2, env = envs,
+                         args = { "examples/" .. name .. ".lua" } }
+  gw.admin_port = admin
+  return gw, mcs
+end
+
 return M
