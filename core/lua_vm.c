@@ -38,9 +38,13 @@ struct lua_State *lua_vm_new(char *err, size_t errlen)
     const char *extra = getenv("MINTGATE_LUA_PATH");
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
-    lua_pushfstring(L, "%s%s%s/lua/?.lua;%s/lua/?/init.lua;%s/?.lua;%s/?/init.lua;%s",
-                    extra ? extra : "", extra ? ";" : "", dir, dir, MG_LUADIR, MG_LUADIR,
-                    lua_tostring(L, -1));
+    /* beside the binary (a build tree), the tree it is installed in (luarocks: bin/ and
+     * share/lua/5.1/ side by side), the configured prefix, then Lua's own path */
+    lua_pushfstring(L,
+                    "%s%s%s/lua/?.lua;%s/lua/?/init.lua;%s/../share/lua/5.1/?.lua;"
+                    "%s/../share/lua/5.1/?/init.lua;%s/?.lua;%s/?/init.lua;%s",
+                    extra ? extra : "", extra ? ";" : "", dir, dir, dir, dir, MG_LUADIR,
+                    MG_LUADIR, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
     lua_pop(L, 2);
     return L;

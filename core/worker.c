@@ -234,8 +234,10 @@ static void fleet_done(struct request *r)
     num[n] = '\0';
     char *end;
     double v = strtod(num, &end);
-    if (end != num && switch_set(s->name, v) != MG_OK)
-        log_warn("switch %s: ignoring fleet value '%s'", s->name, num);
+    while (*end == ' ')
+        end++;
+    if (end == num || *end != '\0' || switch_set(s->name, v) != MG_OK)
+        log_warn("switch %s: ignoring fleet value '%s' (want 0 to 100)", s->name, num);
 }
 
 static void fleet_poll(struct worker *w)

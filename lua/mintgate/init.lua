@@ -83,7 +83,7 @@ local POOL_OPTS = {
 }
 
 local function check_addr(what, s, level)
-  if type(s) ~= "string" or not (s:match("^[^:%[%]]+:%d+$") or s:match("^%[[%x:.]+%]:%d+$")) then
+  if type(s) ~= "string" or not (s:match("^[^:%[%]%s%c]+:%d+$") or s:match("^%[[%x:.]+%]:%d+$")) then
     error(what .. ": expected \"host:port\", got " .. tostring(s), level + 1)
   end
   local port = tonumber(s:match(":(%d+)$"))
@@ -138,10 +138,10 @@ function M.pool(t)
   return p
 end
 
-local function pool_name(v, what)
+local function pool_name(v, what, fn)
   if getmetatable(v) == Pool then return v.name end
   if type(v) == "string" and state.by_name[v] then return v end
-  error("mg.route: " .. what .. " must be a pool (from mg.pool) or a pool's name", 3)
+  error((fn or "mg.route") .. ": " .. what .. " must be a pool (from mg.pool) or a pool's name", 3)
 end
 
 --- Set the default staleness policy (herd protection) for every pool without its own.
@@ -211,7 +211,9 @@ end
 -- `mg.admin { ..., on_data_port = true }`.
 function M.admin(t)
   if type(t) == "string" then t = { t } end
-  if type(t) ~= "table" then error("mg.admin: expected a list of \"host:port\"", 2) end
+  if type(t) ~= "table" or (#t == 0 and t.on_data_port == nil) then
+    error("mg.admin: expected a list of \"host:port\"", 2)
+  end
   for _, a in ipairs(t) do
     check_addr("mg.admin", a, 2)
     state.admin[#state.admin + 1] = a
@@ -231,7 +233,8 @@ function M.switch(t)
   if type(t.name) ~= "string" or not t.name:match("^[%w_.:-]+$") then
     error("mg.switch: 'name' must be a word (letters, digits, _ . : -)", 2)
   end
-  local pct = t.percent or 0
+  local pct = t.percent
+  if pct == nil then pct = 0 end
   if type(pct) ~= "number" or pct < 0 or pct > 100 then
     error("mg.switch: 'percent' must be a number from 0 to 100", 2)
   end
@@ -241,7 +244,7 @@ function M.switch(t)
   local sw = setmetatable({ name = t.name, percent = pct, id = #state.switches }, Switch)
   if t.fleet ~= nil then
     if type(t.fleet) ~= "table" then error("mg.switch: 'fleet' must be a table", 2) end
-    sw.fleet_pool = pool_name(t.fleet.pool, "fleet.pool")
+    sw.fleet_pool = pool_name(t.fleet.pool, "fleet.pool", "mg.switch")
     sw.fleet_key = t.fleet.key or ("mintgate:switch:" .. t.name)
   end
   state.switches[#state.switches + 1] = sw

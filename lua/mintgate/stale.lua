@@ -43,7 +43,12 @@ function M.normalize(spec, level)
   elseif spec.policy ~= nil then
     local p = M.policies[spec.policy]
     if p == nil then error("unknown staleness policy '" .. tostring(spec.policy) .. "'", level) end
-    if p == false then return false end
+    if p == false then
+      if next(spec, nil) ~= "policy" or next(spec, "policy") ~= nil then
+        error("stale: policy \"none\" takes no other options", level)
+      end
+      return false
+    end
     base = p
   end
   local out = {}

@@ -357,6 +357,11 @@ describe("mintgate config module", function()
       assert.is_false(mg._state.admin_on_data_port)
     end)
 
+    it("refuses an empty list of addresses, and hosts with spaces", function()
+      assert.has_error(function() mg.admin {} end)
+      assert.has_error(function() mg.admin { "a b:1" } end)
+    end)
+
     it("can allow admin commands on the data port", function()
       mg.admin { "127.0.0.1:11212", on_data_port = true }
       assert.is_true(mg._state.admin_on_data_port)

@@ -41,7 +41,9 @@ describe("mintgate.stale", function()
       assert.is_false(stale.normalize "none")
       assert.is_false(stale.normalize(false))
       assert.is_false(stale.normalize { policy = "none" })
-      assert.is_false(stale.normalize { policy = "none", grace = 5 })
+      -- an override on "none" would be silently ignored: refused instead
+      assert.has_error(function() stale.normalize { policy = "none", grace = 5 } end,
+                       'stale: policy "none" takes no other options')
     end)
 
     it("every name in policies normalizes", function()
