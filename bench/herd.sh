@@ -37,17 +37,10 @@ WANT=${TARGETS:-memcached twemproxy mintgate}
 OUT=${OUT:-bench/results/herd.md}
 HERD=bench/herd
 
+SELF=herd.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh   # log, die, alive, port_open, pick_port, wait_up, start (shared with run.sh)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mgherd.XXXXXX") || exit 1
-PIDS=""
-
-log() { printf '%s\n' "$*" >&2; }
-die() { log "herd.sh: $*"; exit 1; }
-
-# alive PID: our child exists and has not exited (kill -0 is true for zombies too).
-alive() {
-    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)
-    [ -n "$st" ] && [ "$st" != Z ]
-}
 
 # Stop what we started: TERM first, KILL whatever is still there after ~3 s.
 cleanup() {
@@ -86,67 +79,7 @@ if [ ! -x "$HERD" ] || [ -n "$(find bench/herd.c -newer "$HERD")" ]; then
         -Wmissing-prototypes -o "$HERD" bench/herd.c -lev || die "building bench/herd failed"
 fi
 
-# ---- ports and processes ----
-# A port nobody listens on right now. Another process may take it before we
-# bind, so every start below checks that *our* process came up on it.
-port_open() {
-    if command -v nc >/dev/null; then
-        nc -z 127.0.0.1 "$1" 2>/dev/null
-    else
-        python3 -c 'import socket,sys; s=socket.socket(); s.settimeout(0.5); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$1"
-    fi
-}
-
-pick_port() {
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-        return
-    fi
-    i=0
-    while [ $i -lt 50 ]; do
-        p=$(awk -v s="$$$i" 'BEGIN { srand(s); print 20000 + int(rand() * 40000) }')
-        port_open "$p" || { echo "$p"; return; }
-        i=$((i + 1))
-    done
-    echo 0
-}
-
-# wait_up PORT PID: 0 once PORT accepts and PID lives, 1 if PID died or after ~5 s.
-wait_up() {
-    n=0
-    while [ $n -lt 50 ]; do
-        alive "$2" || return 1
-        if port_open "$1"; then
-            sleep 0.2
-            alive "$2"
-            return
-        fi
-        sleep 0.1
-        n=$((n + 1))
-    done
-    return 1
-}
-
-# start NAME CMD...: runs CMD (with @PORT@ replaced by a fresh port) until it
-# comes up; sets UP_PORT and UP_PID, returns 1 after five failed tries.
-# Not called in $(...): the child must belong to this shell so cleanup sees it.
-start() {
-    name=$1
-    shift
-    try=0
-    while [ $try -lt 5 ]; do
-        UP_PORT=$(pick_port)
-        [ "$UP_PORT" -gt 0 ] || return 1
-        cmd=$(printf '%s ' "$@" | sed "s/@PORT@/$UP_PORT/g")
-        $cmd >"$TMP/$name.log" 2>&1 &
-        UP_PID=$!
-        PIDS="$PIDS $UP_PID"
-        wait_up "$UP_PORT" "$UP_PID" && return 0
-        kill "$UP_PID" 2>/dev/null
-        try=$((try + 1))
-    done
-    return 1
-}
+# ---- ports and processes: bench/lib.sh (port_open, pick_port, wait_up, start) ----
 
 # mc_cmd PORT LINE: sends one command line, prints the reply up to END/OK/an error (2 s at most).
 mc_cmd() {
