@@ -60,6 +60,10 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
     struct worker *w = r->w;
     const struct config *cfg = w->cfg;
     const struct pool *p;
+    if (MG_UNLIKELY(w->tearing_down)) {
+        op_fail(op, "SERVER_ERROR gateway shutting down");
+        return MG_ERR;
+    }
     if (pool_idx >= 0) {
         p = &cfg->pools[pool_idx];
         tg->pol = p->stale;

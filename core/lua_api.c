@@ -441,6 +441,11 @@ static int l_call(lua_State *L)
     lua_pop(L, 1);
     if (pid < 0 || pid >= (int)w->cfg->npools)
         return luaL_error(L, "not a pool of the running config");
+    if (w->tearing_down) {
+        lua_pushnil(L);
+        lua_pushstring(L, "closed");
+        return 2;
+    }
     const char *what = luaL_checkstring(L, 2);
     size_t klen;
     const char *key = luaL_checklstring(L, 3, &klen);

@@ -425,6 +425,8 @@ void worker_destroy(struct worker *w)
         return;
     for (struct conn *c = w->conns; c; c = c->next)
         conn_close(c);
+    /* failing the ops below may resume Lua code that dispatches again: refuse it */
+    w->tearing_down = true;
     w->dirty_backends = NULL;
     for (uint32_t i = 0; i < w->nbackends; i++)
         backend_free(w->backends[i]);

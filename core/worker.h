@@ -49,6 +49,7 @@ struct worker {
     uint32_t inflight_cap, inflight_n;
     atomic_bool stop;
     bool stopping;
+    bool tearing_down; /* worker_destroy: backends are going away, dispatch nothing */
     ev_timer drain;            /* while stopping: waits for requests in flight */
     ev_tstamp drain_deadline;
     struct stats st;

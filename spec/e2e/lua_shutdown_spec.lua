@@ -1,0 +1,55 @@
+-- Shutting down while Lua waits: SIGTERM drains for at most 2 s, then the worker tears its
+-- backends down. A key function still waiting on a pool call to a hung backend is then
+-- resumed (its call fails) and tries to dispatch again; that must be refused cleanly, not
+-- touch a backend already freed (under ASan a use-after-free fails the exit status).
+assert(jit ~= nil, "specs must run under LuaJIT")
+
+local env = require "spec.helpers.env"
+local client = require "spec.helpers.client"
+
+local CONFIG = [[
+local mg = require "mintgate"
+local main = mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+local hung = mg.pool { name = "hung", servers = { "127.0.0.1:%d" }, timeout = 30 }
+mg.route { default = main }
+mg.keys(function(key)
+  if key:sub(1, 5) == "slow:" then
+    local v = hung:get("ns")   -- waits: the backend never answers
+    return key .. ":" .. tostring(v)
+  end
+  return key
+end)
+]]
+
+describe("shutdown with a pool call in flight", function()
+  local E
+
+  lazy_setup(function()
+    env.require_binary()
+    E = env.new("lua_shutdown")
+  end)
+
+  lazy_teardown(function()
+    if E then E:teardown() end
+  end)
+
+  it("SIGTERM ends the gateway cleanly while a key function waits on a hung backend", function()
+    local mc = E:memcached()
+    local hung_port = env.free_port()
+    E:fake_backend(hung_port, "hang", 60)
+    local gw = E:gateway { threads = 1, config = string.format(CONFIG, mc.port, hung_port) }
+    local c = client.connect(gw.port)
+    assert.equal("STORED", c:set("fast", "1"))
+    c:send("get slow:1\r\n") -- parks in the key function
+    local other = client.connect(gw.port)
+    assert.equal("1", other:value("fast"))
+    env.sleep(0.2)
+    local t0 = env.now()
+    local rc, killed = E:stop(gw, 15)
+    assert.is_falsy(killed, "the gateway did not exit after SIGTERM")
+    assert.equal(0, rc, "exit status on SIGTERM:\n" .. env.tail(gw:stderr(), 40))
+    assert(env.now() - t0 < 10, "shutdown took too long")
+    c:close()
+    other:close()
+  end)
+end)
