@@ -55,13 +55,10 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 
 int buf_append_u64(struct buf *b, uint64_t v)
 {
-    char tmp[24];
-    char *e = tmp + sizeof(tmp), *p = e;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return buf_append(b, p, (size_t)(e - p));
+    if (buf_reserve(b, 20) != MG_OK)
+        return MG_ERR;
+    buf_put_u64(b, v);
+    return MG_OK;
 }
 
 int buf_append_i64(struct buf *b, int64_t v)

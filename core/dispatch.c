@@ -22,33 +22,6 @@ struct target {
     char kbuf[MG_KEY_MAX + 1];
 };
 
-static inline void put(struct buf *b, const char *s, size_t n)
-{
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-}
-
-static inline void put_u64(struct buf *b, uint64_t v)
-{
-    char tmp[24];
-    char *e = tmp + sizeof(tmp), *p = e;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    put(b, p, (size_t)(e - p));
-}
-
-static inline void put_i64(struct buf *b, int64_t v)
-{
-    if (v < 0) {
-        b->data[b->len++] = '-';
-        put_u64(b, (uint64_t)0 - (uint64_t)v);
-    } else {
-        put_u64(b, (uint64_t)v);
-    }
-}
-
 /* Resolve key k for op: the pool (pool_idx, or the prefix table when -1), the backend key
  * (lkey when the script gave one, else the pool's key style), the backend by ketama over
  * the backend key. A base64 meta key is sent as it came but placed by place, its decoded
@@ -136,8 +109,8 @@ static void send_retrieval(struct request *r, struct op *op, const struct mg_tex
         op_fail(op, "SERVER_ERROR out of memory");
         return;
     }
-    put(&op->out, "VALUE ", 6);
-    put(&op->out, k.p, k.len);
+    buf_put(&op->out, "VALUE ", 6);
+    buf_put(&op->out, k.p, k.len);
     op->out.data[op->out.len++] = ' ';
     struct buf *wb = &b->wbuf;
     if (tg->pol && !touch && op_keep_key(op, tg->bkey, tg->bklen)) {
@@ -151,14 +124,14 @@ static void send_retrieval(struct request *r, struct op *op, const struct mg_tex
             herd_lead(w, op);
         return;
     }
-    put(wb, "mg ", 3);
-    put(wb, tg->bkey, tg->bklen);
-    put(wb, cas ? " v f c" : " v f", cas ? 6 : 4);
+    buf_put(wb, "mg ", 3);
+    buf_put(wb, tg->bkey, tg->bklen);
+    buf_put(wb, cas ? " v f c" : " v f", cas ? 6 : 4);
     if (touch) { /* gat/gats: a plain read, but the new TTL gets the grace like touch */
-        put(wb, " T", 2);
-        put_i64(wb, herd_store_ttl(t->exptime, tg->pol));
+        buf_put(wb, " T", 2);
+        buf_put_i64(wb, herd_store_ttl(t->exptime, tg->pol));
     }
-    put(wb, "\r\n", 2);
+    buf_put(wb, "\r\n", 2);
     backend_push(b, op);
 }
 
@@ -183,22 +156,22 @@ static void send_storage(struct request *r, struct op *op, const struct mg_text_
         op_fail(op, "SERVER_ERROR out of memory");
         return;
     }
-    put(wb, "ms ", 3);
-    put(wb, tg->bkey, tg->bklen);
+    buf_put(wb, "ms ", 3);
+    buf_put(wb, tg->bkey, tg->bklen);
     wb->data[wb->len++] = ' ';
-    put_u64(wb, t->data.len);
-    put(wb, " F", 2);
-    put_u64(wb, t->flags);
-    put(wb, " T", 2);
-    put_i64(wb, ttl);
-    put(wb, modes[t->cmd], strlen(modes[t->cmd]));
+    buf_put_u64(wb, t->data.len);
+    buf_put(wb, " F", 2);
+    buf_put_u64(wb, t->flags);
+    buf_put(wb, " T", 2);
+    buf_put_i64(wb, ttl);
+    buf_put(wb, modes[t->cmd], strlen(modes[t->cmd]));
     if (t->cmd == MG_CMD_CAS) {
-        put(wb, " C", 2);
-        put_u64(wb, t->cas);
+        buf_put(wb, " C", 2);
+        buf_put_u64(wb, t->cas);
     }
-    put(wb, "\r\n", 2);
-    put(wb, t->data.p, t->data.len);
-    put(wb, "\r\n", 2);
+    buf_put(wb, "\r\n", 2);
+    buf_put(wb, t->data.p, t->data.len);
+    buf_put(wb, "\r\n", 2);
     backend_push(tg->b, op);
 }
 
@@ -211,24 +184,24 @@ static void send_keyed(struct request *r, struct op *op, const struct mg_text_re
         op_fail(op, "SERVER_ERROR out of memory");
         return;
     }
-    put(wb, t->cmd == MG_CMD_DELETE ? "md " : t->cmd == MG_CMD_TOUCH ? "mg " : "ma ", 3);
-    put(wb, tg->bkey, tg->bklen);
+    buf_put(wb, t->cmd == MG_CMD_DELETE ? "md " : t->cmd == MG_CMD_TOUCH ? "mg " : "ma ", 3);
+    buf_put(wb, tg->bkey, tg->bklen);
     if (t->cmd == MG_CMD_TOUCH) {
-        put(wb, " T", 2);
-        put_i64(wb, herd_store_ttl(t->exptime, tg->pol));
+        buf_put(wb, " T", 2);
+        buf_put_i64(wb, herd_store_ttl(t->exptime, tg->pol));
     } else if (t->cmd == MG_CMD_DELETE && tg->pol && tg->pol->mark_stale) {
         /* fill on invalidate: the next reader refreshes, the rest get stale */
-        put(wb, " I", 2);
+        buf_put(wb, " I", 2);
         if (tg->pol->grace) {
-            put(wb, " T", 2);
-            put_u64(wb, tg->pol->grace);
+            buf_put(wb, " T", 2);
+            buf_put_u64(wb, tg->pol->grace);
         }
         HERD_COUNT(r->w, op->pool, marked_stale);
     } else if (t->cmd != MG_CMD_DELETE) {
-        put(wb, t->cmd == MG_CMD_DECR ? " v MD D" : " v D", t->cmd == MG_CMD_DECR ? 7 : 4);
-        put_u64(wb, t->delta);
+        buf_put(wb, t->cmd == MG_CMD_DECR ? " v MD D" : " v D", t->cmd == MG_CMD_DECR ? 7 : 4);
+        buf_put_u64(wb, t->delta);
     }
-    put(wb, "\r\n", 2);
+    buf_put(wb, "\r\n", 2);
     backend_push(tg->b, op);
 }
 
@@ -246,11 +219,11 @@ static void send_meta(struct request *r, struct op *op, const struct mg_text_req
         op_fail(op, "SERVER_ERROR out of memory");
         return;
     }
-    put(wb, names[t->cmd], 3);
-    put(wb, tg->bkey, tg->bklen);
+    buf_put(wb, names[t->cmd], 3);
+    buf_put(wb, tg->bkey, tg->bklen);
     if (t->cmd == MG_CMD_MS) {
         wb->data[wb->len++] = ' ';
-        put_u64(wb, t->data.len);
+        buf_put_u64(wb, t->data.len);
     }
     uint32_t pos = 0;
     struct mg_slice tok;
@@ -260,12 +233,12 @@ static void send_meta(struct request *r, struct op *op, const struct mg_text_req
             continue;
         }
         wb->data[wb->len++] = ' ';
-        put(wb, tok.p, tok.len);
+        buf_put(wb, tok.p, tok.len);
     }
-    put(wb, "\r\n", 2);
+    buf_put(wb, "\r\n", 2);
     if (t->cmd == MG_CMD_MS) {
-        put(wb, t->data.p, t->data.len);
-        put(wb, "\r\n", 2);
+        buf_put(wb, t->data.p, t->data.len);
+        buf_put(wb, "\r\n", 2);
     }
     backend_push(tg->b, op);
 }
@@ -550,9 +523,9 @@ void request_drop_key(struct conn *c, const struct mg_text_req *t)
         if (buf_reserve(&tg.b->wbuf, tg.bklen + 8) != MG_OK) {
             op_fail(&r->ops[0], "SERVER_ERROR out of memory");
         } else {
-            put(&tg.b->wbuf, "md ", 3);
-            put(&tg.b->wbuf, tg.bkey, tg.bklen);
-            put(&tg.b->wbuf, "\r\n", 2);
+            buf_put(&tg.b->wbuf, "md ", 3);
+            buf_put(&tg.b->wbuf, tg.bkey, tg.bklen);
+            buf_put(&tg.b->wbuf, "\r\n", 2);
             backend_push(tg.b, &r->ops[0]);
         }
     }

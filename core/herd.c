@@ -53,37 +53,20 @@ struct herd_lock {
     char key[MG_KEY_MAX];
 };
 
-static inline void put(struct buf *b, const char *s, size_t n)
-{
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-}
-
-static void put_u64(struct buf *b, uint64_t v)
-{
-    char tmp[24];
-    char *e = tmp + sizeof(tmp), *p = e;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    put(b, p, (size_t)(e - p));
-}
-
 void herd_render_get(struct buf *wb, const char *key, size_t klen, bool with_touch,
                      const struct stale_policy *pol)
 {
     MG_UNUSED(with_touch);
-    put(wb, "mg ", 3);
-    put(wb, key, klen);
-    put(wb, " v f c", 6);
+    buf_put(wb, "mg ", 3);
+    buf_put(wb, key, klen);
+    buf_put(wb, " v f c", 6);
     if (pol->grace) {
         /* stored with TTL T + grace; memcached expires an item at the clock tick its TTL
          * reaches 0, so the window opens when the remaining TTL is down to grace */
-        put(wb, " R", 2);
-        put_u64(wb, (uint64_t)pol->grace + 1);
+        buf_put(wb, " R", 2);
+        buf_put_u64(wb, (uint64_t)pol->grace + 1);
     }
-    put(wb, "\r\n", 2);
+    buf_put(wb, "\r\n", 2);
 }
 
 #define LEASE_PREFIX "mintgate:lease:"
@@ -163,11 +146,11 @@ static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
         struct backend *b = worker_backend(w, l->server);
         struct request *r = request_internal(w, 1);
         if (r && backend_usable(b) && buf_reserve(&b->wbuf, l->klen + 48) == MG_OK) {
-            put(&b->wbuf, "md ", 3);
-            put(&b->wbuf, l->key, l->klen);
-            put(&b->wbuf, " I C", 4);
-            put_u64(&b->wbuf, l->cas);
-            put(&b->wbuf, "\r\n", 2);
+            buf_put(&b->wbuf, "md ", 3);
+            buf_put(&b->wbuf, l->key, l->klen);
+            buf_put(&b->wbuf, " I C", 4);
+            buf_put_u64(&b->wbuf, l->cas);
+            buf_put(&b->wbuf, "\r\n", 2);
             HERD_COUNT(w, l->pool, lock_expired);
             backend_push(b, &r->ops[0]);
             request_internal_go(r);
@@ -307,9 +290,9 @@ static void lease_release(struct worker *w, struct backend *b, const char *key, 
     if (r == NULL)
         return;
     if (backend_usable(b) && buf_reserve(&b->wbuf, n + 8) == MG_OK) {
-        put(&b->wbuf, "md ", 3);
-        put(&b->wbuf, lk, n);
-        put(&b->wbuf, "\r\n", 2);
+        buf_put(&b->wbuf, "md ", 3);
+        buf_put(&b->wbuf, lk, n);
+        buf_put(&b->wbuf, "\r\n", 2);
         backend_push(b, &r->ops[0]);
     } else {
         op_fail(&r->ops[0], "SERVER_ERROR backend down");
@@ -326,11 +309,11 @@ static bool lease_try(struct op *op)
     size_t n = lease_key(buf_head(&op->key), buf_unread(&op->key), lk);
     if (b == NULL || !backend_usable(b) || buf_reserve(&b->wbuf, n + 48) != MG_OK)
         return false;
-    put(&b->wbuf, "ms ", 3);
-    put(&b->wbuf, lk, n);
-    put(&b->wbuf, " 1 ME T", 7);
-    put_u64(&b->wbuf, op->pol->lock ? op->pol->lock : 1);
-    put(&b->wbuf, "\r\n1\r\n", 5);
+    buf_put(&b->wbuf, "ms ", 3);
+    buf_put(&b->wbuf, lk, n);
+    buf_put(&b->wbuf, " 1 ME T", 7);
+    buf_put_u64(&b->wbuf, op->pol->lock ? op->pol->lock : 1);
+    buf_put(&b->wbuf, "\r\n1\r\n", 5);
     op->herd_lease = true;
     backend_push(b, op);
     return true;

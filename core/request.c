@@ -314,7 +314,63 @@ static void herd_answer(struct op *op, const struct mg_meta_reply *rep, enum her
     op_settle(op, v == HERD_MISS ? LUA_HOOK_MISS : -1);
 }
 
-#define OUT_LIT(op, s) put_line(&(op)->out, s, sizeof(s) - 1)
+/* How a backend status becomes a classic reply: the line (NULL: the value itself, for
+ * incr/decr) and the counter it moves (an offset in struct stats, or -1). */
+struct xlate {
+    enum mg_rstatus status;
+    const char *line;
+    long stat;
+};
+#define XS(f) ((long)offsetof(struct stats, f))
+static const struct xlate xl_store[] = {
+    { MG_R_HD, "STORED", -1 }, { MG_R_NS, "NOT_STORED", -1 },
+    { MG_R_EX, "EXISTS", XS(cas_badval) }, { MG_R_NF, "NOT_FOUND", XS(cas_misses) },
+    { MG_R_NONE, NULL, -1 },
+};
+static const struct xlate xl_cas[] = {
+    { MG_R_HD, "STORED", XS(cas_hits) }, { MG_R_NS, "NOT_STORED", -1 },
+    { MG_R_EX, "EXISTS", XS(cas_badval) }, { MG_R_NF, "NOT_FOUND", XS(cas_misses) },
+    { MG_R_NONE, NULL, -1 },
+};
+static const struct xlate xl_delete[] = {
+    { MG_R_HD, "DELETED", XS(delete_hits) }, { MG_R_NF, "NOT_FOUND", XS(delete_misses) },
+    { MG_R_NONE, NULL, -1 },
+};
+static const struct xlate xl_incr[] = {
+    { MG_R_VA, NULL, XS(incr_hits) }, { MG_R_NF, "NOT_FOUND", XS(incr_misses) },
+    { MG_R_NONE, NULL, -1 },
+};
+static const struct xlate xl_decr[] = {
+    { MG_R_VA, NULL, XS(decr_hits) }, { MG_R_NF, "NOT_FOUND", XS(decr_misses) },
+    { MG_R_NONE, NULL, -1 },
+};
+static const struct xlate xl_touch[] = {
+    { MG_R_HD, "TOUCHED", XS(touch_hits) }, { MG_R_EN, "NOT_FOUND", XS(touch_misses) },
+    { MG_R_NONE, NULL, -1 },
+};
+#undef XS
+
+/* Render rep for op by table xl; a status the table lacks is unexpected. A store that
+ * went through wakes herd waiters for its key. */
+static void out_status(struct op *op, const struct mg_meta_reply *rep, const struct xlate *xl)
+{
+    for (; xl->status != MG_R_NONE; xl++) {
+        if (xl->status != rep->status)
+            continue;
+        if (xl->line)
+            put_line(&op->out, xl->line, strlen(xl->line));
+        else
+            put_line(&op->out, rep->data.p, rep->data.len);
+        if (xl->stat >= 0)
+            STAT_INC(*(atomic_uint_fast64_t *)((char *)&op->req->w->st + xl->stat));
+        if (rep->status == MG_R_HD && op->pol && op->req->cmd >= MG_CMD_SET &&
+            op->req->cmd <= MG_CMD_CAS)
+            herd_on_stored(op->req->w, buf_head(&op->key), buf_unread(&op->key));
+        return;
+    }
+    out_unexpected(op, rep);
+}
+
 
 void op_reply(struct op *op, const struct mg_meta_reply *rep)
 {
@@ -352,64 +408,22 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
     case MG_CMD_REPLACE:
     case MG_CMD_APPEND:
     case MG_CMD_PREPEND:
+        out_status(op, rep, xl_store);
+        break;
     case MG_CMD_CAS:
-        if (s == MG_R_HD) {
-            OUT_LIT(op, "STORED");
-            if (r->cmd == MG_CMD_CAS)
-                STAT_INC(st->cas_hits);
-            if (op->pol)
-                herd_on_stored(r->w, buf_head(&op->key), buf_unread(&op->key));
-        } else if (s == MG_R_NS) {
-            OUT_LIT(op, "NOT_STORED");
-        } else if (s == MG_R_EX) {
-            OUT_LIT(op, "EXISTS");
-            STAT_INC(st->cas_badval);
-        } else if (s == MG_R_NF) {
-            OUT_LIT(op, "NOT_FOUND");
-            STAT_INC(st->cas_misses);
-        } else {
-            out_unexpected(op, rep);
-        }
+        out_status(op, rep, xl_cas);
         break;
     case MG_CMD_DELETE:
-        if (s == MG_R_HD) {
-            OUT_LIT(op, "DELETED");
-            STAT_INC(st->delete_hits);
-        } else if (s == MG_R_NF) {
-            OUT_LIT(op, "NOT_FOUND");
-            STAT_INC(st->delete_misses);
-        } else {
-            out_unexpected(op, rep);
-        }
+        out_status(op, rep, xl_delete);
         break;
     case MG_CMD_INCR:
+        out_status(op, rep, xl_incr);
+        break;
     case MG_CMD_DECR:
-        if (s == MG_R_VA) {
-            put_line(&op->out, rep->data.p, rep->data.len);
-            if (r->cmd == MG_CMD_INCR)
-                STAT_INC(st->incr_hits);
-            else
-                STAT_INC(st->decr_hits);
-        } else if (s == MG_R_NF) {
-            OUT_LIT(op, "NOT_FOUND");
-            if (r->cmd == MG_CMD_INCR)
-                STAT_INC(st->incr_misses);
-            else
-                STAT_INC(st->decr_misses);
-        } else {
-            out_unexpected(op, rep);
-        }
+        out_status(op, rep, xl_decr);
         break;
     case MG_CMD_TOUCH:
-        if (s == MG_R_HD) {
-            OUT_LIT(op, "TOUCHED");
-            STAT_INC(st->touch_hits);
-        } else if (s == MG_R_EN) {
-            OUT_LIT(op, "NOT_FOUND");
-            STAT_INC(st->touch_misses);
-        } else {
-            out_unexpected(op, rep);
-        }
+        out_status(op, rep, xl_touch);
         break;
     case MG_CMD_FLUSH_ALL:
         if (s != MG_R_OK)
