@@ -51,8 +51,7 @@ static void admin_reload(struct conn *c)
         return;
     }
     size_t n = strcspn(err, "\r\n");
-    snprintf(line, sizeof(line), "SERVER_ERROR reload failed: %.*s", (int)(n > 500 ? 500 : n),
-             err);
+    snprintf(line, sizeof(line), "SERVER_ERROR reload failed: %.*s", (int)(n > 500 ? 500 : n), err);
     request_reply_line(c, line);
 }
 

@@ -280,8 +280,8 @@ static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     while (b->qhead && buf_unread(&b->rbuf)) {
         struct mg_meta_reply rep;
         size_t used = 0;
-        int rc = mg_meta_parse_reply(buf_head(&b->rbuf), buf_unread(&b->rbuf),
-                                     BACKEND_VALUE_MAX, &rep, &used);
+        int rc = mg_meta_parse_reply(buf_head(&b->rbuf), buf_unread(&b->rbuf), BACKEND_VALUE_MAX,
+                                     &rep, &used);
         if (rc == MG_EAGAIN)
             break;
         if (rc != MG_OK) {

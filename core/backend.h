@@ -42,7 +42,7 @@ struct backend {
     struct buf rbuf;
     struct op *qhead, *qtail; /* every op whose command is in wbuf or on the wire */
     uint32_t nq;
-    bool dirty;               /* on the worker's flush list */
+    bool dirty; /* on the worker's flush list */
     struct backend *next_dirty;
     struct backend *next_retired; /* on the worker's retired list after a reload */
     struct backend_stats st;

@@ -30,7 +30,10 @@ void buf_compact(struct buf *b);
 void buf_reset(struct buf *b, size_t keep);
 void buf_free(struct buf *b);
 
-static inline size_t buf_unread(const struct buf *b) { return b->len - b->off; }
+static inline size_t buf_unread(const struct buf *b)
+{
+    return b->len - b->off;
+}
 
 /* Unchecked appends for the hot path: the caller reserved the room (buf_reserve). */
 static inline void buf_put(struct buf *b, const char *s, size_t n)
@@ -59,6 +62,9 @@ static inline void buf_put_i64(struct buf *b, int64_t v)
         buf_put_u64(b, (uint64_t)v);
     }
 }
-static inline char *buf_head(const struct buf *b) { return b->data + b->off; }
+static inline char *buf_head(const struct buf *b)
+{
+    return b->data + b->off;
+}
 
 #endif

@@ -119,16 +119,15 @@ int config_add_pool(struct config *c, const char *name, const char *const *serve
         char host[256];
         uint16_t port;
         if (config_split_hostport(servers[i], host, sizeof(host), &port) != MG_OK) {
-            snprintf(err, errlen, "pool '%s': bad server '%s' (want host:port)", name,
-                     servers[i]);
+            snprintf(err, errlen, "pool '%s': bad server '%s' (want host:port)", name, servers[i]);
             free(p->name);
             free(p->servers);
             return MG_ERR;
         }
         int si = find_server(c, servers[i]);
         if (si < 0) {
-            if (grow((void **)&c->servers, c->nservers, &c->servers_cap,
-                     sizeof(struct server)) != MG_OK)
+            if (grow((void **)&c->servers, c->nservers, &c->servers_cap, sizeof(struct server)) !=
+                MG_OK)
                 goto oom;
             struct server *s = &c->servers[c->nservers];
             s->name = strdup(servers[i]);
@@ -155,8 +154,7 @@ int config_add_route(struct config *c, const char *prefix, size_t len, int pool_
         c->default_idx = pool_idx;
         return MG_OK;
     }
-    if (grow((void **)&c->routes, c->nroutes, &c->routes_cap, sizeof(struct route_entry)) !=
-        MG_OK)
+    if (grow((void **)&c->routes, c->nroutes, &c->routes_cap, sizeof(struct route_entry)) != MG_OK)
         return MG_ERR;
     struct route_entry *r = &c->routes[c->nroutes];
     r->prefix = malloc(len + 1);
@@ -229,9 +227,7 @@ int config_finish(struct config *c, char *err, size_t errlen)
     }
     for (uint32_t i = 0; i < c->npools; i++) {
         struct pool *p = &c->pools[i];
-        p->stale = p->has_stale ? &p->own_stale
-                   : c->has_default_stale ? &c->default_stale
-                                          : NULL;
+        p->stale = p->has_stale ? &p->own_stale : c->has_default_stale ? &c->default_stale : NULL;
         if (p->stale && p->stale->off)
             p->stale = NULL;
         p->keys = p->has_keys ? &p->own_keys : c->has_default_keys ? &c->default_keys : NULL;
@@ -269,7 +265,10 @@ struct pool *config_route(const struct config *c, const char *key, size_t len,
     return c->default_pool;
 }
 
-void config_ref(struct config *c) { atomic_fetch_add(&c->refs, 1); }
+void config_ref(struct config *c)
+{
+    atomic_fetch_add(&c->refs, 1);
+}
 
 static void config_free(struct config *c)
 {

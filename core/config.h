@@ -36,7 +36,7 @@ struct server {
     char *name; /* "host:port" as configured */
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    uint32_t id; /* index in config->servers; workers index their backends by it */
+    uint32_t id;           /* index in config->servers; workers index their backends by it */
     struct pool_opts opts; /* from the first pool that names the server */
 };
 
@@ -93,9 +93,9 @@ struct settings {
     char *admin[MG_MAX_LISTENERS]; /* admin listeners (-A, mg.admin) */
     int nadmin;
     bool admin_from_cli;
-    bool admin_on_data_port;       /* accept admin commands on data ports too */
-    char *servers_arg;  /* -s */
-    char *script;       /* config script path, or NULL */
+    bool admin_on_data_port; /* accept admin commands on data ports too */
+    char *servers_arg;       /* -s */
+    char *script;            /* config script path, or NULL */
     int threads;
     int max_conns;
     uint32_t value_max;

@@ -284,7 +284,10 @@ static void conn_process_buf(struct conn *c, struct buf *b)
     }
 }
 
-static void conn_process(struct conn *c) { conn_process_buf(c, &c->rbuf); }
+static void conn_process(struct conn *c)
+{
+    conn_process_buf(c, &c->rbuf);
+}
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {

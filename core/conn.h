@@ -13,7 +13,7 @@ struct request;
  * it is closing and none of its requests still waits on a backend. */
 struct conn {
     struct worker *w;
-    struct conn *prev, *next;  /* worker->conns */
+    struct conn *prev, *next; /* worker->conns */
     struct conn *next_dirty;
     int fd;
     ev_io rio, wio;
@@ -24,11 +24,11 @@ struct conn {
     size_t wpos;                 /* bytes of head's reply already written */
     uint64_t swallow;            /* data bytes still to drop (value too large) */
     bool dirty;
-    bool paused;                 /* not reading: too much queued (backpressure) */
-    bool closing;                /* fd closed or to close; no more reads */
-    bool close_after_flush;      /* quit, or a fatal protocol error */
-    bool admin;                  /* came in on an admin listener */
-    uint64_t serial;             /* unique per worker: tells connections apart */
+    bool paused;            /* not reading: too much queued (backpressure) */
+    bool closing;           /* fd closed or to close; no more reads */
+    bool close_after_flush; /* quit, or a fatal protocol error */
+    bool admin;             /* came in on an admin listener */
+    uint64_t serial;        /* unique per worker: tells connections apart */
     char peer[64];
 };
 

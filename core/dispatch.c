@@ -139,7 +139,7 @@ static void send_storage(struct request *r, struct op *op, const struct mg_text_
                          struct target *tg)
 {
     static const char *modes[] = {
-        [MG_CMD_SET] = "", [MG_CMD_ADD] = " ME", [MG_CMD_REPLACE] = " MR",
+        [MG_CMD_SET] = "",       [MG_CMD_ADD] = " ME",     [MG_CMD_REPLACE] = " MR",
         [MG_CMD_APPEND] = " MA", [MG_CMD_PREPEND] = " MP", [MG_CMD_CAS] = "",
     };
     MG_UNUSED(r);
@@ -437,7 +437,10 @@ struct request *request_internal(struct worker *w, uint32_t n)
     return r;
 }
 
-void request_internal_go(struct request *r) { request_end_dispatch(r); }
+void request_internal_go(struct request *r)
+{
+    request_end_dispatch(r);
+}
 
 /* Rebase a slice from the client's buffer into the request's own copy. */
 static void rebase(struct mg_slice *s, const char *from, const char *to, size_t len)
@@ -541,8 +544,7 @@ void request_reply_line(struct conn *c, const char *line)
     request_end_dispatch(r);
 }
 
-void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *raw,
-                      size_t rawlen)
+void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *raw, size_t rawlen)
 {
     switch (t->cmd) {
     case MG_CMD_GET:

@@ -363,8 +363,7 @@ static uint32_t key_hash(const struct backend *be, const char *k, size_t n)
 
 static bool same_get(const struct op *a, const struct backend *server, const char *k, size_t n)
 {
-    return a->be == server && buf_unread(&a->key) == n &&
-           memcmp(buf_head(&a->key), k, n) == 0;
+    return a->be == server && buf_unread(&a->key) == n && memcmp(buf_head(&a->key), k, n) == 0;
 }
 
 /* Slot of op's key in the table: where it is, or the empty slot where it would go. */
@@ -495,7 +494,7 @@ static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep,
         }
         if (pol->wait_ms == 0)
             return HERD_MISS; /* no waiting: every cold reader regenerates */
-        if (follower) /* the leader asks for the lease; we wait for the value */
+        if (follower)         /* the leader asks for the lease; we wait for the value */
             return wait_start(op) ? HERD_PENDING : HERD_MISS;
         return lease_try(op) ? HERD_PENDING : HERD_MISS;
     }
@@ -524,9 +523,15 @@ static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep,
     return HERD_HIT;
 }
 
-struct herd_wait *herd_wait_next(struct herd_wait *hw) { return hw->next; }
+struct herd_wait *herd_wait_next(struct herd_wait *hw)
+{
+    return hw->next;
+}
 
-struct backend *herd_wait_backend(struct herd_wait *hw) { return hw->op->be; }
+struct backend *herd_wait_backend(struct herd_wait *hw)
+{
+    return hw->op->be;
+}
 
 void herd_worker_destroy(struct worker *w)
 {

@@ -63,10 +63,12 @@ struct ketama {
 };
 
 /* printf into err (if any); always NUL-terminated, truncated to errlen. */
-static void ketama_errorf(char *err, size_t errlen, const char *fmt, ...) {
+static void ketama_errorf(char *err, size_t errlen, const char *fmt, ...)
+{
     va_list ap;
 
-    if (err == NULL || errlen == 0) return;
+    if (err == NULL || errlen == 0)
+        return;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
@@ -75,8 +77,10 @@ static void ketama_errorf(char *err, size_t errlen, const char *fmt, ...) {
 /* A host must be something libmemcached would hash and later connect to as TCP: printable,
  * no whitespace, not a unix socket path ('/' would make libmemcached treat it as one), and
  * no ':' unless it came from inside brackets. */
-static bool ketama_host_ok(const char *host, size_t len, bool bracketed) {
-    if (len == 0 || len > KETAMA_HOST_MAX || host[0] == '/') return false;
+static bool ketama_host_ok(const char *host, size_t len, bool bracketed)
+{
+    if (len == 0 || len > KETAMA_HOST_MAX || host[0] == '/')
+        return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)host[i];
         if (!isgraph(c) || c == '[' || c == ']' || c == ',' || (c == ':' && !bracketed))
@@ -86,15 +90,18 @@ static bool ketama_host_ok(const char *host, size_t len, bool bracketed) {
 }
 
 /* Parse a decimal port 1..65535 that runs to the end of s. Returns MG_OK or MG_ERR. */
-static int ketama_parse_port(const char *s, in_port_t *port) {
+static int ketama_parse_port(const char *s, in_port_t *port)
+{
     unsigned long v = 0;
     size_t i;
 
     for (i = 0; s[i] != '\0'; i++) {
-        if (s[i] < '0' || s[i] > '9' || i >= 5) return MG_ERR;
+        if (s[i] < '0' || s[i] > '9' || i >= 5)
+            return MG_ERR;
         v = v * 10 + (unsigned long)(s[i] - '0');
     }
-    if (i == 0 || v == 0 || v > 65535) return MG_ERR;
+    if (i == 0 || v == 0 || v > 65535)
+        return MG_ERR;
     *port = (in_port_t)v;
     return MG_OK;
 }
@@ -102,24 +109,26 @@ static int ketama_parse_port(const char *s, in_port_t *port) {
 /* Split "host:port" or "[v6addr]:port" into host (copied into host[], brackets dropped as
  * pylibmc drops them) and port. Returns MG_OK, or MG_ERR with err filled. */
 static int ketama_parse_server(const char *spec, uint32_t idx, char *host, in_port_t *port,
-                               char *err, size_t errlen) {
+                               char *err, size_t errlen)
+{
     const char *h = spec, *colon;
     size_t hlen;
     bool bracketed = spec[0] == '[';
 
     if (bracketed) {
         const char *close = strchr(spec, ']');
-        if (close == NULL || close[1] != ':') goto bad;
+        if (close == NULL || close[1] != ':')
+            goto bad;
         h = spec + 1;
         hlen = (size_t)(close - h);
         colon = close + 1;
     } else {
         colon = strchr(spec, ':');
-        if (colon == NULL) goto bad;
+        if (colon == NULL)
+            goto bad;
         hlen = (size_t)(colon - spec);
         if (strchr(colon + 1, ':') != NULL) {
-            ketama_errorf(err, errlen,
-                          "server %u \"%s\": too many ':' (write IPv6 as [addr]:port)",
+            ketama_errorf(err, errlen, "server %u \"%s\": too many ':' (write IPv6 as [addr]:port)",
                           idx, spec);
             return MG_ERR;
         }
@@ -137,14 +146,14 @@ static int ketama_parse_server(const char *spec, uint32_t idx, char *host, in_po
     return MG_OK;
 
 bad:
-    ketama_errorf(err, errlen, "server %u \"%s\": expected host:port or [addr]:port", idx,
-                  spec);
+    ketama_errorf(err, errlen, "server %u \"%s\": expected host:port or [addr]:port", idx, spec);
     return MG_ERR;
 }
 
 /* Check the arguments libmemcached would either abort on or silently reinterpret. */
 static int ketama_check_args(const char *const *servers, const uint32_t *weights, uint32_t n,
-                             char *err, size_t errlen) {
+                             char *err, size_t errlen)
+{
     if (servers == NULL || n == 0) {
         ketama_errorf(err, errlen, "no servers");
         return MG_ERR;
@@ -171,11 +180,13 @@ static int ketama_check_args(const char *const *servers, const uint32_t *weights
 }
 
 struct ketama *ketama_new(const char *const *servers, const uint32_t *weights, uint32_t n,
-                          char *err, size_t errlen) {
+                          char *err, size_t errlen)
+{
     struct ketama *k = NULL;
     memcached_return_t rc;
 
-    if (ketama_check_args(servers, weights, n, err, errlen) != MG_OK) goto fail;
+    if (ketama_check_args(servers, weights, n, err, errlen) != MG_OK)
+        goto fail;
     k = calloc(1, sizeof(*k));
     if (k == NULL || (k->mc = memcached_create(NULL)) == NULL) {
         ketama_errorf(err, errlen, "out of memory");
@@ -194,7 +205,8 @@ struct ketama *ketama_new(const char *const *servers, const uint32_t *weights, u
         char host[KETAMA_HOST_MAX + 1];
         in_port_t port;
 
-        if (ketama_parse_server(servers[i], i, host, &port, err, errlen) != MG_OK) goto fail;
+        if (ketama_parse_server(servers[i], i, host, &port, err, errlen) != MG_OK)
+            goto fail;
         rc = memcached_server_add_with_weight(k->mc, host, port, weights ? weights[i] : 1);
         if (rc != MEMCACHED_SUCCESS) {
             ketama_errorf(err, errlen, "server %u \"%s\": libmemcached: %s", i, servers[i],
@@ -214,16 +226,21 @@ fail:
     return NULL;
 }
 
-uint32_t ketama_pick(const struct ketama *k, const char *key, size_t len) {
+uint32_t ketama_pick(const struct ketama *k, const char *key, size_t len)
+{
     uint32_t idx;
 
-    if (k->n == 1) return 0;
+    if (k->n == 1)
+        return 0;
     idx = memcached_generate_hash(k->mc, key, len);
     return MG_LIKELY(idx < k->n) ? idx : 0;
 }
 
-void ketama_free(struct ketama *k) {
-    if (k == NULL) return;
-    if (k->mc != NULL) memcached_free(k->mc);
+void ketama_free(struct ketama *k)
+{
+    if (k == NULL)
+        return;
+    if (k->mc != NULL)
+        memcached_free(k->mc);
     free(k);
 }

@@ -186,8 +186,7 @@ static int apply_hashed(const struct key_style *ks, const char *key, size_t len,
     return MD5_HEX_LEN;
 }
 
-int keys_apply(const struct key_style *ks, const char *key, size_t len, char *out,
-               size_t cap)
+int keys_apply(const struct key_style *ks, const char *key, size_t len, char *out, size_t cap)
 {
     size_t total = ks->head_len + len;
 

@@ -59,7 +59,6 @@ int keys_style_init(struct key_style *ks, const char *style, const char *prefix,
  * (1..MG_KEY_MAX), or -1 when there is no valid key: too long or bad bytes
  * without hash_long, an empty result, len > KEYS_IN_MAX, or cap too small.
  * Allocates nothing; safe to call from any thread. */
-int keys_apply(const struct key_style *ks, const char *key, size_t len, char *out,
-               size_t cap);
+int keys_apply(const struct key_style *ks, const char *key, size_t len, char *out, size_t cap);
 
 #endif

@@ -51,9 +51,9 @@ struct lua_vm {
     lua_State *L;
     struct worker *w;
     int refs;
-    int resolve_ref;                  /* the per-key resolver, or LUA_NOREF */
-    int hook_ref[LUA_HOOK_COUNT];     /* hooks, or LUA_NOREF */
-    int cos_ref;                      /* registry table: thread -> lightuserdata(co) */
+    int resolve_ref;              /* the per-key resolver, or LUA_NOREF */
+    int hook_ref[LUA_HOOK_COUNT]; /* hooks, or LUA_NOREF */
+    int cos_ref;                  /* registry table: thread -> lightuserdata(co) */
     struct lua_co *free_cos;
     bool per_request;
     /* strings interned once and pushed by registry ref: no hashing per request */
@@ -66,12 +66,13 @@ enum { CALL_GET = 1, CALL_SET, CALL_ADD, CALL_DELETE, CALL_TOUCH, CALL_INCR, CAL
 
 static const char *const hook_names[LUA_HOOK_COUNT] = { "set", "delete", "miss" };
 static const char *const cmd_names[] = {
-    [MG_CMD_GET] = "get", [MG_CMD_GETS] = "gets", [MG_CMD_GAT] = "gat", [MG_CMD_GATS] = "gats",
-    [MG_CMD_SET] = "set", [MG_CMD_ADD] = "add", [MG_CMD_REPLACE] = "replace",
-    [MG_CMD_APPEND] = "append", [MG_CMD_PREPEND] = "prepend", [MG_CMD_CAS] = "cas",
-    [MG_CMD_DELETE] = "delete", [MG_CMD_INCR] = "incr", [MG_CMD_DECR] = "decr",
-    [MG_CMD_TOUCH] = "touch", [MG_CMD_MG] = "mg", [MG_CMD_MS] = "ms", [MG_CMD_MD] = "md",
-    [MG_CMD_MA] = "ma", [MG_CMD_ME] = "me",
+    [MG_CMD_GET] = "get",         [MG_CMD_GETS] = "gets",     [MG_CMD_GAT] = "gat",
+    [MG_CMD_GATS] = "gats",       [MG_CMD_SET] = "set",       [MG_CMD_ADD] = "add",
+    [MG_CMD_REPLACE] = "replace", [MG_CMD_APPEND] = "append", [MG_CMD_PREPEND] = "prepend",
+    [MG_CMD_CAS] = "cas",         [MG_CMD_DELETE] = "delete", [MG_CMD_INCR] = "incr",
+    [MG_CMD_DECR] = "decr",       [MG_CMD_TOUCH] = "touch",   [MG_CMD_MG] = "mg",
+    [MG_CMD_MS] = "ms",           [MG_CMD_MD] = "md",         [MG_CMD_MA] = "ma",
+    [MG_CMD_ME] = "me",
 };
 
 static void vm_unref(struct lua_vm *vm)
@@ -376,8 +377,8 @@ static int push_results(lua_State *L, struct request *r)
     struct op *op = &r->ops[0];
     struct mg_meta_reply rep;
     size_t used;
-    if (mg_meta_parse_reply(buf_head(&op->out), buf_unread(&op->out), UINT32_MAX, &rep,
-                            &used) != MG_OK) {
+    if (mg_meta_parse_reply(buf_head(&op->out), buf_unread(&op->out), UINT32_MAX, &rep, &used) !=
+        MG_OK) {
         lua_pushnil(L);
         lua_pushstring(L, "backend error");
         return 2;
@@ -407,7 +408,7 @@ static int push_results(lua_State *L, struct request *r)
     case MG_R_CLIENT_ERROR:
         lua_pushnil(L);
         lua_pushstring(L, memmem(rep.line.p, rep.line.len, "non-numeric", 11) ? "not a number"
-                                                                            : "client error");
+                                                                              : "client error");
         return 2;
     default:
         lua_pushnil(L);
@@ -455,7 +456,7 @@ static int l_call(lua_State *L)
     static const struct {
         const char *name;
         int call;
-    } calls[] = { { "get", CALL_GET }, { "set", CALL_SET },     { "add", CALL_ADD },
+    } calls[] = { { "get", CALL_GET },       { "set", CALL_SET },     { "add", CALL_ADD },
                   { "delete", CALL_DELETE }, { "touch", CALL_TOUCH }, { "incr", CALL_INCR },
                   { "decr", CALL_DECR } };
     int call = 0;
@@ -543,7 +544,9 @@ static int l_switch_on(lua_State *L)
 
 static int luaopen_core(lua_State *L)
 {
-    static const luaL_Reg fns[] = { { "call", l_call }, { "switch_on", l_switch_on }, { NULL, NULL } };
+    static const luaL_Reg fns[] = { { "call", l_call },
+                                    { "switch_on", l_switch_on },
+                                    { NULL, NULL } };
     lua_newtable(L);
     luaL_register(L, NULL, fns);
     return 1;
@@ -700,7 +703,10 @@ fail:
     return MG_ERR;
 }
 
-void lua_api_vm_release(struct lua_vm *vm) { vm_unref(vm); }
+void lua_api_vm_release(struct lua_vm *vm)
+{
+    vm_unref(vm);
+}
 
 void lua_api_worker_release(struct worker *w)
 {
@@ -709,7 +715,10 @@ void lua_api_worker_release(struct worker *w)
     w->vm = NULL;
 }
 
-bool lua_api_per_request(const struct worker *w) { return w->vm && w->vm->per_request; }
+bool lua_api_per_request(const struct worker *w)
+{
+    return w->vm && w->vm->per_request;
+}
 
 size_t lua_api_mem_kb(const struct worker *w)
 {

@@ -43,8 +43,8 @@ struct lua_State *lua_vm_new(char *err, size_t errlen)
     lua_pushfstring(L,
                     "%s%s%s/lua/?.lua;%s/lua/?/init.lua;%s/../share/lua/5.1/?.lua;"
                     "%s/../share/lua/5.1/?/init.lua;%s/?.lua;%s/?/init.lua;%s",
-                    extra ? extra : "", extra ? ";" : "", dir, dir, dir, dir, MG_LUADIR,
-                    MG_LUADIR, lua_tostring(L, -1));
+                    extra ? extra : "", extra ? ";" : "", dir, dir, dir, dir, MG_LUADIR, MG_LUADIR,
+                    lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
     lua_pop(L, 2);
     return L;

@@ -19,22 +19,21 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: mintgate [options] [config.lua]\n"
-            "  -l, --listen ADDR:PORT      listen here (repeatable; default 127.0.0.1:11211)\n"
-            "  -A, --admin ADDR:PORT       admin listener: switch changes, reload (repeatable)\n"
-            "  -s, --servers H:P[,H:P...]  a default pool, when no config script is given\n"
-            "  -t, --threads N             worker threads (default: number of cores)\n"
-            "  -c, --max-conns N           max client connections (default 4096)\n"
-            "  -I, --max-item-size BYTES   largest value accepted (default 1m; k/m suffixes)\n"
-            "      --connect-timeout SEC   backend connect timeout (default 1)\n"
-            "      --timeout SEC           backend reply timeout (default 1)\n"
-            "      --failure-limit N       failures in a row before a backend is ejected (2)\n"
-            "      --retry-timeout SEC     how long an ejected backend rests (default 2)\n"
-            "  -v, -vv                     log more (info, debug)\n"
-            "      --check config.lua      validate a config script and exit 0 or 1\n"
-            "  -V, --version               print the version and exit\n"
-            "  -h, --help                  this help\n");
+    fprintf(f, "usage: mintgate [options] [config.lua]\n"
+               "  -l, --listen ADDR:PORT      listen here (repeatable; default 127.0.0.1:11211)\n"
+               "  -A, --admin ADDR:PORT       admin listener: switch changes, reload (repeatable)\n"
+               "  -s, --servers H:P[,H:P...]  a default pool, when no config script is given\n"
+               "  -t, --threads N             worker threads (default: number of cores)\n"
+               "  -c, --max-conns N           max client connections (default 4096)\n"
+               "  -I, --max-item-size BYTES   largest value accepted (default 1m; k/m suffixes)\n"
+               "      --connect-timeout SEC   backend connect timeout (default 1)\n"
+               "      --timeout SEC           backend reply timeout (default 1)\n"
+               "      --failure-limit N       failures in a row before a backend is ejected (2)\n"
+               "      --retry-timeout SEC     how long an ejected backend rests (default 2)\n"
+               "  -v, -vv                     log more (info, debug)\n"
+               "      --check config.lua      validate a config script and exit 0 or 1\n"
+               "  -V, --version               print the version and exit\n"
+               "  -h, --help                  this help\n");
 }
 
 static int parse_num(const char *s, double lo, double hi, double *out)
@@ -307,7 +306,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < nworkers && rc == 0; i++) {
         for (int l = 0; l < nl; l++) {
             is_admin[l] = l >= settings.nlisten;
-            const char *addr = is_admin[l] ? settings.admin[l - settings.nlisten] : settings.listen[l];
+            const char *addr =
+                is_admin[l] ? settings.admin[l - settings.nlisten] : settings.listen[l];
             fds[l] = listen_socket(addr, &ports[l], err, sizeof(err));
             if (fds[l] < 0) {
                 for (int k = 0; k < l; k++)
@@ -316,8 +316,8 @@ int main(int argc, char **argv)
                 break;
             }
         }
-        if (rc == 0 && worker_init(&workers[i], i, fds, is_admin, nl, cfg, err, sizeof(err)) !=
-                           MG_OK)
+        if (rc == 0 &&
+            worker_init(&workers[i], i, fds, is_admin, nl, cfg, err, sizeof(err)) != MG_OK)
             rc = 1;
     }
     if (rc == 0)

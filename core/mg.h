@@ -13,16 +13,16 @@
 /* Status codes returned by core functions. */
 enum mg_status {
     MG_OK = 0,
-    MG_ERR = -1,        /* generic failure; details in an error buffer or errno */
-    MG_EAGAIN = -2,     /* need more input / try again later */
-    MG_ECLIENT = -3,    /* client sent something bad; answer it and go on */
-    MG_ECLOSE = -4,     /* client sent something we cannot recover from: answer, close */
-    MG_ESWALLOW = -5,   /* answer, then drop a data block that may not have arrived yet */
+    MG_ERR = -1,      /* generic failure; details in an error buffer or errno */
+    MG_EAGAIN = -2,   /* need more input / try again later */
+    MG_ECLIENT = -3,  /* client sent something bad; answer it and go on */
+    MG_ECLOSE = -4,   /* client sent something we cannot recover from: answer, close */
+    MG_ESWALLOW = -5, /* answer, then drop a data block that may not have arrived yet */
 };
 
 /* Limits (memcached's defaults where it has one). */
 #define MG_KEY_MAX 250
-#define MG_LINE_MAX 2048              /* a command line without '\n' longer than this is fatal */
+#define MG_LINE_MAX 2048 /* a command line without '\n' longer than this is fatal */
 #define MG_MULTIGET_LINE_MAX (256 * 1024) /* get/gets/gat/gats lines may be this long */
 #define MG_VALUE_MAX_DEFAULT (1024 * 1024)
 

@@ -8,7 +8,7 @@
 
 static inline struct mg_slice slice_of(const char *p, const char *end)
 {
-    struct mg_slice s = {p, (uint32_t)(end - p)};
+    struct mg_slice s = { p, (uint32_t)(end - p) };
     return s;
 }
 
@@ -53,8 +53,10 @@ static inline bool word_is(const char *p, size_t n, const char *w, size_t wn)
 static enum mg_rstatus two_letter(const char *p)
 {
     switch (p[0]) {
-    case 'V': return p[1] == 'A' ? MG_R_VA : MG_R_NONE;
-    case 'H': return p[1] == 'D' ? MG_R_HD : MG_R_NONE;
+    case 'V':
+        return p[1] == 'A' ? MG_R_VA : MG_R_NONE;
+    case 'H':
+        return p[1] == 'D' ? MG_R_HD : MG_R_NONE;
     case 'E':
         if (p[1] == 'N')
             return MG_R_EN;
@@ -67,7 +69,8 @@ static enum mg_rstatus two_letter(const char *p)
         if (p[1] == 'N')
             return MG_R_MN;
         return p[1] == 'E' ? MG_R_ME : MG_R_NONE;
-    case 'O': return p[1] == 'K' ? MG_R_OK : MG_R_NONE;
+    case 'O':
+        return p[1] == 'K' ? MG_R_OK : MG_R_NONE;
     }
     return MG_R_NONE;
 }
@@ -103,8 +106,8 @@ static int parse_va(const char *buf, size_t len, size_t line_bytes, const char *
     return MG_OK;
 }
 
-int mg_meta_parse_reply(const char *buf, size_t len, uint32_t value_max,
-                        struct mg_meta_reply *rep, size_t *consumed)
+int mg_meta_parse_reply(const char *buf, size_t len, uint32_t value_max, struct mg_meta_reply *rep,
+                        size_t *consumed)
 {
     memset(rep, 0, sizeof(*rep));
     *consumed = 0;

@@ -35,8 +35,8 @@ struct mg_meta_reply {
  * MG_EAGAIN (incomplete, *consumed = 0) or MG_ERR (the stream is corrupt: garbage that
  * is not a reply, a VA whose data block does not end in \r\n, a line over 8 KiB, a VA
  * larger than value_max). On MG_ERR the caller must close the backend connection. */
-int mg_meta_parse_reply(const char *buf, size_t len, uint32_t value_max,
-                        struct mg_meta_reply *rep, size_t *consumed);
+int mg_meta_parse_reply(const char *buf, size_t len, uint32_t value_max, struct mg_meta_reply *rep,
+                        size_t *consumed);
 
 /* Find flag letter f in a meta flags slice ("f123 c456 k..."). Returns true and sets
  * *val to the token after the letter (possibly empty) when found. */

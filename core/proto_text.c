@@ -54,7 +54,7 @@ static inline const char *skip_word(const char *p, const char *end)
 
 static inline struct mg_slice slice_of(const char *p, const char *end)
 {
-    struct mg_slice s = {p, (uint32_t)(end - p)};
+    struct mg_slice s = { p, (uint32_t)(end - p) };
     return s;
 }
 
@@ -141,12 +141,16 @@ static bool parse_i64(struct mg_slice s, int64_t *out)
  * backend key is checked after the transform; see mg_text_set_key_max). */
 static uint32_t client_key_max = MG_KEY_MAX;
 
-void mg_text_set_key_max(uint32_t n) { client_key_max = n; }
+void mg_text_set_key_max(uint32_t n)
+{
+    client_key_max = n;
+}
 
 static inline bool key_ok(struct mg_slice k)
 {
     if (k.len > MG_KEY_MAX && k.len <= client_key_max)
-        return mg_text_key_ok(k.p, MG_KEY_MAX) && mg_text_key_ok(k.p + MG_KEY_MAX, k.len - MG_KEY_MAX);
+        return mg_text_key_ok(k.p, MG_KEY_MAX) &&
+               mg_text_key_ok(k.p + MG_KEY_MAX, k.len - MG_KEY_MAX);
     return mg_text_key_ok(k.p, k.len);
 }
 
@@ -188,44 +192,69 @@ static enum mg_cmd lookup_cmd(const char *w, size_t n)
         if (w[0] != 'm')
             break;
         switch (w[1]) {
-        case 'g': return MG_CMD_MG;
-        case 's': return MG_CMD_MS;
-        case 'd': return MG_CMD_MD;
-        case 'a': return MG_CMD_MA;
-        case 'n': return MG_CMD_MN;
-        case 'e': return MG_CMD_ME;
+        case 'g':
+            return MG_CMD_MG;
+        case 's':
+            return MG_CMD_MS;
+        case 'd':
+            return MG_CMD_MD;
+        case 'a':
+            return MG_CMD_MA;
+        case 'n':
+            return MG_CMD_MN;
+        case 'e':
+            return MG_CMD_ME;
         }
         break;
     case 3:
-        if (IS("get")) return MG_CMD_GET;
-        if (IS("set")) return MG_CMD_SET;
-        if (IS("gat")) return MG_CMD_GAT;
-        if (IS("add")) return MG_CMD_ADD;
-        if (IS("cas")) return MG_CMD_CAS;
+        if (IS("get"))
+            return MG_CMD_GET;
+        if (IS("set"))
+            return MG_CMD_SET;
+        if (IS("gat"))
+            return MG_CMD_GAT;
+        if (IS("add"))
+            return MG_CMD_ADD;
+        if (IS("cas"))
+            return MG_CMD_CAS;
         break;
     case 4:
-        if (IS("gets")) return MG_CMD_GETS;
-        if (IS("gats")) return MG_CMD_GATS;
-        if (IS("incr")) return MG_CMD_INCR;
-        if (IS("decr")) return MG_CMD_DECR;
-        if (IS("quit")) return MG_CMD_QUIT;
+        if (IS("gets"))
+            return MG_CMD_GETS;
+        if (IS("gats"))
+            return MG_CMD_GATS;
+        if (IS("incr"))
+            return MG_CMD_INCR;
+        if (IS("decr"))
+            return MG_CMD_DECR;
+        if (IS("quit"))
+            return MG_CMD_QUIT;
         break;
     case 5:
-        if (IS("touch")) return MG_CMD_TOUCH;
-        if (IS("stats")) return MG_CMD_STATS;
+        if (IS("touch"))
+            return MG_CMD_TOUCH;
+        if (IS("stats"))
+            return MG_CMD_STATS;
         break;
     case 6:
-        if (IS("delete")) return MG_CMD_DELETE;
-        if (IS("append")) return MG_CMD_APPEND;
+        if (IS("delete"))
+            return MG_CMD_DELETE;
+        if (IS("append"))
+            return MG_CMD_APPEND;
         break;
     case 7:
-        if (IS("replace")) return MG_CMD_REPLACE;
-        if (IS("prepend")) return MG_CMD_PREPEND;
-        if (IS("version")) return MG_CMD_VERSION;
+        if (IS("replace"))
+            return MG_CMD_REPLACE;
+        if (IS("prepend"))
+            return MG_CMD_PREPEND;
+        if (IS("version"))
+            return MG_CMD_VERSION;
         break;
     case 9:
-        if (IS("flush_all")) return MG_CMD_FLUSH_ALL;
-        if (IS("verbosity")) return MG_CMD_VERBOSITY;
+        if (IS("flush_all"))
+            return MG_CMD_FLUSH_ALL;
+        if (IS("verbosity"))
+            return MG_CMD_VERBOSITY;
         break;
     }
     return MG_CMD_UNKNOWN;
@@ -373,9 +402,8 @@ static int take_data(struct mg_text_req *req, const char *buf, size_t len, size_
  * One difference: memcached calls a length above INT_MAX - 2 a bad line; we take any
  * uint32 length and swallow it as too large, which keeps us in step should the client
  * really send that many bytes. */
-static int parse_storage(struct mg_text_req *req, const char *p, const char *end,
-                         const char *buf, size_t len, size_t line_bytes, uint32_t value_max,
-                         size_t *consumed)
+static int parse_storage(struct mg_text_req *req, const char *p, const char *end, const char *buf,
+                         size_t len, size_t line_bytes, uint32_t value_max, size_t *consumed)
 {
     struct mg_slice a[TEXT_MAX_ARGS];
     bool cas = req->cmd == MG_CMD_CAS;

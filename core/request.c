@@ -323,29 +323,37 @@ struct xlate {
 };
 #define XS(f) ((long)offsetof(struct stats, f))
 static const struct xlate xl_store[] = {
-    { MG_R_HD, "STORED", -1 }, { MG_R_NS, "NOT_STORED", -1 },
-    { MG_R_EX, "EXISTS", XS(cas_badval) }, { MG_R_NF, "NOT_FOUND", XS(cas_misses) },
+    { MG_R_HD, "STORED", -1 },
+    { MG_R_NS, "NOT_STORED", -1 },
+    { MG_R_EX, "EXISTS", XS(cas_badval) },
+    { MG_R_NF, "NOT_FOUND", XS(cas_misses) },
     { MG_R_NONE, NULL, -1 },
 };
 static const struct xlate xl_cas[] = {
-    { MG_R_HD, "STORED", XS(cas_hits) }, { MG_R_NS, "NOT_STORED", -1 },
-    { MG_R_EX, "EXISTS", XS(cas_badval) }, { MG_R_NF, "NOT_FOUND", XS(cas_misses) },
+    { MG_R_HD, "STORED", XS(cas_hits) },
+    { MG_R_NS, "NOT_STORED", -1 },
+    { MG_R_EX, "EXISTS", XS(cas_badval) },
+    { MG_R_NF, "NOT_FOUND", XS(cas_misses) },
     { MG_R_NONE, NULL, -1 },
 };
 static const struct xlate xl_delete[] = {
-    { MG_R_HD, "DELETED", XS(delete_hits) }, { MG_R_NF, "NOT_FOUND", XS(delete_misses) },
+    { MG_R_HD, "DELETED", XS(delete_hits) },
+    { MG_R_NF, "NOT_FOUND", XS(delete_misses) },
     { MG_R_NONE, NULL, -1 },
 };
 static const struct xlate xl_incr[] = {
-    { MG_R_VA, NULL, XS(incr_hits) }, { MG_R_NF, "NOT_FOUND", XS(incr_misses) },
+    { MG_R_VA, NULL, XS(incr_hits) },
+    { MG_R_NF, "NOT_FOUND", XS(incr_misses) },
     { MG_R_NONE, NULL, -1 },
 };
 static const struct xlate xl_decr[] = {
-    { MG_R_VA, NULL, XS(decr_hits) }, { MG_R_NF, "NOT_FOUND", XS(decr_misses) },
+    { MG_R_VA, NULL, XS(decr_hits) },
+    { MG_R_NF, "NOT_FOUND", XS(decr_misses) },
     { MG_R_NONE, NULL, -1 },
 };
 static const struct xlate xl_touch[] = {
-    { MG_R_HD, "TOUCHED", XS(touch_hits) }, { MG_R_EN, "NOT_FOUND", XS(touch_misses) },
+    { MG_R_HD, "TOUCHED", XS(touch_hits) },
+    { MG_R_EN, "NOT_FOUND", XS(touch_misses) },
     { MG_R_NONE, NULL, -1 },
 };
 #undef XS
@@ -370,7 +378,6 @@ static void out_status(struct op *op, const struct mg_meta_reply *rep, const str
     }
     out_unexpected(op, rep);
 }
-
 
 void op_reply(struct op *op, const struct mg_meta_reply *rep)
 {
@@ -434,9 +441,9 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
         break;
     default: /* meta commands: verbatim, minus what q hides */
         /* as memcached's q: mg hides EN; ms and md hide HD; ma hides HD and VA */
-        if (r->quiet && ((s == MG_R_EN && r->cmd == MG_CMD_MG) ||
-                         (s == MG_R_HD && r->cmd != MG_CMD_MG) ||
-                         (s == MG_R_VA && r->cmd == MG_CMD_MA)))
+        if (r->quiet &&
+            ((s == MG_R_EN && r->cmd == MG_CMD_MG) || (s == MG_R_HD && r->cmd != MG_CMD_MG) ||
+             (s == MG_R_VA && r->cmd == MG_CMD_MA)))
             break;
         out_verbatim(op, rep);
         break;
@@ -450,4 +457,3 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
         event = LUA_HOOK_DELETE;
     op_settle(op, event);
 }
-

@@ -18,23 +18,23 @@ struct lua_co;
 /* One operation sent to one backend: a key of a request. Owned by its request (in the
  * request's ops array); a backend points to it only while it waits for its reply. */
 struct op {
-    struct op *next;        /* backend FIFO */
-    struct request *req;    /* parent */
-    struct backend *be;     /* where it was sent; NULL if it never went out */
-    struct buf out;         /* this op's part of the client reply */
-    ev_tstamp sent;         /* when it was queued on the backend */
-    uint32_t vlen;          /* retrieval hits: value bytes (stats) */
-    enum mg_rstatus status; /* the reply's status, MG_R_NONE on failure */
+    struct op *next;                /* backend FIFO */
+    struct request *req;            /* parent */
+    struct backend *be;             /* where it was sent; NULL if it never went out */
+    struct buf out;                 /* this op's part of the client reply */
+    ev_tstamp sent;                 /* when it was queued on the backend */
+    uint32_t vlen;                  /* retrieval hits: value bytes (stats) */
+    enum mg_rstatus status;         /* the reply's status, MG_R_NONE on failure */
     const struct stale_policy *pol; /* herd policy for a classic get, or NULL */
-    struct buf key;         /* the backend key, kept only when pol is set */
-    struct herd_wait *hw;   /* set while the op waits for a value (herd.c owns it) */
-    struct op *followers;   /* coalesced gets answered with this op's reply */
+    struct buf key;                 /* the backend key, kept only when pol is set */
+    struct herd_wait *hw;           /* set while the op waits for a value (herd.c owns it) */
+    struct op *followers;           /* coalesced gets answered with this op's reply */
     struct op *next_follower;
-    bool leading;           /* in the worker's in-flight table (herd.c) */
-    bool rekey;             /* the backend key differs: meta replies' k flag is rewritten */
-    bool herd_lease;        /* the op's command on the wire is its cold-miss lease add */
-    struct mg_slice ckey;   /* the client's key (borrows the request's own copy) */
-    int pool;               /* pool index it was routed to (hooks), -1 if none */
+    bool leading;         /* in the worker's in-flight table (herd.c) */
+    bool rekey;           /* the backend key differs: meta replies' k flag is rewritten */
+    bool herd_lease;      /* the op's command on the wire is its cold-miss lease add */
+    struct mg_slice ckey; /* the client's key (borrows the request's own copy) */
+    int pool;             /* pool index it was routed to (hooks), -1 if none */
 };
 
 /* One client command. Owned by its client connection's FIFO; freed (to the worker's free
@@ -42,37 +42,36 @@ struct op {
 struct request {
     struct request *next; /* client FIFO / free list */
     struct worker *w;
-    struct conn *c;       /* NULL for the gateway's own requests (request_internal) */
+    struct conn *c; /* NULL for the gateway's own requests (request_internal) */
     enum mg_cmd cmd;
     bool noreply;
-    bool quiet;   /* meta q flag: hide the nominal reply */
+    bool quiet; /* meta q flag: hide the nominal reply */
     bool done;
     uint32_t nops, pending, nfailed;
     struct op *ops; /* ops[0..nops) */
     uint32_t ops_cap;
-    struct buf out;     /* trailer after the ops' parts (END, or the whole reply) */
-    size_t outlen;      /* total reply bytes once done */
-    const char *err;    /* first failure (static string) */
+    struct buf out;  /* trailer after the ops' parts (END, or the whole reply) */
+    size_t outlen;   /* total reply bytes once done */
+    const char *err; /* first failure (static string) */
     /* When the script has per-request functions, the request keeps its own copy of the
      * command (t's slices point into raw) so it can wait for Lua between keys. */
     struct mg_text_req t;
     struct buf raw;
     bool own_copy;
-    uint32_t next_key, keypos; /* dispatch progress over the keys */
-    bool lua_ready;            /* a resolution for key next_key is waiting to be used */
-    bool lua_parked;           /* dispatch waits for a coroutine */
-    int lua_pool;              /* resolution: pool index, -1 for the prefix table */
-    struct buf lua_key;        /* resolution: backend key, empty for the pool's style */
-    struct lua_co *lco;        /* for the gateway's own requests made by pool calls */
-    int lua_call;              /* what that pool call was (lua_api.c) */
+    uint32_t next_key, keypos;          /* dispatch progress over the keys */
+    bool lua_ready;                     /* a resolution for key next_key is waiting to be used */
+    bool lua_parked;                    /* dispatch waits for a coroutine */
+    int lua_pool;                       /* resolution: pool index, -1 for the prefix table */
+    struct buf lua_key;                 /* resolution: backend key, empty for the pool's style */
+    struct lua_co *lco;                 /* for the gateway's own requests made by pool calls */
+    int lua_call;                       /* what that pool call was (lua_api.c) */
     void (*on_done)(struct request *r); /* the gateway's own requests: called at the end */
     int udata;
 };
 
 /* Parse-side entry (dispatch.c): act on one parsed request from client c. t's slices
  * borrow raw[0..rawlen), c's read buffer; whatever is needed later is copied first. */
-void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *raw,
-                      size_t rawlen);
+void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *raw, size_t rawlen);
 /* Go on dispatching r's keys after a coroutine resolved one (lua_api.c calls it). */
 void dispatch_resume(struct request *r);
 /* A store was refused as too large: drop the key's old value, as memcached does (the

@@ -12,24 +12,30 @@
 #include "worker.h"
 
 /* A counter's name and its offset in struct stats, for summing over workers. */
-#define F(name) { #name, offsetof(struct stats, name) }
+#define F(name)                             \
+    {                                       \
+#name, offsetof(struct stats, name) \
+    }
 static const struct {
     const char *name;
     size_t off;
 } counters[] = {
-    F(curr_connections), F(total_connections), F(rejected_connections), F(cmd_get),
-    F(cmd_set), F(cmd_flush), F(cmd_touch), F(cmd_meta), F(get_hits), F(get_misses),
-    F(get_expired), F(get_errors), F(delete_misses), F(delete_hits), F(incr_misses),
-    F(incr_hits), F(decr_misses), F(decr_hits), F(cas_misses), F(cas_hits), F(cas_badval),
-    F(touch_hits), F(touch_misses), F(backend_errors), F(client_errors), F(bytes_read),
-    F(bytes_written),
+    F(curr_connections), F(total_connections), F(rejected_connections),
+    F(cmd_get),          F(cmd_set),           F(cmd_flush),
+    F(cmd_touch),        F(cmd_meta),          F(get_hits),
+    F(get_misses),       F(get_expired),       F(get_errors),
+    F(delete_misses),    F(delete_hits),       F(incr_misses),
+    F(incr_hits),        F(decr_misses),       F(decr_hits),
+    F(cas_misses),       F(cas_hits),          F(cas_badval),
+    F(touch_hits),       F(touch_misses),      F(backend_errors),
+    F(client_errors),    F(bytes_read),        F(bytes_written),
 };
 static const struct {
     const char *name;
     size_t off;
 } herd_counters[] = {
-    F(herd_wins), F(herd_stale_hits), F(herd_waits), F(herd_wait_hits), F(herd_wait_timeouts),
-    F(herd_lock_expired), F(herd_coalesced), F(herd_marked_stale),
+    F(herd_wins),          F(herd_stale_hits),   F(herd_waits),     F(herd_wait_hits),
+    F(herd_wait_timeouts), F(herd_lock_expired), F(herd_coalesced), F(herd_marked_stale),
 };
 
 #undef F
@@ -112,16 +118,15 @@ static void render_pools(struct worker *self, struct buf *out)
         const struct pool *pool = &cfg->pools[p];
         buf_printf(out, "STAT pool:%s:servers %u\r\n", pool->name, pool->nservers);
         for (uint32_t i = 0; i < pool->nservers; i++)
-            buf_printf(out, "STAT pool:%s:server:%u %s\r\n", pool->name, i,
-                       pool->servers[i]->name);
+            buf_printf(out, "STAT pool:%s:server:%u %s\r\n", pool->name, i, pool->servers[i]->name);
         buf_printf(out, "STAT pool:%s:stale %s\r\n", pool->name, pool->stale ? "yes" : "no");
         static const struct {
             const char *name;
             size_t off;
         } f[] = {
 #define PH(x) { #x, offsetof(struct pool_herd, x) }
-            PH(wins), PH(stale_hits), PH(waits), PH(wait_hits), PH(wait_timeouts),
-            PH(lock_expired), PH(coalesced), PH(marked_stale),
+            PH(wins),          PH(stale_hits),   PH(waits),     PH(wait_hits),
+            PH(wait_timeouts), PH(lock_expired), PH(coalesced), PH(marked_stale),
 #undef PH
         };
         for (size_t k = 0; k < MG_ARRAY_LEN(f); k++) {

@@ -12,33 +12,33 @@ struct stats {
     atomic_uint_fast64_t curr_connections, total_connections, rejected_connections;
     atomic_uint_fast64_t cmd_get, get_hits, get_misses, get_expired, get_errors;
     atomic_uint_fast64_t cmd_set, cmd_touch, touch_hits, touch_misses;
-    atomic_uint_fast64_t delete_hits, delete_misses, incr_hits, incr_misses, decr_hits,
-        decr_misses, cas_hits, cas_misses, cas_badval;
+    atomic_uint_fast64_t delete_hits, delete_misses, incr_hits, incr_misses, decr_hits, decr_misses,
+        cas_hits, cas_misses, cas_badval;
     atomic_uint_fast64_t cmd_flush, cmd_meta, backend_errors, client_errors;
     atomic_uint_fast64_t bytes_read, bytes_written;
     /* herd bookkeeping (herd.c) */
-    atomic_uint_fast64_t herd_wins, herd_stale_hits, herd_waits, herd_wait_hits,
-        herd_wait_timeouts, herd_lock_expired, herd_coalesced, herd_marked_stale;
+    atomic_uint_fast64_t herd_wins, herd_stale_hits, herd_waits, herd_wait_hits, herd_wait_timeouts,
+        herd_lock_expired, herd_coalesced, herd_marked_stale;
 };
 
 /* Herd counters of one pool in one worker (stats pools). */
 struct pool_herd {
-    atomic_uint_fast64_t wins, stale_hits, waits, wait_hits, wait_timeouts, lock_expired,
-        coalesced, marked_stale;
+    atomic_uint_fast64_t wins, stale_hits, waits, wait_hits, wait_timeouts, lock_expired, coalesced,
+        marked_stale;
 };
 
-#define STAT_ADD(field, n)                                                                   \
+#define STAT_ADD(field, n)                                                                      \
     atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n), \
                           memory_order_relaxed)
 #define STAT_INC(field) STAT_ADD(field, 1)
 #define STAT_DEC(field) STAT_ADD(field, (uint_fast64_t)-1)
 #define STAT_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
 /* Count a herd event for worker w, overall and for pool index pool (if known). */
-#define HERD_COUNT(w, pool, f)                                                               \
-    do {                                                                                     \
-        STAT_INC((w)->st.herd_##f);                                                          \
-        if ((pool) >= 0 && (uint32_t)(pool) < (w)->npool_herd)                               \
-            STAT_INC((w)->pool_herd[(pool)].f);                                              \
+#define HERD_COUNT(w, pool, f)                                 \
+    do {                                                       \
+        STAT_INC((w)->st.herd_##f);                            \
+        if ((pool) >= 0 && (uint32_t)(pool) < (w)->npool_herd) \
+            STAT_INC((w)->pool_herd[(pool)].f);                \
     } while (0)
 
 struct worker;

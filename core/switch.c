@@ -16,8 +16,7 @@ static unsigned to_share(double percent)
     return (unsigned)(percent * (SWITCH_SCALE / 100) + 0.5);
 }
 
-int switch_register(const char *name, double percent, const char *fleet_pool,
-                    const char *fleet_key)
+int switch_register(const char *name, double percent, const char *fleet_pool, const char *fleet_key)
 {
     if (percent < 0 || percent > 100 || strlen(name) >= sizeof(switches[0].name))
         return -1;
@@ -62,13 +61,15 @@ bool switch_on(int id, const char *key, size_t len)
         return false;
     struct mg_switch *s = &switches[id];
     unsigned share = atomic_load_explicit(&s->share, memory_order_relaxed);
-    bool on = share >= SWITCH_SCALE ||
-              (share > 0 && switch_hash(key, len) % SWITCH_SCALE < share);
+    bool on = share >= SWITCH_SCALE || (share > 0 && switch_hash(key, len) % SWITCH_SCALE < share);
     atomic_fetch_add_explicit(on ? &s->on : &s->off, 1, memory_order_relaxed);
     return on;
 }
 
-int mg_switch_on(int id, const char *key, size_t len) { return switch_on(id, key, len); }
+int mg_switch_on(int id, const char *key, size_t len)
+{
+    return switch_on(id, key, len);
+}
 
 int switch_set(const char *name, double percent)
 {
@@ -83,7 +84,10 @@ int switch_set(const char *name, double percent)
     return MG_ERR;
 }
 
-int switch_count(void) { return atomic_load(&nswitches); }
+int switch_count(void)
+{
+    return atomic_load(&nswitches);
+}
 
 struct mg_switch *switch_get(int id)
 {
@@ -102,7 +106,6 @@ void switch_render(struct buf *out)
         buf_printf(out, "STAT switch:%s:off %llu\r\n", s->name,
                    (unsigned long long)atomic_load(&s->off));
         if (s->fleet_pool[0])
-            buf_printf(out, "STAT switch:%s:fleet %s/%s\r\n", s->name, s->fleet_pool,
-                       s->fleet_key);
+            buf_printf(out, "STAT switch:%s:fleet %s/%s\r\n", s->name, s->fleet_pool, s->fleet_key);
     }
 }

@@ -29,18 +29,18 @@ struct worker {
     bool ladmin[MG_MAX_LISTENERS * 2]; /* an admin listener */
     int nlisten;
     _Atomic(struct config *) next_cfg; /* a reload's new generation, taken on wake */
-    struct backend *retired;       /* backends an older config had, freed once idle */
-    ev_timer housekeeping;         /* retired backends, Lua memory, fleet switches */
-    atomic_uint_fast64_t lua_kb;   /* Lua memory of this worker, for stats */
-    struct config *cfg;           /* current generation; a reference is held */
-    struct backend **backends;    /* by server id of cfg */
+    struct backend *retired;           /* backends an older config had, freed once idle */
+    ev_timer housekeeping;             /* retired backends, Lua memory, fleet switches */
+    atomic_uint_fast64_t lua_kb;       /* Lua memory of this worker, for stats */
+    struct config *cfg;                /* current generation; a reference is held */
+    struct backend **backends;         /* by server id of cfg */
     uint32_t nbackends;
     struct backend *dirty_backends;
     struct conn *dirty_conns;
-    struct conn *conns;           /* every open client (doubly linked) */
+    struct conn *conns; /* every open client (doubly linked) */
     uint64_t conn_serial;
-    struct buf scratch;           /* where fresh client bytes are read (conn.c) */
-    struct request *free_reqs;    /* cached requests */
+    struct buf scratch;        /* where fresh client bytes are read (conn.c) */
+    struct request *free_reqs; /* cached requests */
     uint32_t nfree_reqs;
     struct lua_vm *vm;            /* the script's state in this worker, or NULL */
     struct herd_wait *herd_waits; /* ops waiting for a value (herd.c) */
@@ -50,7 +50,7 @@ struct worker {
     atomic_bool stop;
     bool stopping;
     bool tearing_down; /* worker_destroy: backends are going away, dispatch nothing */
-    ev_timer drain;            /* while stopping: waits for requests in flight */
+    ev_timer drain;    /* while stopping: waits for requests in flight */
     ev_tstamp drain_deadline;
     struct stats st;
     struct pool_herd *pool_herd; /* by pool index of cfg */
