@@ -382,6 +382,8 @@ static void out_status(struct op *op, const struct mg_meta_reply *rep, const str
 void op_reply(struct op *op, const struct mg_meta_reply *rep)
 {
     struct request *r = op->req;
+    if (op->be) /* ev_now: the time this loop iteration started, good to a few µs here */
+        stats_latency(r->w, op->pool, (ev_now(r->w->loop) - op->sent) * 1e6);
     struct stats *st = &r->w->st;
     enum mg_rstatus s = rep->status;
     op->status = s;

@@ -40,6 +40,21 @@ static const struct {
 
 #undef F
 
+const uint32_t stats_lat_bounds_us[LAT_BUCKETS] = {
+    100,   200,   500,    1000,   2000,   5000,    10000,
+    20000, 50000, 100000, 200000, 500000, 1000000, UINT32_MAX,
+};
+
+void stats_latency(struct worker *w, int pool, double us)
+{
+    if (pool < 0 || (uint32_t)pool >= w->npool_herd)
+        return;
+    int i = 0;
+    while (i < LAT_BUCKETS - 1 && us > stats_lat_bounds_us[i])
+        i++;
+    STAT_INC(w->pool_herd[pool].lat[i]);
+}
+
 static uint64_t sum_counter(size_t off)
 {
     uint64_t v = 0;
@@ -142,6 +157,19 @@ static void render_pools(struct worker *self, struct buf *out)
             buf_printf(out, "STAT pool:%s:herd_%s %llu\r\n", pool->name, f[k].name,
                        (unsigned long long)v);
         }
+        /* reply latency histogram, cumulative: replies that took at most each bound */
+        uint64_t cum = 0;
+        for (int b = 0; b < LAT_BUCKETS; b++) {
+            for (int i = 0; i < nworkers; i++) {
+                struct worker *ow = &workers[i];
+                if (ow->cfg == cfg && p < ow->npool_herd)
+                    cum += STAT_GET(ow->pool_herd[p].lat[b]);
+            }
+            if (b < LAT_BUCKETS - 1)
+                buf_printf(out, "STAT pool:%s:latency_le_%uus %llu\r\n", pool->name,
+                           stats_lat_bounds_us[b], (unsigned long long)cum);
+        }
+        buf_printf(out, "STAT pool:%s:latency_count %llu\r\n", pool->name, (unsigned long long)cum);
     }
 }
 

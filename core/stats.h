@@ -21,10 +21,15 @@ struct stats {
         herd_lock_expired, herd_coalesced, herd_marked_stale;
 };
 
-/* Herd counters of one pool in one worker (stats pools). */
+/* Reply latency buckets: upper bounds in microseconds (the last one is open). */
+#define LAT_BUCKETS 14
+extern const uint32_t stats_lat_bounds_us[LAT_BUCKETS];
+
+/* Herd counters and reply latencies of one pool in one worker (stats pools). */
 struct pool_herd {
     atomic_uint_fast64_t wins, stale_hits, waits, wait_hits, wait_timeouts, lock_expired, coalesced,
         marked_stale;
+    atomic_uint_fast64_t lat[LAT_BUCKETS]; /* backend reply latency histogram */
 };
 
 #define STAT_ADD(field, n)                                                                      \
@@ -42,6 +47,9 @@ struct pool_herd {
     } while (0)
 
 struct worker;
+
+/* Count one backend reply that took us microseconds, for pool index pool of w. */
+void stats_latency(struct worker *w, int pool, double us);
 
 /* Render the answer to `stats <args>` into out (STAT lines and END, or an error line).
  * args is the text after "stats" (may be empty). Sums every worker's counters. */
