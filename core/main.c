@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -193,8 +195,41 @@ static struct config *config_from_servers(const char *arg, char *err, size_t err
 
 /* A listening socket for addr with SO_REUSEPORT, so each worker can have its own.
  * *port_io: 0 to use addr's port, else forced (for port 0 in the address). */
+static bool is_unix(const char *addr)
+{
+    return strncmp(addr, "unix:", 5) == 0;
+}
+
+/* A listening unix socket at path (a stale socket file there is replaced). One is shared
+ * by every worker: SO_REUSEPORT does not apply. Mode 0600: admin sockets are the owner's. */
+static int listen_unix(const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof(sun.sun_path) || path[0] == '\0') {
+        snprintf(err, errlen, "bad unix socket path '%s'", path);
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    mode_t old = umask(0177);
+    int rc = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+    umask(old);
+    if (rc < 0 || listen(fd, 1024) < 0) {
+        snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static int listen_socket(const char *addr, uint16_t *port_io, char *err, size_t errlen)
 {
+    if (is_unix(addr))
+        return listen_unix(addr + 5, err, errlen);
     char host[256];
     uint16_t port;
     if (config_split_hostport(addr, host, sizeof(host), &port) != MG_OK) {
@@ -303,21 +338,26 @@ int main(int argc, char **argv)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
+    bool shared[MG_MAX_LISTENERS * 2];
     for (int i = 0; i < nworkers && rc == 0; i++) {
         for (int l = 0; l < nl; l++) {
             is_admin[l] = l >= settings.nlisten;
             const char *addr =
                 is_admin[l] ? settings.admin[l - settings.nlisten] : settings.listen[l];
+            shared[l] = is_unix(addr);
+            if (shared[l] && i > 0)
+                continue; /* one unix socket for every worker: fds[l] stays */
             fds[l] = listen_socket(addr, &ports[l], err, sizeof(err));
             if (fds[l] < 0) {
                 for (int k = 0; k < l; k++)
-                    close(fds[k]);
+                    if (!shared[k] || i == 0)
+                        close(fds[k]);
                 rc = 1;
                 break;
             }
         }
         if (rc == 0 &&
-            worker_init(&workers[i], i, fds, is_admin, nl, cfg, err, sizeof(err)) != MG_OK)
+            worker_init(&workers[i], i, fds, is_admin, shared, nl, cfg, err, sizeof(err)) != MG_OK)
             rc = 1;
     }
     if (rc == 0)
@@ -350,6 +390,13 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < settings.threads; i++)
         worker_destroy(&workers[i]);
+    for (int l = 0; l < nl && rc == 0; l++) /* shared unix sockets: closed and removed here */
+        if (shared[l]) {
+            close(fds[l]);
+            const char *addr =
+                is_admin[l] ? settings.admin[l - settings.nlisten] : settings.listen[l];
+            unlink(addr + 5);
+        }
     free(workers);
     config_unref(cfg);
     for (int i = 0; i < settings.nlisten; i++)

@@ -350,8 +350,8 @@ static void worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
-int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, int nlfd,
-                struct config *cfg, char *err, size_t errlen)
+int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, const bool *shared,
+                int nlfd, struct config *cfg, char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;
@@ -390,6 +390,7 @@ int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, in
     for (int i = 0; i < nlfd; i++) {
         w->lfd[i] = lfds[i];
         w->ladmin[i] = admin[i];
+        w->lshared[i] = shared[i];
         ev_io_init(&w->lio[i], worker_accept_cb, lfds[i], EV_READ);
         w->lio[i].data = w;
         ev_io_start(w->loop, &w->lio[i]);
@@ -457,7 +458,8 @@ void worker_destroy(struct worker *w)
     w->pool_herd = NULL;
     w->npool_herd = 0;
     for (int i = 0; i < w->nlisten; i++)
-        close(w->lfd[i]);
+        if (!w->lshared[i])
+            close(w->lfd[i]);
     ev_loop_destroy(w->loop);
     w->loop = NULL;
     config_unref(w->cfg);

@@ -26,7 +26,8 @@ struct worker {
     ev_async wake;      /* another thread asks: stop, or a new config */
     ev_io lio[MG_MAX_LISTENERS * 2];
     int lfd[MG_MAX_LISTENERS * 2];
-    bool ladmin[MG_MAX_LISTENERS * 2]; /* an admin listener */
+    bool ladmin[MG_MAX_LISTENERS * 2];  /* an admin listener */
+    bool lshared[MG_MAX_LISTENERS * 2]; /* shared by all workers (unix): main closes it */
     int nlisten;
     _Atomic(struct config *) next_cfg; /* a reload's new generation, taken on wake */
     struct backend *retired;           /* backends an older config had, freed once idle */
@@ -64,8 +65,8 @@ extern time_t process_started;
 
 /* Create worker id with its loop and listeners (listen fds are the worker's own;
  * admin[i] marks the admin ones). */
-int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, int nlfd,
-                struct config *cfg, char *err, size_t errlen);
+int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, const bool *shared,
+                int nlfd, struct config *cfg, char *err, size_t errlen);
 /* Load the config script again and hand the new generation to every worker. Any thread.
  * Returns MG_OK, or MG_ERR with err filled (the old config stays). */
 int worker_reload_all(char *err, size_t errlen);

@@ -82,7 +82,8 @@ local POOL_OPTS = {
   retry_timeout = "number",
 }
 
-local function check_addr(what, s, level)
+local function check_addr(what, s, level, unix_ok)
+  if unix_ok and type(s) == "string" and s:match("^unix:/[^%c]+$") then return end
   if type(s) ~= "string" or not (s:match("^[^:%[%]%s%c]+:%d+$") or s:match("^%[[%x:.]+%]:%d+$")) then
     error(what .. ": expected \"host:port\", got " .. tostring(s), level + 1)
   end
@@ -90,7 +91,8 @@ local function check_addr(what, s, level)
   if port > 65535 then error(what .. ": port out of range in " .. s, level + 1) end
 end
 
---- Declare the addresses to listen on ("host:port"). `-l` on the command line wins.
+--- Declare the addresses to listen on ("host:port", or "unix:/path"). `-l` on the command
+-- line wins.
 -- @tparam {string,...} addrs
 function M.listen(addrs)
   if type(addrs) == "string" then addrs = { addrs } end
@@ -98,7 +100,7 @@ function M.listen(addrs)
     error("mg.listen: expected a list of \"host:port\" strings", 2)
   end
   for _, a in ipairs(addrs) do
-    check_addr("mg.listen", a, 2)
+    check_addr("mg.listen", a, 2, true)
     state.listen[#state.listen + 1] = a
   end
 end
@@ -206,7 +208,7 @@ function M.on(event, fn)
   state.hooks[event] = fn
 end
 
---- Declare admin listeners ("host:port", loopback recommended). Admin commands
+--- Declare admin listeners ("host:port" on loopback, or "unix:/path", created mode 0600). Admin commands
 -- (`switch NAME PERCENT`, `reload`) are accepted there only, unless
 -- `mg.admin { ..., on_data_port = true }`.
 function M.admin(t)
@@ -215,7 +217,7 @@ function M.admin(t)
     error("mg.admin: expected a list of \"host:port\"", 2)
   end
   for _, a in ipairs(t) do
-    check_addr("mg.admin", a, 2)
+    check_addr("mg.admin", a, 2, true)
     state.admin[#state.admin + 1] = a
   end
   if t.on_data_port ~= nil then state.admin_on_data_port = t.on_data_port and true or false end
