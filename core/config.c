@@ -285,6 +285,7 @@ static void config_free(struct config *c)
     free(c->pools);
     free(c->servers);
     free(c->routes);
+    free(c->named);
     free(c);
 }
 

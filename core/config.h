@@ -31,6 +31,12 @@ struct stale_policy {
     bool off;         /* "none": explicitly no policy (overrides a default) */
 };
 
+/* A staleness policy a route function may choose by name, per request. */
+struct named_policy {
+    char name[32];
+    struct stale_policy pol;
+};
+
 /* One memcached server. Owned by its config; unique by name within a config. */
 struct server {
     char *name; /* "host:port" as configured */
@@ -82,7 +88,9 @@ struct config {
     bool has_default_stale;
     struct key_style default_keys; /* mg.keys{}: for pools without their own */
     bool has_default_keys;
-    bool long_keys; /* some style hashes long keys: accept client keys over 250 bytes */
+    bool long_keys;             /* some style hashes long keys: accept client keys over 250 bytes */
+    struct named_policy *named; /* by index, as the script's mg.policy declared them */
+    uint32_t nnamed;
 };
 
 /* Process-wide settings from the command line and the script's mg.listen. */

@@ -27,7 +27,7 @@ struct target {
  * the backend key. A base64 meta key is sent as it came but placed by place, its decoded
  * bytes (no transform applies to it). Returns MG_OK, or fails op and returns MG_ERR. */
 static int target_of(struct request *r, struct op *op, struct mg_slice k, struct mg_slice place,
-                     int pool_idx, struct mg_slice lkey, struct target *tg)
+                     int pool_idx, int policy_idx, struct mg_slice lkey, struct target *tg)
 {
     bool b64 = place.p != k.p;
     struct worker *w = r->w;
@@ -44,6 +44,10 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
         p = config_route(cfg, k.p, k.len, &tg->pol);
     }
     op->pool = (int)p->id;
+    if (policy_idx >= 0 && (uint32_t)policy_idx < cfg->nnamed) { /* chosen per request */
+        const struct stale_policy *np = &cfg->named[policy_idx].pol;
+        tg->pol = np->off ? NULL : np;
+    }
     tg->bkey = k.p;
     tg->bklen = k.len;
     if (b64) {
@@ -363,7 +367,7 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool l
             op_fail(op, "CLIENT_ERROR bad data chunk");
             continue;
         }
-        int pool_idx = -1;
+        int pool_idx = -1, policy_idx = -1;
         struct mg_slice lkey = { NULL, 0 };
         if (lua) {
             if (!r->lua_ready && lua_api_resolve(r, where.p, where.len) == MG_EAGAIN) {
@@ -385,11 +389,12 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool l
                 continue;
             }
             pool_idx = r->lua_pool;
+            policy_idx = r->lua_policy;
             lkey = (struct mg_slice){ buf_head(&r->lua_key), (uint32_t)buf_unread(&r->lua_key) };
         }
         r->next_key++;
         struct target tg;
-        if (target_of(r, op, k, where, pool_idx, lkey, &tg) == MG_OK)
+        if (target_of(r, op, k, where, pool_idx, policy_idx, lkey, &tg) == MG_OK)
             send_op(r, op, t, k, &tg);
     }
     request_end_dispatch(r);
@@ -522,7 +527,7 @@ void request_drop_key(struct conn *c, const struct mg_text_req *t)
         return;
     struct target tg;
     struct mg_slice none = { NULL, 0 };
-    if (target_of(r, &r->ops[0], t->key, t->key, -1, none, &tg) == MG_OK) {
+    if (target_of(r, &r->ops[0], t->key, t->key, -1, -1, none, &tg) == MG_OK) {
         if (buf_reserve(&tg.b->wbuf, tg.bklen + 8) != MG_OK) {
             op_fail(&r->ops[0], "SERVER_ERROR out of memory");
         } else {

@@ -232,6 +232,7 @@ static void resolve_k(struct lua_co *co, const char *err)
     lua_State *L = co->L;
     r->lua_key.off = r->lua_key.len = 0;
     r->lua_pool = -1;
+    r->lua_policy = -1;
     if (err) {
         error_line(&r->lua_key, "SERVER_ERROR lua: ", err);
         r->lua_pool = -2;
@@ -240,6 +241,8 @@ static void resolve_k(struct lua_co *co, const char *err)
         int top = lua_gettop(L);
         if (top >= 1 && lua_isnumber(L, 1))
             r->lua_pool = (int)lua_tointeger(L, 1);
+        if (top >= 3 && lua_isnumber(L, 3))
+            r->lua_policy = (int)lua_tointeger(L, 3);
         if (r->lua_pool >= (int)r->w->cfg->npools) {
             error_line(&r->lua_key, "SERVER_ERROR lua: ", "route function returned no pool");
             r->lua_pool = -2;
@@ -269,6 +272,7 @@ int lua_api_resolve(struct request *r, const char *key, size_t klen)
     struct lua_vm *vm = r->w->vm;
     if (vm->resolve_ref == LUA_NOREF) { /* hooks only: tables and styles decide */
         r->lua_pool = -1;
+        r->lua_policy = -1;
         r->lua_key.off = r->lua_key.len = 0;
         return MG_OK;
     }
@@ -557,15 +561,19 @@ static int luaopen_core(lua_State *L)
 /* Runs per key: route function then key function; returns the pool's id (nil: the
  * prefix table decides) and the backend key (nil: the pool's key style applies). */
 static const char resolver_src[] =
-    "local route_fn, key_fn = ...\n"
+    "local route_fn, key_fn, policy_ids = ...\n"
     "local type, error = type, error\n"
     "return function(req)\n"
-    "  local id, key\n"
+    "  local id, key, pid\n"
     "  if route_fn then\n"
-    "    local pool = route_fn(req)\n"
+    "    local pool, policy = route_fn(req)\n"
     "    if pool ~= nil then\n"
     "      id = type(pool) == 'table' and pool._id or nil\n"
     "      if id == nil then error('route function returned no pool', 0) end\n"
+    "    end\n"
+    "    if policy ~= nil then\n"
+    "      pid = policy_ids[policy]\n"
+    "      if pid == nil then error('unknown staleness policy ' .. tostring(policy), 0) end\n"
     "    end\n"
     "  end\n"
     "  if key_fn then\n"
@@ -574,7 +582,7 @@ static const char resolver_src[] =
     "      error('key function returned no string', 0)\n"
     "    end\n"
     "  end\n"
-    "  return id, key\n"
+    "  return id, key, pid\n"
     "end\n";
 
 /* Bind declared pools (_id) and switches (id) of the state table on top to w's config. */
@@ -678,7 +686,8 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
             goto fail;
         }
         lua_insert(L, -3);
-        lua_call(L, 2, 1);
+        lua_getfield(L, -4, "policy_ids");
+        lua_call(L, 3, 1);
         vm->resolve_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         vm->per_request = true;
     } else {

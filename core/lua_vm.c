@@ -225,6 +225,32 @@ static int compile_routes(lua_State *L, struct config *c, char *err, size_t errl
     return MG_OK;
 }
 
+/* Named policies (mg.policy and the built-in names), in declaration order. */
+static int compile_named(lua_State *L, struct config *c, char *err, size_t errlen)
+{
+    lua_getfield(L, -1, "policies");
+    int n = (int)lua_objlen(L, -1);
+    c->named = calloc((size_t)n + 1, sizeof(struct named_policy));
+    if (c->named == NULL) {
+        snprintf(err, errlen, "out of memory");
+        lua_pop(L, 1);
+        return MG_ERR;
+    }
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_rawgeti(L, -1, 1);
+        snprintf(c->named[i - 1].name, sizeof(c->named[i - 1].name), "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        lua_rawgeti(L, -1, 2);
+        if (read_policy(L, -1, &c->named[i - 1].pol) == 0)
+            c->named[i - 1].pol.off = true;
+        lua_pop(L, 2);
+    }
+    c->nnamed = (uint32_t)n;
+    lua_pop(L, 1);
+    return MG_OK;
+}
+
 static void take_admin(lua_State *L, struct settings *s)
 {
     lua_getfield(L, -1, "admin_on_data_port");
@@ -305,7 +331,7 @@ struct config *lua_config_load(const char *path, struct settings *s, char *err, 
     c->has_default_keys = k > 0;
     if (k > 0 && c->default_keys.hash_long)
         c->long_keys = true;
-    if (compile_pools(L, c, s, err, errlen) != MG_OK ||
+    if (compile_named(L, c, err, errlen) != MG_OK || compile_pools(L, c, s, err, errlen) != MG_OK ||
         compile_routes(L, c, err, errlen) != MG_OK || config_finish(c, err, errlen) != MG_OK) {
         config_unref(c);
         c = NULL;

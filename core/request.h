@@ -62,6 +62,7 @@ struct request {
     bool lua_ready;                     /* a resolution for key next_key is waiting to be used */
     bool lua_parked;                    /* dispatch waits for a coroutine */
     int lua_pool;                       /* resolution: pool index, -1 for the prefix table */
+    int lua_policy;                     /* resolution: named policy index, -1 for the pool's */
     struct buf lua_key;                 /* resolution: backend key, empty for the pool's style */
     struct lua_co *lco;                 /* for the gateway's own requests made by pool calls */
     int lua_call;                       /* what that pool call was (lua_api.c) */

@@ -36,7 +36,17 @@ local state = {
   switches = {}, -- declared switches, in order
   admin = {},    -- admin listener addresses
   admin_on_data_port = false,
+  policies = {},   -- named staleness policies, in order: { name, policy (table or false) }
+  policy_ids = {}, -- name -> 0-based index into policies (what the C core uses)
 }
+
+local function add_policy(name, policy)
+  state.policies[#state.policies + 1] = { name, policy }
+  state.policy_ids[name] = #state.policies - 1
+end
+for _, name in ipairs { "newcache", "mint", "publish", "none" } do
+  add_policy(name, stale.normalize(name))
+end
 M._state = state
 
 local Pool = {}
@@ -161,10 +171,24 @@ function M.keys(t)
   state.keys = key_style(t, 2)
 end
 
+--- Name a staleness policy so a route function can pick it per request:
+-- `mg.route(function(req) return main, "short" end)`. The built-in names (newcache, mint,
+-- publish, none) are always there.
+-- @tparam string name
+-- @param spec a policy table or name (see mg.stale)
+function M.policy(name, spec)
+  if type(name) ~= "string" or not name:match("^[%w_.:-]+$") or #name > 31 then
+    error("mg.policy: the name must be a word of at most 31 characters", 2)
+  end
+  if state.policy_ids[name] then error("mg.policy: '" .. name .. "' exists already", 2) end
+  add_policy(name, stale.normalize(spec, 2))
+end
+
 --- Route keys to pools. A table maps key prefixes to pools (the longest prefix wins) and
 -- `default` to the pool for every other key. A prefix may map to `{ pool = p, stale = s }`
 -- to give its keys their own staleness policy. A function(req) returning a pool is called
--- per key instead (req.command, req.key, req.client).
+-- per key instead (req.command, req.key, req.client); it may return a policy name as a
+-- second value to choose the staleness policy for that request.
 -- @param t e.g. `{ ["session:"] = sessions, default = main }`, or a function
 function M.route(t)
   if type(t) == "function" then

@@ -329,6 +329,28 @@ describe("mintgate config module", function()
     end)
   end)
 
+  describe("mg.policy", function()
+    it("names policies after the built-in ones, with 0-based ids for the C core", function()
+      mg.policy("short", { grace = 3, lock = 1 })
+      local st = mg._state
+      assert.equal(0, st.policy_ids.newcache)
+      assert.equal(3, st.policy_ids.none)
+      assert.equal(4, st.policy_ids.short)
+      assert.equal("short", st.policies[5][1])
+      assert.equal(3, st.policies[5][2].grace)
+      assert.is_false(st.policies[4][2])
+    end)
+
+    it("refuses bad names, duplicates and bad policies", function()
+      assert.has_error(function() mg.policy("has space", {}) end)
+      assert.has_error(function() mg.policy(("x"):rep(32), {}) end)
+      assert.has_error(function() mg.policy("newcache", {}) end)
+      mg.policy("mine", {})
+      assert.has_error(function() mg.policy("mine", {}) end)
+      assert.has_error(function() mg.policy("bad", { grace = -1 }) end)
+    end)
+  end)
+
   describe("mg.on", function()
     it("registers set, delete and miss hooks; a second one replaces the first", function()
       local f1, f2, f3 = function() end, function() end, function() end
