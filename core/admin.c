@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ev.h>
+
 #include "config.h"
 #include "conn.h"
 #include "proto_text.h"
@@ -43,16 +45,88 @@ static void admin_switch(struct conn *c, struct mg_slice args, uint32_t pos)
     request_reply_line(c, "OK");
 }
 
+/* An admin `reload` waiting for every worker to take the new generation. Owned by its
+ * worker's list; the request keeps the client's place in its reply order. */
+struct reload_wait {
+    ev_timer timer;
+    struct worker *w;
+    struct request *r;
+    uint64_t gen;
+    ev_tstamp deadline;
+    struct reload_wait *next;
+};
+
+#define RELOAD_CONFIRM_SECONDS 5.0
+
+static void reload_line(char *line, size_t len, const char *err)
+{
+    size_t n = strcspn(err, "\r\n");
+    snprintf(line, len, "SERVER_ERROR reload failed: %.*s", (int)(n > 500 ? 500 : n), err);
+}
+
+static void reload_finish(struct reload_wait *rw, const char *line)
+{
+    struct worker *w = rw->w;
+    ev_timer_stop(w->loop, &rw->timer);
+    for (struct reload_wait **pp = &w->reload_waits; *pp; pp = &(*pp)->next)
+        if (*pp == rw) {
+            *pp = rw->next;
+            break;
+        }
+    request_reply_now(rw->r, line);
+    free(rw);
+}
+
+static void reload_poll(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    MG_UNUSED(revents);
+    struct reload_wait *rw = t->data;
+    char err[512], line[600];
+    int rc = worker_reload_status(rw->gen, err, sizeof(err));
+    if (rc == MG_OK) {
+        reload_finish(rw, "OK");
+    } else if (rc == MG_ERR) {
+        reload_line(line, sizeof(line), err);
+        reload_finish(rw, line);
+    } else if (ev_now(loop) >= rw->deadline) {
+        reload_finish(rw, "SERVER_ERROR reload: the workers did not confirm in time");
+    }
+}
+
+/* reload: load and check the script here, hand it to every worker, and answer once all
+ * of them run it (or one could not), so "OK" means the new config is in force. */
 static void admin_reload(struct conn *c)
 {
     char err[2048], line[600];
-    if (worker_reload_all(err, sizeof(err)) == MG_OK) {
-        request_reply_line(c, "OK");
+    uint64_t gen;
+    if (worker_reload_all(err, sizeof(err), &gen) != MG_OK) {
+        reload_line(line, sizeof(line), err);
+        request_reply_line(c, line);
         return;
     }
-    size_t n = strcspn(err, "\r\n");
-    snprintf(line, sizeof(line), "SERVER_ERROR reload failed: %.*s", (int)(n > 500 ? 500 : n), err);
-    request_reply_line(c, line);
+    struct worker *w = c->w;
+    struct reload_wait *rw = calloc(1, sizeof(*rw));
+    struct request *r = rw ? request_reply_later(c) : NULL;
+    if (r == NULL) {
+        free(rw);
+        request_reply_line(c, "OK"); /* loaded; confirmation unavailable */
+        return;
+    }
+    rw->w = w;
+    rw->r = r;
+    rw->gen = gen;
+    rw->deadline = ev_now(w->loop) + RELOAD_CONFIRM_SECONDS;
+    rw->next = w->reload_waits;
+    w->reload_waits = rw;
+    ev_timer_init(&rw->timer, reload_poll, 0.002, 0.002);
+    rw->timer.data = rw;
+    ev_timer_start(w->loop, &rw->timer);
+}
+
+void admin_worker_destroy(struct worker *w)
+{
+    while (w->reload_waits)
+        reload_finish(w->reload_waits, "SERVER_ERROR gateway shutting down");
 }
 
 bool admin_command(struct conn *c, struct mg_slice line)

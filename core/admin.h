@@ -10,4 +10,8 @@ struct conn;
  * return true: on an admin listener it runs, elsewhere it is refused. False otherwise. */
 bool admin_command(struct conn *c, struct mg_slice line);
 
+struct worker;
+/* Answer every `reload` of w still waiting for the workers (at worker exit). */
+void admin_worker_destroy(struct worker *w);
+
 #endif

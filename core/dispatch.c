@@ -540,6 +540,17 @@ void request_drop_key(struct conn *c, const struct mg_text_req *t)
     request_internal_go(r);
 }
 
+struct request *request_reply_later(struct conn *c)
+{
+    return request_begin(c, MG_CMD_NONE, 0, false);
+}
+
+void request_reply_now(struct request *r, const char *line)
+{
+    put_line(&r->out, line, strlen(line));
+    request_end_dispatch(r);
+}
+
 void request_reply_line(struct conn *c, const char *line)
 {
     struct request *r = request_begin(c, MG_CMD_NONE, 0, false);

@@ -284,7 +284,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     MG_UNUSED(revents);
     char err[2048];
     log_info("SIGHUP: reloading %s", settings.script ? settings.script : "(no script)");
-    worker_reload_all(err, sizeof(err)); /* logs either way */
+    worker_reload_all(err, sizeof(err), NULL); /* logs either way */
 }
 
 int main(int argc, char **argv)

@@ -78,6 +78,10 @@ void dispatch_resume(struct request *r);
 /* A store was refused as too large: drop the key's old value, as memcached does (the
  * client's next read must not see a value it meant to overwrite). */
 void request_drop_key(struct conn *c, const struct mg_text_req *t);
+/* A reply that is not known yet: r holds c's place in the reply order until
+ * request_reply_now(r, line) gives it. NULL when out of memory. */
+struct request *request_reply_later(struct conn *c);
+void request_reply_now(struct request *r, const char *line);
 /* Queue an error/status line (without \r\n) as a reply of its own on c, in order. */
 void request_reply_line(struct conn *c, const char *line);
 

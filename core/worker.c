@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "backend.h"
 #include "conn.h"
 #include "herd.h"
@@ -136,6 +137,8 @@ static void worker_apply(struct worker *w, struct config *nc)
     w->cfg = nc;
     if (settings.script && lua_api_worker_init(w, settings.script, err, sizeof(err)) != MG_OK) {
         log_error("reload: worker %d keeps its config: %s", w->id, err);
+        snprintf(w->reload_err, sizeof(w->reload_err), "%.200s", err);
+        atomic_store_explicit(&w->failed_gen, nc->generation, memory_order_release);
         w->cfg = old;
         w->vm = oldvm;
         config_unref(nc);
@@ -144,6 +147,8 @@ static void worker_apply(struct worker *w, struct config *nc)
     struct backend **nb = calloc(nc->nservers, sizeof(struct backend *));
     if (nb == NULL) {
         log_error("reload: worker %d: out of memory", w->id);
+        snprintf(w->reload_err, sizeof(w->reload_err), "out of memory");
+        atomic_store_explicit(&w->failed_gen, nc->generation, memory_order_release);
         lua_api_worker_release(w);
         w->cfg = old;
         w->vm = oldvm;
@@ -185,10 +190,26 @@ static void worker_apply(struct worker *w, struct config *nc)
         lua_api_vm_release(oldvm);
     config_unref(old);
     worker_free_retired(w);
+    atomic_store_explicit(&w->cfg_gen, nc->generation, memory_order_release);
     log_info("worker %d: config generation %llu", w->id, (unsigned long long)nc->generation);
 }
 
-int worker_reload_all(char *err, size_t errlen)
+int worker_reload_status(uint64_t gen, char *err, size_t errlen)
+{
+    int rc = MG_OK;
+    for (int i = 0; i < nworkers; i++) {
+        struct worker *w = &workers[i];
+        if (atomic_load_explicit(&w->failed_gen, memory_order_acquire) >= gen) {
+            snprintf(err, errlen, "worker %d: %s", w->id, w->reload_err);
+            return MG_ERR;
+        }
+        if (atomic_load_explicit(&w->cfg_gen, memory_order_acquire) < gen && !w->stopping)
+            rc = MG_EAGAIN;
+    }
+    return rc;
+}
+
+int worker_reload_all(char *err, size_t errlen, uint64_t *generation)
 {
     if (settings.script == NULL) {
         snprintf(err, errlen, "no config script to reload (started with -s)");
@@ -212,9 +233,12 @@ int worker_reload_all(char *err, size_t errlen)
             config_unref(prev);
         ev_async_send(workers[i].loop, &workers[i].wake);
     }
+    uint64_t gen = nc->generation;
     config_unref(nc);
     pthread_mutex_unlock(&reload_lock);
-    log_warn("reload: config generation %llu loaded", (unsigned long long)nc->generation);
+    log_warn("reload: config generation %llu loaded", (unsigned long long)gen);
+    if (generation)
+        *generation = gen;
     return MG_OK;
 }
 
@@ -373,6 +397,7 @@ int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, co
     }
     if (settings.script && lua_api_worker_init(w, settings.script, err, errlen) != MG_OK)
         return MG_ERR;
+    atomic_store(&w->cfg_gen, cfg->generation);
     w->pool_herd = calloc(cfg->npools, sizeof(struct pool_herd));
     if (w->pool_herd == NULL)
         goto oom;
@@ -442,6 +467,7 @@ void worker_destroy(struct worker *w)
     free(w->backends);
     w->backends = NULL;
     herd_worker_destroy(w); /* after the backends: no wait is polling any more */
+    admin_worker_destroy(w);
     worker_flush_all(w);
     while (w->conns) { /* every request completed above, so each conn frees itself */
         struct conn *c = w->conns;

@@ -16,6 +16,8 @@ struct herd_wait;
 struct herd_lock;
 struct op;
 struct lua_vm;
+struct reload_wait;
+struct reload_wait;
 
 /* Owned by main (workers[]); everything hanging off it is owned by its thread. */
 struct worker {
@@ -33,8 +35,13 @@ struct worker {
     struct backend *retired;           /* backends an older config had, freed once idle */
     ev_timer housekeeping;             /* retired backends, Lua memory, fleet switches */
     atomic_uint_fast64_t lua_kb;       /* Lua memory of this worker, for stats */
-    struct config *cfg;                /* current generation; a reference is held */
-    struct backend **backends;         /* by server id of cfg */
+    /* reload outcome, read by the worker that answers an admin `reload` */
+    atomic_uint_fast64_t cfg_gen;     /* generation running now */
+    atomic_uint_fast64_t failed_gen;  /* last generation this worker could not take */
+    char reload_err[256];             /* why; written before failed_gen is stored */
+    struct reload_wait *reload_waits; /* admin reloads answered once workers confirm */
+    struct config *cfg;               /* current generation; a reference is held */
+    struct backend **backends;        /* by server id of cfg */
     uint32_t nbackends;
     struct backend *dirty_backends;
     struct conn *dirty_conns;
@@ -69,7 +76,10 @@ int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, co
                 int nlfd, struct config *cfg, char *err, size_t errlen);
 /* Load the config script again and hand the new generation to every worker. Any thread.
  * Returns MG_OK, or MG_ERR with err filled (the old config stays). */
-int worker_reload_all(char *err, size_t errlen);
+int worker_reload_all(char *err, size_t errlen, uint64_t *generation);
+/* Has every worker taken generation gen (MG_OK), has one failed to (MG_ERR, err filled),
+ * or is it still under way (MG_EAGAIN)? */
+int worker_reload_status(uint64_t gen, char *err, size_t errlen);
 /* Held by a worker while it swaps its config and backends, and by stats readers. */
 extern pthread_mutex_t worker_config_lock;
 int worker_start(struct worker *w);
