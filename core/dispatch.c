@@ -122,7 +122,7 @@ static void send_retrieval(struct request *r, struct op *op, const struct mg_tex
         op->be = b;
         if (tg->pol->coalesce && herd_follow(w, op))
             return; /* answered with the identical get already on the wire */
-        herd_render_get(wb, tg->bkey, tg->bklen, false, tg->pol);
+        herd_render_get(wb, tg->bkey, tg->bklen, tg->pol);
         backend_push(b, op);
         if (tg->pol->coalesce)
             herd_lead(w, op);

@@ -53,10 +53,8 @@ struct herd_lock {
     char key[MG_KEY_MAX];
 };
 
-void herd_render_get(struct buf *wb, const char *key, size_t klen, bool with_touch,
-                     const struct stale_policy *pol)
+void herd_render_get(struct buf *wb, const char *key, size_t klen, const struct stale_policy *pol)
 {
-    MG_UNUSED(with_touch);
     buf_put(wb, "mg ", 3);
     buf_put(wb, key, klen);
     buf_put(wb, " v f c", 6);
@@ -210,7 +208,7 @@ static bool wait_poll(struct herd_wait *hw)
     if (b == NULL || !backend_usable(b) ||
         buf_reserve(&b->wbuf, buf_unread(&op->key) + HERD_GET_EXTRA) != MG_OK)
         return false;
-    herd_render_get(&b->wbuf, buf_head(&op->key), buf_unread(&op->key), false, op->pol);
+    herd_render_get(&b->wbuf, buf_head(&op->key), buf_unread(&op->key), op->pol);
     hw->polling = true;
     hw->again = false;
     backend_push(b, op);

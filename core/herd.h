@@ -22,8 +22,7 @@ enum herd_verdict {
 /* Append the backend command for a classic get of key under pol to wb (reserved by the
  * caller for klen + HERD_GET_EXTRA): value, flags, cas, and the R (recache) and N
  * (vivify) flags that make memcached pick one winner fleet-wide. */
-void herd_render_get(struct buf *wb, const char *key, size_t klen, bool with_touch,
-                     const struct stale_policy *pol);
+void herd_render_get(struct buf *wb, const char *key, size_t klen, const struct stale_policy *pol);
 
 /* The TTL to store for a classic exptime under pol: the grace period is added so the
  * value outlives its nominal expiry by that much (0, negative: unchanged). */
