@@ -1,6 +1,6 @@
 # bench/plot.gp: PNG plots for bench/run.sh (mode 'bench') and bench/ir.sh (mode 'ir').
 #
-# gnuplot -e "mode='bench'; datafile='docs/bench/bench.dat'; outfile='docs/bench/bench.png'" bench/plot.gp
+# gnuplot -e "mode='bench'; placement='shared: ...'; datafile='docs/bench/bench.dat'; outfile='docs/bench/bench.png'" bench/plot.gp
 # bench.dat: four blocks (ops/s, p99 µs, CPU µs/req, idle KB/conn), each a
 # header row of target names and a row per workload; "-" is a missing value.
 # ir.dat: "target" instructions-per-get per row (# comments); conns= sets the title.
@@ -39,7 +39,8 @@ if (mode eq 'ir') {
 } else {
     set terminal pngcairo size 1400,900 font ",10"
     set output outfile
-    set multiplot layout 2,2 title "mintgate vs twemproxy vs direct memcached (medians over rounds)"
+    if (!exists("placement")) { placement = "" }
+    set multiplot layout 2,2 title "mintgate vs twemproxy vs direct memcached (medians over rounds)\n".placement
     set title "Throughput (ops/s, higher is better)"
     set ylabel "ops/s"
     set format y "%.0s%c"

@@ -30,16 +30,30 @@
 # request (read by this script around the run) is a separate column, since
 # a proxy that splits or batches differently makes the backends work more or less.
 #
-# CPU placement as in bench/quick.sh: the target alone on CPU 0, mgload and the
-# two backends on CPU 1; PIN=0 runs everything unpinned.
+# CPU placements. Every load run is made under each of these, interleaved too
+# (processes are re-pinned with taskset -a -p between placements, so the same
+# processes and the same prefilled keys serve both):
+#   shared  every process may run on either CPU; the scheduler places them. On
+#           a saturated two-core box every microsecond a proxy spends is taken
+#           from the load generator and the backends, so ops/s ranks proxies
+#           by their whole cost per request: how a proxy is deployed next to
+#           its clients or servers, and what "cost per request" means to a user.
+#   split   the target alone on CPU 0; mgload and the two backends on CPU 1
+#           (bench/quick.sh explains it). The proxy never competes with the
+#           rest, so when CPU 1 is the bottleneck (20 connections, one request
+#           in flight) every proxy lands near the same ops/s whatever its own
+#           cost; the table shows it, with mgload cpu and backends µs/req.
+# Ratios are only taken within one placement.
 #
-# Env: ROUNDS (3) SECS (5) WORKLOADS ("c20 c200 pipe8 mget50 idle") IDLE (10000)
+# Env: ROUNDS (3) SECS (4) WORKLOADS ("c20 c200 pipe8 mget50 idle") IDLE (10000)
 #      IDLE_SECS (2) TARGETS ("memcached twemproxy mintgate mintgate+lua")
-#      LUA_CONFIG (examples/bench.lua) PIN (auto|0) OUT_DIR (docs/bench)
+#      PLACEMENTS ("shared split"; PIN=0 means "shared")
+#      LUA_CONFIG (examples/bench.lua) OUT_DIR (docs/bench)
 #      OTHER_MAX (15) RETRY (2): a run during which other processes used more
 #      than OTHER_MAX % of a CPU is repeated, at most RETRY times, and counted.
-# Default run: 3 rounds x 4 workloads x 4 targets x 5 s, about 4.5 minutes.
-# Writes OUT_DIR/bench.md (also printed), bench.png (if gnuplot), bench.dat, bench-raw.txt.
+# Default run: 3 rounds x 2 placements x 4 workloads x 4 targets x 4 s, about 8 minutes.
+# Writes OUT_DIR/bench.md (also printed), bench.png and bench-split.png (if gnuplot),
+# bench.dat, bench-split.dat, bench-raw.txt.
 
 set -u
 
@@ -48,7 +62,7 @@ SELF=bench/run.sh
 . bench/lib.sh
 
 ROUNDS=${ROUNDS:-3}
-SECS=${SECS:-5}
+SECS=${SECS:-4}
 WORKLOADS=${WORKLOADS:-c20 c200 pipe8 mget50 idle}
 IDLE=${IDLE:-10000}
 IDLE_SECS=${IDLE_SECS:-2}
@@ -58,6 +72,8 @@ WANT=${TARGETS:-memcached twemproxy mintgate mintgate+lua}
 LUA_CONFIG=${LUA_CONFIG:-examples/bench.lua}
 OUT_DIR=${OUT_DIR:-docs/bench}
 KEYS=10000
+PLACEMENTS=${PLACEMENTS:-shared split}
+[ "${PIN:-auto}" = 0 ] && PLACEMENTS=shared
 ALL_TARGETS="memcached twemproxy mintgate mintgate+lua"
 
 case $ROUNDS$SECS$IDLE$IDLE_SECS$OTHER_MAX$RETRY in
@@ -70,9 +86,21 @@ fi
 for w in $WORKLOADS; do
     case $w in c20|c200|pipe8|mget50|idle) ;; *) die "unknown workload '$w'";; esac
 done
+for p in $PLACEMENTS; do
+    case $p in shared|split) ;; *) die "unknown placement '$p' (shared, split)";; esac
+done
 
 bench_init
-setup_placement
+NCPU=$(nproc)
+if ! command -v taskset >/dev/null || [ "$NCPU" -lt 2 ]; then
+    case " $PLACEMENTS " in *" split "*)
+        log "$SELF: no taskset or fewer than 2 CPUs: placement 'split' left out" ;;
+    esac
+    PLACEMENTS=shared
+fi
+PIN_FRONT=""
+PIN_BACK=""
+PIN_LOAD=""
 mkdir -p "$TMP/res"
 : >"$TMP/notes"
 : >"$TMP/raw"
@@ -148,6 +176,34 @@ fi
 [ -n "$TARGETS" ] || die "no target started"
 BUSY=$(busy_note)
 
+# place P: pins every server (all threads) for placement P and sets PIN_LOAD for mgload.
+pin() {
+    cpus=$1
+    shift
+    for p in "$@"; do
+        taskset -a -p -c "$cpus" "$p" >/dev/null 2>&1 || log "$SELF: taskset on pid $p failed"
+    done
+}
+place() {
+    fronts=""
+    for t in $TARGETS; do fronts="$fronts $(pid_of "$t")"; done
+    case $1 in
+    shared)
+        PIN_LOAD=""
+        command -v taskset >/dev/null && pin "0-$((NCPU - 1))" $fronts $BPIDS ;;
+    split)
+        PIN_LOAD="taskset -c 1"
+        pin 0 $fronts
+        pin 1 $BPIDS ;;
+    esac
+}
+place_title() {
+    case $1 in
+    shared) echo "shared: every process may run on either CPU" ;;
+    split) echo "split: the target alone on CPU 0; mgload and the two backends on CPU 1" ;;
+    esac
+}
+
 # ---- runs ----
 w_args() {
     case $1 in
@@ -187,28 +243,28 @@ load_once() {
     # charged to the processes it runs for.
     OTHER=$(awk -v m=$((m1 - m0 - BTICKS - (t1 - t0))) -v hz="$CLK_TCK" -v c="$(kv cpu_pct "$LINE")" \
         -v e="$(kv elapsed_s "$LINE")" 'BEGIN { o = e > 0 ? 100 * m / hz / e - c : 0; printf "%d", (o > 0 ? o + 0.5 : 0) }')
-    echo "round $3 $1 $2 rc=$RC $LINE backend_cpu_ticks=$BTICKS other_cpu_pct=$OTHER" >>"$TMP/raw"
+    echo "round $3 $PL $1 $2 rc=$RC $LINE backend_cpu_ticks=$BTICKS other_cpu_pct=$OTHER" >>"$TMP/raw"
 }
 
 # run_load W T R: load_once, repeated up to RETRY times while other processes
-# used more than OTHER_MAX % of a CPU; appends each figure to $TMP/res/W.T.<figure>.
+# used more than OTHER_MAX % of a CPU; appends each figure to $TMP/res/PLACEMENT.W.T.<figure>.
 run_load() {
-    f="$TMP/res/$1.$(var "$2")"
+    f="$TMP/res/$PL.$1.$(var "$2")"
     try=0
     while :; do
         load_once "$@"
         if [ $RC -ne 0 ] || [ "$OTHER" -le "$OTHER_MAX" ]; then break; fi
         if [ $try -ge "$RETRY" ]; then
-            echo "$2 $1 round $3" >>"$TMP/disturbed"
+            echo "$2 $1 $PL round $3" >>"$TMP/disturbed"
             break
         fi
         try=$((try + 1))
-        echo "$2 $1 round $3" >>"$TMP/repeated"
-        log "  round $3 $1 $2: other processes used ${OTHER}% of a CPU; repeating"
+        echo "$2 $1 $PL round $3" >>"$TMP/repeated"
+        log "  round $3 $PL $1 $2: other processes used ${OTHER}% of a CPU; repeating"
     done
     if [ $RC -ne 0 ] || [ -z "$LINE" ]; then
-        log "  round $3 $1 $2: mgload failed (rc=$RC): $(tail -2 "$TMP/mgload.err" | tr '\n' ' ')"
-        note "$2 $1 round $3: mgload rc=$RC: $(tail -1 "$TMP/mgload.err")"
+        log "  round $3 $PL $1 $2: mgload failed (rc=$RC): $(tail -2 "$TMP/mgload.err" | tr '\n' ' ')"
+        note "$2 $1 $PL round $3: mgload rc=$RC: $(tail -1 "$TMP/mgload.err")"
         return
     fi
     for k in ops_s p50_us p99_us p999_us cpu_pct; do kv $k "$LINE" >>"$f.$k"; done
@@ -218,7 +274,7 @@ run_load() {
     [ "$2" != memcached ] && [ "$ops" -gt 0 ] &&
         awk -v t="$BTICKS" -v hz="$CLK_TCK" -v o="$ops" 'BEGIN { printf "%.3f\n", t / hz * 1e6 / o }' >>"$f.bcpu_req"
     echo $(( $(kv errors "$LINE") + $(kv misses "$LINE") )) >>"$f.bad"
-    log "  round $3 $1 $2: $(kv ops_s "$LINE") ops/s p50 $(kv p50_us "$LINE") p99 $(kv p99_us "$LINE") p999 $(kv p999_us "$LINE") us, target cpu $(tail -1 "$f.cpu_req" 2>/dev/null) us/req, errors+misses $(tail -1 "$f.bad"), mgload cpu $(kv cpu_pct "$LINE")%, others ${OTHER}%"
+    log "  round $3 $PL $1 $2: $(kv ops_s "$LINE") ops/s p50 $(kv p50_us "$LINE") p99 $(kv p99_us "$LINE") p999 $(kv p999_us "$LINE") us, target cpu $(tail -1 "$f.cpu_req" 2>/dev/null) us/req, errors+misses $(tail -1 "$f.bad"), mgload cpu $(kv cpu_pct "$LINE")%, others ${OTHER}%"
 }
 
 # run_idle T: IDLE connections, one get each, held IDLE_SECS; KB per connection.
@@ -247,15 +303,22 @@ run_idle() {
 
 n_load=$(echo $LOAD_WL | wc -w)
 n_t=$(echo $TARGETS | wc -w)
-log "$SELF: targets:$TARGETS; $ROUNDS round(s) x $n_load workload(s) x $n_t target(s) x ${SECS}s (~$((ROUNDS * n_load * n_t * (SECS + 1) / 60 + 1)) min); $PLACEMENT"
+n_p=$(echo $PLACEMENTS | wc -w)
+log "$SELF: targets:$TARGETS; placements: $PLACEMENTS; $ROUNDS round(s) x $n_p placement(s) x $n_load workload(s) x $n_t target(s) x ${SECS}s (~$((ROUNDS * n_p * n_load * n_t * (SECS + 1) / 60 + 1)) min)"
 case " $WORKLOADS " in
 *" idle "*)
+    # RSS does not depend on where a process runs: measured once, first placement.
+    PL=${PLACEMENTS%% *}
+    place "$PL"
     for t in $TARGETS; do run_idle "$t"; done ;;
 esac
 r=1
 while [ $r -le "$ROUNDS" ]; do
-    for w in $LOAD_WL; do
-        for t in $TARGETS; do run_load "$w" "$t" "$r"; done
+    for PL in $PLACEMENTS; do
+        place "$PL"
+        for w in $LOAD_WL; do
+            for t in $TARGETS; do run_load "$w" "$t" "$r"; done
+        done
     done
     r=$((r + 1))
 done
@@ -264,39 +327,69 @@ done
 m() { median "$TMP/res/$1.$(var "$2").$3"; }
 has() { case " $TARGETS " in *" $1 "*) return 0;; esac; return 1; }
 
+# load_table P: the load table of placement P.
+load_table() {
+    echo "| workload | target | ops/s | × tw | × mc | p50 µs | p99 µs | p99.9 µs | CPU µs/req | × tw | × mc | backends µs/req | errors+misses | mgload cpu % |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for w in $LOAD_WL; do
+        pw="$1.$w"
+        tw_ops=$(m "$pw" twemproxy ops_s); mc_ops=$(m "$pw" memcached ops_s)
+        tw_cpu=$(m "$pw" twemproxy cpu_req); mc_cpu=$(m "$pw" memcached cpu_req)
+        for t in $ALL_TARGETS; do
+            has "$t" || continue
+            ops=$(m "$pw" "$t" ops_s)
+            cpu=$(m "$pw" "$t" cpu_req)
+            echo "| $(w_title "$w") | $t | $(fmt %.0f "$ops") | $(ratio "$ops" "$tw_ops") | $(ratio "$ops" "$mc_ops") | $(m "$pw" "$t" p50_us) | $(m "$pw" "$t" p99_us) | $(m "$pw" "$t" p999_us) | $(fmt %.2f "$cpu") | $(ratio "$cpu" "$tw_cpu") | $(ratio "$cpu" "$mc_cpu") | $(fmt %.2f "$(m "$pw" "$t" bcpu_req)") | $(total "$TMP/res/$pw.$(var "$t").bad") | $(m "$pw" "$t" cpu_pct) |"
+        done
+    done
+}
+
+# plot_data P: one block per figure, a row per workload, a column per target.
+plot_data() {
+    for fig in ops_s p99_us cpu_req; do
+        printf '"workload"'; for t in $ALL_TARGETS; do printf ' "%s"' "$t"; done; echo
+        for w in $LOAD_WL; do
+            printf '"%s"' "$(w_title "$w")"
+            for t in $ALL_TARGETS; do printf ' %s' "$(m "$1.$w" "$t" "$fig")"; done
+            echo
+        done
+        printf '\n\n'
+    done
+    printf '"workload"'; for t in $ALL_TARGETS; do printf ' "%s"' "$t"; done; echo
+    printf '"%s"' "$IDLE idle"
+    for t in $ALL_TARGETS; do printf ' %s' "$(m idle "$t" kb_conn)"; done
+    echo
+}
+
 mkdir -p "$OUT_DIR"
 {
     echo "# mintgate benchmark"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(memcached -V 2>&1 | head -1), $(nutcracker -V 2>&1 | head -1 | sed 's/This is //'), $(./mintgate -V 2>/dev/null | head -1); $(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), $(uname -sr)."
-    echo "Placement: $PLACEMENT. $ROUNDS interleaved round(s) of ${SECS}s per workload and target; every figure is the median over rounds. Machine: $BUSY."
-    echo
-    echo "## Load"
+    echo "$ROUNDS interleaved round(s) of ${SECS}s per placement, workload and target; every figure is the median over rounds. Machine: $BUSY."
     echo
     echo "get:set 9:1, 32-byte values, $KEYS keys set beforehand through each target (no misses expected). An op is one request (a 50-key get is one op)."
-    echo "× tw / × mc: the figure divided by twemproxy's / direct memcached's in the same workload and run (ops/s: higher is better; CPU: lower is better)."
-    echo "CPU µs/req: the target process's utime+stime over the run divided by the requests answered (for a proxy, the proxy alone). Backends µs/req: the same for the two memcached behind a proxy (they share CPU 1 with mgload)."
+    echo "× tw / × mc: the figure divided by twemproxy's / direct memcached's in the same placement, workload and run (ops/s: higher is better; CPU: lower is better)."
+    echo "CPU µs/req: the target process's utime+stime over the run divided by the requests answered (for a proxy, the proxy alone). Backends µs/req: the same for the two memcached behind a proxy."
     echo "mgload cpu: near 100% means the load generator set the pace, so that row's ops/s is a lower bound."
     echo "A run during which other processes used more than ${OTHER_MAX}% of a CPU was repeated (at most $RETRY times): $(wc -l <"$TMP/repeated") repeat(s), $(wc -l <"$TMP/disturbed") run(s) kept although still disturbed$(if [ -s "$TMP/disturbed" ]; then printf ' (%s)' "$(paste -sd, "$TMP/disturbed" | sed 's/,/, /g')"; fi)."
-    echo
-    echo "| workload | target | ops/s | × tw | × mc | p50 µs | p99 µs | p99.9 µs | CPU µs/req | × tw | × mc | backends µs/req | errors+misses | mgload cpu % |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for w in $LOAD_WL; do
-        tw_ops=$(m "$w" twemproxy ops_s); mc_ops=$(m "$w" memcached ops_s)
-        tw_cpu=$(m "$w" twemproxy cpu_req); mc_cpu=$(m "$w" memcached cpu_req)
-        for t in $ALL_TARGETS; do
-            has "$t" || continue
-            ops=$(m "$w" "$t" ops_s)
-            cpu=$(m "$w" "$t" cpu_req)
-            echo "| $(w_title "$w") | $t | $(fmt %.0f "$ops") | $(ratio "$ops" "$tw_ops") | $(ratio "$ops" "$mc_ops") | $(m "$w" "$t" p50_us) | $(m "$w" "$t" p99_us) | $(m "$w" "$t" p999_us) | $(fmt %.2f "$cpu") | $(ratio "$cpu" "$tw_cpu") | $(ratio "$cpu" "$mc_cpu") | $(fmt %.2f "$(m "$w" "$t" bcpu_req)") | $(total "$TMP/res/$w.$(var "$t").bad") | $(m "$w" "$t" cpu_pct) |"
-        done
+    for PL in $PLACEMENTS; do
+        echo
+        echo "## Load, $(place_title "$PL")"
+        echo
+        case $PL in
+        shared) echo "The whole box is shared, as when a proxy runs beside its clients or its servers: what a proxy spends per request is taken from the load generator and the backends, so ops/s ranks the proxies by their whole cost per request." ;;
+        split) echo "The proxy has a CPU of its own and never competes with the rest. Where CPU 1 (mgload plus both backends) is the bottleneck, every proxy lands near the same ops/s whatever its own cost: read CPU µs/req and backends µs/req there." ;;
+        esac
+        echo
+        load_table "$PL"
     done
     case " $WORKLOADS " in
     *" idle "*)
         echo
         echo "## Idle connections"
         echo
-        echo "$IDLE connections opened right after the prefill (before the load runs), each sends one get and stays open. KB per connection: the target's VmRSS once all were answered minus VmRSS before opening them, divided by the connections answered. Measured once per target."
+        echo "$IDLE connections opened right after the prefill (before the load runs), each sends one get and stays open. KB per connection: the target's VmRSS once all were answered minus VmRSS before opening them, divided by the connections answered. Measured once per target (placement ${PLACEMENTS%% *})."
         echo
         echo "| target | VmRSS before KB | VmRSS with idle KB | answered | KB per conn | × tw | × mc |"
         echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -310,39 +403,25 @@ mkdir -p "$OUT_DIR"
     echo
     echo "## Notes"
     echo
-    echo "- Goals: RSS per idle connection <= 1 KB (reference: twemproxy 7.2 KB, memcached 0.6 KB)."
+    echo "- Goals (issue 5): with the Lua route, key transform and switch, >= 1.25x twemproxy's ops/s at 20 connections and p99 no worse than twemproxy's; the 50-key get at least as fast as twemproxy's per key; RSS per idle connection <= 1 KB (reference: twemproxy 7.2 KB, memcached 0.6 KB)."
     echo "  Instructions per proxied get (callgrind, 20 conns; \`make bench-ir\`, docs/bench/ir.md):"
     echo "  twemproxy 9,041, memcached's proxy 8,600, memcached itself 3,779; mintgate <= 3,800 without a script, <= 4,500 with one."
-    echo "- twemproxy: nutcracker, hash md5, distribution ketama, preconnect, default 16 KB mbufs. mintgate: \`-t 1 -c 20000\`. All memcached: \`-t 1 -c 20000 -U 0\`."
+    echo "- twemproxy: nutcracker, hash md5, distribution ketama, preconnect, default 16 KB mbufs. mintgate: \`-t 1 -c 20000\` (default \`--batch-loops 3\`). All memcached: \`-t 1 -c 20000 -U 0\`, memcached's defaults otherwise (\`-R 20\`: see README, Deploying)."
     echo "- Idle KB per connection for twemproxy moves a lot between runs: it keeps a pool of 16 KB mbufs, which grows with the requests in flight while the connections open and is never returned."
     cat "$TMP/notes"
 } >"$TMP/bench.md"
 
-# Plot data: one block per figure, a row per workload, a column per target.
-{
-    for fig in ops_s p99_us cpu_req; do
-        printf '"workload"'; for t in $ALL_TARGETS; do printf ' "%s"' "$t"; done; echo
-        for w in $LOAD_WL; do
-            printf '"%s"' "$(w_title "$w")"
-            for t in $ALL_TARGETS; do printf ' %s' "$(m "$w" "$t" "$fig")"; done
-            echo
-        done
-        printf '\n\n'
-    done
-    printf '"workload"'; for t in $ALL_TARGETS; do printf ' "%s"' "$t"; done; echo
-    printf '"%s"' "$IDLE idle"
-    for t in $ALL_TARGETS; do printf ' %s' "$(m idle "$t" kb_conn)"; done
-    echo
-} >"$OUT_DIR/bench.dat"
-
 cp "$TMP/bench.md" "$OUT_DIR/bench.md"
 cp "$TMP/raw" "$OUT_DIR/bench-raw.txt"
-if command -v gnuplot >/dev/null; then
-    gnuplot -e "mode='bench'; datafile='$OUT_DIR/bench.dat'; outfile='$OUT_DIR/bench.png'" bench/plot.gp \
-        2>"$TMP/gnuplot.err" || log "$SELF: gnuplot failed: $(tail -3 "$TMP/gnuplot.err")"
-else
-    log "$SELF: gnuplot not installed (Debian gnuplot-nox); no plot"
-fi
+for PL in $PLACEMENTS; do
+    case $PL in shared) base=bench ;; *) base=bench-$PL ;; esac
+    plot_data "$PL" >"$OUT_DIR/$base.dat"
+    if command -v gnuplot >/dev/null; then
+        gnuplot -e "mode='bench'; placement='$(place_title "$PL")'; datafile='$OUT_DIR/$base.dat'; outfile='$OUT_DIR/$base.png'" \
+            bench/plot.gp 2>"$TMP/gnuplot.err" || log "$SELF: gnuplot failed: $(tail -3 "$TMP/gnuplot.err")"
+    fi
+done
+command -v gnuplot >/dev/null || log "$SELF: gnuplot not installed (Debian gnuplot-nox); no plot"
 cat "$TMP/bench.md"
-log "$SELF: written to $OUT_DIR/bench.md, bench.png, bench.dat, bench-raw.txt"
+log "$SELF: written to $OUT_DIR/bench.md, the .png and .dat files and bench-raw.txt"
 ! grep -q 'mgload rc=' "$TMP/notes"

@@ -225,6 +225,7 @@ void backend_flush(struct backend *b)
         backend_fail(b, "SERVER_ERROR backend write failed", false);
         return;
     }
+    STAT_INC(b->st.writes);
     b->wbuf.off += (size_t)n;
     if (buf_unread(&b->wbuf) == 0) {
         b->wbuf.off = b->wbuf.len = 0;

@@ -20,7 +20,7 @@ enum backend_state {
 
 /* Per-backend counters, written by the owning worker only, read by any thread (stats). */
 struct backend_stats {
-    atomic_uint_fast64_t requests, errors, timeouts, ejections, inflight;
+    atomic_uint_fast64_t requests, writes, errors, timeouts, ejections, inflight;
 };
 
 /* Owned by its worker (worker->backends[server id]); ops point back to it while queued.

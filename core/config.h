@@ -107,6 +107,7 @@ struct settings {
     int threads;
     int max_conns;
     uint32_t value_max;
+    int batch_loops;       /* loop iterations a backend write may wait to gather more */
     struct pool_opts opts; /* defaults for pools, from flags */
     bool opts_set[4];      /* which of opts came from flags (they override the script) */
 };

@@ -32,6 +32,8 @@ static void usage(FILE *f)
                "      --timeout SEC           backend reply timeout (default 1)\n"
                "      --failure-limit N       failures in a row before a backend is ejected (2)\n"
                "      --retry-timeout SEC     how long an ejected backend rests (default 2)\n"
+               "      --batch-loops N         loop iterations a backend write may wait while more\n"
+               "                              requests keep arriving (default 3; 0: never wait)\n"
                "  -v, -vv                     log more (info, debug)\n"
                "      --check config.lua      validate a config script and exit 0 or 1\n"
                "  -V, --version               print the version and exit\n"
@@ -74,7 +76,8 @@ static void die_usage(const char *fmt, const char *arg)
     exit(2);
 }
 
-enum { OPT_CONNECT_TIMEOUT = 256, OPT_TIMEOUT, OPT_FAILURE_LIMIT, OPT_RETRY_TIMEOUT, OPT_CHECK };
+enum { OPT_CONNECT_TIMEOUT = 256, OPT_TIMEOUT, OPT_FAILURE_LIMIT, OPT_RETRY_TIMEOUT, OPT_BATCH_LOOPS,
+       OPT_CHECK };
 
 /* Fills settings from argv. Exits 2 on bad usage. Returns the --check script or NULL. */
 static const char *parse_args(int argc, char **argv)
@@ -90,6 +93,7 @@ static const char *parse_args(int argc, char **argv)
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
         { "failure-limit", required_argument, NULL, OPT_FAILURE_LIMIT },
         { "retry-timeout", required_argument, NULL, OPT_RETRY_TIMEOUT },
+        { "batch-loops", required_argument, NULL, OPT_BATCH_LOOPS },
         { "check", required_argument, NULL, OPT_CHECK },
         { "verbose", no_argument, NULL, 'v' },
         { "version", no_argument, NULL, 'V' },
@@ -147,6 +151,11 @@ static const char *parse_args(int argc, char **argv)
             if (parse_num(optarg, 0, 1000, &v) != MG_OK || v != (int)v)
                 die_usage("--failure-limit wants a whole number from 0 to 1000, not '%s'", optarg);
             settings.opts.failure_limit = (uint32_t)v;
+            break;
+        case OPT_BATCH_LOOPS:
+            if (parse_num(optarg, 0, 16, &v) != MG_OK || v != (int)v)
+                die_usage("--batch-loops wants a whole number from 0 to 16, not '%s'", optarg);
+            settings.batch_loops = (int)v;
             break;
         case OPT_CHECK:
             check = optarg;
@@ -295,6 +304,7 @@ int main(int argc, char **argv)
         settings.threads = 1;
     settings.max_conns = 4096;
     settings.value_max = MG_VALUE_MAX_DEFAULT;
+    settings.batch_loops = 3;
     config_default_opts(&settings.opts);
     const char *check = parse_args(argc, argv);
 

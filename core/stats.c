@@ -103,13 +103,14 @@ static void render_backends(struct worker *self, struct buf *out)
     for (uint32_t s = 0; s < cfg->nservers; s++) {
         const char *name = cfg->servers[s].name;
         const char *state = backend_state_name(self->backends[s]);
-        uint64_t req = 0, err = 0, to = 0, ej = 0, infl = 0;
+        uint64_t req = 0, wr = 0, err = 0, to = 0, ej = 0, infl = 0;
         for (int i = 0; i < nworkers; i++) {
             struct worker *w = &workers[i];
             if (w->backends == NULL || w->cfg != cfg || s >= w->nbackends)
                 continue;
             struct backend *b = w->backends[s];
             req += STAT_GET(b->st.requests);
+            wr += STAT_GET(b->st.writes);
             err += STAT_GET(b->st.errors);
             to += STAT_GET(b->st.timeouts);
             ej += STAT_GET(b->st.ejections);
@@ -119,6 +120,7 @@ static void render_backends(struct worker *self, struct buf *out)
         }
         buf_printf(out, "STAT backend:%s:state %s\r\n", name, state);
         buf_printf(out, "STAT backend:%s:requests %llu\r\n", name, (unsigned long long)req);
+        buf_printf(out, "STAT backend:%s:writes %llu\r\n", name, (unsigned long long)wr);
         buf_printf(out, "STAT backend:%s:errors %llu\r\n", name, (unsigned long long)err);
         buf_printf(out, "STAT backend:%s:timeouts %llu\r\n", name, (unsigned long long)to);
         buf_printf(out, "STAT backend:%s:ejections %llu\r\n", name, (unsigned long long)ej);

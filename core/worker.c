@@ -37,6 +37,7 @@ static void worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents);
 
 void worker_dirty_backend(struct worker *w, struct backend *b)
 {
+    w->npush++;
     if (b->dirty)
         return;
     b->dirty = true;
@@ -72,11 +73,38 @@ static void worker_flush_all(struct worker *w)
     }
 }
 
+/* Only there to make the loop poll without sleeping while backend writes wait. */
+static void worker_batch_idle_cb(struct ev_loop *loop, ev_idle *i, int revents)
+{
+    MG_UNUSED(revents);
+    ev_idle_stop(loop, i);
+}
+
+/* Before the loop sleeps. Replies to clients go out now. Backend writes may wait up to
+ * settings.batch_loops iterations, as long as each iteration brought more requests:
+ * the loop then polls without sleeping (the idle watcher), so a write waits only for
+ * requests that are already there. Bigger batches mean fewer wakeups and syscalls in
+ * memcached; see README "Internals". */
 static void worker_prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
-    MG_UNUSED(loop);
     MG_UNUSED(revents);
-    worker_flush_all(p->data);
+    struct worker *w = p->data;
+    if (w->dirty_backends && w->batch_loops < settings.batch_loops &&
+        (w->batch_loops == 0 || w->npush != w->npush_seen)) {
+        w->batch_loops++;
+        w->npush_seen = w->npush;
+        while (w->dirty_conns) {
+            struct conn *c = w->dirty_conns;
+            w->dirty_conns = c->next_dirty;
+            c->dirty = false;
+            conn_flush(c);
+        }
+        ev_idle_start(loop, &w->batch_idle);
+        return;
+    }
+    w->batch_loops = 0;
+    ev_idle_stop(loop, &w->batch_idle);
+    worker_flush_all(w);
 }
 
 static void worker_stop_listeners(struct worker *w)
@@ -402,6 +430,7 @@ int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, co
     if (w->pool_herd == NULL)
         goto oom;
     w->npool_herd = cfg->npools;
+    ev_idle_init(&w->batch_idle, worker_batch_idle_cb);
     ev_prepare_init(&w->prepare, worker_prepare_cb);
     w->prepare.data = w;
     ev_prepare_start(w->loop, &w->prepare);

@@ -60,7 +60,7 @@ describe("command line", function()
     assert.equal(0, rc, err)
     assert.matches("usage", out:lower())
     for _, opt in ipairs { "-l", "-s", "-t", "-c", "-I", "--connect-timeout", "--timeout",
-      "--failure-limit", "--retry-timeout", "--check" } do
+      "--failure-limit", "--retry-timeout", "--batch-loops", "--check" } do
       assert(out:find(opt, 1, true), "--help does not mention " .. opt)
     end
   end)
@@ -73,7 +73,8 @@ describe("command line", function()
 
   it("a bad option value exits 2 with a message", function()
     for _, args in ipairs { { "-t", "abc" }, { "-t", "0" }, { "-I", "lots" }, { "--timeout", "-1" },
-      { "--failure-limit", "x" }, { "-c", "-5" } } do
+      { "--failure-limit", "x" }, { "-c", "-5" }, { "--batch-loops", "17" }, { "--batch-loops", "-1" },
+      { "--batch-loops", "1.5" } } do
       local rc, out, err = run(unpack(args))
       assert.equal(2, rc, table.concat(args, " ") .. ": " .. err .. out)
       assert(#err > 0, table.concat(args, " ") .. ": no message on stderr")
