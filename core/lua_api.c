@@ -41,6 +41,8 @@ struct lua_co {
     int last_cmd;          /* req.command as last set (skipped when unchanged) */
     struct request *cur;   /* the request req describes */
     bool in_call;          /* inside core.call, before it yields */
+    bool waiting;          /* yielded in core.call: resumed by its reply */
+    bool resolver;         /* runs the resolver loop: parked there between keys */
     bool sync;             /* a hook that has not waited yet: its caller finishes the op */
     struct request *early; /* a pool call that completed before the yield */
 };
@@ -54,7 +56,8 @@ struct lua_vm {
     int resolve_ref;              /* the per-key resolver, or LUA_NOREF */
     int hook_ref[LUA_HOOK_COUNT]; /* hooks, or LUA_NOREF */
     int cos_ref;                  /* registry table: thread -> lightuserdata(co) */
-    struct lua_co *free_cos;
+    struct lua_co *free_cos;       /* finished coroutines, for hooks or a new resolver */
+    struct lua_co *free_resolvers; /* parked in the resolver loop, ready for a key */
     bool per_request;
     /* strings interned once and pushed by registry ref: no hashing per request */
     int s_key, s_command;
@@ -75,6 +78,9 @@ static const char *const cmd_names[] = {
     [MG_CMD_ME] = "me",
 };
 
+/* Its address is what the resolver loop yields first once a key is resolved. */
+static const char resolver_done = 0;
+
 static void vm_unref(struct lua_vm *vm)
 {
     if (--vm->refs > 0)
@@ -84,16 +90,27 @@ static void vm_unref(struct lua_vm *vm)
         vm->free_cos = co->next;
         free(co);
     }
+    while (vm->free_resolvers) {
+        struct lua_co *co = vm->free_resolvers;
+        vm->free_resolvers = co->next;
+        free(co);
+    }
     lua_close(vm->L);
     free(vm);
 }
 
 /* --- coroutines ---------------------------------------------------------------------- */
 
-static struct lua_co *co_get(struct lua_vm *vm)
+/* A coroutine from the pool: one parked in the resolver loop when resolver is set and
+ * there is one, else a finished or new one. */
+static struct lua_co *co_get(struct lua_vm *vm, bool resolver)
 {
-    struct lua_co *co = vm->free_cos;
-    if (co) {
+    struct lua_co *co = NULL;
+    if (resolver && vm->free_resolvers) {
+        co = vm->free_resolvers;
+        vm->free_resolvers = co->next;
+    } else if (vm->free_cos) {
+        co = vm->free_cos;
         vm->free_cos = co->next;
     } else {
         co = calloc(1, sizeof(*co));
@@ -118,18 +135,25 @@ static struct lua_co *co_get(struct lua_vm *vm)
     co->r = NULL;
     co->op = NULL;
     co->in_call = false;
+    co->waiting = false;
     co->sync = false;
     co->early = NULL;
     vm->refs++;
     return co;
 }
 
+/* Back to the pool once its function returned, or its resolver loop yielded a result. */
 static void co_put(struct lua_co *co)
 {
     struct lua_vm *vm = co->vm;
     lua_settop(co->L, 0);
-    co->next = vm->free_cos;
-    vm->free_cos = co;
+    if (co->resolver) {
+        co->next = vm->free_resolvers;
+        vm->free_resolvers = co;
+    } else {
+        co->next = vm->free_cos;
+        vm->free_cos = co;
+    }
     vm_unref(vm);
 }
 
@@ -150,15 +174,24 @@ static void co_drop(struct lua_co *co)
 }
 
 /* The one place coroutines are resumed. The function and its nargs arguments (first
- * run) or the results of a pool call (later runs) are on co->L's stack. Returns MG_OK
- * when it finished (co->k was called), MG_EAGAIN when it waits on a pool call, MG_ERR
- * when it raised (co->k was called with the message; the coroutine is gone). */
+ * run), the next key for a parked resolver, or the results of a pool call are on
+ * co->L's stack. Returns MG_OK when it finished: returned, or the resolver loop yielded
+ * its result (co->k was called); MG_EAGAIN when it waits on a pool call; MG_ERR when it
+ * raised or yielded on its own (co->k was called with the message; the coroutine is
+ * gone). */
 static int co_run(struct lua_co *co, int nargs)
 {
     int st = lua_resume(co->L, nargs);
-    if (st == LUA_YIELD)
-        return MG_EAGAIN;
-    if (st == 0) {
+    if (st == LUA_YIELD) {
+        if (co->waiting)
+            return MG_EAGAIN;
+        if (lua_gettop(co->L) >= 1 && lua_touserdata(co->L, 1) == &resolver_done) {
+            co->k(co, NULL);
+            return MG_OK;
+        }
+        /* The script called coroutine.yield itself: nothing would ever resume it. */
+        lua_pushstring(co->L, "coroutine.yield is not allowed here (only pool calls wait)");
+    } else if (st == 0) {
         co->k(co, NULL);
         return MG_OK;
     }
@@ -237,27 +270,24 @@ static void resolve_k(struct lua_co *co, const char *err)
         error_line(&r->lua_key, "SERVER_ERROR lua: ", err);
         r->lua_pool = -2;
     } else {
-        /* results: the pool's id (or nil: the prefix table), key (or nil) */
-        int top = lua_gettop(L);
-        if (top >= 1 && lua_isnumber(L, 1))
-            r->lua_pool = (int)lua_tointeger(L, 1);
-        if (top >= 3 && lua_isnumber(L, 3))
-            r->lua_policy = (int)lua_tointeger(L, 3);
+        /* yielded: the done mark, the pool's id (or nil: the prefix table), key (or nil),
+         * policy id (or nil); the resolver loop checked the types */
+        if (lua_type(L, 2) == LUA_TNUMBER)
+            r->lua_pool = (int)lua_tointeger(L, 2);
+        if (lua_type(L, 4) == LUA_TNUMBER)
+            r->lua_policy = (int)lua_tointeger(L, 4);
         if (r->lua_pool >= (int)r->w->cfg->npools) {
             error_line(&r->lua_key, "SERVER_ERROR lua: ", "route function returned no pool");
             r->lua_pool = -2;
-        } else if (top >= 2 && lua_isstring(L, 2)) {
+        } else if (lua_type(L, 3) == LUA_TSTRING) {
             size_t n;
-            const char *k = lua_tolstring(L, 2, &n);
+            const char *k = lua_tolstring(L, 3, &n);
             if (n == 0) {
                 error_line(&r->lua_key, "SERVER_ERROR lua: ", "key function returned an empty key");
                 r->lua_pool = -2;
             } else {
                 buf_append(&r->lua_key, k, n);
             }
-        } else if (top >= 2 && !lua_isnil(L, 2)) {
-            error_line(&r->lua_key, "SERVER_ERROR lua: ", "key function returned no string");
-            r->lua_pool = -2;
         }
     }
     r->lua_ready = true;
@@ -276,17 +306,33 @@ int lua_api_resolve(struct request *r, const char *key, size_t klen)
         r->lua_key.off = r->lua_key.len = 0;
         return MG_OK;
     }
-    struct lua_co *co = co_get(vm);
+    struct lua_co *co = co_get(vm, true);
     if (co == NULL) {
         error_line(&r->lua_key, "SERVER_ERROR ", "out of memory");
         return MG_ERR;
     }
     co->r = r;
     co->k = resolve_k;
+    co->cur = r; /* req.client is looked up lazily (req_index) from here */
     r->lua_ready = false;
-    lua_rawgeti(co->L, LUA_REGISTRYINDEX, vm->resolve_ref);
-    push_req(co, r, key, klen);
-    return co_run(co, 1) == MG_EAGAIN ? MG_EAGAIN : MG_OK;
+    /* The resolver loop takes (key, command or nil when unchanged); a new one first
+     * gets the loop function and its req table. */
+    lua_State *L = co->L;
+    int nargs = 2;
+    if (!co->resolver) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->resolve_ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, co->req_ref);
+        co->resolver = true;
+        nargs = 3;
+    }
+    lua_pushlstring(L, key, klen);
+    if (co->last_cmd != (int)r->cmd) {
+        co->last_cmd = (int)r->cmd;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->s_cmd[r->cmd]);
+    } else {
+        lua_pushnil(L);
+    }
+    return co_run(co, nargs) == MG_EAGAIN ? MG_EAGAIN : MG_OK;
 }
 
 /* --- hooks ------------------------------------------------------------------------------ */
@@ -322,7 +368,7 @@ int lua_api_hook(struct op *op, int event)
     struct lua_vm *vm = w->vm;
     if (vm == NULL || vm->hook_ref[event] == LUA_NOREF)
         return MG_OK;
-    struct lua_co *co = co_get(vm);
+    struct lua_co *co = co_get(vm, false);
     if (co == NULL)
         return MG_OK;
     co->op = op;
@@ -430,6 +476,7 @@ void lua_api_call_done(struct request *r)
     }
     int n = push_results(co->L, r);
     request_release(r);
+    co->waiting = false;
     co_run(co, n);
 }
 
@@ -533,6 +580,7 @@ static int l_call(lua_State *L)
         request_release(done);
         return n;
     }
+    co->waiting = true;
     return lua_yield(L, 0);
 }
 
@@ -560,10 +608,17 @@ static int luaopen_core(lua_State *L)
 
 /* Runs per key: route function then key function; returns the pool's id (nil: the
  * prefix table decides) and the backend key (nil: the pool's key style applies). */
+/* The per-key resolver: a loop a coroutine runs for good. It gets its req table and
+ * the first key when started, yields (done mark, pool id, key, policy id) for each key
+ * and gets the next key (and the command when it changed) back from the yield: one
+ * resume per key, no function set-up, and req.key set where the JIT sees it. */
 static const char resolver_src[] =
-    "local route_fn, key_fn, policy_ids = ...\n"
-    "local type, error = type, error\n"
-    "return function(req)\n"
+    "local route_fn, key_fn, policy_ids, done = ...\n"
+    "local type, error, yield = type, error, coroutine.yield\n"
+    "return function(req, k, cmd)\n"
+    " while true do\n"
+    "  req.key = k\n"
+    "  if cmd then req.command = cmd end\n"
     "  local id, key, pid\n"
     "  if route_fn then\n"
     "    local pool, policy = route_fn(req)\n"
@@ -582,7 +637,8 @@ static const char resolver_src[] =
     "      error('key function returned no string', 0)\n"
     "    end\n"
     "  end\n"
-    "  return id, key, pid\n"
+    "  k, cmd = yield(done, id, key, pid)\n"
+    " end\n"
     "end\n";
 
 /* Bind declared pools (_id) and switches (id) of the state table on top to w's config. */
@@ -687,7 +743,8 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
         }
         lua_insert(L, -3);
         lua_getfield(L, -4, "policy_ids");
-        lua_call(L, 3, 1);
+        lua_pushlightuserdata(L, (void *)&resolver_done);
+        lua_call(L, 4, 1);
         vm->resolve_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         vm->per_request = true;
     } else {

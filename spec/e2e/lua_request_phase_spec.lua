@@ -20,6 +20,7 @@ mg.route(function(req)
   if k:find("^nl:") then error("first line\r\nVALUE injected 0 1\r\nEND", 0) end
   if k:find("^long:") then error(string.rep("e", 1000), 0) end
   if k:find("^notapool:") then return 42 end
+  if k:find("^yield:") then coroutine.yield("from the script") end
   if k:find("^trace:") then
     local ok, err = main:set("seen:" .. k, req.command .. " " .. req.client)
     if not ok then error("trace: " .. tostring(err)) end
@@ -45,6 +46,7 @@ end
 mg.on("set", function(req, pool)
   local k = req.key
   if k:find("^hboom:") then error("set hook failed", 0) end
+  if k:find("^hyield:") then coroutine.yield() end
   if k == "probe" then
     local r = {}
     local function add(...) r[#r + 1] = results(...) end
@@ -255,6 +257,20 @@ describe("Lua request phase", function()
       assert.equal("SERVER_ERROR lua: route function returned no pool", c:cmd("set notapool:1 0 0 1\r\nx"))
       assert.equal("SERVER_ERROR lua error (see the gateway log)", c:cmd("get kerr:1"))
       assert.equal("STORED", c:set("ok:4", "v"))
+    end)
+
+    it("a script that calls coroutine.yield itself fails that request, never hangs it", function()
+      local c = connect()
+      local msg = "SERVER_ERROR lua: coroutine.yield is not allowed here (only pool calls wait)"
+      assert.equal(msg, c:cmd("set yield:1 0 0 1\r\nx"))
+      assert.equal("SERVER_ERROR lua error (see the gateway log)", c:cmd("get yield:1"))
+      assert.equal(msg, c:cmd("set hyield:1 0 0 1\r\nx"))
+      assert.equal("x", c:value("hyield:1"))
+      -- the coroutines that yielded are gone; the next keys resolve as usual
+      for i = 1, 20 do assert.equal("STORED", c:set("ok:y" .. i, "v" .. i)) end
+      local items = c:get("ok:y1", "yield:2", "ok:y20")
+      assert.equal("v1", items["ok:y1"].value)
+      assert.equal("v20", items["ok:y20"].value)
     end)
 
     it("an error message is one reply line, at most 200 bytes of it", function()
