@@ -53,9 +53,9 @@ struct lua_vm {
     lua_State *L;
     struct worker *w;
     int refs;
-    int resolve_ref;              /* the per-key resolver, or LUA_NOREF */
-    int hook_ref[LUA_HOOK_COUNT]; /* hooks, or LUA_NOREF */
-    int cos_ref;                  /* registry table: thread -> lightuserdata(co) */
+    int resolve_ref;               /* the per-key resolver, or LUA_NOREF */
+    int hook_ref[LUA_HOOK_COUNT];  /* hooks, or LUA_NOREF */
+    int cos_ref;                   /* registry table: thread -> lightuserdata(co) */
     struct lua_co *free_cos;       /* finished coroutines, for hooks or a new resolver */
     struct lua_co *free_resolvers; /* parked in the resolver loop, ready for a key */
     bool per_request;

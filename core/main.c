@@ -76,8 +76,14 @@ static void die_usage(const char *fmt, const char *arg)
     exit(2);
 }
 
-enum { OPT_CONNECT_TIMEOUT = 256, OPT_TIMEOUT, OPT_FAILURE_LIMIT, OPT_RETRY_TIMEOUT, OPT_BATCH_LOOPS,
-       OPT_CHECK };
+enum {
+    OPT_CONNECT_TIMEOUT = 256,
+    OPT_TIMEOUT,
+    OPT_FAILURE_LIMIT,
+    OPT_RETRY_TIMEOUT,
+    OPT_BATCH_LOOPS,
+    OPT_CHECK
+};
 
 /* Fills settings from argv. Exits 2 on bad usage. Returns the --check script or NULL. */
 static const char *parse_args(int argc, char **argv)

@@ -24,11 +24,11 @@ struct worker {
     int id;
     pthread_t tid;
     struct ev_loop *loop;
-    ev_idle batch_idle;          /* active while backend writes wait (worker_prepare_cb) */
-    int batch_loops;             /* iterations they have waited */
-    uint64_t npush, npush_seen;  /* requests queued to backends: all, and at the last wait */
-    ev_prepare prepare; /* flushes dirty backends and clients before the loop sleeps */
-    ev_async wake;      /* another thread asks: stop, or a new config */
+    ev_idle batch_idle;         /* active while backend writes wait (worker_prepare_cb) */
+    int batch_loops;            /* iterations they have waited */
+    uint64_t npush, npush_seen; /* requests queued to backends: all, and at the last wait */
+    ev_prepare prepare;         /* flushes dirty backends and clients before the loop sleeps */
+    ev_async wake;              /* another thread asks: stop, or a new config */
     ev_io lio[MG_MAX_LISTENERS * 2];
     int lfd[MG_MAX_LISTENERS * 2];
     bool ladmin[MG_MAX_LISTENERS * 2];  /* an admin listener */
