@@ -1,5 +1,5 @@
 #!/bin/sh
-# shellcheck disable=SC2086  # $PIN_*, $MC_USER, variant flags are word lists on purpose
+# shellcheck disable=SC2086,SC2034,SC2154  # word lists on purpose; PORT_*, PID_*, FLAGS_* are read through eval
 # bench/ab.sh: `make bench-ab`: what one change buys. mintgate started once per variant
 # (each variant is a set of extra command-line flags), all in front of the same two
 # backends, interleaved with twemproxy round by round (tw A B tw A B ...), one workload.

@@ -354,7 +354,7 @@ int main(int argc, char **argv)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    bool shared[MG_MAX_LISTENERS * 2];
+    bool shared[MG_MAX_LISTENERS * 2] = { false };
     for (int i = 0; i < nworkers && rc == 0; i++) {
         for (int l = 0; l < nl; l++) {
             is_admin[l] = l >= settings.nlisten;
