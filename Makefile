@@ -51,6 +51,11 @@ mintgate-asan: build/asan/main.o $(ASAN_OBJS)
 build/test_%: core/test/test_%.c $(OBJS) core/test/ctest.h
 	$(CC) $(CFLAGS) -Icore -o $@ $< $(OBJS) $(LDLIBS) -lmemcachedutil
 
+# The parser fuzz target driven by a bounded deterministic mutator, under ASan+UBSan.
+build/fuzz_smoke: core/test/fuzz_smoke.c core/test/fuzz_proto.c build/asan/proto_text.o \
+                  build/asan/proto_meta.o
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -Icore -o $@ $^
+
 build/lmc_fill: core/test/lmc_fill.c | build
 	$(CC) $(CFLAGS) -o $@ $< -lmemcached
 
@@ -67,8 +72,8 @@ deps:
 run: deps mintgate
 	@sh examples/run.sh
 
-ctest: $(TESTS) build/lmc_fill
-	@sh spec/run_ctests.sh $(TESTS)
+ctest: $(TESTS) build/fuzz_smoke build/lmc_fill
+	@sh spec/run_ctests.sh $(TESTS) build/fuzz_smoke
 
 spec: mintgate build/lmc_fill
 	@sh spec/run_busted.sh
@@ -83,7 +88,7 @@ asan-test: mintgate-asan build/lmc_fill
 
 test: deps
 	@rm -rf build/results && mkdir -p build/results
-	@$(MAKE) --no-print-directory all mintgate-asan $(TESTS) build/lmc_fill
+	@$(MAKE) --no-print-directory all mintgate-asan $(TESTS) build/fuzz_smoke build/lmc_fill
 	@$(MAKE) --no-print-directory -k ctest spec capable asan-test; \
 	sh spec/summary.sh build/results
 

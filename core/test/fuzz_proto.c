@@ -1,4 +1,5 @@
-/* fuzz_proto.c: libFuzzer entry point feeding both protocol parsers (not part of make test).
+/* fuzz_proto.c: libFuzzer entry point feeding both protocol parsers (make test drives it with
+ * fuzz_smoke.c, a bounded mutator; this file alone is the coverage-guided fuzzer).
  *
  *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icore \
  *         -o build/fuzz_proto core/test/fuzz_proto.c core/proto_text.c core/proto_meta.c
