@@ -348,6 +348,28 @@ static void request_end_dispatch(struct request *r)
         request_complete(r);
 }
 
+/* Multi-key classic reads resolve their keys through Lua in batches (one coroutine turn
+ * for up to LUA_BATCH_MAX keys) when more than one key is left. */
+static bool batchable(const struct request *r, const struct mg_text_req *t)
+{
+    return r->nops - r->next_key > 1 && (t->cmd == MG_CMD_GET || t->cmd == MG_CMD_GETS ||
+                                         t->cmd == MG_CMD_GAT || t->cmd == MG_CMD_GATS);
+}
+
+/* Parse the keys of the next batch (from r->next_key on) into their ops; returns how
+ * many are ready, stopping before a key that does not parse (the loop fails it). */
+static uint32_t batch_keys(struct request *r, const struct mg_text_req *t)
+{
+    uint32_t n = 0;
+    while (n < LUA_BATCH_MAX && r->next_key + n < r->nops) {
+        struct op *op = &r->ops[r->next_key + n];
+        if (op->ckey.p == NULL && !next_key(r, t, op))
+            break;
+        n++;
+    }
+    return n;
+}
+
 /* Dispatch r's keys from r->next_key on. With per-request Lua functions this may stop at
  * a key whose resolution waits; dispatch_resume continues from there. */
 static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool lua)
@@ -369,6 +391,34 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool l
         }
         int pool_idx = -1, policy_idx = -1;
         struct mg_slice lkey = { NULL, 0 };
+        if (lua && r->next_key >= r->lua_until && batchable(r, t)) {
+            uint32_t n = batch_keys(r, t);
+            int rc = n > 1 ? lua_api_resolve_batch(r, r->next_key, n) : MG_OK;
+            if (rc == MG_EAGAIN) {
+                r->lua_parked = true;
+                return;
+            }
+            if (rc == MG_ERR) { /* out of memory: the single-key path answers for itself */
+                r->lua_until = 0;
+            }
+        }
+        if (lua && r->next_key < r->lua_until) { /* resolved with its batch */
+            r->next_key++;
+            if (op->lpool == -2) {
+                op->out.off = op->out.len = 0;
+                r->nfailed++;
+                if (r->err == NULL)
+                    r->err = "SERVER_ERROR lua error (see the gateway log)";
+                op_finish(op);
+                continue;
+            }
+            struct mg_slice bk = { op->lkey_len ? r->lua_key.data + op->lkey_off : NULL,
+                                   op->lkey_len };
+            struct target tg;
+            if (target_of(r, op, k, where, op->lpool, op->lpolicy, bk, &tg) == MG_OK)
+                send_op(r, op, t, k, &tg);
+            continue;
+        }
         if (lua) {
             if (!r->lua_ready && lua_api_resolve(r, where.p, where.len) == MG_EAGAIN) {
                 r->lua_parked = true;

@@ -43,6 +43,8 @@ struct lua_co {
     bool in_call;          /* inside core.call, before it yields */
     bool waiting;          /* yielded in core.call: resumed by its reply */
     bool resolver;         /* runs the resolver loop: parked there between keys */
+    int ks_ref, rs_ref;    /* a batch's keys in, and results out (tables) */
+    uint32_t bfirst, bn;   /* the batch being resolved: ops [bfirst, bfirst + bn) */
     bool sync;             /* a hook that has not waited yet: its caller finishes the op */
     struct request *early; /* a pool call that completed before the yield */
 };
@@ -59,6 +61,7 @@ struct lua_vm {
     struct lua_co *free_cos;       /* finished coroutines, for hooks or a new resolver */
     struct lua_co *free_resolvers; /* parked in the resolver loop, ready for a key */
     bool per_request;
+    bool has_key_fn; /* the script has a key function (batches return keys) */
     /* strings interned once and pushed by registry ref: no hashing per request */
     int s_key, s_command;
     int req_mt; /* metatable of req tables */
@@ -129,6 +132,10 @@ static struct lua_co *co_get(struct lua_vm *vm, bool resolver)
         lua_rawgeti(L, LUA_REGISTRYINDEX, vm->req_mt);
         lua_setmetatable(L, -2);
         co->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_createtable(L, LUA_BATCH_MAX, 0);
+        co->ks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_createtable(L, 3 * LUA_BATCH_MAX, 0);
+        co->rs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         co->last_cmd = -1;
     }
     co->next = NULL;
@@ -169,6 +176,8 @@ static void co_drop(struct lua_co *co)
     lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, co->ref);
     luaL_unref(L, LUA_REGISTRYINDEX, co->req_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, co->ks_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, co->rs_ref);
     free(co);
     vm_unref(vm);
 }
@@ -297,6 +306,127 @@ static void resolve_k(struct lua_co *co, const char *err)
         dispatch_resume(r);
 }
 
+/* A coroutine that does not run the resolver loop yet gets the loop function and its
+ * start arguments (req, ks, rs) pushed. Returns how many values that pushed. */
+static int resolver_start(struct lua_co *co, struct request *r)
+{
+    co->cur = r; /* req.client is looked up lazily (req_index) from here */
+    if (co->resolver)
+        return 0;
+    lua_State *L = co->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, co->vm->resolve_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, co->req_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, co->ks_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, co->rs_ref);
+    co->resolver = true;
+    return 3; /* the function is not an argument */
+}
+
+/* The command argument of a resolver turn: its name when it changed, else nil. */
+static void push_cmd(struct lua_co *co, struct request *r)
+{
+    if (co->last_cmd != (int)r->cmd) {
+        co->last_cmd = (int)r->cmd;
+        lua_rawgeti(co->L, LUA_REGISTRYINDEX, co->vm->s_cmd[r->cmd]);
+    } else {
+        lua_pushnil(co->L);
+    }
+}
+
+/* A batch's results from rs (and ks) into ops [bfirst, bfirst + bn); keys go to
+ * r->lua_key. */
+static void resolve_batch_k(struct lua_co *co, const char *err)
+{
+    struct request *r = co->r;
+    lua_State *L = co->L;
+    int npools = (int)r->w->cfg->npools;
+    bool keys = co->vm->has_key_fn;
+    r->lua_key.off = r->lua_key.len = 0;
+    int rs = 0, ks = 0;
+    if (!err && lua_checkstack(L, 4)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, co->rs_ref);
+        rs = lua_gettop(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, co->ks_ref);
+        ks = rs + 1;
+    }
+    for (uint32_t i = 0; i < co->bn; i++) {
+        struct op *op = &r->ops[co->bfirst + i];
+        op->lpool = -2;
+        op->lpolicy = -1;
+        op->lkey_off = op->lkey_len = 0;
+        if (rs == 0)
+            continue;
+        lua_rawgeti(L, rs, (int)i + 1);
+        lua_Integer code = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        int pool = (int)(code % 65536) - 2, policy = (int)(code / 65536) - 1;
+        if (code <= 0 || keys) {
+            lua_rawgeti(L, ks, (int)i + 1);
+            size_t n = 0;
+            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+            if (code <= 0) {
+                log_error("lua: %s", k ? k : "error");
+                pool = -2;
+            } else if (k && n == 0) {
+                log_error("lua: key function returned an empty key");
+                pool = -2;
+            } else if (k) {
+                op->lkey_off = (uint32_t)r->lua_key.len;
+                op->lkey_len = (uint32_t)n;
+                if (buf_append(&r->lua_key, k, n) != MG_OK)
+                    pool = -2;
+            }
+            lua_pop(L, 1);
+        }
+        if (pool >= npools) {
+            log_error("lua: route function returned no pool");
+            pool = -2;
+        }
+        op->lpool = pool;
+        op->lpolicy = policy;
+    }
+    r->lua_until = co->bfirst + co->bn;
+    if (!err)
+        co_put(co);
+    if (r->lua_parked)
+        dispatch_resume(r);
+}
+
+int lua_api_resolve_batch(struct request *r, uint32_t first, uint32_t n)
+{
+    struct lua_vm *vm = r->w->vm;
+    if (r->w->cfg->npools >= 65534 || r->w->cfg->nnamed >= 65535)
+        return MG_ERR;                  /* ids would not fit the batch's packed results */
+    if (vm->resolve_ref == LUA_NOREF) { /* hooks only: tables and styles decide */
+        for (uint32_t i = first; i < first + n; i++) {
+            r->ops[i].lpool = r->ops[i].lpolicy = -1;
+            r->ops[i].lkey_off = r->ops[i].lkey_len = 0;
+        }
+        r->lua_until = first + n;
+        return MG_OK;
+    }
+    struct lua_co *co = co_get(vm, true);
+    if (co == NULL)
+        return MG_ERR;
+    co->r = r;
+    co->k = resolve_batch_k;
+    co->bfirst = first;
+    co->bn = n;
+    lua_State *L = co->L;
+    int nargs = resolver_start(co, r) + 3;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, co->ks_ref);
+    for (uint32_t i = 0; i < n; i++) {
+        const struct mg_slice *k = &r->ops[first + i].ckey;
+        lua_pushlstring(L, k->p, k->len);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    push_cmd(co, r);
+    lua_pushinteger(L, (lua_Integer)n);
+    return co_run(co, nargs) == MG_EAGAIN ? MG_EAGAIN : MG_OK;
+}
+
 int lua_api_resolve(struct request *r, const char *key, size_t klen)
 {
     struct lua_vm *vm = r->w->vm;
@@ -313,25 +443,12 @@ int lua_api_resolve(struct request *r, const char *key, size_t klen)
     }
     co->r = r;
     co->k = resolve_k;
-    co->cur = r; /* req.client is looked up lazily (req_index) from here */
     r->lua_ready = false;
-    /* The resolver loop takes (key, command or nil when unchanged); a new one first
-     * gets the loop function and its req table. */
     lua_State *L = co->L;
-    int nargs = 2;
-    if (!co->resolver) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->resolve_ref);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, co->req_ref);
-        co->resolver = true;
-        nargs = 3;
-    }
+    int nargs = resolver_start(co, r) + 3;
     lua_pushlstring(L, key, klen);
-    if (co->last_cmd != (int)r->cmd) {
-        co->last_cmd = (int)r->cmd;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->s_cmd[r->cmd]);
-    } else {
-        lua_pushnil(L);
-    }
+    push_cmd(co, r);
+    lua_pushnil(L);
     return co_run(co, nargs) == MG_EAGAIN ? MG_EAGAIN : MG_OK;
 }
 
@@ -608,17 +725,32 @@ static int luaopen_core(lua_State *L)
 
 /* Runs per key: route function then key function; returns the pool's id (nil: the
  * prefix table decides) and the backend key (nil: the pool's key style applies). */
-/* The per-key resolver: a loop a coroutine runs for good. It gets its req table and
- * the first key when started, yields (done mark, pool id, key, policy id) for each key
- * and gets the next key (and the command when it changed) back from the yield: one
- * resume per key, no function set-up, and req.key set where the JIT sees it. */
+static const char guard_src[] =
+    "local cos = ...\n"
+    "local yield, running, error = coroutine.yield, coroutine.running, error\n"
+    "coroutine.yield = function(...)\n"
+    "  if cos[running()] then\n"
+    "    error('coroutine.yield is not allowed here (only pool calls wait)', 2)\n"
+    "  end\n"
+    "  return yield(...)\n"
+    "end\n"
+    "return yield\n";
+
+/* The per-key resolver: a loop a coroutine runs for good. Started with its req table,
+ * the batch tables ks and rs, and the first (key, command, n). Each turn gets
+ * (key, command or nil when unchanged, n) back from its yield:
+ *   n == nil: resolve key and yield (done mark, pool id, key, policy id): one resume per
+ *             key, no function set-up, req.key set where the JIT sees it;
+ *   n: resolve ks[1..n] in one turn (a multi-key get), each under xpcall so an error
+ *      fails its key only; rs[i] = (pool id + 2) + (policy id + 1) * 65536 (pool id -1:
+ *      the table; policy id -1: the pool's), or 0 when it failed; ks[i] = the key
+ *      function's key (false: the pool's style) or the error message; then yield (done
+ *      mark). The keys' loop runs in one trace, without a resume per key, and C reads
+ *      one number per key (and the key only when there is a key function). */
 static const char resolver_src[] =
-    "local route_fn, key_fn, policy_ids, done = ...\n"
-    "local type, error, yield = type, error, coroutine.yield\n"
-    "return function(req, k, cmd)\n"
-    " while true do\n"
-    "  req.key = k\n"
-    "  if cmd then req.command = cmd end\n"
+    "local route_fn, key_fn, policy_ids, done, yield = ...\n"
+    "local type, error, xpcall, tb = type, error, xpcall, debug.traceback\n"
+    "local function one(req)\n"
     "  local id, key, pid\n"
     "  if route_fn then\n"
     "    local pool, policy = route_fn(req)\n"
@@ -637,7 +769,27 @@ static const char resolver_src[] =
     "      error('key function returned no string', 0)\n"
     "    end\n"
     "  end\n"
-    "  k, cmd = yield(done, id, key, pid)\n"
+    "  return id, key, pid\n"
+    "end\n"
+    "local function trace(e) return tb(tostring(e), 2) end\n"
+    "return function(req, ks, rs, k, cmd, n)\n"
+    " while true do\n"
+    "  if cmd then req.command = cmd end\n"
+    "  if n then\n"
+    "    for i = 1, n do\n"
+    "      req.key = ks[i]\n"
+    "      local ok, id, key, pid = xpcall(one, trace, req)\n"
+    "      if ok then\n"
+    "        rs[i] = (id or -1) + 2 + ((pid or -1) + 1) * 65536; ks[i] = key or false\n"
+    "      else\n"
+    "        rs[i] = 0; ks[i] = id\n"
+    "      end\n"
+    "    end\n"
+    "    k, cmd, n = yield(done)\n"
+    "  else\n"
+    "    req.key = k\n"
+    "    k, cmd, n = yield(done, one(req))\n"
+    "  end\n"
     " end\n"
     "end\n";
 
@@ -708,7 +860,18 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     lua_newtable(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "mintgate.cos");
+    lua_pushvalue(L, -1);
     vm->cos_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* coroutine.yield raises inside the gateway's coroutines (only pool calls may wait
+     * there: a bare yield would never be resumed); the original goes to the registry for
+     * the resolver loop. Coroutines the script makes itself yield as usual. */
+    if (luaL_loadbuffer(L, guard_src, sizeof(guard_src) - 1, "=yield guard") != 0) {
+        snprintf(err, errlen, "yield guard: %s", lua_tostring(L, -1));
+        goto fail;
+    }
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "mintgate.yield");
     vm->s_key = intern(L, "key");
     vm->s_command = intern(L, "command");
     lua_createtable(L, 0, 1);
@@ -736,6 +899,7 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
         lua_pop(L, 1);
         lua_pushnil(L);
     }
+    vm->has_key_fn = !lua_isnil(L, -1);
     if (!lua_isnil(L, -1) || !lua_isnil(L, -2)) {
         if (luaL_loadbuffer(L, resolver_src, sizeof(resolver_src) - 1, "=resolver") != 0) {
             snprintf(err, errlen, "resolver: %s", lua_tostring(L, -1));
@@ -744,7 +908,8 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
         lua_insert(L, -3);
         lua_getfield(L, -4, "policy_ids");
         lua_pushlightuserdata(L, (void *)&resolver_done);
-        lua_call(L, 4, 1);
+        lua_getfield(L, LUA_REGISTRYINDEX, "mintgate.yield");
+        lua_call(L, 5, 1);
         vm->resolve_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         vm->per_request = true;
     } else {

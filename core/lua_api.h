@@ -28,6 +28,14 @@ bool lua_api_per_request(const struct worker *w);
  * style applies) are set. MG_EAGAIN: a function waits on a pool call; dispatch_resume(r)
  * is called once it returned. MG_ERR: it failed (logged); r->lua_key holds the reply line. */
 int lua_api_resolve(struct request *r, const char *key, size_t klen);
+/* Keys a batch resolves in one coroutine turn at most. */
+#define LUA_BATCH_MAX 64
+/* Resolve the keys of ops [first, first + n) (their ckey set; n <= LUA_BATCH_MAX) in one
+ * turn of a coroutine: each op gets lpool (-1: the prefix table; -2: the script failed
+ * for it, logged), lpolicy, and lkey_off/lkey_len into r->lua_key (len 0: the pool's
+ * style). MG_OK: done, r->lua_until = first + n. MG_EAGAIN: it waits on a pool call;
+ * dispatch_resume(r) is called once done if r->lua_parked. MG_ERR: out of memory. */
+int lua_api_resolve_batch(struct request *r, uint32_t first, uint32_t n);
 
 /* Run the hook for event on op (if the script has one). MG_EAGAIN: it waits on a pool
  * call and op_finish(op) is called when it returned; MG_OK: nothing left to do. */

@@ -32,7 +32,7 @@ struct request *request_get(struct worker *w)
     r->next = NULL;
     r->done = r->noreply = r->quiet = false;
     r->own_copy = r->lua_ready = r->lua_parked = false;
-    r->next_key = r->keypos = 0;
+    r->next_key = r->keypos = r->lua_until = 0;
     r->lco = NULL;
     r->on_done = NULL;
     r->nops = r->pending = r->nfailed = 0;

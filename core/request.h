@@ -35,6 +35,9 @@ struct op {
     bool herd_lease;      /* the op's command on the wire is its cold-miss lease add */
     struct mg_slice ckey; /* the client's key (borrows the request's own copy) */
     int pool;             /* pool index it was routed to (hooks), -1 if none */
+    /* a batch's Lua resolution (lua_api_resolve_batch), valid below req->lua_until */
+    int lpool, lpolicy;
+    uint32_t lkey_off, lkey_len;
 };
 
 /* One client command. Owned by its client connection's FIFO; freed (to the worker's free
@@ -61,6 +64,7 @@ struct request {
     uint32_t next_key, keypos;          /* dispatch progress over the keys */
     bool lua_ready;                     /* a resolution for key next_key is waiting to be used */
     bool lua_parked;                    /* dispatch waits for a coroutine */
+    uint32_t lua_until;                 /* ops below it have a batch resolution */
     int lua_pool;                       /* resolution: pool index, -1 for the prefix table */
     int lua_policy;                     /* resolution: named policy index, -1 for the pool's */
     struct buf lua_key;                 /* resolution: backend key, empty for the pool's style */

@@ -59,3 +59,51 @@ describe("staleness policy chosen per request", function()
     c:close()
   end)
 end)
+
+describe("staleness policy per key of a multi-key get", function()
+  local E, gw, mc
+
+  lazy_setup(function()
+    env.require_binary()
+    E = env.new("policy_per_key")
+    mc = E:memcached()
+    gw = E:gateway { threads = 1, config = string.format([[
+local mg = require "mintgate"
+local main = mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+mg.stale { grace = 20, lock = 5, wait = 50 }
+mg.policy("waity", { grace = 3, lock = 5, wait = 50 })
+mg.route(function(req)
+  local p = req.key:sub(1, 2)
+  if p == "w:" then return main, "waity" end
+  if p == "n:" then return main, "none" end
+  return main
+end)
+]], mc.port) }
+  end)
+
+  lazy_teardown(function()
+    if E then E:teardown() end
+  end)
+
+  it("cold misses take a lease under the herd policies, none under 'none'", function()
+    -- 90 keys resolve in two batches; each key's policy decides what its miss does.
+    local c = client.connect(gw.port)
+    local keys = {}
+    for i = 1, 30 do
+      for _, p in ipairs { "w:", "n:", "d:" } do keys[#keys + 1] = p .. "m" .. i end
+    end
+    assert.same({}, c:get(unpack(keys)))
+    c:close()
+    local d = client.connect(mc.port)
+    for _, k in ipairs(keys) do
+      local lease = d:cmd("mg mintgate:lease:" .. k .. " v")
+      if k:sub(1, 2) == "n:" then
+        assert.equal("EN", lease, "policy none took a lease for " .. k)
+      else
+        assert.matches("^VA ", lease, "no lease for " .. k .. " under a herd policy")
+        d:line() -- the lease's value
+      end
+    end
+    d:close()
+  end)
+end)
