@@ -50,8 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MG_OK  0
-#define MG_ERR (-1)
+#include "common.h"
 
 #define MAX_TARGETS     64
 #define MAX_CLIENTS     20000
@@ -165,14 +164,6 @@ static void client_close(struct client *c, const char *why);
 static void client_get(struct client *c);
 static void bench_connect_more(struct bench *b);
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Wall clock in ms: what a value's timestamp says, comparable across processes. */
 static uint64_t wall_ms(void)
 {
@@ -180,18 +171,6 @@ static uint64_t wall_ms(void)
 
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
-}
-
-/* xorshift64*: cheap and good enough to pick keys. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
 }
 
 static void note(struct bench *b, const struct client *c, const char *why)
@@ -288,20 +267,6 @@ static void key_missed(struct bench *b, struct key *k, uint64_t seen, uint64_t i
 }
 
 /* ---- requests ---- */
-
-static size_t fmt_u64(char *out, uint64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
-}
 
 static void put(struct client *c, const void *p, size_t n)
 {
@@ -424,26 +389,6 @@ static void client_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 /* ---- replies ---- */
-
-/* Parses a decimal at s[*pos] that ends at a space or at len; advances *pos. */
-static int parse_u64(const char *s, size_t len, size_t *pos, uint64_t *out)
-{
-    uint64_t v = 0;
-    size_t i = *pos;
-
-    if (i >= len || s[i] < '0' || s[i] > '9')
-        return MG_ERR;
-    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
-        if (v > (UINT64_MAX - 9) / 10)
-            return MG_ERR;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (i < len && s[i] != ' ')
-        return MG_ERR;
-    *pos = i;
-    *out = v;
-    return MG_OK;
-}
 
 /* Reads "g=<gen> t=<ms> ..." from a value; MG_ERR if it is not one of ours. */
 static int value_parse(const char *v, size_t len, uint64_t *gen, uint64_t *ms)
@@ -1066,18 +1011,6 @@ static int opt_int(const char *name, const char *s, int lo, int hi, int *out)
     }
     *out = (int)v;
     return MG_OK;
-}
-
-static bool addr_is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-
-        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    }
-    return false;
 }
 
 /* Resolves "host:port" or "[v6]:port" to a loopback address; anything else is refused. */

@@ -74,7 +74,7 @@ command -v memcached >/dev/null || die "memcached not found (make deps)"
 command -v python3 >/dev/null || command -v nc >/dev/null || die "need python3 or nc"
 
 # ---- build ----
-if [ ! -x "$HERD" ] || [ -n "$(find bench/herd.c -newer "$HERD")" ]; then
+if [ ! -x "$HERD" ] || [ -n "$(find bench/herd.c bench/common.h -newer "$HERD")" ]; then
     ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Wshadow -Wstrict-prototypes \
         -Wmissing-prototypes -o "$HERD" bench/herd.c -lev || die "building bench/herd failed"
 fi

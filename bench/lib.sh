@@ -62,7 +62,7 @@ bench_init() {
     ulimit -n "$(ulimit -Hn)" 2>/dev/null
     command -v memcached >/dev/null || die "memcached not found (make deps)"
     command -v python3 >/dev/null || command -v nc >/dev/null || die "need python3 or nc to find ports"
-    if [ ! -x "$MGLOAD" ] || [ -n "$(find bench/mgload.c -newer "$MGLOAD")" ]; then
+    if [ ! -x "$MGLOAD" ] || [ -n "$(find bench/mgload.c bench/common.h -newer "$MGLOAD")" ]; then
         ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -pthread -o "$MGLOAD" bench/mgload.c -lev || die "building mgload failed"
     fi

@@ -43,8 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MG_OK  0
-#define MG_ERR (-1)
+#include "common.h"
 
 #define MAX_CONNS       100000
 #define MAX_IDLE        200000
@@ -170,26 +169,6 @@ static int conn_flush(struct conn *c);
 static void worker_connect_more(struct worker *w);
 static void worker_check_done(struct worker *w);
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* xorshift64*: cheap, per-thread, good enough to spread keys. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
 /*
  * Reads utime+stime and VmRSS of pid from /proc. Fields it cannot read stay
  * -1: the target may have exited, and a report with a gap beats no report.
@@ -298,20 +277,6 @@ static uint64_t hist_percentile(const struct hist *h, double q)
 }
 
 /* ---- request building ---- */
-
-static size_t fmt_u64(char *out, uint64_t v)
-{
-    char tmp[24];
-    size_t n = 0, i;
-
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
-}
 
 static size_t fmt_key(const struct options *o, char *out, uint64_t k)
 {
@@ -553,26 +518,6 @@ static bool line_is(const char *line, size_t len, const char *word)
     size_t n = strlen(word);
 
     return len == n && memcmp(line, word, n) == 0;
-}
-
-/* Parses a decimal field ending at a space or at end; advances *pos. */
-static int parse_u64(const char *s, size_t len, size_t *pos, uint64_t *out)
-{
-    uint64_t v = 0;
-    size_t i = *pos;
-
-    if (i >= len || s[i] < '0' || s[i] > '9')
-        return MG_ERR;
-    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
-        if (v > (UINT64_MAX - 9) / 10)
-            return MG_ERR;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (i < len && s[i] != ' ')
-        return MG_ERR;
-    *pos = i;
-    *out = v;
-    return MG_OK;
 }
 
 /* "VALUE <key> <flags> <bytes>[ <cas>]": returns MG_OK and the data length. */
@@ -1056,21 +1001,6 @@ static int opt_ratio(const char *s, struct options *o)
     o->ratio_get = g;
     o->ratio_set = st;
     return MG_OK;
-}
-
-static bool addr_is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-            return true;
-        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
-    }
-    return false;
 }
 
 /* Resolves host:port and keeps the first loopback address; anything else is refused. */
