@@ -140,17 +140,12 @@ local function show_lines(lines)
 end
 
 describe("bad input" .. (REF and " [reference: memcached directly]" or " through the gateway"), function()
-  local E, target, small, conns
+  local E, target, small
 
-  local function connect(port)
-    local c = client.connect(port)
-    conns[#conns + 1] = c
-    return c
-  end
+  local function connect(port) return E:client(port) end
 
   lazy_setup(function()
     E = env.new("bad_input")
-    conns = {}
     if REF then
       target = E:memcached()
       small = target
@@ -166,14 +161,10 @@ describe("bad input" .. (REF and " [reference: memcached directly]" or " through
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 
-  after_each(function()
-    for _, c in ipairs(conns) do c:close() end
-    conns = {}
-  end)
+  after_each(function() E:close_clients() end)
 
   for _, row in ipairs(rows) do
     local name, bytes, expect = row[1], row[2], row[3]

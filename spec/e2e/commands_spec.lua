@@ -13,13 +13,9 @@ local REF = env.reference
 local gw_it = REF and pending or it
 
 describe("classic commands" .. (REF and " [reference: memcached directly]" or " through the gateway"), function()
-  local E, A, B, target, conns
+  local E, A, B, target
 
-  local function connect(port)
-    local c = client.connect(port or target.port)
-    conns[#conns + 1] = c
-    return c
-  end
+  local function connect(port) return E:client(port or target.port) end
 
   -- key -> "A" | "B": where a key really is (direct connections to both backends)
   local function locate(keys)
@@ -35,7 +31,6 @@ describe("classic commands" .. (REF and " [reference: memcached directly]" or " 
 
   lazy_setup(function()
     E = env.new("commands")
-    conns = {}
     A = E:memcached()
     if REF then
       target = A
@@ -46,14 +41,10 @@ describe("classic commands" .. (REF and " [reference: memcached directly]" or " 
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 
-  after_each(function()
-    for _, c in ipairs(conns) do c:close() end
-    conns = {}
-  end)
+  after_each(function() E:close_clients() end)
 
   describe("get / gets", function()
     it("a hit returns flags and value; a miss returns just END", function()

@@ -50,13 +50,9 @@ local function keys_of(prefix, n)
 end
 
 describe("examples/ab_switch.lua", function()
-  local E, gw, mcs, conns
+  local E, gw, mcs
 
-  local function connect(port)
-    local c = client.connect(port or gw.port)
-    conns[#conns + 1] = c
-    return c
-  end
+  local function connect(port) return E:client(port or gw.port) end
 
   local function admin(cmd)
     local c = connect(gw.admin_port)
@@ -81,21 +77,16 @@ describe("examples/ab_switch.lua", function()
   lazy_setup(function()
     env.require_binary()
     E = env.new("lua_ab_switch")
-    conns = {}
     gw, mcs = start_example(E, "ab_switch", 3)
     assert(env.wait_until(5, function() return env.port_open(gw.admin_port) end),
       "the admin listener (MINTGATE_ADMIN) is not open")
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 
-  after_each(function()
-    for _, c in ipairs(conns) do c:close() end
-    conns = {}
-  end)
+  after_each(function() E:close_clients() end)
 
   local canary_at_10
 
@@ -215,18 +206,13 @@ describe("examples/ab_switch.lua", function()
 end)
 
 describe("fleet switch (a value kept in memcached)", function()
-  local E, gw, main_ports, canary_port, conns
+  local E, gw, main_ports, canary_port
 
-  local function connect(port)
-    local c = client.connect(port or gw.port)
-    conns[#conns + 1] = c
-    return c
-  end
+  local function connect(port) return E:client(port or gw.port) end
 
   lazy_setup(function()
     env.require_binary()
     E = env.new("lua_fleet_switch")
-    conns = {}
     local a, b, cn = E:memcached(), E:memcached(), E:memcached()
     main_ports, canary_port = { a.port, b.port }, cn.port
     gw = E:gateway { threads = 2, config = string.format([[
@@ -243,7 +229,6 @@ describe("fleet switch (a value kept in memcached)", function()
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 

@@ -8,12 +8,11 @@ local env = require "spec.helpers.env"
 local client = require "spec.helpers.client"
 
 describe("examples/bench.lua", function()
-  local E, gw, mcs, conns
+  local E, gw, mcs
 
   lazy_setup(function()
     env.require_binary()
     E = env.new("lua_bench")
-    conns = {}
     mcs = { E:memcached(), E:memcached() }
     local port = env.free_port()
     -- as bench/run.sh starts it
@@ -23,7 +22,6 @@ describe("examples/bench.lua", function()
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 
@@ -34,8 +32,7 @@ describe("examples/bench.lua", function()
   end)
 
   it("stores keys as app:<key>, switches about 10 %, reads every key back", function()
-    local c = client.connect(gw.port)
-    conns[#conns + 1] = c
+    local c = E:client(gw.port)
     local n = 1000
     for i = 1, n do assert.equal("STORED", c:set("b:" .. i, "v" .. i)) end
     for i = 1, n, 50 do

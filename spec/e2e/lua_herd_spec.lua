@@ -5,18 +5,13 @@
 assert(jit ~= nil, "specs must run under LuaJIT")
 
 local env = require "spec.helpers.env"
-local client = require "spec.helpers.client"
 
 local start_example = env.start_example
 
 describe("examples/herd.lua", function()
-  local E, gw, conns
+  local E, gw
 
-  local function connect()
-    local c = client.connect(gw.port)
-    conns[#conns + 1] = c
-    return c
-  end
+  local function connect() return E:client(gw.port) end
 
   local function herd()
     local s = connect():stats("stats herd")
@@ -28,19 +23,14 @@ describe("examples/herd.lua", function()
   lazy_setup(function()
     env.require_binary()
     E = env.new("lua_herd")
-    conns = {}
     gw = start_example(E, "herd", 2)
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 
-  after_each(function()
-    for _, c in ipairs(conns) do c:close() end
-    conns = {}
-  end)
+  after_each(function() E:close_clients() end)
 
   it("past the TTL one client regenerates, the others get the old value at once", function()
     local a, b, c = connect(), connect(), connect()

@@ -10,13 +10,9 @@ local client = require "spec.helpers.client"
 local start_example = env.start_example
 
 describe("examples/invalidation_hooks.lua", function()
-  local E, gw, mcs, conns
+  local E, gw, mcs
 
-  local function connect(port)
-    local c = client.connect(port or gw.port)
-    conns[#conns + 1] = c
-    return c
-  end
+  local function connect(port) return E:client(port or gw.port) end
 
   -- The value of backend key k on whichever server has it (direct gets), or nil.
   local function backend_value(k)
@@ -31,19 +27,14 @@ describe("examples/invalidation_hooks.lua", function()
   lazy_setup(function()
     env.require_binary()
     E = env.new("lua_invalidation")
-    conns = {}
     gw, mcs = start_example(E, "invalidation_hooks", 2)
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 
-  after_each(function()
-    for _, c in ipairs(conns) do c:close() end
-    conns = {}
-  end)
+  after_each(function() E:close_clients() end)
 
   describe("dependent keys", function()
     it("set post:1 deletes page:1 and page:index, and nothing else", function()

@@ -42,30 +42,21 @@ local function only_one(mcs, key)
 end
 
 describe("examples/newcache_keys.lua", function()
-  local E, gw, mcs, conns
+  local E, gw, mcs
 
-  local function connect(port)
-    local c = client.connect(port or gw.port)
-    conns[#conns + 1] = c
-    return c
-  end
+  local function connect(port) return E:client(port or gw.port) end
 
   lazy_setup(function()
     env.require_binary()
     E = env.new("lua_newcache")
-    conns = {}
     gw, mcs = start_example(E, "newcache_keys", 2)
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 
-  after_each(function()
-    for _, c in ipairs(conns) do c:close() end
-    conns = {}
-  end)
+  after_each(function() E:close_clients() end)
 
   it("stores `games` as staging-2-9cfa7aefcc61936b70aaec6729329eda (newcache's README vector)", function()
     local c = connect()
@@ -146,31 +137,22 @@ describe("examples/newcache_keys.lua", function()
 end)
 
 describe("examples/django_keys.lua", function()
-  local E, gw, mcs, main, pages, conns
+  local E, gw, mcs, main, pages
 
-  local function connect(port)
-    local c = client.connect(port or gw.port)
-    conns[#conns + 1] = c
-    return c
-  end
+  local function connect(port) return E:client(port or gw.port) end
 
   lazy_setup(function()
     env.require_binary()
     E = env.new("lua_django")
-    conns = {}
     gw, mcs = start_example(E, "django_keys", 3)
     main, pages = { mcs[1], mcs[2] }, { mcs[3] }
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 
-  after_each(function()
-    for _, c in ipairs(conns) do c:close() end
-    conns = {}
-  end)
+  after_each(function() E:close_clients() end)
 
   it("the default cache stores k as :1:k on MEMCACHED_1/2", function()
     local c = connect()

@@ -11,12 +11,11 @@ local LUA_GROWTH_KB = 4096
 local RSS_GROWTH_KB = 8192
 
 describe("Lua memory over 100,000 requests", function()
-  local E, gw, conns
+  local E, gw
 
   lazy_setup(function()
     env.require_binary()
     E = env.new("lua_memory")
-    conns = {}
     local a, b = E:memcached(), E:memcached()
     gw = E:gateway { threads = 2, config = string.format([[
       local mg = require "mintgate"
@@ -34,7 +33,6 @@ describe("Lua memory over 100,000 requests", function()
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 
@@ -44,8 +42,7 @@ describe("Lua memory over 100,000 requests", function()
   local function load(n)
     local cs = {}
     for i = 1, 4 do
-      cs[i] = client.connect(gw.port)
-      conns[#conns + 1] = cs[i]
+      cs[i] = E:client(gw.port)
     end
     local done = 0
     while done < n do

@@ -30,30 +30,21 @@ local function keys_of(prefix, n)
 end
 
 describe("examples/named_pools.lua", function()
-  local E, gw, mcs, conns
+  local E, gw, mcs
 
-  local function connect(port)
-    local c = client.connect(port or gw.port)
-    conns[#conns + 1] = c
-    return c
-  end
+  local function connect(port) return E:client(port or gw.port) end
 
   lazy_setup(function()
     env.require_binary()
     E = env.new("lua_named_pools")
-    conns = {}
     gw, mcs = start_example(E, "named_pools", 3)
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 
-  after_each(function()
-    for _, c in ipairs(conns) do c:close() end
-    conns = {}
-  end)
+  after_each(function() E:close_clients() end)
 
   it("session:* keys land only on the sessions server", function()
     local c = connect()

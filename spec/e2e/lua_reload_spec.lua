@@ -10,13 +10,9 @@ local client = require "spec.helpers.client"
 local SIGHUP = 1
 
 describe("reload", function()
-  local E, gw, mcs, dir, script, admin_port, conns
+  local E, gw, mcs, dir, script, admin_port
 
-  local function connect(port)
-    local c = client.connect(port or gw.port)
-    conns[#conns + 1] = c
-    return c
-  end
+  local function connect(port) return E:client(port or gw.port) end
 
   -- A config routing every key to pool `target` ("a", "b" or "c": MEMCACHED 1, 2, 3),
   -- by a route function (kind "fn") or a prefix table (kind "table").
@@ -77,7 +73,6 @@ if target == "c" then pools.c = mg.pool { name = "c", servers = { "127.0.0.1:%d"
   lazy_setup(function()
     env.require_binary()
     E = env.new("lua_reload")
-    conns = {}
     mcs = { E:memcached(), E:memcached(), E:memcached() }
     dir = env.mktemp_dir()
     script = dir .. "/reload.lua"
@@ -88,7 +83,6 @@ if target == "c" then pools.c = mg.pool { name = "c", servers = { "127.0.0.1:%d"
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if dir then os.execute("rm -rf " .. env.shquote(dir)) end
     if E then E:teardown() end
   end)

@@ -86,13 +86,9 @@ end)
 ]]
 
 describe("Lua request phase", function()
-  local E, gw, mcs, conns
+  local E, gw, mcs
 
-  local function connect(port)
-    local c = client.connect(port or gw.port)
-    conns[#conns + 1] = c
-    return c
-  end
+  local function connect(port) return E:client(port or gw.port) end
 
   local function backend_value(k)
     for _, m in ipairs(mcs) do
@@ -106,7 +102,6 @@ describe("Lua request phase", function()
   lazy_setup(function()
     env.require_binary()
     E = env.new("lua_request_phase")
-    conns = {}
     mcs = { E:memcached(), E:memcached() }
     local hung_port = env.free_port()
     E:fake_backend(hung_port, "hang", 120)
@@ -114,14 +109,10 @@ describe("Lua request phase", function()
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 
-  after_each(function()
-    for _, c in ipairs(conns) do c:close() end
-    conns = {}
-  end)
+  after_each(function() E:close_clients() end)
 
   describe("what the script sees", function()
     it("req.command, req.key and req.client in the route function", function()

@@ -27,17 +27,12 @@ local function base64(s)
 end
 
 describe("meta commands" .. (REF and " [reference: memcached directly]" or " through the gateway"), function()
-  local E, target, conns
+  local E, target
 
-  local function connect()
-    local c = client.connect(target.port)
-    conns[#conns + 1] = c
-    return c
-  end
+  local function connect() return E:client(target.port) end
 
   lazy_setup(function()
     E = env.new("meta")
-    conns = {}
     local a = E:memcached()
     if REF then
       target = a
@@ -48,14 +43,10 @@ describe("meta commands" .. (REF and " [reference: memcached directly]" or " thr
   end)
 
   lazy_teardown(function()
-    for _, c in ipairs(conns or {}) do c:close() end
     if E then E:teardown() end
   end)
 
-  after_each(function()
-    for _, c in ipairs(conns) do c:close() end
-    conns = {}
-  end)
+  after_each(function() E:close_clients() end)
 
   it("ms stores with client flags and TTL; mg returns the flags asked for, in order", function()
     local c = connect()

@@ -467,8 +467,24 @@ function Env:stop_all()
   return problems
 end
 
---- stop_all(), then fail if a gateway did not stop cleanly (use in lazy_teardown).
+--- A client connection to port (spec.helpers.client), closed by close_clients or teardown.
+function Env:client(port, opts)
+  local c = require("spec.helpers.client").connect(port, opts)
+  self.clients = self.clients or {}
+  self.clients[#self.clients + 1] = c
+  return c
+end
+
+--- Close every connection opened with Env:client (use in after_each).
+function Env:close_clients()
+  for _, c in ipairs(self.clients or {}) do c:close() end
+  self.clients = {}
+end
+
+--- stop_all(), then fail if a gateway did not stop cleanly (use in lazy_teardown). Closes
+-- the connections opened with Env:client first.
 function Env:teardown()
+  self:close_clients()
   local problems = self:stop_all()
   assert(#problems == 0, table.concat(problems, "\n"))
 end
