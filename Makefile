@@ -27,7 +27,7 @@ DEB_PKGS := gcc make pkg-config libev-dev libluajit-5.1-dev luajit libmemcached-
 include bench/Makefile.inc
 DEB_PKGS += $(BENCH_DEB_PKGS)
 
-.PHONY: all deps run test ctest spec capable asan asan-test bench bench-quick bench-herd lint clean install
+.PHONY: all deps run test ctest spec capable asan asan-test valgrind bench bench-quick bench-herd lint clean install
 
 all: mintgate
 
@@ -86,10 +86,14 @@ asan: mintgate-asan
 asan-test: mintgate-asan build/lmc_fill
 	@MINTGATE_BIN=./mintgate-asan sh spec/run_busted.sh asan
 
+# The gateway under valgrind's memcheck: load, reload, bad input, shutdown; no leak.
+valgrind: mintgate bench/mgload
+	@sh spec/run_valgrind.sh ./mintgate
+
 test: deps
 	@rm -rf build/results && mkdir -p build/results
-	@$(MAKE) --no-print-directory all mintgate-asan $(TESTS) build/fuzz_smoke build/lmc_fill
-	@$(MAKE) --no-print-directory -k ctest spec capable asan-test; \
+	@$(MAKE) --no-print-directory all mintgate-asan $(TESTS) build/fuzz_smoke build/lmc_fill bench/mgload
+	@$(MAKE) --no-print-directory -k ctest spec capable asan-test valgrind; \
 	sh spec/summary.sh build/results
 
 bench-quick: deps mintgate
