@@ -9,6 +9,7 @@
 #include "ketama.h"
 #include "log.h"
 #include "lua_api.h"
+#include "lua_resolve.h"
 #include "request.h"
 #include "stats.h"
 #include "worker.h"
@@ -393,7 +394,7 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool l
         struct mg_slice lkey = { NULL, 0 };
         if (lua && r->next_key >= r->lua_until && batchable(r, t)) {
             uint32_t n = batch_keys(r, t);
-            int rc = n > 1 ? lua_api_resolve_batch(r, r->next_key, n) : MG_OK;
+            int rc = n > 1 ? lua_resolve_batch(r, r->next_key, n) : MG_OK;
             if (rc == MG_EAGAIN) {
                 r->lua_parked = true;
                 return;
@@ -420,7 +421,7 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool l
             continue;
         }
         if (lua) {
-            if (!r->lua_ready && lua_api_resolve(r, where.p, where.len) == MG_EAGAIN) {
+            if (!r->lua_ready && lua_resolve_key(r, where.p, where.len) == MG_EAGAIN) {
                 r->lua_parked = true;
                 return;
             }

@@ -5,7 +5,8 @@
  * (pool:get, pool:set, ...) send a meta command as a request of the gateway's own and
  * yield; the reply resumes the coroutine with the results (OpenResty style: waiting is
  * invisible to the script; failures come back as nil, err). All resumes go through
- * co_run. A coroutine that raised is dropped, never reused. */
+ * lua_co_run. A coroutine that raised is dropped, never reused. Route and key functions
+ * run under the resolver loop of lua_resolve.c. */
 #include "lua_api.h"
 
 #include <lauxlib.h>
@@ -18,55 +19,14 @@
 #include "conn.h"
 #include "ketama.h"
 #include "log.h"
+#include "lua_co.h"
+#include "lua_resolve.h"
 #include "lua_vm.h"
 #include "proto_meta.h"
 #include "proto_text.h"
 #include "request.h"
 #include "switch.h"
 #include "worker.h"
-
-struct lua_co;
-typedef void (*co_cont)(struct lua_co *co, const char *err);
-
-/* A coroutine with its reusable req table. Owned by its vm (free list, or busy while it
- * runs a function); its thread is anchored in the registry by ref. */
-struct lua_co {
-    lua_State *L;
-    int ref, req_ref;
-    struct lua_vm *vm;
-    struct lua_co *next;
-    co_cont k;             /* called once the function returned (or raised: err) */
-    struct request *r;     /* the request it resolves a key for */
-    struct op *op;         /* the op a hook runs for */
-    int last_cmd;          /* req.command as last set (skipped when unchanged) */
-    struct request *cur;   /* the request req describes */
-    bool in_call;          /* inside core.call, before it yields */
-    bool waiting;          /* yielded in core.call: resumed by its reply */
-    bool resolver;         /* runs the resolver loop: parked there between keys */
-    int ks_ref, rs_ref;    /* a batch's keys in, and results out (tables) */
-    uint32_t bfirst, bn;   /* the batch being resolved: ops [bfirst, bfirst + bn) */
-    bool sync;             /* a hook that has not waited yet: its caller finishes the op */
-    struct request *early; /* a pool call that completed before the yield */
-};
-
-/* A worker's Lua state. Owned by the worker; kept alive by busy coroutines after a
- * reload replaced it (refs). */
-struct lua_vm {
-    lua_State *L;
-    struct worker *w;
-    int refs;
-    int resolve_ref;               /* the per-key resolver, or LUA_NOREF */
-    int hook_ref[LUA_HOOK_COUNT];  /* hooks, or LUA_NOREF */
-    int cos_ref;                   /* registry table: thread -> lightuserdata(co) */
-    struct lua_co *free_cos;       /* finished coroutines, for hooks or a new resolver */
-    struct lua_co *free_resolvers; /* parked in the resolver loop, ready for a key */
-    bool per_request;
-    bool has_key_fn; /* the script has a key function (batches return keys) */
-    /* strings interned once and pushed by registry ref: no hashing per request */
-    int s_key, s_command;
-    int req_mt; /* metatable of req tables */
-    int s_cmd[MG_CMD_UNKNOWN + 1];
-};
 
 enum { CALL_GET = 1, CALL_SET, CALL_ADD, CALL_DELETE, CALL_TOUCH, CALL_INCR, CALL_DECR };
 
@@ -81,8 +41,7 @@ static const char *const cmd_names[] = {
     [MG_CMD_ME] = "me",
 };
 
-/* Its address is what the resolver loop yields first once a key is resolved. */
-static const char resolver_done = 0;
+const char lua_resolver_done = 0; /* lua_co.h */
 
 static void vm_unref(struct lua_vm *vm)
 {
@@ -106,7 +65,7 @@ static void vm_unref(struct lua_vm *vm)
 
 /* A coroutine from the pool: one parked in the resolver loop when resolver is set and
  * there is one, else a finished or new one. */
-static struct lua_co *co_get(struct lua_vm *vm, bool resolver)
+struct lua_co *lua_co_get(struct lua_vm *vm, bool resolver)
 {
     struct lua_co *co = NULL;
     if (resolver && vm->free_resolvers) {
@@ -150,7 +109,7 @@ static struct lua_co *co_get(struct lua_vm *vm, bool resolver)
 }
 
 /* Back to the pool once its function returned, or its resolver loop yielded a result. */
-static void co_put(struct lua_co *co)
+void lua_co_put(struct lua_co *co)
 {
     struct lua_vm *vm = co->vm;
     lua_settop(co->L, 0);
@@ -188,13 +147,13 @@ static void co_drop(struct lua_co *co)
  * its result (co->k was called); MG_EAGAIN when it waits on a pool call; MG_ERR when it
  * raised or yielded on its own (co->k was called with the message; the coroutine is
  * gone). */
-static int co_run(struct lua_co *co, int nargs)
+int lua_co_run(struct lua_co *co, int nargs)
 {
     int st = lua_resume(co->L, nargs);
     if (st == LUA_YIELD) {
         if (co->waiting)
             return MG_EAGAIN;
-        if (lua_gettop(co->L) >= 1 && lua_touserdata(co->L, 1) == &resolver_done) {
+        if (lua_gettop(co->L) >= 1 && lua_touserdata(co->L, 1) == &lua_resolver_done) {
             co->k(co, NULL);
             return MG_OK;
         }
@@ -256,7 +215,7 @@ static int intern(lua_State *L, const char *s)
 }
 
 /* Copy a Lua error's first line, prefixed, into b as a reply line. */
-static void error_line(struct buf *b, const char *prefix, const char *msg)
+void lua_error_line(struct buf *b, const char *prefix, const char *msg)
 {
     b->off = b->len = 0;
     buf_append_str(b, prefix);
@@ -264,192 +223,6 @@ static void error_line(struct buf *b, const char *prefix, const char *msg)
     if (n > 200)
         n = 200;
     buf_append(b, msg, n);
-}
-
-/* --- resolving keys (route and key functions) ------------------------------------------ */
-
-static void resolve_k(struct lua_co *co, const char *err)
-{
-    struct request *r = co->r;
-    lua_State *L = co->L;
-    r->lua_key.off = r->lua_key.len = 0;
-    r->lua_pool = -1;
-    r->lua_policy = -1;
-    if (err) {
-        error_line(&r->lua_key, "SERVER_ERROR lua: ", err);
-        r->lua_pool = -2;
-    } else {
-        /* yielded: the done mark, the pool's id (or nil: the prefix table), key (or nil),
-         * policy id (or nil); the resolver loop checked the types */
-        if (lua_type(L, 2) == LUA_TNUMBER)
-            r->lua_pool = (int)lua_tointeger(L, 2);
-        if (lua_type(L, 4) == LUA_TNUMBER)
-            r->lua_policy = (int)lua_tointeger(L, 4);
-        if (r->lua_pool >= (int)r->w->cfg->npools) {
-            error_line(&r->lua_key, "SERVER_ERROR lua: ", "route function returned no pool");
-            r->lua_pool = -2;
-        } else if (lua_type(L, 3) == LUA_TSTRING) {
-            size_t n;
-            const char *k = lua_tolstring(L, 3, &n);
-            if (n == 0) {
-                error_line(&r->lua_key, "SERVER_ERROR lua: ", "key function returned an empty key");
-                r->lua_pool = -2;
-            } else {
-                buf_append(&r->lua_key, k, n);
-            }
-        }
-    }
-    r->lua_ready = true;
-    if (!err)
-        co_put(co);
-    if (r->lua_parked) /* it waited: pick the dispatch up where it stopped */
-        dispatch_resume(r);
-}
-
-/* A coroutine that does not run the resolver loop yet gets the loop function and its
- * start arguments (req, ks, rs) pushed. Returns how many values that pushed. */
-static int resolver_start(struct lua_co *co, struct request *r)
-{
-    co->cur = r; /* req.client is looked up lazily (req_index) from here */
-    if (co->resolver)
-        return 0;
-    lua_State *L = co->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, co->vm->resolve_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, co->req_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, co->ks_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, co->rs_ref);
-    co->resolver = true;
-    return 3; /* the function is not an argument */
-}
-
-/* The command argument of a resolver turn: its name when it changed, else nil. */
-static void push_cmd(struct lua_co *co, struct request *r)
-{
-    if (co->last_cmd != (int)r->cmd) {
-        co->last_cmd = (int)r->cmd;
-        lua_rawgeti(co->L, LUA_REGISTRYINDEX, co->vm->s_cmd[r->cmd]);
-    } else {
-        lua_pushnil(co->L);
-    }
-}
-
-/* A batch's results from rs (and ks) into ops [bfirst, bfirst + bn); keys go to
- * r->lua_key. */
-static void resolve_batch_k(struct lua_co *co, const char *err)
-{
-    struct request *r = co->r;
-    lua_State *L = co->L;
-    int npools = (int)r->w->cfg->npools;
-    bool keys = co->vm->has_key_fn;
-    r->lua_key.off = r->lua_key.len = 0;
-    int rs = 0, ks = 0;
-    if (!err && lua_checkstack(L, 4)) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, co->rs_ref);
-        rs = lua_gettop(L);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, co->ks_ref);
-        ks = rs + 1;
-    }
-    for (uint32_t i = 0; i < co->bn; i++) {
-        struct op *op = &r->ops[co->bfirst + i];
-        op->lpool = -2;
-        op->lpolicy = -1;
-        op->lkey_off = op->lkey_len = 0;
-        if (rs == 0)
-            continue;
-        lua_rawgeti(L, rs, (int)i + 1);
-        lua_Integer code = lua_tointeger(L, -1);
-        lua_pop(L, 1);
-        int pool = (int)(code % 65536) - 2, policy = (int)(code / 65536) - 1;
-        if (code <= 0 || keys) {
-            lua_rawgeti(L, ks, (int)i + 1);
-            size_t n = 0;
-            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
-            if (code <= 0) {
-                log_error("lua: %s", k ? k : "error");
-                pool = -2;
-            } else if (k && n == 0) {
-                log_error("lua: key function returned an empty key");
-                pool = -2;
-            } else if (k) {
-                op->lkey_off = (uint32_t)r->lua_key.len;
-                op->lkey_len = (uint32_t)n;
-                if (buf_append(&r->lua_key, k, n) != MG_OK)
-                    pool = -2;
-            }
-            lua_pop(L, 1);
-        }
-        if (pool >= npools) {
-            log_error("lua: route function returned no pool");
-            pool = -2;
-        }
-        op->lpool = pool;
-        op->lpolicy = policy;
-    }
-    r->lua_until = co->bfirst + co->bn;
-    if (!err)
-        co_put(co);
-    if (r->lua_parked)
-        dispatch_resume(r);
-}
-
-int lua_api_resolve_batch(struct request *r, uint32_t first, uint32_t n)
-{
-    struct lua_vm *vm = r->w->vm;
-    if (r->w->cfg->npools >= 65534 || r->w->cfg->nnamed >= 65535)
-        return MG_ERR;                  /* ids would not fit the batch's packed results */
-    if (vm->resolve_ref == LUA_NOREF) { /* hooks only: tables and styles decide */
-        for (uint32_t i = first; i < first + n; i++) {
-            r->ops[i].lpool = r->ops[i].lpolicy = -1;
-            r->ops[i].lkey_off = r->ops[i].lkey_len = 0;
-        }
-        r->lua_until = first + n;
-        return MG_OK;
-    }
-    struct lua_co *co = co_get(vm, true);
-    if (co == NULL)
-        return MG_ERR;
-    co->r = r;
-    co->k = resolve_batch_k;
-    co->bfirst = first;
-    co->bn = n;
-    lua_State *L = co->L;
-    int nargs = resolver_start(co, r) + 3;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, co->ks_ref);
-    for (uint32_t i = 0; i < n; i++) {
-        const struct mg_slice *k = &r->ops[first + i].ckey;
-        lua_pushlstring(L, k->p, k->len);
-        lua_rawseti(L, -2, (int)i + 1);
-    }
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    push_cmd(co, r);
-    lua_pushinteger(L, (lua_Integer)n);
-    return co_run(co, nargs) == MG_EAGAIN ? MG_EAGAIN : MG_OK;
-}
-
-int lua_api_resolve(struct request *r, const char *key, size_t klen)
-{
-    struct lua_vm *vm = r->w->vm;
-    if (vm->resolve_ref == LUA_NOREF) { /* hooks only: tables and styles decide */
-        r->lua_pool = -1;
-        r->lua_policy = -1;
-        r->lua_key.off = r->lua_key.len = 0;
-        return MG_OK;
-    }
-    struct lua_co *co = co_get(vm, true);
-    if (co == NULL) {
-        error_line(&r->lua_key, "SERVER_ERROR ", "out of memory");
-        return MG_ERR;
-    }
-    co->r = r;
-    co->k = resolve_k;
-    r->lua_ready = false;
-    lua_State *L = co->L;
-    int nargs = resolver_start(co, r) + 3;
-    lua_pushlstring(L, key, klen);
-    push_cmd(co, r);
-    lua_pushnil(L);
-    return co_run(co, nargs) == MG_EAGAIN ? MG_EAGAIN : MG_OK;
 }
 
 /* --- hooks ------------------------------------------------------------------------------ */
@@ -466,13 +239,13 @@ static void hook_k(struct lua_co *co, const char *err)
                 r->err = "SERVER_ERROR lua error (see the gateway log)";
         } else {
             struct buf line = { 0 };
-            error_line(&line, "SERVER_ERROR lua: ", err);
+            lua_error_line(&line, "SERVER_ERROR lua: ", err);
             op->out.off = op->out.len = 0;
             put_line(&op->out, line.data, line.len);
             buf_free(&line);
         }
     } else {
-        co_put(co);
+        lua_co_put(co);
     }
     if (co->sync) /* finished without waiting: the caller finishes the op */
         return;
@@ -485,7 +258,7 @@ int lua_api_hook(struct op *op, int event)
     struct lua_vm *vm = w->vm;
     if (vm == NULL || vm->hook_ref[event] == LUA_NOREF)
         return MG_OK;
-    struct lua_co *co = co_get(vm, false);
+    struct lua_co *co = lua_co_get(vm, false);
     if (co == NULL)
         return MG_OK;
     co->op = op;
@@ -505,7 +278,7 @@ int lua_api_hook(struct op *op, int event)
     } else {
         lua_pushnil(co->L);
     }
-    if (co_run(co, 2) == MG_EAGAIN) {
+    if (lua_co_run(co, 2) == MG_EAGAIN) {
         co->sync = false; /* still alive: it waits on a pool call */
         return MG_EAGAIN;
     }
@@ -594,7 +367,7 @@ void lua_api_call_done(struct request *r)
     int n = push_results(co->L, r);
     request_release(r);
     co->waiting = false;
-    co_run(co, n);
+    lua_co_run(co, n);
 }
 
 /* core.call(pool, op, key, ...): one meta command; yields until the reply. */
@@ -736,63 +509,6 @@ static const char guard_src[] =
     "end\n"
     "return yield\n";
 
-/* The per-key resolver: a loop a coroutine runs for good. Started with its req table,
- * the batch tables ks and rs, and the first (key, command, n). Each turn gets
- * (key, command or nil when unchanged, n) back from its yield:
- *   n == nil: resolve key and yield (done mark, pool id, key, policy id): one resume per
- *             key, no function set-up, req.key set where the JIT sees it;
- *   n: resolve ks[1..n] in one turn (a multi-key get), each under xpcall so an error
- *      fails its key only; rs[i] = (pool id + 2) + (policy id + 1) * 65536 (pool id -1:
- *      the table; policy id -1: the pool's), or 0 when it failed; ks[i] = the key
- *      function's key (false: the pool's style) or the error message; then yield (done
- *      mark). The keys' loop runs in one trace, without a resume per key, and C reads
- *      one number per key (and the key only when there is a key function). */
-static const char resolver_src[] =
-    "local route_fn, key_fn, policy_ids, done, yield = ...\n"
-    "local type, error, xpcall, tb = type, error, xpcall, debug.traceback\n"
-    "local function one(req)\n"
-    "  local id, key, pid\n"
-    "  if route_fn then\n"
-    "    local pool, policy = route_fn(req)\n"
-    "    if pool ~= nil then\n"
-    "      id = type(pool) == 'table' and pool._id or nil\n"
-    "      if id == nil then error('route function returned no pool', 0) end\n"
-    "    end\n"
-    "    if policy ~= nil then\n"
-    "      pid = policy_ids[policy]\n"
-    "      if pid == nil then error('unknown staleness policy ' .. tostring(policy), 0) end\n"
-    "    end\n"
-    "  end\n"
-    "  if key_fn then\n"
-    "    key = key_fn(req.key, req)\n"
-    "    if key ~= nil and type(key) ~= 'string' then\n"
-    "      error('key function returned no string', 0)\n"
-    "    end\n"
-    "  end\n"
-    "  return id, key, pid\n"
-    "end\n"
-    "local function trace(e) return tb(tostring(e), 2) end\n"
-    "return function(req, ks, rs, k, cmd, n)\n"
-    " while true do\n"
-    "  if cmd then req.command = cmd end\n"
-    "  if n then\n"
-    "    for i = 1, n do\n"
-    "      req.key = ks[i]\n"
-    "      local ok, id, key, pid = xpcall(one, trace, req)\n"
-    "      if ok then\n"
-    "        rs[i] = (id or -1) + 2 + ((pid or -1) + 1) * 65536; ks[i] = key or false\n"
-    "      else\n"
-    "        rs[i] = 0; ks[i] = id\n"
-    "      end\n"
-    "    end\n"
-    "    k, cmd, n = yield(done)\n"
-    "  else\n"
-    "    req.key = k\n"
-    "    k, cmd, n = yield(done, one(req))\n"
-    "  end\n"
-    " end\n"
-    "end\n";
-
 /* Bind declared pools (_id) and switches (id) of the state table on top to w's config. */
 static int bind_state(lua_State *L, struct worker *w, char *err, size_t errlen)
 {
@@ -901,13 +617,13 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     }
     vm->has_key_fn = !lua_isnil(L, -1);
     if (!lua_isnil(L, -1) || !lua_isnil(L, -2)) {
-        if (luaL_loadbuffer(L, resolver_src, sizeof(resolver_src) - 1, "=resolver") != 0) {
+        if (lua_resolve_load(L) != 0) {
             snprintf(err, errlen, "resolver: %s", lua_tostring(L, -1));
             goto fail;
         }
         lua_insert(L, -3);
         lua_getfield(L, -4, "policy_ids");
-        lua_pushlightuserdata(L, (void *)&resolver_done);
+        lua_pushlightuserdata(L, (void *)&lua_resolver_done);
         lua_getfield(L, LUA_REGISTRYINDEX, "mintgate.yield");
         lua_call(L, 5, 1);
         vm->resolve_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -20,22 +20,8 @@ void lua_api_vm_release(struct lua_vm *vm);
 void lua_api_worker_release(struct worker *w);
 
 /* Does the worker's script have functions to run per request (route function, key
- * function, hooks)? Then requests keep their own copy and go through lua_api_resolve. */
+ * function, hooks)? Then requests keep their own copy and go through lua_resolve_key. */
 bool lua_api_per_request(const struct worker *w);
-
-/* Resolve the key at r->next_key with the script's route and key functions.
- * MG_OK: r->lua_pool (-1: the prefix table decides) and r->lua_key (empty: the pool's key
- * style applies) are set. MG_EAGAIN: a function waits on a pool call; dispatch_resume(r)
- * is called once it returned. MG_ERR: it failed (logged); r->lua_key holds the reply line. */
-int lua_api_resolve(struct request *r, const char *key, size_t klen);
-/* Keys a batch resolves in one coroutine turn at most. */
-#define LUA_BATCH_MAX 64
-/* Resolve the keys of ops [first, first + n) (their ckey set; n <= LUA_BATCH_MAX) in one
- * turn of a coroutine: each op gets lpool (-1: the prefix table; -2: the script failed
- * for it, logged), lpolicy, and lkey_off/lkey_len into r->lua_key (len 0: the pool's
- * style). MG_OK: done, r->lua_until = first + n. MG_EAGAIN: it waits on a pool call;
- * dispatch_resume(r) is called once done if r->lua_parked. MG_ERR: out of memory. */
-int lua_api_resolve_batch(struct request *r, uint32_t first, uint32_t n);
 
 /* Run the hook for event on op (if the script has one). MG_EAGAIN: it waits on a pool
  * call and op_finish(op) is called when it returned; MG_OK: nothing left to do. */

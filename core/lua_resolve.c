@@ -1,0 +1,261 @@
+/* lua_resolve.c: route and key functions per key, in coroutines that keep running a loop.
+ *
+ * Each coroutine of the pool that resolves keys runs the resolver loop below for good:
+ * one resume per key, or one per batch of up to LUA_BATCH_MAX keys of a multi-key get.
+ * The coroutine pool, its resumes and pool calls are lua_api.c's. */
+#include "lua_resolve.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "log.h"
+#include "lua_co.h"
+#include "request.h"
+#include "worker.h"
+
+/* The per-key resolver: a loop a coroutine runs for good. Started with its req table,
+ * the batch tables ks and rs, and the first (key, command, n). Each turn gets
+ * (key, command or nil when unchanged, n) back from its yield:
+ *   n == nil: resolve key and yield (done mark, pool id, key, policy id): one resume per
+ *             key, no function set-up, req.key set where the JIT sees it;
+ *   n: resolve ks[1..n] in one turn (a multi-key get), each under xpcall so an error
+ *      fails its key only; rs[i] = (pool id + 2) + (policy id + 1) * 65536 (pool id -1:
+ *      the table; policy id -1: the pool's), or 0 when it failed; ks[i] = the key
+ *      function's key (false: the pool's style) or the error message; then yield (done
+ *      mark). The keys' loop runs in one trace, without a resume per key, and C reads
+ *      one number per key (and the key only when there is a key function). */
+static const char resolver_src[] =
+    "local route_fn, key_fn, policy_ids, done, yield = ...\n"
+    "local type, error, xpcall, tb = type, error, xpcall, debug.traceback\n"
+    "local function one(req)\n"
+    "  local id, key, pid\n"
+    "  if route_fn then\n"
+    "    local pool, policy = route_fn(req)\n"
+    "    if pool ~= nil then\n"
+    "      id = type(pool) == 'table' and pool._id or nil\n"
+    "      if id == nil then error('route function returned no pool', 0) end\n"
+    "    end\n"
+    "    if policy ~= nil then\n"
+    "      pid = policy_ids[policy]\n"
+    "      if pid == nil then error('unknown staleness policy ' .. tostring(policy), 0) end\n"
+    "    end\n"
+    "  end\n"
+    "  if key_fn then\n"
+    "    key = key_fn(req.key, req)\n"
+    "    if key ~= nil and type(key) ~= 'string' then\n"
+    "      error('key function returned no string', 0)\n"
+    "    end\n"
+    "  end\n"
+    "  return id, key, pid\n"
+    "end\n"
+    "local function trace(e) return tb(tostring(e), 2) end\n"
+    "return function(req, ks, rs, k, cmd, n)\n"
+    " while true do\n"
+    "  if cmd then req.command = cmd end\n"
+    "  if n then\n"
+    "    for i = 1, n do\n"
+    "      req.key = ks[i]\n"
+    "      local ok, id, key, pid = xpcall(one, trace, req)\n"
+    "      if ok then\n"
+    "        rs[i] = (id or -1) + 2 + ((pid or -1) + 1) * 65536; ks[i] = key or false\n"
+    "      else\n"
+    "        rs[i] = 0; ks[i] = id\n"
+    "      end\n"
+    "    end\n"
+    "    k, cmd, n = yield(done)\n"
+    "  else\n"
+    "    req.key = k\n"
+    "    k, cmd, n = yield(done, one(req))\n"
+    "  end\n"
+    " end\n"
+    "end\n";
+
+int lua_resolve_load(lua_State *L)
+{
+    return luaL_loadbuffer(L, resolver_src, sizeof(resolver_src) - 1, "=resolver");
+}
+
+static void resolve_k(struct lua_co *co, const char *err)
+{
+    struct request *r = co->r;
+    lua_State *L = co->L;
+    r->lua_key.off = r->lua_key.len = 0;
+    r->lua_pool = -1;
+    r->lua_policy = -1;
+    if (err) {
+        lua_error_line(&r->lua_key, "SERVER_ERROR lua: ", err);
+        r->lua_pool = -2;
+    } else {
+        /* yielded: the done mark, the pool's id (or nil: the prefix table), key (or nil),
+         * policy id (or nil); the resolver loop checked the types */
+        if (lua_type(L, 2) == LUA_TNUMBER)
+            r->lua_pool = (int)lua_tointeger(L, 2);
+        if (lua_type(L, 4) == LUA_TNUMBER)
+            r->lua_policy = (int)lua_tointeger(L, 4);
+        if (r->lua_pool >= (int)r->w->cfg->npools) {
+            lua_error_line(&r->lua_key, "SERVER_ERROR lua: ", "route function returned no pool");
+            r->lua_pool = -2;
+        } else if (lua_type(L, 3) == LUA_TSTRING) {
+            size_t n;
+            const char *k = lua_tolstring(L, 3, &n);
+            if (n == 0) {
+                lua_error_line(&r->lua_key,
+                               "SERVER_ERROR lua: ", "key function returned an empty key");
+                r->lua_pool = -2;
+            } else {
+                buf_append(&r->lua_key, k, n);
+            }
+        }
+    }
+    r->lua_ready = true;
+    if (!err)
+        lua_co_put(co);
+    if (r->lua_parked) /* it waited: pick the dispatch up where it stopped */
+        dispatch_resume(r);
+}
+
+/* A coroutine that does not run the resolver loop yet gets the loop function and its
+ * start arguments (req, ks, rs) pushed. Returns how many values that pushed. */
+static int resolver_start(struct lua_co *co, struct request *r)
+{
+    co->cur = r; /* req.client is looked up lazily (req_index) from here */
+    if (co->resolver)
+        return 0;
+    lua_State *L = co->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, co->vm->resolve_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, co->req_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, co->ks_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, co->rs_ref);
+    co->resolver = true;
+    return 3; /* the function is not an argument */
+}
+
+/* The command argument of a resolver turn: its name when it changed, else nil. */
+static void push_cmd(struct lua_co *co, struct request *r)
+{
+    if (co->last_cmd != (int)r->cmd) {
+        co->last_cmd = (int)r->cmd;
+        lua_rawgeti(co->L, LUA_REGISTRYINDEX, co->vm->s_cmd[r->cmd]);
+    } else {
+        lua_pushnil(co->L);
+    }
+}
+
+/* A batch's results from rs (and ks) into ops [bfirst, bfirst + bn); keys go to
+ * r->lua_key. */
+static void resolve_batch_k(struct lua_co *co, const char *err)
+{
+    struct request *r = co->r;
+    lua_State *L = co->L;
+    int npools = (int)r->w->cfg->npools;
+    bool keys = co->vm->has_key_fn;
+    r->lua_key.off = r->lua_key.len = 0;
+    int rs = 0, ks = 0;
+    if (!err && lua_checkstack(L, 4)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, co->rs_ref);
+        rs = lua_gettop(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, co->ks_ref);
+        ks = rs + 1;
+    }
+    for (uint32_t i = 0; i < co->bn; i++) {
+        struct op *op = &r->ops[co->bfirst + i];
+        op->lpool = -2;
+        op->lpolicy = -1;
+        op->lkey_off = op->lkey_len = 0;
+        if (rs == 0)
+            continue;
+        lua_rawgeti(L, rs, (int)i + 1);
+        lua_Integer code = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        int pool = (int)(code % 65536) - 2, policy = (int)(code / 65536) - 1;
+        if (code <= 0 || keys) {
+            lua_rawgeti(L, ks, (int)i + 1);
+            size_t n = 0;
+            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+            if (code <= 0) {
+                log_error("lua: %s", k ? k : "error");
+                pool = -2;
+            } else if (k && n == 0) {
+                log_error("lua: key function returned an empty key");
+                pool = -2;
+            } else if (k) {
+                op->lkey_off = (uint32_t)r->lua_key.len;
+                op->lkey_len = (uint32_t)n;
+                if (buf_append(&r->lua_key, k, n) != MG_OK)
+                    pool = -2;
+            }
+            lua_pop(L, 1);
+        }
+        if (pool >= npools) {
+            log_error("lua: route function returned no pool");
+            pool = -2;
+        }
+        op->lpool = pool;
+        op->lpolicy = policy;
+    }
+    r->lua_until = co->bfirst + co->bn;
+    if (!err)
+        lua_co_put(co);
+    if (r->lua_parked)
+        dispatch_resume(r);
+}
+
+int lua_resolve_batch(struct request *r, uint32_t first, uint32_t n)
+{
+    struct lua_vm *vm = r->w->vm;
+    if (r->w->cfg->npools >= 65534 || r->w->cfg->nnamed >= 65535)
+        return MG_ERR;                  /* ids would not fit the batch's packed results */
+    if (vm->resolve_ref == LUA_NOREF) { /* hooks only: tables and styles decide */
+        for (uint32_t i = first; i < first + n; i++) {
+            r->ops[i].lpool = r->ops[i].lpolicy = -1;
+            r->ops[i].lkey_off = r->ops[i].lkey_len = 0;
+        }
+        r->lua_until = first + n;
+        return MG_OK;
+    }
+    struct lua_co *co = lua_co_get(vm, true);
+    if (co == NULL)
+        return MG_ERR;
+    co->r = r;
+    co->k = resolve_batch_k;
+    co->bfirst = first;
+    co->bn = n;
+    lua_State *L = co->L;
+    int nargs = resolver_start(co, r) + 3;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, co->ks_ref);
+    for (uint32_t i = 0; i < n; i++) {
+        const struct mg_slice *k = &r->ops[first + i].ckey;
+        lua_pushlstring(L, k->p, k->len);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    push_cmd(co, r);
+    lua_pushinteger(L, (lua_Integer)n);
+    return lua_co_run(co, nargs) == MG_EAGAIN ? MG_EAGAIN : MG_OK;
+}
+
+int lua_resolve_key(struct request *r, const char *key, size_t klen)
+{
+    struct lua_vm *vm = r->w->vm;
+    if (vm->resolve_ref == LUA_NOREF) { /* hooks only: tables and styles decide */
+        r->lua_pool = -1;
+        r->lua_policy = -1;
+        r->lua_key.off = r->lua_key.len = 0;
+        return MG_OK;
+    }
+    struct lua_co *co = lua_co_get(vm, true);
+    if (co == NULL) {
+        lua_error_line(&r->lua_key, "SERVER_ERROR ", "out of memory");
+        return MG_ERR;
+    }
+    co->r = r;
+    co->k = resolve_k;
+    r->lua_ready = false;
+    lua_State *L = co->L;
+    int nargs = resolver_start(co, r) + 3;
+    lua_pushlstring(L, key, klen);
+    push_cmd(co, r);
+    lua_pushnil(L);
+    return lua_co_run(co, nargs) == MG_EAGAIN ? MG_EAGAIN : MG_OK;
+}
