@@ -371,6 +371,21 @@ static uint32_t batch_keys(struct request *r, const struct mg_text_req *t)
     return n;
 }
 
+/* The script failed for op's key: a read leaves the key out of its reply (and says so
+ * when no key is left), anything else answers the error line of r->lua_key. */
+static void lua_key_failed(struct request *r, const struct mg_text_req *t, struct op *op)
+{
+    if (is_retrieval(t->cmd)) { /* no partial VALUE line for it */
+        op->out.off = op->out.len = 0;
+        r->nfailed++;
+        if (r->err == NULL)
+            r->err = "SERVER_ERROR lua error (see the gateway log)";
+    } else {
+        put_line(&op->out, buf_head(&r->lua_key), buf_unread(&r->lua_key));
+    }
+    op_finish(op);
+}
+
 /* Dispatch r's keys from r->next_key on. With per-request Lua functions this may stop at
  * a key whose resolution waits; dispatch_resume continues from there. */
 static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool lua)
@@ -392,58 +407,36 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool l
         }
         int pool_idx = -1, policy_idx = -1;
         struct mg_slice lkey = { NULL, 0 };
-        if (lua && r->next_key >= r->lua_until && batchable(r, t)) {
+        if (lua && !r->lua_nobatch && r->next_key >= r->lua_until && batchable(r, t)) {
             uint32_t n = batch_keys(r, t);
             int rc = n > 1 ? lua_resolve_batch(r, r->next_key, n) : MG_OK;
             if (rc == MG_EAGAIN) {
                 r->lua_parked = true;
                 return;
             }
-            if (rc == MG_ERR) { /* out of memory: the single-key path answers for itself */
-                r->lua_until = 0;
-            }
+            if (rc == MG_ERR)
+                r->lua_nobatch = true; /* key by key from here on */
         }
         if (lua && r->next_key < r->lua_until) { /* resolved with its batch */
-            r->next_key++;
-            if (op->lpool == -2) {
-                op->out.off = op->out.len = 0;
-                r->nfailed++;
-                if (r->err == NULL)
-                    r->err = "SERVER_ERROR lua error (see the gateway log)";
-                op_finish(op);
-                continue;
-            }
-            struct mg_slice bk = { op->lkey_len ? r->lua_key.data + op->lkey_off : NULL,
-                                   op->lkey_len };
-            struct target tg;
-            if (target_of(r, op, k, where, op->lpool, op->lpolicy, bk, &tg) == MG_OK)
-                send_op(r, op, t, k, &tg);
-            continue;
-        }
-        if (lua) {
+            pool_idx = op->lpool;
+            policy_idx = op->lpolicy;
+            lkey = (struct mg_slice){ op->lkey_len ? r->lua_key.data + op->lkey_off : NULL,
+                                      op->lkey_len };
+        } else if (lua) {
             if (!r->lua_ready && lua_resolve_key(r, where.p, where.len) == MG_EAGAIN) {
                 r->lua_parked = true;
                 return;
             }
             r->lua_ready = false;
-            if (r->lua_pool == -2) { /* the script failed for this key */
-                r->next_key++;
-                if (is_retrieval(t->cmd)) { /* no partial VALUE line for it */
-                    op->out.off = op->out.len = 0;
-                    r->nfailed++;
-                    if (r->err == NULL)
-                        r->err = "SERVER_ERROR lua error (see the gateway log)";
-                } else {
-                    put_line(&op->out, buf_head(&r->lua_key), buf_unread(&r->lua_key));
-                }
-                op_finish(op);
-                continue;
-            }
             pool_idx = r->lua_pool;
             policy_idx = r->lua_policy;
             lkey = (struct mg_slice){ buf_head(&r->lua_key), (uint32_t)buf_unread(&r->lua_key) };
         }
         r->next_key++;
+        if (pool_idx == -2) { /* the script failed for this key */
+            lua_key_failed(r, t, op);
+            continue;
+        }
         struct target tg;
         if (target_of(r, op, k, where, pool_idx, policy_idx, lkey, &tg) == MG_OK)
             send_op(r, op, t, k, &tg);

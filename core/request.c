@@ -31,7 +31,7 @@ struct request *request_get(struct worker *w)
     }
     r->next = NULL;
     r->done = r->noreply = r->quiet = false;
-    r->own_copy = r->lua_ready = r->lua_parked = false;
+    r->own_copy = r->lua_ready = r->lua_parked = r->lua_nobatch = false;
     r->next_key = r->keypos = r->lua_until = 0;
     r->lco = NULL;
     r->on_done = NULL;

@@ -65,6 +65,7 @@ struct request {
     bool lua_ready;                     /* a resolution for key next_key is waiting to be used */
     bool lua_parked;                    /* dispatch waits for a coroutine */
     uint32_t lua_until;                 /* ops below it have a batch resolution */
+    bool lua_nobatch;                   /* a batch could not be made: key by key */
     int lua_pool;                       /* resolution: pool index, -1 for the prefix table */
     int lua_policy;                     /* resolution: named policy index, -1 for the pool's */
     struct buf lua_key;                 /* resolution: backend key, empty for the pool's style */

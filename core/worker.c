@@ -55,6 +55,16 @@ void worker_dirty_conn(struct worker *w, struct conn *c)
 }
 
 /* Before the loop sleeps: write every batch built during this iteration, once. */
+static void worker_flush_conns(struct worker *w)
+{
+    while (w->dirty_conns) {
+        struct conn *c = w->dirty_conns;
+        w->dirty_conns = c->next_dirty;
+        c->dirty = false;
+        conn_flush(c);
+    }
+}
+
 static void worker_flush_all(struct worker *w)
 {
     while (w->dirty_backends || w->dirty_conns) {
@@ -64,12 +74,7 @@ static void worker_flush_all(struct worker *w)
             b->dirty = false;
             backend_flush(b);
         }
-        while (w->dirty_conns) {
-            struct conn *c = w->dirty_conns;
-            w->dirty_conns = c->next_dirty;
-            c->dirty = false;
-            conn_flush(c);
-        }
+        worker_flush_conns(w);
     }
 }
 
@@ -93,12 +98,7 @@ static void worker_prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
         (w->batch_loops == 0 || w->npush != w->npush_seen)) {
         w->batch_loops++;
         w->npush_seen = w->npush;
-        while (w->dirty_conns) {
-            struct conn *c = w->dirty_conns;
-            w->dirty_conns = c->next_dirty;
-            c->dirty = false;
-            conn_flush(c);
-        }
+        worker_flush_conns(w);
         ev_idle_start(loop, &w->batch_idle);
         return;
     }
