@@ -20,6 +20,7 @@ mg.route(function(req)
   if k:find("^nl:") then error("first line\r\nVALUE injected 0 1\r\nEND", 0) end
   if k:find("^long:") then error(string.rep("e", 1000), 0) end
   if k:find("^notapool:") then return 42 end
+  if k:find("^fakepool:") then return { _id = 65536 } end -- not a pool the config declared
   if k:find("^yield:") then coroutine.yield("from the script") end
   if k:find("^trace:") then
     local ok, err = main:set("seen:" .. k, req.command .. " " .. req.client)
@@ -278,6 +279,17 @@ describe("Lua request phase", function()
       assert.matches("^SERVER_ERROR lua", c:cmd("set ktable:1 0 0 1\r\nx"))
       assert.equal("SERVER_ERROR lua: key function returned no string", c:cmd("set kbad:1 0 0 1\r\nx"))
       assert.equal("SERVER_ERROR lua: route function returned no pool", c:cmd("set notapool:1 0 0 1\r\nx"))
+      assert.equal("SERVER_ERROR lua: route function returned no pool", c:cmd("set fakepool:1 0 0 1\r\nx"))
+      assert.equal("STORED", c:set("ok:fp", "v"))
+      for _, m in ipairs(mcs) do -- were fakepool:* routed anywhere, they would be hits
+        local d = client.connect(m.port)
+        assert.equal("STORED", d:set("fakepool:2", "x"))
+        assert.equal("STORED", d:set("fakepool:3", "x"))
+        d:close()
+      end
+      local items, order = c:get("fakepool:2", "ok:fp", "fakepool:3")
+      assert.same({ "ok:fp" }, order, "a made-up pool table must fail its key, not route it")
+      assert.equal("v", items["ok:fp"].value)
       assert.equal("SERVER_ERROR lua error (see the gateway log)", c:cmd("get kerr:1"))
       assert.equal("STORED", c:set("ok:4", "v"))
     end)
