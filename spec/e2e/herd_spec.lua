@@ -131,26 +131,10 @@ local function meta_flags(line)
   return set
 end
 
--- A registry plus per-test client connections closed after each test.
-local function fixture(name)
-  local F = { conns = {} }
-  function F.connect(port, cname)
-    local c = client.connect(port, { name = cname })
-    F.conns[#F.conns + 1] = c
-    return c
-  end
-  function F.close_all()
-    for _, c in ipairs(F.conns) do c:close() end
-    F.conns = {}
-  end
-  F.name = name
-  return F
-end
 
 -----------------------------------------------------------------------------------------
 
 describe("herd: past the TTL (grace = 10, lock = 2)", function()
-  local F = fixture("herd_ttl")
   local E, mcs, gw
 
   lazy_setup(function()
@@ -160,14 +144,13 @@ describe("herd: past the TTL (grace = 10, lock = 2)", function()
     gw = E:gateway { threads = 2, config = config(mcs, "{ grace = 10, lock = 2, wait = 300 }") }
   end)
   lazy_teardown(function()
-    F.close_all()
     if E then E:teardown() end
   end)
-  after_each(F.close_all)
+  after_each(function() E:close_clients() end)
 
   it("stores with TTL + grace; the first reader past the TTL misses, the next gets the old value", function()
-    local a = F.connect(gw.port, "a")
-    local b = F.connect(gw.port, "b")
+    local a = E:client(gw.port, { name = "a" })
+    local b = E:client(gw.port, { name = "b" })
     local before = herd_stats(gw.port)
     assert.equal("STORED", a:set("ttl:1", "old", 7, 1))
     local t = backend_ttl(mcs, "ttl:1")
@@ -201,7 +184,6 @@ describe("herd: past the TTL (grace = 10, lock = 2)", function()
 end)
 
 describe("herd: two gateways in front of the same memcached servers", function()
-  local F = fixture("herd_fleet")
   local E, mcs, ga, gb
   local POLICY = "{ grace = 10, lock = 2, wait = 300 }"
 
@@ -213,17 +195,16 @@ describe("herd: two gateways in front of the same memcached servers", function()
     gb = E:gateway { threads = 2, config = config(mcs, POLICY) }
   end)
   lazy_teardown(function()
-    F.close_all()
     if E then E:teardown() end
   end)
-  after_each(F.close_all)
+  after_each(function() E:close_clients() end)
 
   it("past the TTL exactly one of 10 clients (5 per gateway) wins; the winner's set through A reaches B", function()
     local key = "fleet:1"
     local cs, on_a = {}, {}
     for i = 1, 10 do
       local g = i <= 5 and ga or gb
-      cs[i] = F.connect(g.port, (i <= 5 and "A" or "B") .. i)
+      cs[i] = E:client(g.port, { name = (i <= 5 and "A" or "B") .. i })
       on_a[i] = i <= 5
     end
     assert.equal("STORED", cs[1]:set(key, "old", 0, 1))
@@ -260,7 +241,6 @@ describe("herd: two gateways in front of the same memcached servers", function()
 end)
 
 describe("herd: delete", function()
-  local F = fixture("herd_delete")
   local E, mcs, gmark, gdel
 
   lazy_setup(function()
@@ -272,14 +252,13 @@ describe("herd: delete", function()
     gdel = E:gateway { threads = 2, config = config(mcs, '{ grace = 10, lock = 2, wait = 100 }') }
   end)
   lazy_teardown(function()
-    F.close_all()
     if E then E:teardown() end
   end)
-  after_each(F.close_all)
+  after_each(function() E:close_clients() end)
 
   it("on_delete = mark_stale: DELETED, the next reader refreshes, the others get the old value", function()
-    local a, b = F.connect(gmark.port, "a"), F.connect(gmark.port, "b")
-    local c = F.connect(gmark.port, "c")
+    local a, b = E:client(gmark.port, { name = "a" }), E:client(gmark.port, { name = "b" })
+    local c = E:client(gmark.port, { name = "c" })
     assert.equal("STORED", a:set("ms:1", "old", 3, 100))
     local before = herd_stats(gmark.port)
     assert.equal("DELETED", a:cmd("delete ms:1"))
@@ -305,12 +284,12 @@ describe("herd: delete", function()
   end)
 
   it("on_delete = mark_stale: deleting a missing key is NOT_FOUND", function()
-    local a = F.connect(gmark.port, "a")
+    local a = E:client(gmark.port, { name = "a" })
     assert.equal("NOT_FOUND", a:cmd("delete ms:missing"))
   end)
 
   it("on_delete = delete (default): the item is gone; one cold winner, the other waits then misses", function()
-    local a, b = F.connect(gdel.port, "a"), F.connect(gdel.port, "b")
+    local a, b = E:client(gdel.port, { name = "a" }), E:client(gdel.port, { name = "b" })
     assert.equal("STORED", a:set("del:1", "old", 0, 100))
     local before = herd_stats(gdel.port)
     assert.equal("DELETED", a:cmd("delete del:1"))
@@ -332,7 +311,6 @@ describe("herd: delete", function()
 end)
 
 describe("herd: policy parameters", function()
-  local F = fixture("herd_policy")
   local E, mcs, gpub, gnc
 
   lazy_setup(function()
@@ -344,13 +322,12 @@ describe("herd: policy parameters", function()
       'mg.route { ["nh:"] = { pool = main, stale = "none" }, default = main }') }
   end)
   lazy_teardown(function()
-    F.close_all()
     if E then E:teardown() end
   end)
-  after_each(F.close_all)
+  after_each(function() E:close_clients() end)
 
   it("{ policy = newcache, grace = 5 }: exptime 100 is stored as 100 + 5", function()
-    local a = F.connect(gnc.port, "a")
+    local a = E:client(gnc.port, { name = "a" })
     assert.equal("STORED", a:set("pol:t100", "v", 0, 100))
     local t, line = backend_ttl(mcs, "pol:t100")
     assert(t and t > 100 and t <= 105, "remaining TTL on the backend: " .. show(line))
@@ -368,7 +345,7 @@ describe("herd: policy parameters", function()
   end)
 
   it("gat gives the new TTL the grace too, as touch does", function()
-    local a = F.connect(gnc.port, "a")
+    local a = E:client(gnc.port, { name = "a" })
     assert.equal("STORED", a:set("pol:gat", "v", 0, 100))
     a:send("gat 200 pol:gat\r\n")
     local items = a:get_reply()
@@ -379,7 +356,7 @@ describe("herd: policy parameters", function()
 
   it("exptime 2592000 (memcached's longest relative TTL, 30 days) still stores for 30 days", function()
     -- memcached reads an exptime over 2592000 as an absolute unix time
-    local a, b = F.connect(gnc.port, "a"), F.connect(gnc.port, "b")
+    local a, b = E:client(gnc.port, { name = "a" }), E:client(gnc.port, { name = "b" })
     assert.equal("STORED", a:set("pol:30d", "month", 0, 2592000))
     local t, line = backend_ttl(mcs, "pol:30d")
     assert(t and t >= 2591990, "remaining TTL on the backend: " .. show(line))
@@ -387,7 +364,7 @@ describe("herd: policy parameters", function()
   end)
 
   it("exptime 0 stays 0 (never expires) and involves no herd logic", function()
-    local a, b = F.connect(gnc.port, "a"), F.connect(gnc.port, "b")
+    local a, b = E:client(gnc.port, { name = "a" }), E:client(gnc.port, { name = "b" })
     local before = herd_stats(gnc.port)
     assert.equal("STORED", a:set("pol:t0", "forever", 0, 0))
     local t, line = backend_ttl(mcs, "pol:t0")
@@ -400,7 +377,7 @@ describe("herd: policy parameters", function()
   end)
 
   it("newcache's wait = 0 is kept by the override: a cold miss does not make others wait", function()
-    local a, b = F.connect(gnc.port, "a"), F.connect(gnc.port, "b")
+    local a, b = E:client(gnc.port, { name = "a" }), E:client(gnc.port, { name = "b" })
     local before = herd_stats(gnc.port)
     assert.same({}, a:get("pol:cold"))
     -- the key itself is never touched by herd bookkeeping (no placeholder in it)
@@ -412,7 +389,7 @@ describe("herd: policy parameters", function()
   end)
 
   it("a prefix with stale = \"none\": TTL stored as given, gets are plain", function()
-    local a, b = F.connect(gnc.port, "a"), F.connect(gnc.port, "b")
+    local a, b = E:client(gnc.port, { name = "a" }), E:client(gnc.port, { name = "b" })
     local before = herd_stats(gnc.port)
     assert.equal("STORED", a:set("nh:t100", "v", 0, 100))
     local t, line = backend_ttl(mcs, "nh:t100")
@@ -432,7 +409,7 @@ describe("herd: policy parameters", function()
   end)
 
   it("\"publish\": grace 0, so the TTL is stored as given", function()
-    local a = F.connect(gpub.port, "a")
+    local a = E:client(gpub.port, { name = "a" })
     assert.equal("STORED", a:set("pub:t100", "v", 0, 100))
     local t, line = backend_ttl(mcs, "pub:t100")
     assert(t and t >= 98 and t <= 100, "remaining TTL on the backend: " .. show(line))
@@ -441,7 +418,7 @@ describe("herd: policy parameters", function()
   end)
 
   it("\"publish\": delete marks stale", function()
-    local a, b = F.connect(gpub.port, "a"), F.connect(gpub.port, "b")
+    local a, b = E:client(gpub.port, { name = "a" }), E:client(gpub.port, { name = "b" })
     assert.equal("STORED", a:set("pub:del", "old"))
     local before = herd_stats(gpub.port)
     assert.equal("DELETED", a:cmd("delete pub:del"))
@@ -457,7 +434,7 @@ describe("herd: policy parameters", function()
   end)
 
   it("\"publish\": a cold-miss waiter waits about 50 ms, then misses", function()
-    local a, b = F.connect(gpub.port, "a"), F.connect(gpub.port, "b")
+    local a, b = E:client(gpub.port, { name = "a" }), E:client(gpub.port, { name = "b" })
     local before = herd_stats(gpub.port)
     assert.same({}, a:get("pub:cold"))
     local t0 = env.now()
@@ -474,7 +451,6 @@ describe("herd: policy parameters", function()
 end)
 
 describe("herd: meta clients see memcached's own flags", function()
-  local F = fixture("herd_meta")
   local E, mcs, gw
 
   lazy_setup(function()
@@ -485,13 +461,12 @@ describe("herd: meta clients see memcached's own flags", function()
       config = config(mcs, '{ grace = 10, lock = 2, wait = 300, on_delete = "mark_stale" }') }
   end)
   lazy_teardown(function()
-    F.close_all()
     if E then E:teardown() end
   end)
-  after_each(F.close_all)
+  after_each(function() E:close_clients() end)
 
   it("after md k I: the first mg ... R30 gets W X, the next Z X, with the value", function()
-    local a, b = F.connect(gw.port, "a"), F.connect(gw.port, "b")
+    local a, b = E:client(gw.port, { name = "a" }), E:client(gw.port, { name = "b" })
     local before = herd_stats(gw.port)
     assert.equal("STORED", a:set("meta:1", "hi", 0, 100))
     assert.equal("HD", a:cmd("md meta:1 I"))
@@ -511,13 +486,13 @@ describe("herd: meta clients see memcached's own flags", function()
   end)
 
   it("mg without N on a missing key is EN (the gateway adds no vivify)", function()
-    local a = F.connect(gw.port, "a")
+    local a = E:client(gw.port, { name = "a" })
     assert.equal("EN", a:cmd("mg meta:missing v"))
     assert.is_false(backend_has(mcs, "meta:missing"))
   end)
 
   it("mg with N on a missing key: the first gets W, the next Z (memcached's placeholder)", function()
-    local a, b = F.connect(gw.port, "a"), F.connect(gw.port, "b")
+    local a, b = E:client(gw.port, { name = "a" }), E:client(gw.port, { name = "b" })
     local l1 = a:send("mg meta:viv v N30\r\n"):meta_reply()
     local f1 = meta_flags(l1)
     assert(l1:match("^VA 0") and f1.W and not f1.Z, "first: " .. show(l1))
@@ -527,7 +502,7 @@ describe("herd: meta clients see memcached's own flags", function()
   end)
 
   it("ms with T stores the TTL as given (no grace)", function()
-    local a = F.connect(gw.port, "a")
+    local a = E:client(gw.port, { name = "a" })
     assert.equal("HD", a:cmd("ms meta:ttl 2 T100\r\nhi"))
     local t, line = backend_ttl(mcs, "meta:ttl")
     assert(t and t >= 98 and t <= 100, "remaining TTL on the backend: " .. show(line))
@@ -535,7 +510,6 @@ describe("herd: meta clients see memcached's own flags", function()
 end)
 
 describe("herd: commands that bypass the herd logic", function()
-  local F = fixture("herd_bypass")
   local E, mcs, ref, gw
 
   lazy_setup(function()
@@ -546,15 +520,14 @@ describe("herd: commands that bypass the herd logic", function()
     gw = E:gateway { threads = 2, config = config(mcs, '{ grace = 10, lock = 2, wait = 100 }') }
   end)
   lazy_teardown(function()
-    F.close_all()
     if E then E:teardown() end
   end)
-  after_each(F.close_all)
+  after_each(function() E:close_clients() end)
 
   -- Run the same steps against the gateway and against plain memcached; the transcripts
   -- (cas numbers masked) must be equal.
   local function same_as_memcached(steps)
-    local g, m = F.connect(gw.port, "gateway"), F.connect(ref.port, "memcached")
+    local g, m = E:client(gw.port, { name = "gateway" }), E:client(ref.port, { name = "memcached" })
     local tg, tm = {}, {}
     for i, s in ipairs(steps) do
       tg[i] = s[1] .. " -> " .. run(g, s[1], s[2])
@@ -572,7 +545,7 @@ describe("herd: commands that bypass the herd logic", function()
   end)
 
   it("append keeps the item's TTL (the set's TTL + grace)", function()
-    local a = F.connect(gw.port, "a")
+    local a = E:client(gw.port, { name = "a" })
     assert.equal("STORED", a:set("ap:ttl", "x", 0, 100))
     assert.equal("STORED", a:cmd("append ap:ttl 0 0 1\r\ny"))
     assert.equal("STORED", a:cmd("prepend ap:ttl 0 0 1\r\nw"))
@@ -590,7 +563,7 @@ describe("herd: commands that bypass the herd logic", function()
   end)
 
   it("cas with the cas value from gets; EXISTS on a mismatch, NOT_FOUND on a missing key", function()
-    local a, b = F.connect(gw.port, "a"), F.connect(gw.port, "b")
+    local a, b = E:client(gw.port, { name = "a" }), E:client(gw.port, { name = "b" })
     assert.equal("STORED", a:set("cas:1", "v1", 0, 100))
     local items = a:gets("cas:1")
     local cas = items["cas:1"] and items["cas:1"].cas
@@ -639,7 +612,6 @@ describe("herd: commands that bypass the herd logic", function()
 end)
 
 describe("herd: coalescing (-t 1)", function()
-  local F = fixture("herd_coalesce")
   local E, mcs, gco, gnoco
   local N = 8
 
@@ -653,10 +625,9 @@ describe("herd: coalescing (-t 1)", function()
       '{ grace = 10, lock = 2, wait = 300, coalesce = false, on_delete = "mark_stale" }') }
   end)
   lazy_teardown(function()
-    F.close_all()
     if E then E:teardown() end
   end)
-  after_each(F.close_all)
+  after_each(function() E:close_clients() end)
 
   local function pipeline(c, key, n)
     c:send(string.rep("get " .. key .. "\r\n", n))
@@ -678,7 +649,7 @@ describe("herd: coalescing (-t 1)", function()
   end
 
   it("identical gets pipelined in one send on one connection share one backend request", function()
-    local a = F.connect(gco.port, "a")
+    local a = E:client(gco.port, { name = "a" })
     assert.equal("STORED", a:set("co:1", "shared", 0, 100))
     local before = herd_stats(gco.port)
     pipeline(a, "co:1", N)
@@ -689,7 +660,7 @@ describe("herd: coalescing (-t 1)", function()
   end)
 
   it("identical gets from two connections of one worker are all answered with the value", function()
-    local a, b = F.connect(gco.port, "a"), F.connect(gco.port, "b")
+    local a, b = E:client(gco.port, { name = "a" }), E:client(gco.port, { name = "b" })
     assert.equal("STORED", a:set("co:2", "both", 0, 100))
     pipeline(a, "co:2", N)
     pipeline(b, "co:2", N)
@@ -698,7 +669,7 @@ describe("herd: coalescing (-t 1)", function()
   end)
 
   it("coalesce = false: each get is its own backend request", function()
-    local a = F.connect(gnoco.port, "a")
+    local a = E:client(gnoco.port, { name = "a" })
     assert.equal("STORED", a:set("co:3", "own", 0, 100))
     local before = herd_stats(gnoco.port)
     pipeline(a, "co:3", N)
@@ -707,7 +678,7 @@ describe("herd: coalescing (-t 1)", function()
   end)
 
   it("a stale key: the leader wins, the coalesced followers get the stale value", function()
-    local a = F.connect(gco.port, "a")
+    local a = E:client(gco.port, { name = "a" })
     assert.equal("STORED", a:set("co:4", "old", 0, 100))
     assert.equal("DELETED", a:cmd("delete co:4")) -- mark_stale
     local before = herd_stats(gco.port)
@@ -723,7 +694,6 @@ describe("herd: coalescing (-t 1)", function()
 end)
 
 describe("herd: cold-miss waiters woken by the winner's set (-t 1, wait = 2000)", function()
-  local F = fixture("herd_wake")
   local E, mcs, gw
 
   lazy_setup(function()
@@ -733,13 +703,12 @@ describe("herd: cold-miss waiters woken by the winner's set (-t 1, wait = 2000)"
     gw = E:gateway { threads = 1, config = config(mcs, '{ grace = 10, lock = 5, wait = 2000 }') }
   end)
   lazy_teardown(function()
-    F.close_all()
     if E then E:teardown() end
   end)
-  after_each(F.close_all)
+  after_each(function() E:close_clients() end)
 
   it("the waiting client gets the value soon after the winner's set, counted in wait_hits", function()
-    local a, b = F.connect(gw.port, "a"), F.connect(gw.port, "b")
+    local a, b = E:client(gw.port, { name = "a" }), E:client(gw.port, { name = "b" })
     local before = herd_stats(gw.port)
     assert.same({}, a:get("wake:1"), "the first reader of a cold key should win (a miss)")
     local t0 = env.now()
@@ -765,9 +734,9 @@ describe("herd: cold-miss waiters woken by the winner's set (-t 1, wait = 2000)"
   end)
 
   it("several waiters on several connections are all answered by one set", function()
-    local a = F.connect(gw.port, "a")
+    local a = E:client(gw.port, { name = "a" })
     local ws = {}
-    for i = 1, 4 do ws[i] = F.connect(gw.port, "w" .. i) end
+    for i = 1, 4 do ws[i] = E:client(gw.port, { name = "w" .. i }) end
     local before = herd_stats(gw.port)
     assert.same({}, a:get("wake:2"))
     local t0 = env.now()
