@@ -14,6 +14,9 @@
 #include "stats.h"
 #include "worker.h"
 
+/* Characters of the base64 encoding of n bytes. */
+#define B64_LEN(n) (4 * (((n) + 2) / 3))
+
 /* Where one key goes: backend, staleness policy and backend key. */
 struct target {
     struct backend *b;
@@ -21,16 +24,29 @@ struct target {
     const char *bkey;
     uint32_t bklen;
     char kbuf[MG_KEY_MAX + 1];
+    char ebuf[B64_LEN(MG_KEY_MAX) + 1]; /* a base64 key's backend key, re-encoded */
 };
+
+/* Keys the gateway keeps for itself (herd leases, fleet switches) start with this; a
+ * client's key never maps there unless it came in on an admin connection. */
+static bool key_reserved(const struct request *r, struct mg_slice bk)
+{
+    size_t n = sizeof(MG_RESERVED_PREFIX) - 1;
+    if (bk.len < n || memcmp(bk.p, MG_RESERVED_PREFIX, n) != 0)
+        return false;
+    return r->c != NULL && !r->c->admin && !settings.admin_on_data_port;
+}
 
 /* Resolve key k for op: the pool (pool_idx, or the prefix table when -1), the backend key
  * (lkey when the script gave one, else the pool's key style), the backend by ketama over
- * the backend key. A base64 meta key is sent as it came but placed by place, its decoded
- * bytes (no transform applies to it). Returns MG_OK, or fails op and returns MG_ERR. */
+ * the backend key. For a base64 meta key (b64), place holds its decoded bytes: routing,
+ * the transform and placement work on them as on any key, and the result is encoded
+ * again for the backend, so the b flag reaches no key outside the client's namespace.
+ * Returns MG_OK, or fails op and returns MG_ERR. */
 static int target_of(struct request *r, struct op *op, struct mg_slice k, struct mg_slice place,
-                     int pool_idx, int policy_idx, struct mg_slice lkey, struct target *tg)
+                     bool b64, int pool_idx, int policy_idx, struct mg_slice lkey,
+                     struct target *tg)
 {
-    bool b64 = place.p != k.p;
     struct worker *w = r->w;
     const struct config *cfg = w->cfg;
     const struct pool *p;
@@ -42,46 +58,50 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
         p = &cfg->pools[pool_idx];
         tg->pol = p->stale;
     } else {
-        p = config_route(cfg, k.p, k.len, &tg->pol);
+        p = config_route(cfg, place.p, place.len, &tg->pol);
     }
     op->pool = (int)p->id;
     if (policy_idx >= 0 && (uint32_t)policy_idx < cfg->nnamed) { /* chosen per request */
         const struct stale_policy *np = &cfg->named[policy_idx].pol;
         tg->pol = np->off ? NULL : np;
     }
-    tg->bkey = k.p;
-    tg->bklen = k.len;
-    if (b64) {
-        /* as is */
-    } else if (lkey.len) {
-        if (!mg_text_key_ok(lkey.p, lkey.len)) {
-            op_fail(op, "CLIENT_ERROR bad command line format");
-            return MG_ERR;
-        }
-        tg->bkey = lkey.p;
-        tg->bklen = lkey.len;
+    struct mg_slice bk = place;
+    if (lkey.len) {
+        if (b64 ? lkey.len > MG_KEY_MAX : !mg_text_key_ok(lkey.p, lkey.len))
+            goto bad_key;
+        bk = lkey;
     } else if (p->keys) {
-        int n = keys_apply(p->keys, k.p, k.len, tg->kbuf, sizeof(tg->kbuf));
-        if (n < 0) {
-            op_fail(op, "CLIENT_ERROR bad command line format");
-            return MG_ERR;
-        }
-        tg->bkey = tg->kbuf;
-        tg->bklen = (uint32_t)n;
+        int n = keys_apply_bytes(p->keys, place.p, place.len, b64, tg->kbuf, sizeof(tg->kbuf));
+        if (n < 0)
+            goto bad_key;
+        bk = (struct mg_slice){ tg->kbuf, (uint32_t)n };
     }
-    if (tg->bklen > MG_KEY_MAX) { /* a long client key that no style hashed */
-        op_fail(op, "CLIENT_ERROR bad command line format");
+    if (bk.len > MG_KEY_MAX) /* a long client key that no style hashed */
+        goto bad_key;
+    if (MG_UNLIKELY(key_reserved(r, bk))) {
+        op_fail(op, "CLIENT_ERROR key is in the gateway's reserved namespace");
         return MG_ERR;
     }
+    tg->bkey = bk.p;
+    tg->bklen = bk.len;
+    if (b64) {
+        int n = b64_ntop((const unsigned char *)bk.p, bk.len, tg->ebuf, sizeof(tg->ebuf));
+        if (n <= 0 || n > MG_KEY_MAX) /* memcached limits the encoded key */
+            goto bad_key;
+        tg->bkey = tg->ebuf;
+        tg->bklen = (uint32_t)n;
+    }
     op->rekey = tg->bklen != k.len || memcmp(tg->bkey, k.p, k.len) != 0;
-    struct mg_slice h = b64 ? place : (struct mg_slice){ tg->bkey, tg->bklen };
-    uint32_t i = p->nservers == 1 ? 0 : ketama_pick(p->ring, h.p, h.len);
+    uint32_t i = p->nservers == 1 ? 0 : ketama_pick(p->ring, bk.p, bk.len);
     tg->b = worker_backend(w, p->servers[i]->id);
     if (MG_UNLIKELY(!backend_usable(tg->b))) {
         op_fail(op, "SERVER_ERROR backend down");
         return MG_ERR;
     }
     return MG_OK;
+bad_key:
+    op_fail(op, "CLIENT_ERROR bad command line format");
+    return MG_ERR;
 }
 
 /* Keep the backend key on op for herd bookkeeping that outlives the parse. */
@@ -89,17 +109,6 @@ static bool op_keep_key(struct op *op, const char *key, size_t klen)
 {
     op->key.off = op->key.len = 0;
     return buf_append(&op->key, key, klen) == MG_OK;
-}
-
-/* True when the meta flags contain the lone flag letter f. */
-static bool meta_has_flag(struct mg_slice args, char f)
-{
-    uint32_t pos = 0;
-    struct mg_slice tok;
-    while (mg_text_next_token(args, &pos, &tok))
-        if (tok.len == 1 && tok.p[0] == f)
-            return true;
-    return false;
 }
 
 static void send_retrieval(struct request *r, struct op *op, const struct mg_text_req *t,
@@ -230,13 +239,12 @@ static void send_meta(struct request *r, struct op *op, const struct mg_text_req
         wb->data[wb->len++] = ' ';
         buf_put_u64(wb, t->data.len);
     }
+    r->quiet = t->quiet;
     uint32_t pos = 0;
     struct mg_slice tok;
-    while (mg_text_next_token(t->args, &pos, &tok)) {
-        if (tok.len == 1 && tok.p[0] == 'q') {
-            r->quiet = true;
+    while (mg_text_next_token(t->args, &pos, &tok)) { /* checked by the parser */
+        if (tok.p[0] == 'q')
             continue;
-        }
         wb->data[wb->len++] = ' ';
         buf_put(wb, tok.p, tok.len);
     }
@@ -324,23 +332,25 @@ static bool next_key(struct request *r, const struct mg_text_req *t, struct op *
     return true;
 }
 
-/* The bytes that place key k: k itself, or for a base64 meta key (b flag) what it decodes
- * to (into dec), as memcached stores it. Returns false when the base64 is bad. */
-static bool placement_key(const struct mg_text_req *t, struct mg_slice k, struct mg_slice *where,
-                          unsigned char *dec)
+/* The bytes that name key k: k itself, or for a base64 meta key (b flag) what it
+ * decodes to (into dec, MG_KEY_MAX + 1 bytes), as memcached stores it. Returns NULL, or
+ * the error line when the key is longer than memcached takes or the base64 is bad. */
+static const char *placement_key(const struct mg_text_req *t, struct mg_slice k,
+                                 struct mg_slice *where, unsigned char *dec)
 {
     *where = k;
-    if (t->cmd < MG_CMD_MG || t->cmd > MG_CMD_ME || t->cmd == MG_CMD_MN ||
-        !meta_has_flag(t->args, 'b'))
-        return true;
+    if (!t->b64)
+        return NULL;
+    if (k.len > MG_KEY_MAX) /* a long-key style raised the parser's limit */
+        return "CLIENT_ERROR bad command line format";
     char enc[MG_KEY_MAX + 1];
     memcpy(enc, k.p, k.len);
     enc[k.len] = '\0';
     int n = b64_pton(enc, dec, MG_KEY_MAX + 1);
     if (n <= 0)
-        return false;
+        return "CLIENT_ERROR error decoding key";
     *where = (struct mg_slice){ (const char *)dec, (uint32_t)n };
-    return true;
+    return NULL;
 }
 
 static void request_end_dispatch(struct request *r)
@@ -400,9 +410,10 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool l
             continue;
         }
         k = op->ckey;
-        if (!placement_key(t, k, &where, dec)) {
+        const char *kerr = placement_key(t, k, &where, dec);
+        if (kerr != NULL) {
             r->next_key++;
-            op_fail(op, "CLIENT_ERROR bad data chunk");
+            op_fail(op, kerr);
             continue;
         }
         int pool_idx = -1, policy_idx = -1;
@@ -438,7 +449,7 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool l
             continue;
         }
         struct target tg;
-        if (target_of(r, op, k, where, pool_idx, policy_idx, lkey, &tg) == MG_OK)
+        if (target_of(r, op, k, where, t->b64, pool_idx, policy_idx, lkey, &tg) == MG_OK)
             send_op(r, op, t, k, &tg);
     }
     request_end_dispatch(r);
@@ -571,7 +582,7 @@ void request_drop_key(struct conn *c, const struct mg_text_req *t)
         return;
     struct target tg;
     struct mg_slice none = { NULL, 0 };
-    if (target_of(r, &r->ops[0], t->key, t->key, -1, -1, none, &tg) == MG_OK) {
+    if (target_of(r, &r->ops[0], t->key, t->key, false, -1, -1, none, &tg) == MG_OK) {
         if (buf_reserve(&tg.b->wbuf, tg.bklen + 8) != MG_OK) {
             op_fail(&r->ops[0], "SERVER_ERROR out of memory");
         } else {

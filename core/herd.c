@@ -67,7 +67,7 @@ void herd_render_get(struct buf *wb, const char *key, size_t klen, const struct 
     buf_put(wb, "\r\n", 2);
 }
 
-#define LEASE_PREFIX "mintgate:lease:"
+#define LEASE_PREFIX MG_RESERVED_PREFIX "lease:"
 #define LEASE_PREFIX_LEN (sizeof(LEASE_PREFIX) - 1)
 
 /* The lease key of key into out (MG_KEY_MAX + 1 bytes): the prefix and the key, or for a
@@ -98,6 +98,8 @@ int64_t herd_store_ttl(int64_t exptime, const struct stale_policy *pol)
 {
     if (exptime <= 0 || pol == NULL || pol->grace == 0)
         return exptime;
+    if (exptime > INT64_MAX - (int64_t)time(NULL) - (int64_t)pol->grace)
+        return exptime; /* no room for the grace: memcached refuses such a TTL anyway */
     if (exptime <= REALTIME_MAXDELTA && exptime + pol->grace > REALTIME_MAXDELTA)
         return (int64_t)time(NULL) + exptime + pol->grace; /* relative, pushed past the line */
     return exptime + pol->grace;

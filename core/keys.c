@@ -188,6 +188,12 @@ static int apply_hashed(const struct key_style *ks, const char *key, size_t len,
 
 int keys_apply(const struct key_style *ks, const char *key, size_t len, char *out, size_t cap)
 {
+    return keys_apply_bytes(ks, key, len, false, out, cap);
+}
+
+int keys_apply_bytes(const struct key_style *ks, const char *key, size_t len, bool any_bytes,
+                     char *out, size_t cap)
+{
     size_t total = ks->head_len + len;
 
     if (MG_UNLIKELY(cap < MG_KEY_MAX + 1 || len > KEYS_IN_MAX))
@@ -201,7 +207,7 @@ int keys_apply(const struct key_style *ks, const char *key, size_t len, char *ou
     }
     if (MG_UNLIKELY(total == 0))
         return -1;
-    if (MG_LIKELY(total <= MG_KEY_MAX && bytes_ok(key, len))) {
+    if (MG_LIKELY(total <= MG_KEY_MAX && (any_bytes || bytes_ok(key, len)))) {
         memcpy(out + ks->head_len, key, len);
         out[total] = '\0';
         return (int)total;

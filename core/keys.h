@@ -61,4 +61,9 @@ int keys_style_init(struct key_style *ks, const char *style, const char *prefix,
  * Allocates nothing; safe to call from any thread. */
 int keys_apply(const struct key_style *ks, const char *key, size_t len, char *out, size_t cap);
 
+/* As keys_apply; with any_bytes, the key may hold any byte (a base64 meta key, which goes
+ * to the backend encoded again): only the length decides whether it is hashed. */
+int keys_apply_bytes(const struct key_style *ks, const char *key, size_t len, bool any_bytes,
+                     char *out, size_t cap);
+
 #endif

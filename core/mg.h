@@ -26,6 +26,10 @@ enum mg_status {
 #define MG_MULTIGET_LINE_MAX (256 * 1024) /* get/gets/gat/gats lines may be this long */
 #define MG_VALUE_MAX_DEFAULT (1024 * 1024)
 
+/* Backend keys the gateway keeps for itself (herd leases, fleet switch values) begin
+ * with this; client keys are kept out of it (dispatch.c). */
+#define MG_RESERVED_PREFIX "mintgate:"
+
 /* A borrowed byte range. Who owns the bytes is said where a slice is stored. */
 struct mg_slice {
     const char *p;

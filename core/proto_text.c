@@ -28,6 +28,12 @@
 #define ERR_CHUNK "CLIENT_ERROR bad data chunk"
 #define ERR_TOO_LARGE "SERVER_ERROR object too large for cache"
 #define ERR_LINE "CLIENT_ERROR line too long"
+#define ERR_FLAG "CLIENT_ERROR invalid flag"
+#define ERR_FLAG_DUP "CLIENT_ERROR duplicate flag"
+
+/* A meta flag's token (the letter included) longer than this is refused: memcached's
+ * longest (opaque) is 32 bytes, numbers are at most 20 digits. */
+#define META_TOKEN_MAX 64
 
 /* Positional words after the command that any fixed-arity command may take (cas has
  * six); one more slot lets "too many" be seen without counting the whole line. */
@@ -425,8 +431,64 @@ static int parse_storage(struct mg_text_req *req, const char *p, const char *end
     return take_data(req, buf, len, line_bytes, value_max, consumed);
 }
 
-/* ms <key> <datalen> <flags>*. Errors before the length is known consume the line only,
- * as memcached does (it swallows the block only for errors found after that). */
+/* The flags each meta command takes (protocol.txt, memcached 1.6): letters that stand
+ * alone, and letters that take a token. E is the newer explicit-CAS flag, x md's
+ * "remove the value only"; a backend that lacks one answers a single CLIENT_ERROR. */
+struct meta_grammar {
+    const char *bare, *token;
+};
+static const struct meta_grammar meta_grammar[] = {
+    [MG_CMD_MG] = { "bcfhklqstuv", "ENORT" }, [MG_CMD_MS] = { "bcIkq", "CEFMOT" },
+    [MG_CMD_MD] = { "bIkqx", "CEOT" },        [MG_CMD_MA] = { "bcktqv", "CDEJMNOT" },
+    [MG_CMD_ME] = { "b", "" },
+};
+
+static inline int letter_bit(unsigned char c)
+{
+    if (c >= 'a' && c <= 'z')
+        return c - 'a';
+    if (c >= 'A' && c <= 'Z')
+        return 26 + (c - 'A');
+    return -1;
+}
+
+/* Check req->args flag by flag for req->cmd (see proto_text.h); sets b64 and quiet.
+ * Returns NULL when good, else the error line. */
+static const char *meta_check_flags(struct mg_text_req *req)
+{
+    const struct meta_grammar *g = &meta_grammar[req->cmd];
+    const char *p = req->args.p, *end = p + req->args.len;
+    uint64_t seen = 0;
+
+    while ((p = skip_spaces(p, end)) < end) {
+        const char *e = skip_word(p, end);
+        size_t n = (size_t)(e - p);
+        unsigned char f = (unsigned char)*p;
+        int bit = letter_bit(f);
+        if (bit < 0 || n > META_TOKEN_MAX)
+            return ERR_FLAG;
+        if (strchr(g->bare, f) != NULL) {
+            if (n != 1)
+                return ERR_FLAG;
+        } else if (strchr(g->token, f) == NULL) {
+            return ERR_FLAG;
+        }
+        for (const char *q = p + 1; q < e; q++)
+            if ((unsigned char)*q <= ' ' || (unsigned char)*q >= 127)
+                return ERR_FLAG;
+        if (seen & (1ull << bit))
+            return ERR_FLAG_DUP;
+        seen |= 1ull << bit;
+        p = e;
+    }
+    req->b64 = (seen >> letter_bit('b')) & 1;
+    req->quiet = (seen >> letter_bit('q')) & 1;
+    return NULL;
+}
+
+/* ms <key> <datalen> <flags>*. A line whose length does not parse is consumed alone, as
+ * memcached does; once the length is known, a bad key or flag also drops the data block
+ * (newer memcached does the same for the key), so the value is never read as commands. */
 static int parse_ms(struct mg_text_req *req, const char *p, const char *end, const char *buf,
                     size_t len, size_t line_bytes, uint32_t value_max, size_t *consumed)
 {
@@ -435,18 +497,21 @@ static int parse_ms(struct mg_text_req *req, const char *p, const char *end, con
         return fail(req, MG_ECLIENT, ERR_ERROR);
     const char *e = skip_word(p, end);
     req->key = slice_of(p, e);
-    if (!key_ok(req->key))
-        return fail(req, MG_ECLIENT, ERR_FORMAT);
     p = skip_spaces(e, end);
     e = skip_word(p, end);
     if (p == end || !parse_u32(slice_of(p, e), &req->vlen))
         return fail(req, MG_ECLIENT, ERR_FORMAT);
     req->args = trim(e, end);
+    const char *err = key_ok(req->key) ? meta_check_flags(req) : ERR_FORMAT;
+    if (err != NULL) {
+        req->swallow = (uint64_t)req->vlen + 2;
+        return fail(req, MG_ESWALLOW, err);
+    }
     return take_data(req, buf, len, line_bytes, value_max, consumed);
 }
 
-/* mg/md/ma/me <key> <flags>*: the flags are the backend's business. memcached answers
- * ERROR for a missing key except for me, which says CLIENT_ERROR. */
+/* mg/md/ma/me <key> <flags>*. memcached answers ERROR for a missing key except for me,
+ * which says CLIENT_ERROR. */
 static int parse_meta_key(struct mg_text_req *req, const char *p, const char *end)
 {
     p = skip_spaces(p, end);
@@ -457,7 +522,8 @@ static int parse_meta_key(struct mg_text_req *req, const char *p, const char *en
     if (!key_ok(req->key))
         return fail(req, MG_ECLIENT, ERR_FORMAT);
     req->args = trim(e, end);
-    return MG_OK;
+    const char *err = meta_check_flags(req);
+    return err ? fail(req, MG_ECLIENT, err) : MG_OK;
 }
 
 /* delete <key> [0] [noreply]: the legacy hold time may only be "0". */

@@ -55,12 +55,21 @@ struct mg_text_req {
     uint64_t delta;       /* incr/decr */
     int64_t num;          /* flush_all delay (0 if absent), verbosity level */
     bool noreply;
-    struct mg_slice args; /* meta flags; stats arguments; unknown: the whole line */
+    bool b64;             /* meta: the b flag (the key is base64) */
+    bool quiet;           /* meta: the q flag */
+    struct mg_slice args; /* meta flags (checked: see below); stats arguments; unknown: line */
     struct mg_slice line; /* the command line without \r\n (always set when a line was seen) */
     /* errors */
     const char *err;  /* on MG_ECLIENT/MG_ECLOSE/MG_ESWALLOW: full reply line without \r\n */
     uint64_t swallow; /* on MG_ESWALLOW: bytes still to drop after *consumed */
 };
+
+/* Meta flags (mg/ms/md/ma/me) are checked flag by flag, so that every command forwarded
+ * has exactly one reply of a known shape: each flag is one letter the command knows
+ * (protocol.txt), upper-case ones (but I) take a token of printable ASCII, the others
+ * stand alone ("qx" is refused, not read as q), no letter twice, no control bytes.
+ * Anything else is MG_ECLIENT ("CLIENT_ERROR invalid flag" / "... duplicate flag"); for
+ * ms, whose length is known by then, MG_ESWALLOW drops its data block too. */
 
 /* Parse one request from buf[0..len).
  * Returns:

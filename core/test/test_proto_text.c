@@ -438,7 +438,7 @@ static const struct tcase err_cases[] = {
     {"ms a -1\r\n", 0, MG_ECLIENT, "cmd=ms key=a err=" E_FORMAT, 0, 0},
     {"ms a 4294967296 T0\r\n", 0, MG_ECLIENT, "cmd=ms key=a err=" E_FORMAT, 0, 0},
     {"mg a\x01 v\r\n", 0, MG_ECLIENT, "cmd=mg key=a\\x01 err=" E_FORMAT, 0, 0},
-    {"ms a\x01 2\r\nxx\r\n", 0, MG_ECLIENT, "cmd=ms key=a\\x01 err=" E_FORMAT, 9, 0},
+    {"ms a\x01 2\r\nxx\r\n", 0, MG_ESWALLOW, "cmd=ms key=a\\x01 vlen=2 err=" E_FORMAT " swallow=4", 9, 4},
 };
 
 static const struct tcase eagain_cases[] = {
@@ -732,9 +732,14 @@ static void test_key_length_boundary(void)
         check_case(&tc);
         snprintf(in, sizeof(in), fmts[i], k251);
         tc.rc = MG_ECLIENT;
-        /* set/cas/ms with a bad key consume the line only */
+        /* set/cas with a bad key consume the line only; ms, whose length is known by
+         * then, drops its data block too (swallow) */
         const char *nl = strchr(in, '\n');
         tc.consumed = (size_t)(nl - in) + 1;
+        if (strncmp(in, "ms ", 3) == 0) {
+            tc.rc = MG_ESWALLOW;
+            tc.swallow = 3;
+        }
         check_case(&tc);
         struct mg_text_req r;
         size_t c;
@@ -1008,6 +1013,67 @@ static void test_req_reset(void)
     CHECK_EQ_INT(r.swallow, 0);
 }
 
+/* Meta flags are checked flag by flag: every command forwarded has one reply of a known
+ * shape (a "qx" memcached reads as q once desynced a shared backend connection). */
+static void test_meta_flags(void)
+{
+    static const struct {
+        const char *in;
+        const char *err; /* NULL: accepted */
+        bool b64, quiet;
+    } rows[] = {
+        {"mg k v\r\n", NULL, false, false},
+        {"mg k b c f h k l q s t u v O1 N30 R5 T0 E9\r\n", NULL, true, true},
+        {"mg k Oabc-_/+=!\r\n", NULL, false, false},
+        {"ms k 1 b c I k q C1 E1 F5 MS O2 T9\r\nx\r\n", NULL, true, true},
+        {"md k b I k q x C1 E1 O3 T3\r\n", NULL, true, true},
+        {"ma k b c k t q v C1 D2 E3 J4 MI N5 O6 T7\r\n", NULL, true, true},
+        {"me k b\r\n", NULL, true, false},
+        {"mg k qx\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"mg k q1\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"mg k vq\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"mg k v\r\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"mg k O1\r\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"mg k O\x01\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"mg k O\x80\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"mg k v\tk\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"mg k 5\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"mg k I\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"mg k Z\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"md k v\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"ma k f\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"me k v\r\n", "CLIENT_ERROR invalid flag", false, false},
+        {"me k b b\r\n", "CLIENT_ERROR duplicate flag", false, false},
+        {"mg k v v\r\n", "CLIENT_ERROR duplicate flag", false, false},
+        {"mg k T1 T2\r\n", "CLIENT_ERROR duplicate flag", false, false},
+        {"mg k O12345678901234567890123456789012345678901234567890123456789012345\r\n",
+         "CLIENT_ERROR invalid flag", false, false},
+    };
+    for (size_t i = 0; i < MG_ARRAY_LEN(rows); i++) {
+        struct mg_text_req r;
+        size_t c;
+        size_t n = strlen(rows[i].in);
+        int rc = mg_text_parse(rows[i].in, n, VMAX, &r, &c);
+        bool ms = strncmp(rows[i].in, "ms ", 3) == 0;
+        if (rows[i].err == NULL) {
+            CHECK_EQ_INT(rc, MG_OK);
+            CHECK_EQ_INT(c, n);
+            CHECK(r.b64 == rows[i].b64 && r.quiet == rows[i].quiet);
+        } else {
+            CHECK_EQ_INT(rc, ms ? MG_ESWALLOW : MG_ECLIENT);
+            CHECK(r.err && strcmp(r.err, rows[i].err) == 0);
+        }
+        if (rc != (rows[i].err ? (ms ? MG_ESWALLOW : MG_ECLIENT) : MG_OK))
+            fprintf(stderr, "  row %zu: %s\n", i, rows[i].in);
+    }
+    /* a refused ms drops exactly its data block */
+    struct mg_text_req r;
+    size_t c;
+    CHECK_EQ_INT(mg_text_parse("ms k 5 qz\r\nhello\r\n", 19, VMAX, &r, &c), MG_ESWALLOW);
+    CHECK_EQ_INT(c, 11);
+    CHECK_EQ_INT(r.swallow, 7);
+}
+
 int main(void)
 {
     RUN(test_ok_table);
@@ -1025,5 +1091,6 @@ int main(void)
     RUN(test_next_token);
     RUN(test_key_ok);
     RUN(test_req_reset);
+    RUN(test_meta_flags);
     CTEST_END();
 }

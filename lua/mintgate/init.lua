@@ -252,7 +252,8 @@ Switch.__index = Switch
 
 --- Declare a feature switch: a deterministic share of keys (by a hash of the key) is "on".
 -- @tparam table t `name`, `percent` (0..100, 0.001 resolution), optional `fleet = { pool =
--- p, key = "mintgate:switch:NAME" }` to follow a value kept in memcached (polled ~1/s).
+-- p, key = "mintgate:switch:NAME" }` to follow a value kept in memcached (polled ~1/s);
+-- the key must begin with "mintgate:", the namespace clients cannot reach.
 -- @return a switch; `sw:on(key)` tells whether key is on the switched side
 function M.switch(t)
   if type(t) ~= "table" then error("mg.switch: expected a table", 2) end
@@ -272,6 +273,12 @@ function M.switch(t)
     if type(t.fleet) ~= "table" then error("mg.switch: 'fleet' must be a table", 2) end
     sw.fleet_pool = pool_name(t.fleet.pool, "fleet.pool", "mg.switch")
     sw.fleet_key = t.fleet.key or ("mintgate:switch:" .. t.name)
+    -- the gateway's own keys live under "mintgate:", which clients on the data port
+    -- cannot reach; a fleet value elsewhere could be set by any client
+    if type(sw.fleet_key) ~= "string" or sw.fleet_key:sub(1, 9) ~= "mintgate:"
+      or not sw.fleet_key:match("^[%w%p]+$") or #sw.fleet_key > 250 then
+      error("mg.switch: 'fleet.key' must be a key beginning with \"mintgate:\"", 2)
+    end
   end
   state.switches[#state.switches + 1] = sw
   return sw

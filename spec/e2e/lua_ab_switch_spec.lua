@@ -206,7 +206,7 @@ describe("examples/ab_switch.lua", function()
 end)
 
 describe("fleet switch (a value kept in memcached)", function()
-  local E, gw, main_ports, canary_port
+  local E, gw, main_ports, canary_port, admin_port
 
   local function connect(port) return E:client(port or gw.port) end
 
@@ -215,7 +215,9 @@ describe("fleet switch (a value kept in memcached)", function()
     E = env.new("lua_fleet_switch")
     local a, b, cn = E:memcached(), E:memcached(), E:memcached()
     main_ports, canary_port = { a.port, b.port }, cn.port
-    gw = E:gateway { threads = 2, config = string.format([[
+    admin_port = env.free_port()
+    gw = E:gateway { threads = 2, args = { "-A", "127.0.0.1:" .. admin_port },
+                     config = string.format([[
       local mg = require "mintgate"
       local main = mg.pool { name = "main", servers = { "127.0.0.1:%d", "127.0.0.1:%d" } }
       local canary = mg.pool { name = "canary", servers = { "127.0.0.1:%d" } }
@@ -249,8 +251,20 @@ describe("fleet switch (a value kept in memcached)", function()
     assert.equal(0, on_canary("f0:", 200))
   end)
 
-  it("follows the value stored in the pool within a few seconds", function()
+  it("keeps the switch's key out of reach of data-port clients", function()
     local c = connect()
+    assert.equal("CLIENT_ERROR key is in the gateway's reserved namespace",
+      c:set("mintgate:switch:canary", "100"))
+    assert.equal("CLIENT_ERROR key is in the gateway's reserved namespace",
+      c:cmd("mg bWludGdhdGU6c3dpdGNoOmNhbmFyeQ== b v"))
+    env.sleep(2.5)
+    assert.equal("0.000", percent())
+    assert.equal(0, on_canary("fdata:", 100))
+  end)
+
+  it("follows the value stored in the pool within a few seconds", function()
+    -- the trusted writer: a connection on the admin listener
+    local c = connect(admin_port)
     assert.equal("STORED", c:set("mintgate:switch:canary", "100"))
     -- the key is in main, where a fleet of gateways would read it
     local m = present(main_ports[1], { "mintgate:switch:canary" })
@@ -266,7 +280,7 @@ describe("fleet switch (a value kept in memcached)", function()
   end)
 
   it("ignores a value out of range and keeps the last good one", function()
-    local c = connect()
+    local c = connect(admin_port)
     assert.equal("STORED", c:set("mintgate:switch:canary", "0"))
     assert.truthy(env.wait_until(4, function() return percent() == "0.000" end, 0.1))
     assert.equal("STORED", c:set("mintgate:switch:canary", "250"))

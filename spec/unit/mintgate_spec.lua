@@ -418,9 +418,12 @@ describe("mintgate config module", function()
       local a = mg.switch { name = "canary", percent = 0, fleet = { pool = main } }
       assert.equal("main", a.fleet_pool)
       assert.equal("mintgate:switch:canary", a.fleet_key)
-      local b = mg.switch { name = "b", fleet = { pool = "main", key = "ops:b" } }
+      local b = mg.switch { name = "b", fleet = { pool = "main", key = "mintgate:ops:b" } }
       assert.equal("main", b.fleet_pool)
-      assert.equal("ops:b", b.fleet_key)
+      assert.equal("mintgate:ops:b", b.fleet_key)
+      -- outside the gateway's namespace any client could set it
+      raises(function() mg.switch { name = "c", fleet = { pool = "main", key = "ops:c" } } end,
+        "mg.switch: 'fleet.key' must be a key beginning with \"mintgate:\"")
     end)
 
     it("refuses bad declarations", function()
