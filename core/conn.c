@@ -22,6 +22,14 @@
  * not read, is not read from until it drains to half of it. */
 #define CONN_MAX_PIPELINE 1024
 #define CONN_MAX_READY (4u << 20)
+/* Keys in flight per connection: replies on their way from backends are bytes the client
+ * has not read either. The window is CONN_MAX_READY over the connection's reply size per
+ * key (raised at once by a large reply, lowered slowly by small ones), within
+ * [CONN_WINDOW_MIN, CONN_WINDOW_MAX]; a new connection assumes CONN_KEY_BYTES_START per
+ * key (a window of 16) until its replies say otherwise. */
+#define CONN_WINDOW_MIN 4u
+#define CONN_WINDOW_MAX 256u
+#define CONN_KEY_BYTES_START (256u * 1024)
 #define CONN_IOV 64
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -42,6 +50,7 @@ struct conn *conn_new(struct worker *w, int fd)
     c->w = w;
     c->fd = fd;
     c->serial = ++w->conn_serial;
+    c->key_bytes = CONN_KEY_BYTES_START;
     ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -67,10 +76,26 @@ void conn_enqueue(struct conn *c, struct request *r)
     c->nreq++;
 }
 
+/* How many keys c may have in flight (see CONN_WINDOW_MIN). */
+static uint32_t conn_window(const struct conn *c)
+{
+    uint32_t n = CONN_MAX_READY / (c->key_bytes ? c->key_bytes : 1);
+    return n < CONN_WINDOW_MIN ? CONN_WINDOW_MIN : n > CONN_WINDOW_MAX ? CONN_WINDOW_MAX : n;
+}
+
 void conn_request_done(struct conn *c, struct request *r)
 {
     r->done = true;
     c->ready_bytes += r->outlen;
+    if (r->flow) {
+        c->inflight_keys -= r->flow;
+        /* up at once for large replies, down slowly (a mean weighted by keys) */
+        uint64_t per_key = r->outlen / r->flow, w = r->flow < 8 ? r->flow : 8;
+        if (per_key >= c->key_bytes)
+            c->key_bytes = per_key > UINT32_MAX ? UINT32_MAX : (uint32_t)per_key;
+        else
+            c->key_bytes = (uint32_t)((c->key_bytes * (16 - w) + per_key * w) / 16);
+    }
     worker_dirty_conn(c->w, c);
 }
 
@@ -201,7 +226,8 @@ void conn_flush(struct conn *c)
         conn_close(c);
         return;
     }
-    if (c->paused && c->nreq < CONN_MAX_PIPELINE / 2 && c->ready_bytes < CONN_MAX_READY / 2) {
+    if (c->paused && c->nreq < CONN_MAX_PIPELINE / 2 && c->ready_bytes < CONN_MAX_READY / 2 &&
+        c->inflight_keys <= conn_window(c) / 2) {
         c->paused = false;
         ev_io_start(c->w->loop, &c->rio);
         conn_process(c);
@@ -223,10 +249,20 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void conn_process_buf(struct conn *c, struct buf *b)
 {
     while (!c->closing && !c->close_after_flush) {
-        if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY) {
+        if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY ||
+            c->inflight_keys >= conn_window(c)) {
             c->paused = true;
             ev_io_stop(c->w->loop, &c->rio);
             break;
+        }
+        if (c->skip_line) {
+            const char *nl = memchr(buf_head(b), '\n', buf_unread(b));
+            size_t n = nl ? (size_t)(nl - buf_head(b)) + 1 : buf_unread(b);
+            b->off += n;
+            c->skip_line = nl == NULL;
+            if (nl == NULL)
+                break;
+            continue;
         }
         if (c->swallow) {
             size_t n = buf_unread(b) < c->swallow ? buf_unread(b) : (size_t)c->swallow;
@@ -246,6 +282,10 @@ static void conn_process_buf(struct conn *c, struct buf *b)
         switch (rc) {
         case MG_OK:
             request_dispatch(c, &t, buf_head(b), used);
+            if (t.partial) { /* the line's command goes back before its other keys */
+                memmove(buf_head(b) + used - t.prefix_len, buf_head(b), t.prefix_len);
+                used -= t.prefix_len;
+            }
             break;
         case MG_ESWALLOW:
             c->swallow = t.swallow;
@@ -262,6 +302,7 @@ static void conn_process_buf(struct conn *c, struct buf *b)
             ev_io_stop(c->w->loop, &c->rio);
             break;
         default:
+            c->skip_line = t.partial; /* a bad key in a long get: the rest goes too */
             if (t.cmd == MG_CMD_UNKNOWN && admin_command(c, t.args))
                 break;
             if (t.cmd == MG_CMD_UNKNOWN)

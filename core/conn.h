@@ -23,6 +23,9 @@ struct conn {
     size_t ready_bytes;          /* reply bytes of done requests not yet written */
     size_t wpos;                 /* bytes of head's reply already written */
     uint64_t swallow;            /* data bytes still to drop (value too large) */
+    uint32_t inflight_keys;      /* keys of its requests not answered yet */
+    uint32_t key_bytes;          /* running mean of reply bytes per key (flow window) */
+    bool skip_line;              /* drop bytes through the next '\n' (a refused long get) */
     bool dirty;
     bool paused;            /* not reading: too much queued (backpressure) */
     bool closing;           /* fd closed or to close; no more reads */

@@ -477,6 +477,8 @@ static struct request *request_begin(struct conn *c, enum mg_cmd cmd, uint32_t n
     r->cmd = cmd;
     r->noreply = noreply;
     r->pending = n + 1; /* +1 held until every op went out: no completion mid-dispatch */
+    r->flow = n;
+    c->inflight_keys += n;
     conn_enqueue(c, r);
     return r;
 }
@@ -533,6 +535,7 @@ static void dispatch_keyed(struct conn *c, const struct mg_text_req *t, const ch
     struct request *r = request_begin(c, t->cmd, n, noreply);
     if (r == NULL)
         return;
+    r->partial = t->partial;
     count_command(w, t);
     if (lua_api_per_request(w)) {
         if (!request_keep(r, t, raw, rawlen)) {

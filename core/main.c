@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -305,6 +306,10 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 int main(int argc, char **argv)
 {
     char err[4096] = "";
+    /* Values above this come from mmap and go back to the system when freed. glibc would
+     * otherwise raise the threshold after the first large free, and a burst of 1 MB
+     * replies would stay in the heap after their connections are gone. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     settings.threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (settings.threads < 1)
         settings.threads = 1;

@@ -23,7 +23,9 @@ enum mg_status {
 /* Limits (memcached's defaults where it has one). */
 #define MG_KEY_MAX 250
 #define MG_LINE_MAX 2048 /* a command line without '\n' longer than this is fatal */
-#define MG_MULTIGET_LINE_MAX (256 * 1024) /* get/gets/gat/gats lines may be this long */
+/* get/gets/gat/gats lines have no length limit: they are taken this many keys at a time
+ * (and an unterminated one MG_LINE_MAX bytes at a time), each piece a request of its own. */
+#define MG_GET_CHUNK_KEYS 64
 #define MG_VALUE_MAX_DEFAULT (1024 * 1024)
 
 /* Backend keys the gateway keeps for itself (herd leases, fleet switch values) begin

@@ -267,8 +267,8 @@ static enum mg_cmd lookup_cmd(const char *w, size_t n)
 #undef IS
 }
 
-/* Lines that may run to MG_MULTIGET_LINE_MAX. Leading spaces are skipped as memcached
- * does; the caller guarantees buf holds more than MG_LINE_MAX bytes. */
+/* get/gets/gat/gats, whose lines may be of any length. Leading spaces are skipped as
+ * memcached does. */
 static bool is_multiget(const char *buf, size_t len)
 {
     const char *end = buf + len;
@@ -282,8 +282,8 @@ static bool is_multiget(const char *buf, size_t len)
 
 /* Finds the '\n' ending the first line. Returns it, or NULL with *rc set to MG_EAGAIN
  * (keep reading) or MG_ECLOSE (no '\n' where one must be by now). A line may hold up
- * to MG_LINE_MAX bytes before its '\n' ('\r' included), multigets MG_MULTIGET_LINE_MAX:
- * a prefix that could still become valid is never refused. */
+ * to MG_LINE_MAX bytes before its '\n' ('\r' included): a prefix that could still become
+ * valid is never refused. */
 static const char *find_eol(const char *buf, size_t len, int *rc)
 {
     size_t scan = len <= MG_LINE_MAX ? len : MG_LINE_MAX + 1;
@@ -291,19 +291,7 @@ static const char *find_eol(const char *buf, size_t len, int *rc)
 
     if (MG_LIKELY(nl != NULL))
         return nl;
-    if (len <= MG_LINE_MAX) {
-        *rc = MG_EAGAIN;
-        return NULL;
-    }
-    if (!is_multiget(buf, len)) {
-        *rc = MG_ECLOSE;
-        return NULL;
-    }
-    scan = len <= MG_MULTIGET_LINE_MAX ? len : MG_MULTIGET_LINE_MAX + 1;
-    nl = memchr(buf + MG_LINE_MAX + 1, '\n', scan - (MG_LINE_MAX + 1));
-    if (nl)
-        return nl;
-    *rc = len <= MG_MULTIGET_LINE_MAX ? MG_EAGAIN : MG_ECLOSE;
+    *rc = len <= MG_LINE_MAX ? MG_EAGAIN : MG_ECLOSE;
     return NULL;
 }
 
@@ -331,14 +319,17 @@ static uint32_t split_args(const char *p, const char *end, struct mg_slice *a)
     }
 }
 
-/* get/gets/gat/gats: one pass counts and validates the keys. memcached's get accepts any
- * byte but space in a key; we refuse control bytes too (they cannot be forwarded safely
- * and break the meta protocol to the backends). */
-static int parse_retrieval(struct mg_text_req *req, const char *p, const char *end, bool touch)
+/* get/gets/gat/gats: one pass counts and validates the keys, MG_GET_CHUNK_KEYS at most.
+ * *next is set to where the next key starts when more follow, else NULL. memcached's
+ * get accepts any byte but space in a key; we refuse control bytes too (they cannot be
+ * forwarded safely and break the meta protocol to the backends). */
+static int parse_retrieval(struct mg_text_req *req, const char *p, const char *end, bool touch,
+                           const char **next)
 {
     bool bad = false;
     const char *first, *last_end = NULL;
 
+    *next = NULL;
     p = skip_spaces(p, end);
     if (p == end)
         return fail(req, MG_ECLIENT, ERR_ERROR);
@@ -355,6 +346,10 @@ static int parse_retrieval(struct mg_text_req *req, const char *p, const char *e
     }
     first = p;
     while (p < end) {
+        if (req->nkeys == MG_GET_CHUNK_KEYS) {
+            *next = p;
+            break;
+        }
         const char *k = p;
         while (p < end && *p != ' ') {
             bad |= !is_key_byte((unsigned char)*p);
@@ -373,6 +368,27 @@ static int parse_retrieval(struct mg_text_req *req, const char *p, const char *e
     }
     req->keys = slice_of(first, last_end);
     return MG_OK;
+}
+
+/* A get/gets/gat/gats piece: the keys from rest up to end (the line's end, or for an
+ * unterminated line its last space), MG_GET_CHUNK_KEYS at most; more keys after them
+ * (or an unterminated line) make it partial. */
+static int parse_get_piece(struct mg_text_req *req, const char *buf, const char *rest,
+                           const char *end, bool line_ends, size_t *consumed)
+{
+    const char *next;
+    int rc =
+        parse_retrieval(req, rest, end, req->cmd == MG_CMD_GAT || req->cmd == MG_CMD_GATS, &next);
+
+    if (next == NULL && line_ends)
+        return rc;
+    if (next == NULL) /* the whole unterminated piece: through its last space */
+        next = skip_spaces(end, buf + *consumed);
+    req->partial = true;
+    *consumed = (size_t)(next - buf);
+    if (rc == MG_OK)
+        req->prefix_len = (uint32_t)(req->keys.p - buf);
+    return rc;
 }
 
 /* The data block of set/add/.../cas/ms: line bytes are already known good. */
@@ -438,8 +454,10 @@ struct meta_grammar {
     const char *bare, *token;
 };
 static const struct meta_grammar meta_grammar[] = {
-    [MG_CMD_MG] = { "bcfhklqstuv", "ENORT" }, [MG_CMD_MS] = { "bcIkq", "CEFMOT" },
-    [MG_CMD_MD] = { "bIkqx", "CEOT" },        [MG_CMD_MA] = { "bcktqv", "CDEJMNOT" },
+    [MG_CMD_MG] = { "bcfhklqstuv", "ENORT" },
+    [MG_CMD_MS] = { "bcIkq", "CEFMOT" },
+    [MG_CMD_MD] = { "bIkqx", "CEOT" },
+    [MG_CMD_MA] = { "bcktqv", "CDEJMNOT" },
     [MG_CMD_ME] = { "b", "" },
 };
 
@@ -587,6 +605,30 @@ static int parse_verbosity(struct mg_text_req *req, const struct mg_slice *a, ui
     return MG_OK;
 }
 
+/* A get line with no '\n' in its first MG_LINE_MAX bytes: take the keys that end before
+ * the last space there. None (a key, or an exptime, longer than that) closes the
+ * connection. */
+static int parse_unterminated_get(struct mg_text_req *req, const char *buf, size_t *consumed)
+{
+    const char *end = buf + MG_LINE_MAX;
+    const char *w = skip_spaces(buf, end);
+    const char *rest = skip_word(w, end);
+
+    req->cmd = lookup_cmd(w, (size_t)(rest - w));
+    while (end > rest && end[-1] != ' ')
+        end--;
+    while (end > rest && end[-1] == ' ')
+        end--;
+    const char *k = skip_spaces(rest, end);
+    if (req->cmd == MG_CMD_GAT || req->cmd == MG_CMD_GATS)
+        k = skip_spaces(skip_word(k, end), end);
+    if (k == end)
+        return fail(req, MG_ECLOSE, ERR_LINE);
+    req->line = slice_of(buf, end);
+    *consumed = MG_LINE_MAX; /* bound for parse_get_piece's skip over spaces */
+    return parse_get_piece(req, buf, rest, end, false, consumed);
+}
+
 int mg_text_parse(const char *buf, size_t len, uint32_t value_max, struct mg_text_req *req,
                   size_t *consumed)
 {
@@ -600,6 +642,8 @@ int mg_text_parse(const char *buf, size_t len, uint32_t value_max, struct mg_tex
 
     const char *nl = find_eol(buf, len, &rc);
     if (!nl) {
+        if (rc == MG_ECLOSE && is_multiget(buf, len))
+            return parse_unterminated_get(req, buf, consumed);
         if (rc == MG_ECLOSE)
             req->err = ERR_LINE;
         return rc;
@@ -616,10 +660,9 @@ int mg_text_parse(const char *buf, size_t len, uint32_t value_max, struct mg_tex
     switch (req->cmd) {
     case MG_CMD_GET:
     case MG_CMD_GETS:
-        return parse_retrieval(req, rest, end, false);
     case MG_CMD_GAT:
     case MG_CMD_GATS:
-        return parse_retrieval(req, rest, end, true);
+        return parse_get_piece(req, buf, rest, end, true, consumed);
     case MG_CMD_SET:
     case MG_CMD_ADD:
     case MG_CMD_REPLACE:

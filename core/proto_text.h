@@ -56,6 +56,8 @@ struct mg_text_req {
     int64_t num;          /* flush_all delay (0 if absent), verbosity level */
     bool noreply;
     bool b64;             /* meta: the b flag (the key is base64) */
+    bool partial;         /* retrieval: more keys of the same line follow (see below) */
+    uint32_t prefix_len;  /* partial: bytes of the line before its first key */
     bool quiet;           /* meta: the q flag */
     struct mg_slice args; /* meta flags (checked: see below); stats arguments; unknown: line */
     struct mg_slice line; /* the command line without \r\n (always set when a line was seen) */
@@ -76,7 +78,13 @@ struct mg_text_req {
  *   MG_OK       *req filled; *consumed = bytes of line (+ data block + \r\n)
  *   MG_EAGAIN   incomplete; *consumed = 0. Caller reads more and calls again with the
  *               same start. (If len > MG_LINE_MAX without '\n' this is MG_ECLOSE instead,
- *               except for get/gets/gat/gats which may run to MG_MULTIGET_LINE_MAX.)
+ *               except for get/gets/gat/gats: see partial.)
+ * A get/gets/gat/gats line is taken MG_GET_CHUNK_KEYS keys at a time, and one without its
+ * '\n' after MG_LINE_MAX bytes as far as its last whole key: req->partial is then set,
+ * *consumed covers the keys taken, and the caller puts the line's first prefix_len bytes
+ * (the command and exptime) back just before the rest and parses again. A partial request
+ * is answered without END. On MG_ECLIENT with partial set, the caller drops the rest of
+ * the line (through its '\n').
  *   MG_ECLIENT  bad request; reply req->err; *consumed bytes are dropped; keep going.
  *               (unknown command -> "ERROR", bad format -> "CLIENT_ERROR ...",
  *               data block not ending in \r\n -> "CLIENT_ERROR bad data chunk")

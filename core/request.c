@@ -12,8 +12,10 @@
 #include "stats.h"
 #include "worker.h"
 
-#define REQ_CACHE_MAX 4096
-#define REQ_BUF_KEEP (16 * 1024)
+/* Requests kept for reuse per worker, and the buffer size each keeps: bounded so that a
+ * burst of large replies does not stay in the cache after its connections are gone. */
+#define REQ_CACHE_MAX 1024
+#define REQ_BUF_KEEP (4 * 1024)
 
 static const char END_CRLF[] = "END\r\n";
 
@@ -30,7 +32,8 @@ struct request *request_get(struct worker *w)
             return NULL;
     }
     r->next = NULL;
-    r->done = r->noreply = r->quiet = false;
+    r->done = r->noreply = r->quiet = r->partial = false;
+    r->flow = 0;
     r->own_copy = r->lua_ready = r->lua_parked = r->lua_nobatch = false;
     r->next_key = r->keypos = r->lua_until = 0;
     r->lco = NULL;
@@ -141,7 +144,10 @@ void request_complete(struct request *r)
         request_release(r);
         return;
     }
-    if (is_retrieval(r->cmd)) {
+    if (is_retrieval(r->cmd) && r->partial) { /* the line's last piece ends it */
+        if (r->nfailed)
+            STAT_ADD(w->st.get_errors, r->nfailed);
+    } else if (is_retrieval(r->cmd)) {
         if (r->nfailed && r->nfailed == r->nops) {
             buf_append_str(&r->out, r->err);
             buf_append(&r->out, "\r\n", 2);

@@ -48,8 +48,10 @@ struct request {
     struct conn *c; /* NULL for the gateway's own requests (request_internal) */
     enum mg_cmd cmd;
     bool noreply;
-    bool quiet; /* meta q flag: hide the nominal reply */
+    bool quiet;   /* meta q flag: hide the nominal reply */
+    bool partial; /* a piece of a long get line: no END, more pieces follow */
     bool done;
+    uint32_t flow; /* keys counted in its connection's in-flight window (conn.c) */
     uint32_t nops, pending, nfailed;
     struct op *ops; /* ops[0..nops) */
     uint32_t ops_cap;

@@ -43,13 +43,15 @@ struct fill_opts {
     bool check;
 };
 
-static void fill_usage(void) {
+static void fill_usage(void)
+{
     fprintf(stderr, "usage: lmc_fill --servers HOST:PORT[,HOST:PORT...] --count N "
                     "[--prefix STR] [--value-size N] [--mode set|check]\n");
 }
 
 /* Print a usage error and exit 2. */
-static void fill_die(const char *fmt, ...) {
+static void fill_die(const char *fmt, ...)
+{
     va_list ap;
 
     fputs("lmc_fill: ", stderr);
@@ -61,30 +63,37 @@ static void fill_die(const char *fmt, ...) {
 }
 
 /* Decimal number <= max, digits only. Exits on anything else. */
-static unsigned long fill_number(const char *what, const char *s, unsigned long max) {
+static unsigned long fill_number(const char *what, const char *s, unsigned long max)
+{
     unsigned long v = 0;
 
-    if (*s == '\0') fill_die("%s: empty", what);
+    if (*s == '\0')
+        fill_die("%s: empty", what);
     for (const char *p = s; *p; p++) {
-        if (!isdigit((unsigned char)*p)) fill_die("%s: \"%s\" is not a number", what, s);
+        if (!isdigit((unsigned char)*p))
+            fill_die("%s: \"%s\" is not a number", what, s);
         v = v * 10 + (unsigned long)(*p - '0');
-        if (v > max) fill_die("%s: %s is above %lu", what, s, max);
+        if (v > max)
+            fill_die("%s: %s is above %lu", what, s, max);
     }
     return v;
 }
 
 /* Add one "host:port" / "[v6addr]:port" server (brackets dropped, as pylibmc does). */
-static void fill_add_server(memcached_st *mc, const char *spec, size_t len) {
+static void fill_add_server(memcached_st *mc, const char *spec, size_t len)
+{
     char buf[FILL_HOST_MAX + 16], *host = buf, *colon;
     unsigned long port;
     memcached_return_t rc;
 
-    if (len == 0 || len >= sizeof(buf)) fill_die("bad server \"%.*s\"", (int)len, spec);
+    if (len == 0 || len >= sizeof(buf))
+        fill_die("bad server \"%.*s\"", (int)len, spec);
     memcpy(buf, spec, len);
     buf[len] = '\0';
     if (buf[0] == '[') {
         char *close = strchr(buf, ']');
-        if (close == NULL || close[1] != ':') fill_die("bad server \"%s\"", buf);
+        if (close == NULL || close[1] != ':')
+            fill_die("bad server \"%s\"", buf);
         *close = '\0';
         host = buf + 1;
         colon = close + 1;
@@ -94,20 +103,24 @@ static void fill_add_server(memcached_st *mc, const char *spec, size_t len) {
             fill_die("bad server \"%s\": expected host:port or [v6addr]:port", buf);
         *colon = '\0';
     }
-    if (*host == '\0' || *host == '/') fill_die("bad server \"%.*s\": bad host", (int)len, spec);
+    if (*host == '\0' || *host == '/')
+        fill_die("bad server \"%.*s\": bad host", (int)len, spec);
     port = fill_number("port", colon + 1, 65535);
-    if (port == 0) fill_die("bad server \"%.*s\": port 0", (int)len, spec);
+    if (port == 0)
+        fill_die("bad server \"%.*s\": port 0", (int)len, spec);
     rc = memcached_server_add_with_weight(mc, host, (in_port_t)port, 1);
     if (rc != MEMCACHED_SUCCESS)
         fill_die("server \"%.*s\": %s", (int)len, spec, memcached_last_error_message(mc));
 }
 
 /* A client configured as pylibmc's Client(servers, behaviors={"ketama": True}). */
-static memcached_st *fill_client(const char *servers) {
+static memcached_st *fill_client(const char *servers)
+{
     memcached_st *mc = memcached_create(NULL);
     const char *p = servers;
 
-    if (mc == NULL) fill_die("out of memory");
+    if (mc == NULL)
+        fill_die("out of memory");
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 0);
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_KETAMA, 1);
     /* not pylibmc's defaults, but a dead server should fail a spec, not stall it */
@@ -117,7 +130,8 @@ static memcached_st *fill_client(const char *servers) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         fill_add_server(mc, p, len);
-        if (comma == NULL) break;
+        if (comma == NULL)
+            break;
         p = comma + 1;
     }
     return mc;
@@ -126,31 +140,37 @@ static memcached_st *fill_client(const char *servers) {
 /* Write key i into key[] and its value into val[] (value_size bytes if set). Returns the
  * value length; *klen gets the key length. */
 static size_t fill_item(const struct fill_opts *o, unsigned long i, char *key, size_t *klen,
-                        char *val) {
+                        char *val)
+{
     size_t vlen;
 
     *klen = (size_t)snprintf(key, FILL_KEY_MAX + 1, "%s%lu", o->prefix, i);
     vlen = (size_t)sprintf(val, "v%lu", i);
-    for (; vlen < o->value_size; vlen++) val[vlen] = (char)('a' + (i + vlen) % 26);
+    for (; vlen < o->value_size; vlen++)
+        val[vlen] = (char)('a' + (i + vlen) % 26);
     return vlen;
 }
 
-static void fill_report(memcached_st *mc, const char *what, const char *key,
-                        memcached_return_t rc, unsigned long *shown) {
+static void fill_report(memcached_st *mc, const char *what, const char *key, memcached_return_t rc,
+                        unsigned long *shown)
+{
     if ((*shown)++ < FILL_ERRORS_SHOWN)
         fprintf(stderr, "lmc_fill: %s %s: %s\n", what, key, memcached_strerror(mc, rc));
 }
 
 /* Mode set. Returns the exit status. */
-static int fill_set(memcached_st *mc, const struct fill_opts *o, char *val) {
+static int fill_set(memcached_st *mc, const struct fill_opts *o, char *val)
+{
     char key[FILL_KEY_MAX + 1];
     unsigned long stored = 0, failed = 0;
 
     for (unsigned long i = 0; i < o->count; i++) {
         size_t klen, vlen = fill_item(o, i, key, &klen, val);
         memcached_return_t rc = memcached_set(mc, key, klen, val, vlen, 0, 0);
-        if (rc == MEMCACHED_SUCCESS) stored++;
-        else fill_report(mc, "set", key, rc, &failed);
+        if (rc == MEMCACHED_SUCCESS)
+            stored++;
+        else
+            fill_report(mc, "set", key, rc, &failed);
     }
     if (failed) {
         printf("set %lu failed %lu\n", stored, failed);
@@ -161,7 +181,8 @@ static int fill_set(memcached_st *mc, const struct fill_opts *o, char *val) {
 }
 
 /* Mode check. Returns the exit status. */
-static int fill_check(memcached_st *mc, const struct fill_opts *o, char *want) {
+static int fill_check(memcached_st *mc, const struct fill_opts *o, char *want)
+{
     char key[FILL_KEY_MAX + 1];
     unsigned long ok = 0, missing = 0, bad = 0, errors = 0;
 
@@ -175,71 +196,89 @@ static int fill_check(memcached_st *mc, const struct fill_opts *o, char *want) {
             ok++;
         } else if (rc == MEMCACHED_SUCCESS) {
             if (bad++ < FILL_ERRORS_SHOWN)
-                fprintf(stderr, "lmc_fill: get %s: wrong value (%zu bytes, want %zu)\n", key,
-                        glen, wlen);
+                fprintf(stderr, "lmc_fill: get %s: wrong value (%zu bytes, want %zu)\n", key, glen,
+                        wlen);
         } else {
             missing++;
-            if (rc != MEMCACHED_NOTFOUND) fill_report(mc, "get", key, rc, &errors);
+            if (rc != MEMCACHED_NOTFOUND)
+                fill_report(mc, "get", key, rc, &errors);
         }
         free(got);
     }
-    if (bad) printf("ok %lu missing %lu bad %lu\n", ok, missing, bad);
-    else printf("ok %lu missing %lu\n", ok, missing);
+    if (bad)
+        printf("ok %lu missing %lu bad %lu\n", ok, missing, bad);
+    else
+        printf("ok %lu missing %lu\n", ok, missing);
     return ok == o->count ? 0 : 1;
 }
 
-static void fill_parse(int argc, char **argv, struct fill_opts *o) {
+static void fill_parse(int argc, char **argv, struct fill_opts *o)
+{
     static const struct option longopts[] = {
-        {"servers", required_argument, NULL, 's'},
-        {"count", required_argument, NULL, 'n'},
-        {"prefix", required_argument, NULL, 'p'},
-        {"value-size", required_argument, NULL, 'v'},
-        {"mode", required_argument, NULL, 'm'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        { "servers", required_argument, NULL, 's' },
+        { "count", required_argument, NULL, 'n' },
+        { "prefix", required_argument, NULL, 'p' },
+        { "value-size", required_argument, NULL, 'v' },
+        { "mode", required_argument, NULL, 'm' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
     };
     bool have_count = false;
     int c;
 
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 's': o->servers = optarg; break;
+        case 's':
+            o->servers = optarg;
+            break;
         case 'n':
             o->count = fill_number("--count", optarg, FILL_COUNT_MAX);
             have_count = true;
             break;
-        case 'p': o->prefix = optarg; break;
-        case 'v': o->value_size = fill_number("--value-size", optarg, FILL_VALUE_MAX); break;
+        case 'p':
+            o->prefix = optarg;
+            break;
+        case 'v':
+            o->value_size = fill_number("--value-size", optarg, FILL_VALUE_MAX);
+            break;
         case 'm':
             if (strcmp(optarg, "set") != 0 && strcmp(optarg, "check") != 0)
                 fill_die("--mode must be set or check");
             o->check = strcmp(optarg, "check") == 0;
             break;
-        case 'h': fill_usage(); exit(0);
-        default: fill_usage(); exit(2);
+        case 'h':
+            fill_usage();
+            exit(0);
+        default:
+            fill_usage();
+            exit(2);
         }
     }
-    if (optind != argc) fill_die("unexpected argument \"%s\"", argv[optind]);
+    if (optind != argc)
+        fill_die("unexpected argument \"%s\"", argv[optind]);
     if (o->servers == NULL || !have_count) {
         fill_usage();
         exit(2);
     }
     for (const char *p = o->prefix; *p; p++)
-        if (!isgraph((unsigned char)*p)) fill_die("--prefix: no spaces or control characters");
+        if (!isgraph((unsigned char)*p))
+            fill_die("--prefix: no spaces or control characters");
     /* FILL_COUNT_MAX keeps the index to 8 digits */
     if (strlen(o->prefix) + 8 > FILL_KEY_MAX)
         fill_die("--prefix: longer than %d", FILL_KEY_MAX - 8);
 }
 
-int main(int argc, char **argv) {
-    struct fill_opts o = {NULL, "key", 0, 0, false};
+int main(int argc, char **argv)
+{
+    struct fill_opts o = { NULL, "key", 0, 0, false };
     memcached_st *mc;
     char *val;
     int status;
 
     fill_parse(argc, argv, &o);
     val = malloc(o.value_size + 16); /* "v" and 8 digits fit even without padding */
-    if (val == NULL) fill_die("out of memory");
+    if (val == NULL)
+        fill_die("out of memory");
     mc = fill_client(o.servers);
     status = o.check ? fill_check(mc, &o, val) : fill_set(mc, &o, val);
     memcached_free(mc);

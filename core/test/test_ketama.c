@@ -21,9 +21,29 @@
  * agreed with an independent one-at-a-time model (test_model below). libmemcached-awesome
  * 1.1.4. Where char is unsigned (arm64) libmemcached itself hashes "caf\xc3\xa9" otherwise. */
 static const char *const golden_keys[] = {
-    "a", "foo", "bar", "baz", "hello", "user:1", "user:2", "user:42", "user:1000",
-    "session:0f8e7d6c", "key0", "key1", "key2", "key3", "key4", "key5", "key6", "key7",
-    "key8", "key9", "mintgate", "caf\xc3\xa9", "quick-brown-fox",
+    "a",
+    "foo",
+    "bar",
+    "baz",
+    "hello",
+    "user:1",
+    "user:2",
+    "user:42",
+    "user:1000",
+    "session:0f8e7d6c",
+    "key0",
+    "key1",
+    "key2",
+    "key3",
+    "key4",
+    "key5",
+    "key6",
+    "key7",
+    "key8",
+    "key9",
+    "mintgate",
+    "caf\xc3\xa9",
+    "quick-brown-fox",
     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 };
 
@@ -36,58 +56,86 @@ struct golden {
 };
 
 static const struct golden goldens[] = {
-    {"one", {"10.0.0.1:11211"}, 1, {0}, "000000000000000000000000"},
-    {"two", {"10.0.0.1:11211", "10.0.0.2:11211"}, 2, {0}, "010110011000110111001111"},
-    {"three_names",
-     {"cache-a.example.com:11211", "cache-b.example.com:11211", "cache-c.example.com:11211"},
-     3, {0}, "110010201002001011012120"},
-    {"ten",
-     {"10.0.1.1:11211", "10.0.1.2:11211", "10.0.1.3:11211", "10.0.1.4:11211",
-      "10.0.1.5:11211", "10.0.1.6:11211", "10.0.1.7:11211", "10.0.1.8:11211",
-      "10.0.1.9:11211", "10.0.1.10:11211"},
-     10, {0}, "527161697902187481574555"},
+    { "one", { "10.0.0.1:11211" }, 1, { 0 }, "000000000000000000000000" },
+    { "two", { "10.0.0.1:11211", "10.0.0.2:11211" }, 2, { 0 }, "010110011000110111001111" },
+    { "three_names",
+      { "cache-a.example.com:11211", "cache-b.example.com:11211", "cache-c.example.com:11211" },
+      3,
+      { 0 },
+      "110010201002001011012120" },
+    { "ten",
+      { "10.0.1.1:11211", "10.0.1.2:11211", "10.0.1.3:11211", "10.0.1.4:11211", "10.0.1.5:11211",
+        "10.0.1.6:11211", "10.0.1.7:11211", "10.0.1.8:11211", "10.0.1.9:11211", "10.0.1.10:11211" },
+      10,
+      { 0 },
+      "527161697902187481574555" },
     /* ports other than 11211 hash "host:port-i" instead of "host-i" */
-    {"two_ports", {"127.0.0.1:21211", "127.0.0.1:21212"}, 2, {0}, "100111110000111001010001"},
-    {"three_ports", {"192.168.1.10:11212", "192.168.1.11:11213", "192.168.1.12:22122"}, 3, {0},
-     "211212202111002200111122"},
-    {"ten_ports",
-     {"127.0.0.1:30001", "127.0.0.1:30002", "127.0.0.1:30003", "127.0.0.1:30004",
-      "127.0.0.1:30005", "127.0.0.1:30006", "127.0.0.1:30007", "127.0.0.1:30008",
-      "127.0.0.1:30009", "127.0.0.1:30010"},
-     10, {0}, "967120372259922318326701"},
+    { "two_ports", { "127.0.0.1:21211", "127.0.0.1:21212" }, 2, { 0 }, "100111110000111001010001" },
+    { "three_ports",
+      { "192.168.1.10:11212", "192.168.1.11:11213", "192.168.1.12:22122" },
+      3,
+      { 0 },
+      "211212202111002200111122" },
+    { "ten_ports",
+      { "127.0.0.1:30001", "127.0.0.1:30002", "127.0.0.1:30003", "127.0.0.1:30004",
+        "127.0.0.1:30005", "127.0.0.1:30006", "127.0.0.1:30007", "127.0.0.1:30008",
+        "127.0.0.1:30009", "127.0.0.1:30010" },
+      10,
+      { 0 },
+      "967120372259922318326701" },
     /* names are hashed as written: localhost is not 127.0.0.1 */
-    {"mixed", {"127.0.0.1:11211", "127.0.0.1:11212", "localhost:11211"}, 3, {0},
-     "110000212020002110121220"},
+    { "mixed",
+      { "127.0.0.1:11211", "127.0.0.1:11212", "localhost:11211" },
+      3,
+      { 0 },
+      "110000212020002110121220" },
     /* pylibmc drops the brackets, so "::1-i" and "::1:11212-i" are hashed */
-    {"ipv6", {"[::1]:11211", "[::1]:11212", "[2001:db8::7]:11211"}, 3, {0},
-     "012221001222210210120110"},
+    { "ipv6",
+      { "[::1]:11211", "[::1]:11212", "[2001:db8::7]:11211" },
+      3,
+      { 0 },
+      "012221001222210210120110" },
     /* any weight > 1 switches libmemcached to weighted ketama (MD5 points) */
-    {"weighted", {"10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"}, 3, {1, 2, 5},
-     "222222122221222212222122"},
+    { "weighted",
+      { "10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211" },
+      3,
+      { 1, 2, 5 },
+      "222222122221222212222122" },
     /* equal weights above 1 still make a weighted ring, unlike "two" */
-    {"equal_two", {"10.0.0.1:11211", "10.0.0.2:11211"}, 2, {2, 2}, "001110110110000111101110"},
+    { "equal_two",
+      { "10.0.0.1:11211", "10.0.0.2:11211" },
+      2,
+      { 2, 2 },
+      "001110110110000111101110" },
     /* the later of two identical servers never gets a key: same as "two" */
-    {"dup", {"10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.1:11211"}, 3, {0},
-     "010110011000110111001111"},
+    { "dup",
+      { "10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.1:11211" },
+      3,
+      { 0 },
+      "010110011000110111001111" },
 };
 
-static struct ketama *golden_ring(const struct golden *g) {
+static struct ketama *golden_ring(const struct golden *g)
+{
     char err[ERRLEN] = "";
     const uint32_t *w = g->weights[0] ? g->weights : NULL;
     struct ketama *k = ketama_new(g->servers, w, g->n, err, sizeof(err));
 
-    if (k == NULL) fprintf(stderr, "  %s: ketama_new: %s\n", g->name, err);
+    if (k == NULL)
+        fprintf(stderr, "  %s: ketama_new: %s\n", g->name, err);
     return k;
 }
 
-static void test_golden(void) {
+static void test_golden(void)
+{
     for (size_t gi = 0; gi < MG_ARRAY_LEN(goldens); gi++) {
         const struct golden *g = &goldens[gi];
         struct ketama *k = golden_ring(g);
 
         CHECK(k != NULL);
         CHECK_EQ_INT(strlen(g->expect), MG_ARRAY_LEN(golden_keys));
-        if (k == NULL) continue;
+        if (k == NULL)
+            continue;
         for (size_t i = 0; i < MG_ARRAY_LEN(golden_keys); i++) {
             const char *key = golden_keys[i];
             uint32_t got = ketama_pick(k, key, strlen(key));
@@ -105,7 +153,8 @@ static void test_golden(void) {
 
 static uint64_t rng_state;
 
-static uint64_t rng_next(void) {
+static uint64_t rng_next(void)
+{
     rng_state ^= rng_state >> 12;
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
@@ -114,11 +163,13 @@ static uint64_t rng_next(void) {
 
 /* A valid memcached key of 1..250 bytes; about one in eight carries bytes >= 0x80, which
  * one-at-a-time hashes sign-extended. Returns its length. */
-static size_t rng_key(char *buf) {
+static size_t rng_key(char *buf)
+{
     size_t len = 1 + (size_t)(rng_next() % MG_KEY_MAX);
     bool high = rng_next() % 8 == 0;
 
-    if (rng_next() % 2) len = 1 + len % 24; /* plenty of short keys, as in real traffic */
+    if (rng_next() % 2)
+        len = 1 + len % 24; /* plenty of short keys, as in real traffic */
     for (size_t i = 0; i < len; i++) {
         uint64_t r = rng_next();
         buf[i] = high && r % 5 == 0 ? (char)(0x80 + r % 128) : (char)(0x21 + r % 94);
@@ -141,33 +192,54 @@ struct live {
 };
 
 static const struct live lives[] = {
-    {"two", {{"10.0.0.1", 11211}, {"10.0.0.2", 11211}}, 2, {0}},
-    {"three_ports", {{"127.0.0.1", 40001}, {"127.0.0.1", 40002}, {"127.0.0.1", 40003}}, 3, {0}},
-    {"five_names",
-     {{"mc1.internal", 11211}, {"mc2.internal", 11211}, {"mc3.internal", 11211},
-      {"mc4.internal", 11300}, {"mc5.internal", 11211}},
-     5, {0}},
-    {"ten_mixed",
-     {{"10.9.0.1", 11211}, {"10.9.0.2", 11212}, {"10.9.0.3", 11211}, {"10.9.0.4", 11213},
-      {"10.9.0.5", 11211}, {"10.9.0.6", 11214}, {"10.9.0.7", 11211}, {"10.9.0.8", 11215},
-      {"10.9.0.9", 11211}, {"10.9.0.10", 11216}},
-     10, {0}},
-    {"ipv6", {{"::1", 11211}, {"fe80::1", 11211}, {"2001:db8::2", 22122}}, 3, {0}},
-    {"weighted",
-     {{"10.0.0.1", 11211}, {"10.0.0.2", 11211}, {"10.0.0.3", 11211}, {"10.0.0.4", 11211}},
-     4, {3, 1, 1, 2}},
-    {"weights_all_one", {{"10.0.0.1", 11211}, {"10.0.0.2", 11211}}, 2, {1, 1}},
-    {"weights_all_two", {{"10.0.0.1", 11211}, {"10.0.0.2", 11211}}, 2, {2, 2}},
+    { "two", { { "10.0.0.1", 11211 }, { "10.0.0.2", 11211 } }, 2, { 0 } },
+    { "three_ports",
+      { { "127.0.0.1", 40001 }, { "127.0.0.1", 40002 }, { "127.0.0.1", 40003 } },
+      3,
+      { 0 } },
+    { "five_names",
+      { { "mc1.internal", 11211 },
+        { "mc2.internal", 11211 },
+        { "mc3.internal", 11211 },
+        { "mc4.internal", 11300 },
+        { "mc5.internal", 11211 } },
+      5,
+      { 0 } },
+    { "ten_mixed",
+      { { "10.9.0.1", 11211 },
+        { "10.9.0.2", 11212 },
+        { "10.9.0.3", 11211 },
+        { "10.9.0.4", 11213 },
+        { "10.9.0.5", 11211 },
+        { "10.9.0.6", 11214 },
+        { "10.9.0.7", 11211 },
+        { "10.9.0.8", 11215 },
+        { "10.9.0.9", 11211 },
+        { "10.9.0.10", 11216 } },
+      10,
+      { 0 } },
+    { "ipv6", { { "::1", 11211 }, { "fe80::1", 11211 }, { "2001:db8::2", 22122 } }, 3, { 0 } },
+    { "weighted",
+      { { "10.0.0.1", 11211 },
+        { "10.0.0.2", 11211 },
+        { "10.0.0.3", 11211 },
+        { "10.0.0.4", 11211 } },
+      4,
+      { 3, 1, 1, 2 } },
+    { "weights_all_one", { { "10.0.0.1", 11211 }, { "10.0.0.2", 11211 } }, 2, { 1, 1 } },
+    { "weights_all_two", { { "10.0.0.1", 11211 }, { "10.0.0.2", 11211 } }, 2, { 2, 2 } },
 };
 
 /* "host:port", or "[host]:port" when host is an IPv6 address. */
-static void addr_spec(char *buf, size_t len, const char *host, in_port_t port) {
+static void addr_spec(char *buf, size_t len, const char *host, in_port_t port)
+{
     snprintf(buf, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, (unsigned)port);
 }
 
 /* The independent side: libmemcached configured the pylibmc way from literal host/port
  * pairs (no "host:port" parsing involved), queried through memcached_server_by_key. */
-static memcached_st *live_memc(const struct addr *addrs, const uint32_t *weights, uint32_t n) {
+static memcached_st *live_memc(const struct addr *addrs, const uint32_t *weights, uint32_t n)
+{
     memcached_st *mc = memcached_create(NULL);
 
     memcached_behavior_set(mc, MEMCACHED_BEHAVIOR_KETAMA, 1);
@@ -179,7 +251,8 @@ static memcached_st *live_memc(const struct addr *addrs, const uint32_t *weights
 
 /* Compare ketama_pick with libmemcached for nkeys random keys. Returns mismatches. */
 static int live_compare(const char *name, const struct addr *addrs, const uint32_t *weights,
-                        uint32_t n, int nkeys) {
+                        uint32_t n, int nkeys)
+{
     char specs[100][80], err[ERRLEN] = "", key[MG_KEY_MAX];
     const char *sp[100];
     memcached_st *mc = live_memc(addrs, weights, n);
@@ -205,8 +278,8 @@ static int live_compare(const char *name, const struct addr *addrs, const uint32
         if (in == NULL || strcmp(memcached_server_name(in), addrs[idx].host) != 0 ||
             memcached_server_port(in) != addrs[idx].port) {
             if (bad++ < 5)
-                fprintf(stderr, "  %s: key %.*s -> %u, libmemcached says %s:%u\n", name,
-                        (int)len, key, idx, in ? memcached_server_name(in) : "(error)",
+                fprintf(stderr, "  %s: key %.*s -> %u, libmemcached says %s:%u\n", name, (int)len,
+                        key, idx, in ? memcached_server_name(in) : "(error)",
                         in ? (unsigned)memcached_server_port(in) : 0);
         }
     }
@@ -215,7 +288,8 @@ static int live_compare(const char *name, const struct addr *addrs, const uint32
     return bad;
 }
 
-static void test_live(void) {
+static void test_live(void)
+{
     rng_state = 0x6b6574616d61ULL;
     for (size_t li = 0; li < MG_ARRAY_LEN(lives); li++) {
         const struct live *l = &lives[li];
@@ -225,7 +299,8 @@ static void test_live(void) {
 }
 
 /* The largest ring libmemcached's continuum allows (it aborts above 100 servers). */
-static void test_live_max_servers(void) {
+static void test_live_max_servers(void)
+{
     static char hosts[100][32];
     struct addr addrs[100];
 
@@ -242,7 +317,8 @@ static void test_live_max_servers(void) {
 
 /* libhashkit's one-at-a-time. It converts each char straight to uint32_t, so on x86-64
  * (signed char) bytes >= 0x80 are sign-extended; spelled out here so the model says so. */
-static uint32_t model_oaat(const char *p, size_t len) {
+static uint32_t model_oaat(const char *p, size_t len)
+{
     uint32_t v = 0;
 
     while (len--) {
@@ -260,28 +336,35 @@ struct model_point {
     uint32_t value, index;
 };
 
-static int model_cmp(const void *a, const void *b) {
+static int model_cmp(const void *a, const void *b)
+{
     const struct model_point *x = a, *y = b;
 
-    if (x->value != y->value) return x->value < y->value ? -1 : 1;
+    if (x->value != y->value)
+        return x->value < y->value ? -1 : 1;
     return (x->index > y->index) - (x->index < y->index);
 }
 
 /* 100 points per server: one-at-a-time of "host-i" (port 11211) or "host:port-i". */
 static uint32_t model_pick(const struct model_point *ring, uint32_t npoints, uint32_t n,
-                           const char *key, size_t len) {
+                           const char *key, size_t len)
+{
     uint32_t h = model_oaat(key, len), lo = 0, hi = npoints;
 
-    if (n == 1) return 0;
+    if (n == 1)
+        return 0;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (ring[mid].value < h) lo = mid + 1;
-        else hi = mid;
+        if (ring[mid].value < h)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return ring[hi == npoints ? 0 : hi].index;
 }
 
-static void test_model(void) {
+static void test_model(void)
+{
     static struct model_point ring[10 * 100];
     char key[MG_KEY_MAX];
 
@@ -294,7 +377,8 @@ static void test_model(void) {
         struct ketama *k;
         int bad = 0;
 
-        if (l->weights[0] > 1 || l->weights[1] > 1) continue; /* weighted rings use MD5 */
+        if (l->weights[0] > 1 || l->weights[1] > 1)
+            continue; /* weighted rings use MD5 */
         for (uint32_t i = 0; i < l->n; i++) {
             addr_spec(specs[i], sizeof(specs[i]), l->addrs[i].host, l->addrs[i].port);
             sp[i] = specs[i];
@@ -311,10 +395,12 @@ static void test_model(void) {
         qsort(ring, np, sizeof(ring[0]), model_cmp);
         k = ketama_new(sp, NULL, l->n, err, sizeof(err));
         CHECK(k != NULL);
-        if (k == NULL) continue;
+        if (k == NULL)
+            continue;
         for (int i = 0; i < NKEYS_LIVE; i++) {
             size_t len = rng_key(key);
-            if (ketama_pick(k, key, len) != model_pick(ring, np, l->n, key, len)) bad++;
+            if (ketama_pick(k, key, len) != model_pick(ring, np, l->n, key, len))
+                bad++;
         }
         CHECK_EQ_INT(bad, 0);
         ketama_free(k);
@@ -325,7 +411,8 @@ static void test_model(void) {
 
 /* Remove each server of n in turn: only the removed server's keys move (compared by name,
  * since indexes after it shift down), and they are about 1/n of all keys. */
-static void remap_check(uint32_t n, double lo, double hi) {
+static void remap_check(uint32_t n, double lo, double hi)
+{
     enum { NK = 20000 };
     static char names[10][32], keys[NK][MG_KEY_MAX];
     static size_t lens[NK];
@@ -338,25 +425,31 @@ static void remap_check(uint32_t n, double lo, double hi) {
         all[i] = names[i];
     }
     rng_state = 0x72656d6170ULL + n;
-    for (int i = 0; i < NK; i++) lens[i] = rng_key(keys[i]);
+    for (int i = 0; i < NK; i++)
+        lens[i] = rng_key(keys[i]);
     full = ketama_new(all, NULL, n, err, sizeof(err));
     CHECK(full != NULL);
-    if (full == NULL) return;
+    if (full == NULL)
+        return;
 
     for (uint32_t r = 0; r < n; r++) {
         struct ketama *less;
         int moved = 0, stray = 0;
 
         for (uint32_t i = 0, j = 0; i < n; i++)
-            if (i != r) rest[j++] = all[i];
+            if (i != r)
+                rest[j++] = all[i];
         less = ketama_new(rest, NULL, n - 1, err, sizeof(err));
         CHECK(less != NULL);
-        if (less == NULL) continue;
+        if (less == NULL)
+            continue;
         for (int i = 0; i < NK; i++) {
             uint32_t before = ketama_pick(full, keys[i], lens[i]);
             uint32_t after = ketama_pick(less, keys[i], lens[i]);
-            if (before == r) moved++;
-            else if (strcmp(all[before], rest[after]) != 0) stray++;
+            if (before == r)
+                moved++;
+            else if (strcmp(all[before], rest[after]) != 0)
+                stray++;
         }
         CHECK_EQ_INT(stray, 0);
         if (moved < lo * NK || moved > hi * NK) {
@@ -368,19 +461,22 @@ static void remap_check(uint32_t n, double lo, double hi) {
     ketama_free(full);
 }
 
-static void test_remap(void) {
+static void test_remap(void)
+{
     remap_check(5, 0.10, 0.30);
     remap_check(10, 0.04, 0.17);
 }
 
-static void test_one_server(void) {
-    const char *one[] = {"memcache.example.net:11211"};
+static void test_one_server(void)
+{
+    const char *one[] = { "memcache.example.net:11211" };
     char err[ERRLEN] = "", key[MG_KEY_MAX];
     struct ketama *k = ketama_new(one, NULL, 1, err, sizeof(err));
     int nonzero = 0;
 
     CHECK(k != NULL);
-    if (k == NULL) return;
+    if (k == NULL)
+        return;
     rng_state = 1;
     for (int i = 0; i < 1000; i++) {
         size_t len = rng_key(key);
@@ -392,16 +488,18 @@ static void test_one_server(void) {
 }
 
 /* Keys that differ only in the host spelling land differently: nothing is resolved. */
-static void test_host_as_written(void) {
-    const char *ip[] = {"127.0.0.1:11211", "10.0.0.2:11211"};
-    const char *name[] = {"localhost:11211", "10.0.0.2:11211"};
+static void test_host_as_written(void)
+{
+    const char *ip[] = { "127.0.0.1:11211", "10.0.0.2:11211" };
+    const char *name[] = { "localhost:11211", "10.0.0.2:11211" };
     char err[ERRLEN] = "", key[MG_KEY_MAX];
     struct ketama *a = ketama_new(ip, NULL, 2, err, sizeof(err));
     struct ketama *b = ketama_new(name, NULL, 2, err, sizeof(err));
     int differ = 0;
 
     CHECK(a != NULL && b != NULL);
-    if (a == NULL || b == NULL) goto done;
+    if (a == NULL || b == NULL)
+        goto done;
     rng_state = 2;
     for (int i = 0; i < 1000; i++) {
         size_t len = rng_key(key);
@@ -413,15 +511,17 @@ done:
     ketama_free(b);
 }
 
-static void test_duplicates(void) {
-    const char *dup[] = {"10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.1:11211"};
+static void test_duplicates(void)
+{
+    const char *dup[] = { "10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.1:11211" };
     char err[ERRLEN] = "", key[MG_KEY_MAX];
     struct ketama *k = ketama_new(dup, NULL, 3, err, sizeof(err));
     struct ketama *two = ketama_new(dup, NULL, 2, err, sizeof(err));
     int to_third = 0, differ = 0;
 
     CHECK(k != NULL && two != NULL);
-    if (k == NULL || two == NULL) goto done;
+    if (k == NULL || two == NULL)
+        goto done;
     rng_state = 3;
     for (int i = 0; i < NKEYS_LIVE; i++) {
         size_t len = rng_key(key);
@@ -439,8 +539,9 @@ done:
 /* ---- bad input ----------------------------------------------------------------------- */
 
 /* ketama_new must fail with a message that names the offending server. */
-static void bad_spec(const char *spec) {
-    const char *list[] = {"10.0.0.1:11211", spec};
+static void bad_spec(const char *spec)
+{
+    const char *list[] = { "10.0.0.1:11211", spec };
     char err[ERRLEN] = "";
     struct ketama *k = ketama_new(list, NULL, 2, err, sizeof(err));
 
@@ -451,25 +552,29 @@ static void bad_spec(const char *spec) {
     ketama_free(k);
 }
 
-static void test_bad_specs(void) {
+static void test_bad_specs(void)
+{
     static const char *const bad[] = {
-        "", "host", "host:", ":11211", "host:0", "host:65536", "host:123456", "host:12ab",
-        "host:+1", "host: 1", "host:-1", "host:11211:2", "ho st:11211", "host\t:11211",
-        "::1:11211", "[::1]", "[::1", "[]:11211", "[::1]11211", "/tmp/mc.sock:11211",
-        "a,b:11211", "[::1]:11211x",
+        "",           "host",         "host:",       ":11211",       "host:0",
+        "host:65536", "host:123456",  "host:12ab",   "host:+1",      "host: 1",
+        "host:-1",    "host:11211:2", "ho st:11211", "host\t:11211", "::1:11211",
+        "[::1]",      "[::1",         "[]:11211",    "[::1]11211",   "/tmp/mc.sock:11211",
+        "a,b:11211",  "[::1]:11211x",
     };
     char longhost[400];
 
-    for (size_t i = 0; i < MG_ARRAY_LEN(bad); i++) bad_spec(bad[i]);
+    for (size_t i = 0; i < MG_ARRAY_LEN(bad); i++)
+        bad_spec(bad[i]);
     memset(longhost, 'h', 300);
     strcpy(longhost + 300, ":11211");
     bad_spec(longhost);
 }
 
-static void test_bad_lists(void) {
+static void test_bad_lists(void)
+{
     static char names[101][32];
-    const char *many[101], *with_null[] = {"10.0.0.1:11211", NULL};
-    const uint32_t zero_weight[] = {1, 0};
+    const char *many[101], *with_null[] = { "10.0.0.1:11211", NULL };
+    const uint32_t zero_weight[] = { 1, 0 };
     char err[ERRLEN] = "", tiny[8];
     struct ketama *k;
 
@@ -516,7 +621,8 @@ struct thread_job {
     int wrong;
 };
 
-static void *thread_main(void *arg) {
+static void *thread_main(void *arg)
+{
     struct thread_job *job = arg;
 
     for (int round = 0; round < 5; round++)
@@ -525,7 +631,8 @@ static void *thread_main(void *arg) {
     return NULL;
 }
 
-static void test_threads(void) {
+static void test_threads(void)
+{
     static char keys[THREAD_KEYS][MG_KEY_MAX];
     static size_t lens[THREAD_KEYS];
     static uint32_t expect[THREAD_KEYS];
@@ -536,14 +643,15 @@ static void test_threads(void) {
     pthread_t tids[THREADS];
 
     CHECK(k != NULL);
-    if (k == NULL) return;
+    if (k == NULL)
+        return;
     rng_state = 4;
     for (int i = 0; i < THREAD_KEYS; i++) {
         lens[i] = rng_key(keys[i]);
         expect[i] = ketama_pick(k, keys[i], lens[i]);
     }
     for (int t = 0; t < THREADS; t++) {
-        jobs[t] = (struct thread_job){k, keys, lens, expect, 0};
+        jobs[t] = (struct thread_job){ k, keys, lens, expect, 0 };
         CHECK_EQ_INT(pthread_create(&tids[t], NULL, thread_main, &jobs[t]), 0);
     }
     for (int t = 0; t < THREADS; t++) {
@@ -553,7 +661,8 @@ static void test_threads(void) {
     ketama_free(k);
 }
 
-int main(void) {
+int main(void)
+{
     RUN(test_golden);
     RUN(test_live);
     RUN(test_live_max_servers);

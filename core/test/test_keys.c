@@ -24,8 +24,8 @@ static struct key_style style(const char *st, const char *prefix, const char *ve
 /* Applies ks to the C string key and checks the result is want (NULL: refused). */
 #define CHECK_KEY(ks, key, want) check_key(&(ks), (key), strlen(key), (want), __LINE__)
 
-static void check_key(const struct key_style *ks, const char *key, size_t len,
-                      const char *want, int line)
+static void check_key(const struct key_style *ks, const char *key, size_t len, const char *want,
+                      int line)
 {
     int n;
 
@@ -33,15 +33,14 @@ static void check_key(const struct key_style *ks, const char *key, size_t len,
     n = keys_apply(ks, key, len, out, sizeof(out));
     if (!want) {
         if (n != -1) {
-            fprintf(stderr, "  line %d: got '%.*s', expected refusal\n", line,
-                    n > 0 ? n : 0, out);
+            fprintf(stderr, "  line %d: got '%.*s', expected refusal\n", line, n > 0 ? n : 0, out);
             ctest_cur_failed++;
         }
         return;
     }
     if (n != (int)strlen(want) || memcmp(out, want, strlen(want)) != 0 || out[n] != '\0') {
-        fprintf(stderr, "  line %d: got %d '%.*s', expected '%s'\n", line, n, n > 0 ? n : 0,
-                out, want);
+        fprintf(stderr, "  line %d: got %d '%.*s', expected '%s'\n", line, n, n > 0 ? n : 0, out,
+                want);
         ctest_cur_failed++;
     }
 }
@@ -210,8 +209,7 @@ static void test_prefix_bad_config(void)
     CHECK_EQ_INT(keys_style_init(&ks, "memcache", NULL, NULL, NULL, false, err, sizeof(err)),
                  MG_ERR);
     CHECK(strstr(err, "unknown style") != NULL);
-    CHECK_EQ_INT(keys_style_init(&ks, NULL, fill(p, 'p', 250), NULL, NULL, false, err,
-                                 sizeof(err)),
+    CHECK_EQ_INT(keys_style_init(&ks, NULL, fill(p, 'p', 250), NULL, NULL, false, err, sizeof(err)),
                  MG_ERR);
     CHECK(strstr(err, "no room") != NULL);
     ks = style(NULL, fill(p, 'p', 249), NULL, NULL, false);

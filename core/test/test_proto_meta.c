@@ -18,10 +18,19 @@ struct mcase {
 static const char *status_name(enum mg_rstatus s)
 {
     static const char *names[] = {
-        [MG_R_NONE] = "none", [MG_R_VA] = "VA",  [MG_R_HD] = "HD",       [MG_R_EN] = "EN",
-        [MG_R_NF] = "NF",     [MG_R_NS] = "NS",  [MG_R_EX] = "EX",       [MG_R_MN] = "MN",
-        [MG_R_ME] = "ME",     [MG_R_OK] = "OK",  [MG_R_ERROR] = "ERROR",
-        [MG_R_CLIENT_ERROR] = "CLIENT_ERROR",    [MG_R_SERVER_ERROR] = "SERVER_ERROR",
+        [MG_R_NONE] = "none",
+        [MG_R_VA] = "VA",
+        [MG_R_HD] = "HD",
+        [MG_R_EN] = "EN",
+        [MG_R_NF] = "NF",
+        [MG_R_NS] = "NS",
+        [MG_R_EX] = "EX",
+        [MG_R_MN] = "MN",
+        [MG_R_ME] = "ME",
+        [MG_R_OK] = "OK",
+        [MG_R_ERROR] = "ERROR",
+        [MG_R_CLIENT_ERROR] = "CLIENT_ERROR",
+        [MG_R_SERVER_ERROR] = "SERVER_ERROR",
         [MG_R_OTHER] = "OTHER",
     };
     return (size_t)s < MG_ARRAY_LEN(names) && names[s] ? names[s] : "?";
@@ -157,95 +166,99 @@ static void check_mcase(const struct mcase *tc)
 }
 
 static const struct mcase ok_cases[] = {
-    {"VA 5 f0 c1\r\nhello\r\n", 0, MG_OK, "VA flags=f0 c1 data=hello vlen=5"},
-    {"VA 5\r\nhello\r\n", 0, MG_OK, "VA data=hello vlen=5"},
-    {"VA 5\nhello\r\n", 0, MG_OK, "VA data=hello vlen=5"},
-    {"VA 0\r\n\r\n", 0, MG_OK, "VA data="},
-    {"VA 2 \r\nxx\r\n", 0, MG_OK, "VA data=xx vlen=2"},
-    {"VA 2  t-1  Oab kfoo\r\nxx\r\n", 0, MG_OK, "VA flags=t-1  Oab kfoo data=xx vlen=2"},
-    {"VA 4 s4\r\n\r\n\r\n\r\n", 0, MG_OK, "VA flags=s4 data=\\x0d\\x0a\\x0d\\x0a vlen=4"},
-    {"VA 3\r\n\x00\x80\n\r\n", 11, MG_OK, "VA data=\\x00\\x80\\x0a vlen=3"},
-    {"VA 100\r\n"
-     "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"
-     "\r\n",
-     0, MG_OK,
-     "VA data=0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 vlen=100"},
-    {"HD\r\n", 0, MG_OK, "HD"},
-    {"HD\n", 0, MG_OK, "HD"},
-    {"HD c123 O1 kfoo b\r\n", 0, MG_OK, "HD flags=c123 O1 kfoo b"},
-    {"HD   \r\n", 0, MG_OK, "HD"},
-    {"EN\r\n", 0, MG_OK, "EN"},
-    {"EN Oabc kZm9v b\r\n", 0, MG_OK, "EN flags=Oabc kZm9v b"},
-    {"NF\r\n", 0, MG_OK, "NF"},
-    {"NF O9\r\n", 0, MG_OK, "NF flags=O9"},
-    {"NS\r\n", 0, MG_OK, "NS"},
-    {"EX c5\r\n", 0, MG_OK, "EX flags=c5"},
-    {"MN\r\n", 0, MG_OK, "MN"},
-    {"ME foo exp=-1 la=2 cas=3 fetch=no cls=1 size=63\r\n", 0, MG_OK,
-     "ME flags=foo exp=-1 la=2 cas=3 fetch=no cls=1 size=63"},
-    {"OK\r\n", 0, MG_OK, "OK"},
-    {"ERROR\r\n", 0, MG_OK, "ERROR"},
-    {"ERROR cannot pipeline other commands before watch\r\n", 0, MG_OK,
-     "ERROR flags=cannot pipeline other commands before watch"},
-    {"CLIENT_ERROR bad command line format\r\n", 0, MG_OK,
-     "CLIENT_ERROR flags=bad command line format"},
-    {"CLIENT_ERROR\r\n", 0, MG_OK, "CLIENT_ERROR"},
-    {"SERVER_ERROR out of memory storing object\r\n", 0, MG_OK,
-     "SERVER_ERROR flags=out of memory storing object"},
-    {"SERVER_ERROR object too large for cache\n", 0, MG_OK,
-     "SERVER_ERROR flags=object too large for cache"},
+    { "VA 5 f0 c1\r\nhello\r\n", 0, MG_OK, "VA flags=f0 c1 data=hello vlen=5" },
+    { "VA 5\r\nhello\r\n", 0, MG_OK, "VA data=hello vlen=5" },
+    { "VA 5\nhello\r\n", 0, MG_OK, "VA data=hello vlen=5" },
+    { "VA 0\r\n\r\n", 0, MG_OK, "VA data=" },
+    { "VA 2 \r\nxx\r\n", 0, MG_OK, "VA data=xx vlen=2" },
+    { "VA 2  t-1  Oab kfoo\r\nxx\r\n", 0, MG_OK, "VA flags=t-1  Oab kfoo data=xx vlen=2" },
+    { "VA 4 s4\r\n\r\n\r\n\r\n", 0, MG_OK, "VA flags=s4 data=\\x0d\\x0a\\x0d\\x0a vlen=4" },
+    { "VA 3\r\n\x00\x80\n\r\n", 11, MG_OK, "VA data=\\x00\\x80\\x0a vlen=3" },
+    { "VA 100\r\n"
+      "01234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901"
+      "23456789"
+      "\r\n",
+      0, MG_OK,
+      "VA "
+      "data="
+      "01234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901"
+      "23456789 vlen=100" },
+    { "HD\r\n", 0, MG_OK, "HD" },
+    { "HD\n", 0, MG_OK, "HD" },
+    { "HD c123 O1 kfoo b\r\n", 0, MG_OK, "HD flags=c123 O1 kfoo b" },
+    { "HD   \r\n", 0, MG_OK, "HD" },
+    { "EN\r\n", 0, MG_OK, "EN" },
+    { "EN Oabc kZm9v b\r\n", 0, MG_OK, "EN flags=Oabc kZm9v b" },
+    { "NF\r\n", 0, MG_OK, "NF" },
+    { "NF O9\r\n", 0, MG_OK, "NF flags=O9" },
+    { "NS\r\n", 0, MG_OK, "NS" },
+    { "EX c5\r\n", 0, MG_OK, "EX flags=c5" },
+    { "MN\r\n", 0, MG_OK, "MN" },
+    { "ME foo exp=-1 la=2 cas=3 fetch=no cls=1 size=63\r\n", 0, MG_OK,
+      "ME flags=foo exp=-1 la=2 cas=3 fetch=no cls=1 size=63" },
+    { "OK\r\n", 0, MG_OK, "OK" },
+    { "ERROR\r\n", 0, MG_OK, "ERROR" },
+    { "ERROR cannot pipeline other commands before watch\r\n", 0, MG_OK,
+      "ERROR flags=cannot pipeline other commands before watch" },
+    { "CLIENT_ERROR bad command line format\r\n", 0, MG_OK,
+      "CLIENT_ERROR flags=bad command line format" },
+    { "CLIENT_ERROR\r\n", 0, MG_OK, "CLIENT_ERROR" },
+    { "SERVER_ERROR out of memory storing object\r\n", 0, MG_OK,
+      "SERVER_ERROR flags=out of memory storing object" },
+    { "SERVER_ERROR object too large for cache\n", 0, MG_OK,
+      "SERVER_ERROR flags=object too large for cache" },
     /* anything else that looks like a reply is passed on whole */
-    {"VERSION 1.6.18\r\n", 0, MG_OK, "OTHER flags=VERSION 1.6.18"},
-    {"STAT pid 4531\r\n", 0, MG_OK, "OTHER flags=STAT pid 4531"},
-    {"END\r\n", 0, MG_OK, "OTHER flags=END"},
-    {"STORED\r\n", 0, MG_OK, "OTHER flags=STORED"},
-    {"EXISTS\r\n", 0, MG_OK, "OTHER flags=EXISTS"},
-    {"NOT_FOUND\r\n", 0, MG_OK, "OTHER flags=NOT_FOUND"},
-    {"ERRORS\r\n", 0, MG_OK, "OTHER flags=ERRORS"},
-    {"OKAY\r\n", 0, MG_OK, "OTHER flags=OKAY"},
-    {"VAX 5\r\n", 0, MG_OK, "OTHER flags=VAX 5"},
-    {"HDx\r\n", 0, MG_OK, "OTHER flags=HDx"},
-    {"X\r\n", 0, MG_OK, "OTHER flags=X"},
-    {"42\r\n", 0, MG_OK, "OTHER flags=42"},
-    {"EN k\xc3\xa9\r\n", 0, MG_OK, "EN flags=k\\xc3\\xa9"},
+    { "VERSION 1.6.18\r\n", 0, MG_OK, "OTHER flags=VERSION 1.6.18" },
+    { "STAT pid 4531\r\n", 0, MG_OK, "OTHER flags=STAT pid 4531" },
+    { "END\r\n", 0, MG_OK, "OTHER flags=END" },
+    { "STORED\r\n", 0, MG_OK, "OTHER flags=STORED" },
+    { "EXISTS\r\n", 0, MG_OK, "OTHER flags=EXISTS" },
+    { "NOT_FOUND\r\n", 0, MG_OK, "OTHER flags=NOT_FOUND" },
+    { "ERRORS\r\n", 0, MG_OK, "OTHER flags=ERRORS" },
+    { "OKAY\r\n", 0, MG_OK, "OTHER flags=OKAY" },
+    { "VAX 5\r\n", 0, MG_OK, "OTHER flags=VAX 5" },
+    { "HDx\r\n", 0, MG_OK, "OTHER flags=HDx" },
+    { "X\r\n", 0, MG_OK, "OTHER flags=X" },
+    { "42\r\n", 0, MG_OK, "OTHER flags=42" },
+    { "EN k\xc3\xa9\r\n", 0, MG_OK, "EN flags=k\\xc3\\xa9" },
 };
 
 static const struct mcase err_cases[] = {
-    {"VA\r\n", 0, MG_ERR, NULL},
-    {"VA \r\n", 0, MG_ERR, NULL},
-    {"VA x\r\n", 0, MG_ERR, NULL},
-    {"VA 5x\r\nhello\r\n", 0, MG_ERR, NULL},
-    {"VA -1\r\n", 0, MG_ERR, NULL},
-    {"VA +1\r\nx\r\n", 0, MG_ERR, NULL},
-    {"VA 101\r\n", 0, MG_ERR, NULL},
-    {"VA 99999999999999999999999\r\n", 0, MG_ERR, NULL},
-    {"VA 5\r\nhelloXX", 0, MG_ERR, NULL},
-    {"VA 5\r\nhello\n\n", 0, MG_ERR, NULL},
-    {"VA 5\r\nhello\r\r", 0, MG_ERR, NULL},
-    {"VA 2 f1\r\nxx\rx", 0, MG_ERR, NULL},
-    {"VA 0\r\nab", 0, MG_ERR, NULL},
-    {"\r\n", 0, MG_ERR, NULL},
-    {"\n", 0, MG_ERR, NULL},
-    {" HD\r\n", 0, MG_ERR, NULL},
-    {"hd\r\n", 0, MG_ERR, NULL},
-    {"HD \x01\r\n", 0, MG_ERR, NULL},
-    {"HD\t\r\n", 0, MG_ERR, NULL},
-    {"EN\x7f\r\n", 0, MG_ERR, NULL},
-    {"\x81\x00\x00\x00\x04\x00\x00\x00\n", 9, MG_ERR, NULL},
-    {"\x00\r\n", 3, MG_ERR, NULL},
-    {"HD\r\r\n", 0, MG_ERR, NULL},
+    { "VA\r\n", 0, MG_ERR, NULL },
+    { "VA \r\n", 0, MG_ERR, NULL },
+    { "VA x\r\n", 0, MG_ERR, NULL },
+    { "VA 5x\r\nhello\r\n", 0, MG_ERR, NULL },
+    { "VA -1\r\n", 0, MG_ERR, NULL },
+    { "VA +1\r\nx\r\n", 0, MG_ERR, NULL },
+    { "VA 101\r\n", 0, MG_ERR, NULL },
+    { "VA 99999999999999999999999\r\n", 0, MG_ERR, NULL },
+    { "VA 5\r\nhelloXX", 0, MG_ERR, NULL },
+    { "VA 5\r\nhello\n\n", 0, MG_ERR, NULL },
+    { "VA 5\r\nhello\r\r", 0, MG_ERR, NULL },
+    { "VA 2 f1\r\nxx\rx", 0, MG_ERR, NULL },
+    { "VA 0\r\nab", 0, MG_ERR, NULL },
+    { "\r\n", 0, MG_ERR, NULL },
+    { "\n", 0, MG_ERR, NULL },
+    { " HD\r\n", 0, MG_ERR, NULL },
+    { "hd\r\n", 0, MG_ERR, NULL },
+    { "HD \x01\r\n", 0, MG_ERR, NULL },
+    { "HD\t\r\n", 0, MG_ERR, NULL },
+    { "EN\x7f\r\n", 0, MG_ERR, NULL },
+    { "\x81\x00\x00\x00\x04\x00\x00\x00\n", 9, MG_ERR, NULL },
+    { "\x00\r\n", 3, MG_ERR, NULL },
+    { "HD\r\r\n", 0, MG_ERR, NULL },
 };
 
 static const struct mcase eagain_cases[] = {
-    {"", 0, MG_EAGAIN, NULL},
-    {"H", 0, MG_EAGAIN, NULL},
-    {"HD", 0, MG_EAGAIN, NULL},
-    {"HD\r", 0, MG_EAGAIN, NULL},
-    {"VA 5\r\n", 0, MG_EAGAIN, NULL},
-    {"VA 5\r\nhel", 0, MG_EAGAIN, NULL},
-    {"VA 5\r\nhello\r", 0, MG_EAGAIN, NULL},
-    {"VA 100\r\n", 0, MG_EAGAIN, NULL},
-    {"\x81\x00\x00", 3, MG_EAGAIN, NULL},
+    { "", 0, MG_EAGAIN, NULL },
+    { "H", 0, MG_EAGAIN, NULL },
+    { "HD", 0, MG_EAGAIN, NULL },
+    { "HD\r", 0, MG_EAGAIN, NULL },
+    { "VA 5\r\n", 0, MG_EAGAIN, NULL },
+    { "VA 5\r\nhel", 0, MG_EAGAIN, NULL },
+    { "VA 5\r\nhello\r", 0, MG_EAGAIN, NULL },
+    { "VA 100\r\n", 0, MG_EAGAIN, NULL },
+    { "\x81\x00\x00", 3, MG_EAGAIN, NULL },
 };
 
 static void test_ok_table(void)
@@ -285,8 +298,8 @@ static void test_pairs(void)
             rep_sig(s1, sizeof(s1), &r, cat, la + lb);
             int rc2 = mg_meta_parse_reply(cat + c1, la + lb - c1, VMAX, &r, &c2);
             rep_sig(s2, sizeof(s2), &r, cat + c1, la + lb - c1);
-            if (rc1 != MG_OK || c1 != la || strcmp(s1, a->want) != 0 || rc2 != MG_OK ||
-                c2 != lb || strcmp(s2, b->want) != 0) {
+            if (rc1 != MG_OK || c1 != la || strcmp(s1, a->want) != 0 || rc2 != MG_OK || c2 != lb ||
+                strcmp(s2, b->want) != 0) {
                 fprintf(stderr, "  pair %zu+%zu: '%s' / '%s'\n", i, j, s1, s2);
                 show_input(cat, la + lb);
                 CHECK(0);
@@ -308,7 +321,7 @@ static void test_stream_all_chunkings(void)
         n += l;
         wn += (size_t)snprintf(want + wn, sizeof(want) - wn, "%s\n", ok_cases[i].want);
     }
-    static const size_t chunks[] = {1, 2, 3, 7, 64, 8192};
+    static const size_t chunks[] = { 1, 2, 3, 7, 64, 8192 };
     for (size_t c = 0; c < MG_ARRAY_LEN(chunks); c++) {
         char *buf = malloc(n);
         size_t have = 0, fed = 0, gn = 0;
@@ -395,15 +408,14 @@ static void test_value_max(void)
     char sig[1024];
     size_t c;
     /* value_max bounds VA exactly; 0 still admits empty values */
-    struct mcase va1 = {"VA 1\r\nx\r\n", 0, MG_OK, "VA data=x vlen=1"};
+    struct mcase va1 = { "VA 1\r\nx\r\n", 0, MG_OK, "VA data=x vlen=1" };
     check_mcase_vmax(&va1, 1, 1);
     CHECK_EQ_INT(parse_exact("VA 1\r\nx\r\n", 9, 0, sig, sizeof(sig), &c), MG_ERR);
     CHECK_EQ_INT(parse_exact("VA 0\r\n\r\n", 8, 0, sig, sizeof(sig), &c), MG_OK);
     /* the largest size must not overflow the total */
     CHECK_EQ_INT(parse_exact("VA 4294967295\r\nxx", 17, UINT32_MAX, sig, sizeof(sig), &c),
                  MG_EAGAIN);
-    CHECK_EQ_INT(parse_exact("VA 4294967296\r\nxx", 17, UINT32_MAX, sig, sizeof(sig), &c),
-                 MG_ERR);
+    CHECK_EQ_INT(parse_exact("VA 4294967296\r\nxx", 17, UINT32_MAX, sig, sizeof(sig), &c), MG_ERR);
 
     /* a default-sized value */
     size_t n = 12 + MG_VALUE_MAX_DEFAULT + 2;
@@ -422,7 +434,7 @@ static void test_value_max(void)
 
 static void test_meta_flag(void)
 {
-    struct mg_slice flags = {"f30 c12 kfoo b", 14}, v;
+    struct mg_slice flags = { "f30 c12 kfoo b", 14 }, v;
 
     CHECK(mg_meta_flag(flags, 'c', &v));
     CHECK_SLICE(v, "12");
@@ -436,19 +448,19 @@ static void test_meta_flag(void)
     CHECK(!mg_meta_flag(flags, '3', &v)); /* only first letters count */
     CHECK(!mg_meta_flag(flags, 'o', &v));
 
-    struct mg_slice spaced = {"   Oab    t-1   ", 16};
+    struct mg_slice spaced = { "   Oab    t-1   ", 16 };
     CHECK(mg_meta_flag(spaced, 'O', &v));
     CHECK_SLICE(v, "ab");
     CHECK(mg_meta_flag(spaced, 't', &v));
     CHECK_SLICE(v, "-1");
     CHECK(!mg_meta_flag(spaced, ' ', &v));
 
-    struct mg_slice empty = {NULL, 0}, blank = {"   ", 3};
+    struct mg_slice empty = { NULL, 0 }, blank = { "   ", 3 };
     CHECK(!mg_meta_flag(empty, 'c', &v));
     CHECK(!mg_meta_flag(blank, 'c', &v));
 
     /* first match wins */
-    struct mg_slice dup = {"c1 c2", 5};
+    struct mg_slice dup = { "c1 c2", 5 };
     CHECK(mg_meta_flag(dup, 'c', &v));
     CHECK_SLICE(v, "1");
 

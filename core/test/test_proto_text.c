@@ -32,15 +32,19 @@ struct tcase {
 static const char *cmd_name(enum mg_cmd c)
 {
     static const char *names[] = {
-        [MG_CMD_NONE] = "none",     [MG_CMD_GET] = "get",          [MG_CMD_GETS] = "gets",
-        [MG_CMD_GAT] = "gat",       [MG_CMD_GATS] = "gats",        [MG_CMD_SET] = "set",
-        [MG_CMD_ADD] = "add",       [MG_CMD_REPLACE] = "replace",  [MG_CMD_APPEND] = "append",
-        [MG_CMD_PREPEND] = "prepend", [MG_CMD_CAS] = "cas",        [MG_CMD_DELETE] = "delete",
-        [MG_CMD_INCR] = "incr",     [MG_CMD_DECR] = "decr",        [MG_CMD_TOUCH] = "touch",
-        [MG_CMD_FLUSH_ALL] = "flush_all", [MG_CMD_VERSION] = "version",
-        [MG_CMD_VERBOSITY] = "verbosity", [MG_CMD_STATS] = "stats", [MG_CMD_QUIT] = "quit",
-        [MG_CMD_MG] = "mg",         [MG_CMD_MS] = "ms",            [MG_CMD_MD] = "md",
-        [MG_CMD_MA] = "ma",         [MG_CMD_MN] = "mn",            [MG_CMD_ME] = "me",
+        [MG_CMD_NONE] = "none",       [MG_CMD_GET] = "get",
+        [MG_CMD_GETS] = "gets",       [MG_CMD_GAT] = "gat",
+        [MG_CMD_GATS] = "gats",       [MG_CMD_SET] = "set",
+        [MG_CMD_ADD] = "add",         [MG_CMD_REPLACE] = "replace",
+        [MG_CMD_APPEND] = "append",   [MG_CMD_PREPEND] = "prepend",
+        [MG_CMD_CAS] = "cas",         [MG_CMD_DELETE] = "delete",
+        [MG_CMD_INCR] = "incr",       [MG_CMD_DECR] = "decr",
+        [MG_CMD_TOUCH] = "touch",     [MG_CMD_FLUSH_ALL] = "flush_all",
+        [MG_CMD_VERSION] = "version", [MG_CMD_VERBOSITY] = "verbosity",
+        [MG_CMD_STATS] = "stats",     [MG_CMD_QUIT] = "quit",
+        [MG_CMD_MG] = "mg",           [MG_CMD_MS] = "ms",
+        [MG_CMD_MD] = "md",           [MG_CMD_MA] = "ma",
+        [MG_CMD_MN] = "mn",           [MG_CMD_ME] = "me",
         [MG_CMD_UNKNOWN] = "unknown",
     };
     return (size_t)c < MG_ARRAY_LEN(names) && names[c] ? names[c] : "?";
@@ -115,20 +119,30 @@ static const char *req_sig(struct sigbuf *b, const struct mg_text_req *r, const 
         sig_slice(b, "keys", r->keys, buf, len);
         sig_num(b, "nkeys", r->nkeys, 1);
     }
-    if (r->flags) sig_num(b, "flags", r->flags, 1);
-    if (r->exptime) sig_num(b, "exp", r->exptime, 0);
-    if (r->vlen) sig_num(b, "vlen", r->vlen, 1);
-    if (r->data.p) sig_slice(b, "data", r->data, buf, len);
-    if (r->cas) sig_num(b, "cas", (long long)r->cas, 1);
-    if (r->delta) sig_num(b, "delta", (long long)r->delta, 1);
-    if (r->num) sig_num(b, "num", r->num, 0);
-    if (r->noreply) sig_raw(b, " noreply");
-    if (r->args.len) sig_slice(b, "args", r->args, buf, len);
+    if (r->flags)
+        sig_num(b, "flags", r->flags, 1);
+    if (r->exptime)
+        sig_num(b, "exp", r->exptime, 0);
+    if (r->vlen)
+        sig_num(b, "vlen", r->vlen, 1);
+    if (r->data.p)
+        sig_slice(b, "data", r->data, buf, len);
+    if (r->cas)
+        sig_num(b, "cas", (long long)r->cas, 1);
+    if (r->delta)
+        sig_num(b, "delta", (long long)r->delta, 1);
+    if (r->num)
+        sig_num(b, "num", r->num, 0);
+    if (r->noreply)
+        sig_raw(b, " noreply");
+    if (r->args.len)
+        sig_slice(b, "args", r->args, buf, len);
     if (r->err) {
         sig_raw(b, " err=");
         sig_raw(b, r->err);
     }
-    if (r->swallow) sig_num(b, "swallow", (long long)r->swallow, 1);
+    if (r->swallow)
+        sig_num(b, "swallow", (long long)r->swallow, 1);
     return b->s;
 }
 
@@ -192,10 +206,9 @@ static void check_case_step(const struct tcase *tc, uint32_t vmax, size_t step)
     if (tc->rc == MG_EAGAIN || tc->rc == MG_ECLOSE)
         want_consumed = 0;
     rc = parse_exact(tc->in, n, vmax, &sig, &consumed);
-    if (rc != tc->rc || consumed != want_consumed ||
-        (tc->want && strcmp(sig.s, tc->want) != 0)) {
-        fprintf(stderr, "  case mismatch: rc %d (want %d) consumed %zu (want %zu)\n", rc,
-                tc->rc, consumed, want_consumed);
+    if (rc != tc->rc || consumed != want_consumed || (tc->want && strcmp(sig.s, tc->want) != 0)) {
+        fprintf(stderr, "  case mismatch: rc %d (want %d) consumed %zu (want %zu)\n", rc, tc->rc,
+                consumed, want_consumed);
         fprintf(stderr, "    got  '%s'\n    want '%s'\n", sig.s, tc->want ? tc->want : "");
         show_input(tc->in, n);
         CHECK(0);
@@ -214,8 +227,8 @@ static void check_case_step(const struct tcase *tc, uint32_t vmax, size_t step)
         int prc = parse_exact(tc->in, k, vmax, &ps, &pc);
         if (k < need) {
             if (prc != MG_EAGAIN || pc != 0) {
-                fprintf(stderr, "  prefix %zu of %zu: rc %d consumed %zu, want EAGAIN\n", k, n,
-                        prc, pc);
+                fprintf(stderr, "  prefix %zu of %zu: rc %d consumed %zu, want EAGAIN\n", k, n, prc,
+                        pc);
                 show_input(tc->in, n);
                 CHECK(0);
                 return;
@@ -240,219 +253,233 @@ static void check_case(const struct tcase *tc)
 
 static const struct tcase ok_cases[] = {
     /* retrieval */
-    {"get a\r\n", 0, MG_OK, "cmd=get key=a keys=a nkeys=1", 0, 0},
-    {"get a\n", 0, MG_OK, "cmd=get key=a keys=a nkeys=1", 0, 0},
-    {"gets foo bar baz\r\n", 0, MG_OK, "cmd=gets key=foo keys=foo bar baz nkeys=3", 0, 0},
-    {"get   a    b  \r\n", 0, MG_OK, "cmd=get key=a keys=a    b nkeys=2", 0, 0},
-    {"  get a\r\n", 0, MG_OK, "cmd=get key=a keys=a nkeys=1", 0, 0},
-    {"get \xc3\xa9t\xc3\xa9\r\n", 0, MG_OK,
-     "cmd=get key=\\xc3\\xa9t\\xc3\\xa9 keys=\\xc3\\xa9t\\xc3\\xa9 nkeys=1", 0, 0},
-    {"get a:b/c{d}~!\r\n", 0, MG_OK, "cmd=get key=a:b/c{d}~! keys=a:b/c{d}~! nkeys=1", 0, 0},
-    {"gat 10 a b\r\n", 0, MG_OK, "cmd=gat key=a keys=a b nkeys=2 exp=10", 0, 0},
-    {"gats -1 k\n", 0, MG_OK, "cmd=gats key=k keys=k nkeys=1 exp=-1", 0, 0},
-    {"gat 0 k\r\n", 0, MG_OK, "cmd=gat key=k keys=k nkeys=1", 0, 0},
-    {"gat +5 k\r\n", 0, MG_OK, "cmd=gat key=k keys=k nkeys=1 exp=5", 0, 0},
-    {"get noreply\r\n", 0, MG_OK, "cmd=get key=noreply keys=noreply nkeys=1", 0, 0},
+    { "get a\r\n", 0, MG_OK, "cmd=get key=a keys=a nkeys=1", 0, 0 },
+    { "get a\n", 0, MG_OK, "cmd=get key=a keys=a nkeys=1", 0, 0 },
+    { "gets foo bar baz\r\n", 0, MG_OK, "cmd=gets key=foo keys=foo bar baz nkeys=3", 0, 0 },
+    { "get   a    b  \r\n", 0, MG_OK, "cmd=get key=a keys=a    b nkeys=2", 0, 0 },
+    { "  get a\r\n", 0, MG_OK, "cmd=get key=a keys=a nkeys=1", 0, 0 },
+    { "get \xc3\xa9t\xc3\xa9\r\n", 0, MG_OK,
+      "cmd=get key=\\xc3\\xa9t\\xc3\\xa9 keys=\\xc3\\xa9t\\xc3\\xa9 nkeys=1", 0, 0 },
+    { "get a:b/c{d}~!\r\n", 0, MG_OK, "cmd=get key=a:b/c{d}~! keys=a:b/c{d}~! nkeys=1", 0, 0 },
+    { "gat 10 a b\r\n", 0, MG_OK, "cmd=gat key=a keys=a b nkeys=2 exp=10", 0, 0 },
+    { "gats -1 k\n", 0, MG_OK, "cmd=gats key=k keys=k nkeys=1 exp=-1", 0, 0 },
+    { "gat 0 k\r\n", 0, MG_OK, "cmd=gat key=k keys=k nkeys=1", 0, 0 },
+    { "gat +5 k\r\n", 0, MG_OK, "cmd=gat key=k keys=k nkeys=1 exp=5", 0, 0 },
+    { "get noreply\r\n", 0, MG_OK, "cmd=get key=noreply keys=noreply nkeys=1", 0, 0 },
     /* storage */
-    {"set a 1 2 3\r\nabc\r\n", 0, MG_OK, "cmd=set key=a flags=1 exp=2 vlen=3 data=abc", 0, 0},
-    {"set a 1 2 3\nabc\r\n", 0, MG_OK, "cmd=set key=a flags=1 exp=2 vlen=3 data=abc", 0, 0},
-    {"add a 0 0 1\r\nx\r\n", 0, MG_OK, "cmd=add key=a vlen=1 data=x", 0, 0},
-    {"replace a 0 0 1\r\nx\r\n", 0, MG_OK, "cmd=replace key=a vlen=1 data=x", 0, 0},
-    {"append a 0 0 1\r\nx\r\n", 0, MG_OK, "cmd=append key=a vlen=1 data=x", 0, 0},
-    {"prepend a 0 0 1\r\nx\r\n", 0, MG_OK, "cmd=prepend key=a vlen=1 data=x", 0, 0},
-    {"cas a 0 0 1 99\r\nx\r\n", 0, MG_OK, "cmd=cas key=a vlen=1 data=x cas=99", 0, 0},
-    {"cas a 0 0 1 18446744073709551615 noreply\r\nx\r\n", 0, MG_OK,
-     "cmd=cas key=a vlen=1 data=x cas=18446744073709551615 noreply", 0, 0},
-    {"set a 0 0 5 noreply\r\nhello\r\n", 0, MG_OK, "cmd=set key=a vlen=5 data=hello noreply", 0, 0},
+    { "set a 1 2 3\r\nabc\r\n", 0, MG_OK, "cmd=set key=a flags=1 exp=2 vlen=3 data=abc", 0, 0 },
+    { "set a 1 2 3\nabc\r\n", 0, MG_OK, "cmd=set key=a flags=1 exp=2 vlen=3 data=abc", 0, 0 },
+    { "add a 0 0 1\r\nx\r\n", 0, MG_OK, "cmd=add key=a vlen=1 data=x", 0, 0 },
+    { "replace a 0 0 1\r\nx\r\n", 0, MG_OK, "cmd=replace key=a vlen=1 data=x", 0, 0 },
+    { "append a 0 0 1\r\nx\r\n", 0, MG_OK, "cmd=append key=a vlen=1 data=x", 0, 0 },
+    { "prepend a 0 0 1\r\nx\r\n", 0, MG_OK, "cmd=prepend key=a vlen=1 data=x", 0, 0 },
+    { "cas a 0 0 1 99\r\nx\r\n", 0, MG_OK, "cmd=cas key=a vlen=1 data=x cas=99", 0, 0 },
+    { "cas a 0 0 1 18446744073709551615 noreply\r\nx\r\n", 0, MG_OK,
+      "cmd=cas key=a vlen=1 data=x cas=18446744073709551615 noreply", 0, 0 },
+    { "set a 0 0 5 noreply\r\nhello\r\n", 0, MG_OK, "cmd=set key=a vlen=5 data=hello noreply", 0,
+      0 },
     /* memcached ignores a 6th word that is not noreply */
-    {"set a 0 0 5 garbage\r\nhello\r\n", 0, MG_OK, "cmd=set key=a vlen=5 data=hello", 0, 0},
-    {"set  a   0  0  1  \r\nx\r\n", 0, MG_OK, "cmd=set key=a vlen=1 data=x", 0, 0},
-    {"set a 0 0 0\r\n\r\n", 0, MG_OK, "cmd=set key=a data=", 0, 0},
-    {"set a 0 0 4\r\n\r\n\r\n\r\n", 0, MG_OK, "cmd=set key=a vlen=4 data=\\x0d\\x0a\\x0d\\x0a", 0, 0},
-    {"set a 0 0 3\r\n\x00\x80\n\r\n", 18, MG_OK, "cmd=set key=a vlen=3 data=\\x00\\x80\\x0a", 0, 0},
-    {"set a 4294967295 -5 1\r\nx\r\n", 0, MG_OK, "cmd=set key=a flags=4294967295 exp=-5 vlen=1 data=x", 0, 0},
-    {"set a +1 9223372036854775807 +1\r\nx\r\n", 0, MG_OK,
-     "cmd=set key=a flags=1 exp=9223372036854775807 vlen=1 data=x", 0, 0},
-    {"set a 0 -9223372036854775808 1\r\nx\r\n", 0, MG_OK,
-     "cmd=set key=a exp=-9223372036854775808 vlen=1 data=x", 0, 0},
-    {"set a 007 0 01\r\nx\r\n", 0, MG_OK, "cmd=set key=a flags=7 vlen=1 data=x", 0, 0},
+    { "set a 0 0 5 garbage\r\nhello\r\n", 0, MG_OK, "cmd=set key=a vlen=5 data=hello", 0, 0 },
+    { "set  a   0  0  1  \r\nx\r\n", 0, MG_OK, "cmd=set key=a vlen=1 data=x", 0, 0 },
+    { "set a 0 0 0\r\n\r\n", 0, MG_OK, "cmd=set key=a data=", 0, 0 },
+    { "set a 0 0 4\r\n\r\n\r\n\r\n", 0, MG_OK, "cmd=set key=a vlen=4 data=\\x0d\\x0a\\x0d\\x0a", 0,
+      0 },
+    { "set a 0 0 3\r\n\x00\x80\n\r\n", 18, MG_OK, "cmd=set key=a vlen=3 data=\\x00\\x80\\x0a", 0,
+      0 },
+    { "set a 4294967295 -5 1\r\nx\r\n", 0, MG_OK,
+      "cmd=set key=a flags=4294967295 exp=-5 vlen=1 data=x", 0, 0 },
+    { "set a +1 9223372036854775807 +1\r\nx\r\n", 0, MG_OK,
+      "cmd=set key=a flags=1 exp=9223372036854775807 vlen=1 data=x", 0, 0 },
+    { "set a 0 -9223372036854775808 1\r\nx\r\n", 0, MG_OK,
+      "cmd=set key=a exp=-9223372036854775808 vlen=1 data=x", 0, 0 },
+    { "set a 007 0 01\r\nx\r\n", 0, MG_OK, "cmd=set key=a flags=7 vlen=1 data=x", 0, 0 },
     /* single key */
-    {"delete a\r\n", 0, MG_OK, "cmd=delete key=a", 0, 0},
-    {"delete a 0\r\n", 0, MG_OK, "cmd=delete key=a", 0, 0},
-    {"delete a noreply\r\n", 0, MG_OK, "cmd=delete key=a noreply", 0, 0},
-    {"delete a 0 noreply\n", 0, MG_OK, "cmd=delete key=a noreply", 0, 0},
-    {"incr a 1\r\n", 0, MG_OK, "cmd=incr key=a delta=1", 0, 0},
-    {"incr a 0\r\n", 0, MG_OK, "cmd=incr key=a", 0, 0},
-    {"decr a 18446744073709551615 noreply\r\n", 0, MG_OK,
-     "cmd=decr key=a delta=18446744073709551615 noreply", 0, 0},
-    {"incr a 1 x\r\n", 0, MG_OK, "cmd=incr key=a delta=1", 0, 0},
-    {"touch a 10\r\n", 0, MG_OK, "cmd=touch key=a exp=10", 0, 0},
-    {"touch a -1 noreply\r\n", 0, MG_OK, "cmd=touch key=a exp=-1 noreply", 0, 0},
-    {"touch a 10 x\r\n", 0, MG_OK, "cmd=touch key=a exp=10", 0, 0},
+    { "delete a\r\n", 0, MG_OK, "cmd=delete key=a", 0, 0 },
+    { "delete a 0\r\n", 0, MG_OK, "cmd=delete key=a", 0, 0 },
+    { "delete a noreply\r\n", 0, MG_OK, "cmd=delete key=a noreply", 0, 0 },
+    { "delete a 0 noreply\n", 0, MG_OK, "cmd=delete key=a noreply", 0, 0 },
+    { "incr a 1\r\n", 0, MG_OK, "cmd=incr key=a delta=1", 0, 0 },
+    { "incr a 0\r\n", 0, MG_OK, "cmd=incr key=a", 0, 0 },
+    { "decr a 18446744073709551615 noreply\r\n", 0, MG_OK,
+      "cmd=decr key=a delta=18446744073709551615 noreply", 0, 0 },
+    { "incr a 1 x\r\n", 0, MG_OK, "cmd=incr key=a delta=1", 0, 0 },
+    { "touch a 10\r\n", 0, MG_OK, "cmd=touch key=a exp=10", 0, 0 },
+    { "touch a -1 noreply\r\n", 0, MG_OK, "cmd=touch key=a exp=-1 noreply", 0, 0 },
+    { "touch a 10 x\r\n", 0, MG_OK, "cmd=touch key=a exp=10", 0, 0 },
     /* gateway-level */
-    {"flush_all\r\n", 0, MG_OK, "cmd=flush_all", 0, 0},
-    {"flush_all noreply\r\n", 0, MG_OK, "cmd=flush_all noreply", 0, 0},
-    {"flush_all 10\r\n", 0, MG_OK, "cmd=flush_all num=10", 0, 0},
-    {"flush_all 10 noreply\r\n", 0, MG_OK, "cmd=flush_all num=10 noreply", 0, 0},
-    {"flush_all -5\r\n", 0, MG_OK, "cmd=flush_all num=-5", 0, 0},
-    {"flush_all 10 x\r\n", 0, MG_OK, "cmd=flush_all num=10", 0, 0},
-    {"version\r\n", 0, MG_OK, "cmd=version", 0, 0},
-    {"version foo bar\r\n", 0, MG_OK, "cmd=version", 0, 0},
-    {"quit\r\n", 0, MG_OK, "cmd=quit", 0, 0},
-    {"quit foo\n", 0, MG_OK, "cmd=quit", 0, 0},
-    {"verbosity 1\r\n", 0, MG_OK, "cmd=verbosity num=1", 0, 0},
-    {"verbosity 0 noreply\r\n", 0, MG_OK, "cmd=verbosity noreply", 0, 0},
-    {"verbosity 4294967295 x\r\n", 0, MG_OK, "cmd=verbosity num=4294967295", 0, 0},
-    {"stats\r\n", 0, MG_OK, "cmd=stats", 0, 0},
-    {"stats items\r\n", 0, MG_OK, "cmd=stats args=items", 0, 0},
-    {"stats  detail  dump \r\n", 0, MG_OK, "cmd=stats args=detail  dump", 0, 0},
+    { "flush_all\r\n", 0, MG_OK, "cmd=flush_all", 0, 0 },
+    { "flush_all noreply\r\n", 0, MG_OK, "cmd=flush_all noreply", 0, 0 },
+    { "flush_all 10\r\n", 0, MG_OK, "cmd=flush_all num=10", 0, 0 },
+    { "flush_all 10 noreply\r\n", 0, MG_OK, "cmd=flush_all num=10 noreply", 0, 0 },
+    { "flush_all -5\r\n", 0, MG_OK, "cmd=flush_all num=-5", 0, 0 },
+    { "flush_all 10 x\r\n", 0, MG_OK, "cmd=flush_all num=10", 0, 0 },
+    { "version\r\n", 0, MG_OK, "cmd=version", 0, 0 },
+    { "version foo bar\r\n", 0, MG_OK, "cmd=version", 0, 0 },
+    { "quit\r\n", 0, MG_OK, "cmd=quit", 0, 0 },
+    { "quit foo\n", 0, MG_OK, "cmd=quit", 0, 0 },
+    { "verbosity 1\r\n", 0, MG_OK, "cmd=verbosity num=1", 0, 0 },
+    { "verbosity 0 noreply\r\n", 0, MG_OK, "cmd=verbosity noreply", 0, 0 },
+    { "verbosity 4294967295 x\r\n", 0, MG_OK, "cmd=verbosity num=4294967295", 0, 0 },
+    { "stats\r\n", 0, MG_OK, "cmd=stats", 0, 0 },
+    { "stats items\r\n", 0, MG_OK, "cmd=stats args=items", 0, 0 },
+    { "stats  detail  dump \r\n", 0, MG_OK, "cmd=stats args=detail  dump", 0, 0 },
     /* meta */
-    {"mg a\r\n", 0, MG_OK, "cmd=mg key=a", 0, 0},
-    {"mg a v t\r\n", 0, MG_OK, "cmd=mg key=a args=v t", 0, 0},
-    {"mg   a    v  f  \n", 0, MG_OK, "cmd=mg key=a args=v  f", 0, 0},
-    {"mg Zm9vYmFy b v\r\n", 0, MG_OK, "cmd=mg key=Zm9vYmFy args=b v", 0, 0},
-    {"md a q C123\r\n", 0, MG_OK, "cmd=md key=a args=q C123", 0, 0},
-    {"ma a MD D5\r\n", 0, MG_OK, "cmd=ma key=a args=MD D5", 0, 0},
-    {"mn\r\n", 0, MG_OK, "cmd=mn", 0, 0},
-    {"mn x y\r\n", 0, MG_OK, "cmd=mn args=x y", 0, 0},
-    {"me a\r\n", 0, MG_OK, "cmd=me key=a", 0, 0},
-    {"ms a 2\r\nxx\r\n", 0, MG_OK, "cmd=ms key=a vlen=2 data=xx", 0, 0},
-    {"ms a 2 T0 F5 c\r\nxx\r\n", 0, MG_OK, "cmd=ms key=a vlen=2 data=xx args=T0 F5 c", 0, 0},
-    {"ms a 0 q\n\r\n", 0, MG_OK, "cmd=ms key=a data= args=q", 0, 0},
-    {"ms  a  3  \r\n\r\nx\r\n", 0, MG_OK, "cmd=ms key=a vlen=3 data=\\x0d\\x0ax", 0, 0},
+    { "mg a\r\n", 0, MG_OK, "cmd=mg key=a", 0, 0 },
+    { "mg a v t\r\n", 0, MG_OK, "cmd=mg key=a args=v t", 0, 0 },
+    { "mg   a    v  f  \n", 0, MG_OK, "cmd=mg key=a args=v  f", 0, 0 },
+    { "mg Zm9vYmFy b v\r\n", 0, MG_OK, "cmd=mg key=Zm9vYmFy args=b v", 0, 0 },
+    { "md a q C123\r\n", 0, MG_OK, "cmd=md key=a args=q C123", 0, 0 },
+    { "ma a MD D5\r\n", 0, MG_OK, "cmd=ma key=a args=MD D5", 0, 0 },
+    { "mn\r\n", 0, MG_OK, "cmd=mn", 0, 0 },
+    { "mn x y\r\n", 0, MG_OK, "cmd=mn args=x y", 0, 0 },
+    { "me a\r\n", 0, MG_OK, "cmd=me key=a", 0, 0 },
+    { "ms a 2\r\nxx\r\n", 0, MG_OK, "cmd=ms key=a vlen=2 data=xx", 0, 0 },
+    { "ms a 2 T0 F5 c\r\nxx\r\n", 0, MG_OK, "cmd=ms key=a vlen=2 data=xx args=T0 F5 c", 0, 0 },
+    { "ms a 0 q\n\r\n", 0, MG_OK, "cmd=ms key=a data= args=q", 0, 0 },
+    { "ms  a  3  \r\n\r\nx\r\n", 0, MG_OK, "cmd=ms key=a vlen=3 data=\\x0d\\x0ax", 0, 0 },
 };
 
 static const struct tcase err_cases[] = {
     /* unknown words, empty lines, junk: ERROR, line consumed, whole line in args */
-    {"foo bar\r\n", 0, MG_ECLIENT, "cmd=unknown args=foo bar err=ERROR", 0, 0},
-    {"GET a\r\n", 0, MG_ECLIENT, "cmd=unknown args=GET a err=ERROR", 0, 0},
-    {"shutdown graceful\n", 0, MG_ECLIENT, "cmd=unknown args=shutdown graceful err=ERROR", 0, 0},
-    {"g\r\n", 0, MG_ECLIENT, "cmd=unknown args=g err=ERROR", 0, 0},
-    {"mq a\r\n", 0, MG_ECLIENT, "cmd=unknown args=mq a err=ERROR", 0, 0},
-    {"mgg a\r\n", 0, MG_ECLIENT, "cmd=unknown args=mgg a err=ERROR", 0, 0},
-    {"getx a\r\n", 0, MG_ECLIENT, "cmd=unknown args=getx a err=ERROR", 0, 0},
-    {"\r\n", 0, MG_ECLIENT, "cmd=unknown err=ERROR", 0, 0},
-    {"\n", 0, MG_ECLIENT, "cmd=unknown err=ERROR", 0, 0},
-    {"   \r\n", 0, MG_ECLIENT, "cmd=unknown args=    err=ERROR", 0, 0},
-    {"\r\r\n", 0, MG_ECLIENT, "cmd=unknown args=\\x0d err=ERROR", 0, 0},
-    {"get\ta\r\n", 0, MG_ECLIENT, "cmd=unknown args=get\\x09a err=ERROR", 0, 0},
+    { "foo bar\r\n", 0, MG_ECLIENT, "cmd=unknown args=foo bar err=ERROR", 0, 0 },
+    { "GET a\r\n", 0, MG_ECLIENT, "cmd=unknown args=GET a err=ERROR", 0, 0 },
+    { "shutdown graceful\n", 0, MG_ECLIENT, "cmd=unknown args=shutdown graceful err=ERROR", 0, 0 },
+    { "g\r\n", 0, MG_ECLIENT, "cmd=unknown args=g err=ERROR", 0, 0 },
+    { "mq a\r\n", 0, MG_ECLIENT, "cmd=unknown args=mq a err=ERROR", 0, 0 },
+    { "mgg a\r\n", 0, MG_ECLIENT, "cmd=unknown args=mgg a err=ERROR", 0, 0 },
+    { "getx a\r\n", 0, MG_ECLIENT, "cmd=unknown args=getx a err=ERROR", 0, 0 },
+    { "\r\n", 0, MG_ECLIENT, "cmd=unknown err=ERROR", 0, 0 },
+    { "\n", 0, MG_ECLIENT, "cmd=unknown err=ERROR", 0, 0 },
+    { "   \r\n", 0, MG_ECLIENT, "cmd=unknown args=    err=ERROR", 0, 0 },
+    { "\r\r\n", 0, MG_ECLIENT, "cmd=unknown args=\\x0d err=ERROR", 0, 0 },
+    { "get\ta\r\n", 0, MG_ECLIENT, "cmd=unknown args=get\\x09a err=ERROR", 0, 0 },
     /* binary garbage: a binary-protocol GET header, NULs, high bytes */
-    {"\x80\x00\x00\x01\x00\x00\x00\x00\n", 9, MG_ECLIENT,
-     "cmd=unknown args=\\x80\\x00\\x00\\x01\\x00\\x00\\x00\\x00 err=ERROR", 0, 0},
-    {"\x00\x00\x00\r\n", 5, MG_ECLIENT, "cmd=unknown args=\\x00\\x00\\x00 err=ERROR", 0, 0},
-    {"\xff\xfe get a\r\n", 0, MG_ECLIENT, "cmd=unknown args=\\xff\\xfe get a err=ERROR", 0, 0},
+    { "\x80\x00\x00\x01\x00\x00\x00\x00\n", 9, MG_ECLIENT,
+      "cmd=unknown args=\\x80\\x00\\x00\\x01\\x00\\x00\\x00\\x00 err=ERROR", 0, 0 },
+    { "\x00\x00\x00\r\n", 5, MG_ECLIENT, "cmd=unknown args=\\x00\\x00\\x00 err=ERROR", 0, 0 },
+    { "\xff\xfe get a\r\n", 0, MG_ECLIENT, "cmd=unknown args=\\xff\\xfe get a err=ERROR", 0, 0 },
     /* retrieval */
-    {"get\r\n", 0, MG_ECLIENT, "cmd=get err=ERROR", 0, 0},
-    {"get   \r\n", 0, MG_ECLIENT, "cmd=get err=ERROR", 0, 0},
-    {"gets\n", 0, MG_ECLIENT, "cmd=gets err=ERROR", 0, 0},
-    {"get a\x00" "b\r\n", 9, MG_ECLIENT, "cmd=get key=a\\x00b err=" E_FORMAT, 0, 0},
-    {"get a\tb\r\n", 0, MG_ECLIENT, "cmd=get key=a\\x09b err=" E_FORMAT, 0, 0},
-    {"get a \x7f\r\n", 0, MG_ECLIENT, "cmd=get key=a err=" E_FORMAT, 0, 0},
-    {"get a b\x01\r\n", 0, MG_ECLIENT, "cmd=get key=a err=" E_FORMAT, 0, 0},
-    {"get a\r\r\n", 0, MG_ECLIENT, "cmd=get key=a\\x0d err=" E_FORMAT, 0, 0},
-    {"gat\r\n", 0, MG_ECLIENT, "cmd=gat err=ERROR", 0, 0},
-    {"gat 10\r\n", 0, MG_ECLIENT, "cmd=gat exp=10 err=END", 0, 0},
-    {"gats 10   \r\n", 0, MG_ECLIENT, "cmd=gats exp=10 err=END", 0, 0},
-    {"gat x a\r\n", 0, MG_ECLIENT, "cmd=gat err=" E_EXPTIME, 0, 0},
-    {"gat 9223372036854775808 a\r\n", 0, MG_ECLIENT, "cmd=gat err=" E_EXPTIME, 0, 0},
+    { "get\r\n", 0, MG_ECLIENT, "cmd=get err=ERROR", 0, 0 },
+    { "get   \r\n", 0, MG_ECLIENT, "cmd=get err=ERROR", 0, 0 },
+    { "gets\n", 0, MG_ECLIENT, "cmd=gets err=ERROR", 0, 0 },
+    { "get a\x00"
+      "b\r\n",
+      9, MG_ECLIENT, "cmd=get key=a\\x00b err=" E_FORMAT, 0, 0 },
+    { "get a\tb\r\n", 0, MG_ECLIENT, "cmd=get key=a\\x09b err=" E_FORMAT, 0, 0 },
+    { "get a \x7f\r\n", 0, MG_ECLIENT, "cmd=get key=a err=" E_FORMAT, 0, 0 },
+    { "get a b\x01\r\n", 0, MG_ECLIENT, "cmd=get key=a err=" E_FORMAT, 0, 0 },
+    { "get a\r\r\n", 0, MG_ECLIENT, "cmd=get key=a\\x0d err=" E_FORMAT, 0, 0 },
+    { "gat\r\n", 0, MG_ECLIENT, "cmd=gat err=ERROR", 0, 0 },
+    { "gat 10\r\n", 0, MG_ECLIENT, "cmd=gat exp=10 err=END", 0, 0 },
+    { "gats 10   \r\n", 0, MG_ECLIENT, "cmd=gats exp=10 err=END", 0, 0 },
+    { "gat x a\r\n", 0, MG_ECLIENT, "cmd=gat err=" E_EXPTIME, 0, 0 },
+    { "gat 9223372036854775808 a\r\n", 0, MG_ECLIENT, "cmd=gat err=" E_EXPTIME, 0, 0 },
     /* storage: too few / too many words -> ERROR, the data is then parsed as commands */
-    {"set a 0 0\r\n", 0, MG_ECLIENT, "cmd=set err=ERROR", 0, 0},
-    {"set\r\n", 0, MG_ECLIENT, "cmd=set err=ERROR", 0, 0},
-    {"set a 0 0 5 noreply extra\r\nhello\r\n", 0, MG_ECLIENT, "cmd=set err=ERROR", 27, 0},
-    {"cas a 0 0 1\r\nx\r\n", 0, MG_ECLIENT, "cmd=cas err=ERROR", 13, 0},
-    {"cas a 0 0 1 1 noreply x\r\n", 0, MG_ECLIENT, "cmd=cas err=ERROR", 0, 0},
+    { "set a 0 0\r\n", 0, MG_ECLIENT, "cmd=set err=ERROR", 0, 0 },
+    { "set\r\n", 0, MG_ECLIENT, "cmd=set err=ERROR", 0, 0 },
+    { "set a 0 0 5 noreply extra\r\nhello\r\n", 0, MG_ECLIENT, "cmd=set err=ERROR", 27, 0 },
+    { "cas a 0 0 1\r\nx\r\n", 0, MG_ECLIENT, "cmd=cas err=ERROR", 13, 0 },
+    { "cas a 0 0 1 1 noreply x\r\n", 0, MG_ECLIENT, "cmd=cas err=ERROR", 0, 0 },
     /* storage: bad numbers -> CLIENT_ERROR, line only consumed (no swallow) */
-    {"set a x 0 5\r\nhello\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 13, 0},
-    {"set a 0 0 -1\r\nxyz\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 14, 0},
-    {"set a 0 0 1x\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0},
-    {"set a 0 0 +\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0},
-    {"set a -1 0 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0},
-    {"set a 4294967296 0 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0},
-    {"set a 0 0 4294967296\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0},
-    {"set a 0 9223372036854775808 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0},
-    {"set a 0 -9223372036854775809 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0},
-    {"set a 0 99999999999999999999 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0},
-    {"set a 0 - 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0},
-    {"set a 0 -+1 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0},
-    {"set a 0 x 5 noreply\r\nhello\r\n", 0, MG_ECLIENT, "cmd=set key=a noreply err=" E_FORMAT, 21, 0},
-    {"set a 0 0 noreply\r\n", 0, MG_ECLIENT, "cmd=set key=a noreply err=" E_FORMAT, 0, 0},
-    {"set a\x01 0 0 1\r\nx\r\n", 0, MG_ECLIENT, "cmd=set key=a\\x01 err=" E_FORMAT, 14, 0},
-    {"cas a 0 0 1 noreply\r\nx\r\n", 0, MG_ECLIENT, "cmd=cas key=a vlen=1 noreply err=" E_FORMAT, 21, 0},
-    {"cas a 0 0 1 x\r\n", 0, MG_ECLIENT, "cmd=cas key=a vlen=1 err=" E_FORMAT, 0, 0},
-    {"cas a 0 0 1 -1\r\n", 0, MG_ECLIENT, "cmd=cas key=a vlen=1 err=" E_FORMAT, 0, 0},
-    {"cas a 0 0 1 18446744073709551616\r\n", 0, MG_ECLIENT, "cmd=cas key=a vlen=1 err=" E_FORMAT, 0, 0},
+    { "set a x 0 5\r\nhello\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 13, 0 },
+    { "set a 0 0 -1\r\nxyz\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 14, 0 },
+    { "set a 0 0 1x\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0 },
+    { "set a 0 0 +\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0 },
+    { "set a -1 0 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0 },
+    { "set a 4294967296 0 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0 },
+    { "set a 0 0 4294967296\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0 },
+    { "set a 0 9223372036854775808 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0 },
+    { "set a 0 -9223372036854775809 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0 },
+    { "set a 0 99999999999999999999 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0 },
+    { "set a 0 - 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0 },
+    { "set a 0 -+1 1\r\n", 0, MG_ECLIENT, "cmd=set key=a err=" E_FORMAT, 0, 0 },
+    { "set a 0 x 5 noreply\r\nhello\r\n", 0, MG_ECLIENT, "cmd=set key=a noreply err=" E_FORMAT, 21,
+      0 },
+    { "set a 0 0 noreply\r\n", 0, MG_ECLIENT, "cmd=set key=a noreply err=" E_FORMAT, 0, 0 },
+    { "set a\x01 0 0 1\r\nx\r\n", 0, MG_ECLIENT, "cmd=set key=a\\x01 err=" E_FORMAT, 14, 0 },
+    { "cas a 0 0 1 noreply\r\nx\r\n", 0, MG_ECLIENT, "cmd=cas key=a vlen=1 noreply err=" E_FORMAT,
+      21, 0 },
+    { "cas a 0 0 1 x\r\n", 0, MG_ECLIENT, "cmd=cas key=a vlen=1 err=" E_FORMAT, 0, 0 },
+    { "cas a 0 0 1 -1\r\n", 0, MG_ECLIENT, "cmd=cas key=a vlen=1 err=" E_FORMAT, 0, 0 },
+    { "cas a 0 0 1 18446744073709551616\r\n", 0, MG_ECLIENT, "cmd=cas key=a vlen=1 err=" E_FORMAT,
+      0, 0 },
     /* data block not ending in \r\n: consumed = line + vlen + 2, as memcached does */
-    {"set a 0 0 5\r\nhelloXX", 0, MG_ECLIENT, "cmd=set key=a vlen=5 err=" E_CHUNK, 0, 0},
-    {"set a 0 0 5\r\nhello\nX", 0, MG_ECLIENT, "cmd=set key=a vlen=5 err=" E_CHUNK, 0, 0},
-    {"set a 0 0 5\r\nhello\r\r", 0, MG_ECLIENT, "cmd=set key=a vlen=5 err=" E_CHUNK, 0, 0},
-    {"set a 0 0 0\r\nab", 0, MG_ECLIENT, "cmd=set key=a err=" E_CHUNK, 0, 0},
-    {"set a 0 0 5 noreply\r\nhelloXX", 0, MG_ECLIENT, "cmd=set key=a vlen=5 noreply err=" E_CHUNK, 0, 0},
-    {"ms a 2\r\nxxyy", 0, MG_ECLIENT, "cmd=ms key=a vlen=2 err=" E_CHUNK, 0, 0},
+    { "set a 0 0 5\r\nhelloXX", 0, MG_ECLIENT, "cmd=set key=a vlen=5 err=" E_CHUNK, 0, 0 },
+    { "set a 0 0 5\r\nhello\nX", 0, MG_ECLIENT, "cmd=set key=a vlen=5 err=" E_CHUNK, 0, 0 },
+    { "set a 0 0 5\r\nhello\r\r", 0, MG_ECLIENT, "cmd=set key=a vlen=5 err=" E_CHUNK, 0, 0 },
+    { "set a 0 0 0\r\nab", 0, MG_ECLIENT, "cmd=set key=a err=" E_CHUNK, 0, 0 },
+    { "set a 0 0 5 noreply\r\nhelloXX", 0, MG_ECLIENT, "cmd=set key=a vlen=5 noreply err=" E_CHUNK,
+      0, 0 },
+    { "ms a 2\r\nxxyy", 0, MG_ECLIENT, "cmd=ms key=a vlen=2 err=" E_CHUNK, 0, 0 },
     /* too large: answer, consume the line, swallow the block */
-    {"set a 0 0 101\r\n", 0, MG_ESWALLOW, "cmd=set key=a vlen=101 err=" E_LARGE " swallow=103", 0, 103},
-    {"set a 0 0 101 noreply\r\n", 0, MG_ESWALLOW,
-     "cmd=set key=a vlen=101 noreply err=" E_LARGE " swallow=103", 0, 103},
-    {"cas a 0 0 4294967295 1\r\n", 0, MG_ESWALLOW,
-     "cmd=cas key=a vlen=4294967295 cas=1 err=" E_LARGE " swallow=4294967297", 0, 4294967297ull},
-    {"ms a 101 T0\r\n", 0, MG_ESWALLOW, "cmd=ms key=a vlen=101 args=T0 err=" E_LARGE " swallow=103", 0, 103},
+    { "set a 0 0 101\r\n", 0, MG_ESWALLOW, "cmd=set key=a vlen=101 err=" E_LARGE " swallow=103", 0,
+      103 },
+    { "set a 0 0 101 noreply\r\n", 0, MG_ESWALLOW,
+      "cmd=set key=a vlen=101 noreply err=" E_LARGE " swallow=103", 0, 103 },
+    { "cas a 0 0 4294967295 1\r\n", 0, MG_ESWALLOW,
+      "cmd=cas key=a vlen=4294967295 cas=1 err=" E_LARGE " swallow=4294967297", 0, 4294967297ull },
+    { "ms a 101 T0\r\n", 0, MG_ESWALLOW,
+      "cmd=ms key=a vlen=101 args=T0 err=" E_LARGE " swallow=103", 0, 103 },
     /* delete */
-    {"delete\r\n", 0, MG_ECLIENT, "cmd=delete err=ERROR", 0, 0},
-    {"delete a 5\r\n", 0, MG_ECLIENT, "cmd=delete key=a err=" E_DELETE, 0, 0},
-    {"delete a 5 noreply\r\n", 0, MG_ECLIENT, "cmd=delete key=a noreply err=" E_DELETE, 0, 0},
-    {"delete a noreply 0\r\n", 0, MG_ECLIENT, "cmd=delete key=a err=" E_DELETE, 0, 0},
-    {"delete a 0 0\r\n", 0, MG_ECLIENT, "cmd=delete key=a err=" E_DELETE, 0, 0},
-    {"delete a 00\r\n", 0, MG_ECLIENT, "cmd=delete key=a err=" E_DELETE, 0, 0},
-    {"delete a x y z\r\n", 0, MG_ECLIENT, "cmd=delete err=ERROR", 0, 0},
-    {"delete a\x7f\r\n", 0, MG_ECLIENT, "cmd=delete key=a\\x7f err=" E_FORMAT, 0, 0},
+    { "delete\r\n", 0, MG_ECLIENT, "cmd=delete err=ERROR", 0, 0 },
+    { "delete a 5\r\n", 0, MG_ECLIENT, "cmd=delete key=a err=" E_DELETE, 0, 0 },
+    { "delete a 5 noreply\r\n", 0, MG_ECLIENT, "cmd=delete key=a noreply err=" E_DELETE, 0, 0 },
+    { "delete a noreply 0\r\n", 0, MG_ECLIENT, "cmd=delete key=a err=" E_DELETE, 0, 0 },
+    { "delete a 0 0\r\n", 0, MG_ECLIENT, "cmd=delete key=a err=" E_DELETE, 0, 0 },
+    { "delete a 00\r\n", 0, MG_ECLIENT, "cmd=delete key=a err=" E_DELETE, 0, 0 },
+    { "delete a x y z\r\n", 0, MG_ECLIENT, "cmd=delete err=ERROR", 0, 0 },
+    { "delete a\x7f\r\n", 0, MG_ECLIENT, "cmd=delete key=a\\x7f err=" E_FORMAT, 0, 0 },
     /* incr / decr */
-    {"incr a\r\n", 0, MG_ECLIENT, "cmd=incr err=ERROR", 0, 0},
-    {"decr a\r\n", 0, MG_ECLIENT, "cmd=decr err=ERROR", 0, 0},
-    {"incr a 1 2 3\r\n", 0, MG_ECLIENT, "cmd=incr err=ERROR", 0, 0},
-    {"incr a x\r\n", 0, MG_ECLIENT, "cmd=incr key=a err=" E_DELTA, 0, 0},
-    {"incr a -1\r\n", 0, MG_ECLIENT, "cmd=incr key=a err=" E_DELTA, 0, 0},
-    {"incr a 18446744073709551616\r\n", 0, MG_ECLIENT, "cmd=incr key=a err=" E_DELTA, 0, 0},
-    {"decr a 1.5\r\n", 0, MG_ECLIENT, "cmd=decr key=a err=" E_DELTA, 0, 0},
-    {"incr a x noreply\r\n", 0, MG_ECLIENT, "cmd=incr key=a noreply err=" E_DELTA, 0, 0},
+    { "incr a\r\n", 0, MG_ECLIENT, "cmd=incr err=ERROR", 0, 0 },
+    { "decr a\r\n", 0, MG_ECLIENT, "cmd=decr err=ERROR", 0, 0 },
+    { "incr a 1 2 3\r\n", 0, MG_ECLIENT, "cmd=incr err=ERROR", 0, 0 },
+    { "incr a x\r\n", 0, MG_ECLIENT, "cmd=incr key=a err=" E_DELTA, 0, 0 },
+    { "incr a -1\r\n", 0, MG_ECLIENT, "cmd=incr key=a err=" E_DELTA, 0, 0 },
+    { "incr a 18446744073709551616\r\n", 0, MG_ECLIENT, "cmd=incr key=a err=" E_DELTA, 0, 0 },
+    { "decr a 1.5\r\n", 0, MG_ECLIENT, "cmd=decr key=a err=" E_DELTA, 0, 0 },
+    { "incr a x noreply\r\n", 0, MG_ECLIENT, "cmd=incr key=a noreply err=" E_DELTA, 0, 0 },
     /* touch */
-    {"touch a\r\n", 0, MG_ECLIENT, "cmd=touch err=ERROR", 0, 0},
-    {"touch a x\r\n", 0, MG_ECLIENT, "cmd=touch key=a err=" E_EXPTIME, 0, 0},
-    {"touch a x noreply\r\n", 0, MG_ECLIENT, "cmd=touch key=a noreply err=" E_EXPTIME, 0, 0},
+    { "touch a\r\n", 0, MG_ECLIENT, "cmd=touch err=ERROR", 0, 0 },
+    { "touch a x\r\n", 0, MG_ECLIENT, "cmd=touch key=a err=" E_EXPTIME, 0, 0 },
+    { "touch a x noreply\r\n", 0, MG_ECLIENT, "cmd=touch key=a noreply err=" E_EXPTIME, 0, 0 },
     /* flush_all / verbosity */
-    {"flush_all x\r\n", 0, MG_ECLIENT, "cmd=flush_all err=" E_EXPTIME, 0, 0},
-    {"flush_all noreply 10\r\n", 0, MG_ECLIENT, "cmd=flush_all err=" E_EXPTIME, 0, 0},
-    {"flush_all noreply noreply\r\n", 0, MG_ECLIENT, "cmd=flush_all noreply err=" E_EXPTIME, 0, 0},
-    {"flush_all 1 2 3\r\n", 0, MG_ECLIENT, "cmd=flush_all err=ERROR", 0, 0},
-    {"verbosity\r\n", 0, MG_ECLIENT, "cmd=verbosity err=ERROR", 0, 0},
-    {"verbosity x\r\n", 0, MG_ECLIENT, "cmd=verbosity err=" E_FORMAT, 0, 0},
-    {"verbosity -1\r\n", 0, MG_ECLIENT, "cmd=verbosity err=" E_FORMAT, 0, 0},
-    {"verbosity noreply\r\n", 0, MG_ECLIENT, "cmd=verbosity noreply err=" E_FORMAT, 0, 0},
-    {"verbosity 1 2 3\r\n", 0, MG_ECLIENT, "cmd=verbosity err=ERROR", 0, 0},
+    { "flush_all x\r\n", 0, MG_ECLIENT, "cmd=flush_all err=" E_EXPTIME, 0, 0 },
+    { "flush_all noreply 10\r\n", 0, MG_ECLIENT, "cmd=flush_all err=" E_EXPTIME, 0, 0 },
+    { "flush_all noreply noreply\r\n", 0, MG_ECLIENT, "cmd=flush_all noreply err=" E_EXPTIME, 0,
+      0 },
+    { "flush_all 1 2 3\r\n", 0, MG_ECLIENT, "cmd=flush_all err=ERROR", 0, 0 },
+    { "verbosity\r\n", 0, MG_ECLIENT, "cmd=verbosity err=ERROR", 0, 0 },
+    { "verbosity x\r\n", 0, MG_ECLIENT, "cmd=verbosity err=" E_FORMAT, 0, 0 },
+    { "verbosity -1\r\n", 0, MG_ECLIENT, "cmd=verbosity err=" E_FORMAT, 0, 0 },
+    { "verbosity noreply\r\n", 0, MG_ECLIENT, "cmd=verbosity noreply err=" E_FORMAT, 0, 0 },
+    { "verbosity 1 2 3\r\n", 0, MG_ECLIENT, "cmd=verbosity err=ERROR", 0, 0 },
     /* meta */
-    {"mg\r\n", 0, MG_ECLIENT, "cmd=mg err=ERROR", 0, 0},
-    {"md  \r\n", 0, MG_ECLIENT, "cmd=md err=ERROR", 0, 0},
-    {"ma\r\n", 0, MG_ECLIENT, "cmd=ma err=ERROR", 0, 0},
-    {"me\r\n", 0, MG_ECLIENT, "cmd=me err=" E_FORMAT, 0, 0},
-    {"ms\r\n", 0, MG_ECLIENT, "cmd=ms err=ERROR", 0, 0},
-    {"ms a\r\nxx\r\n", 0, MG_ECLIENT, "cmd=ms key=a err=" E_FORMAT, 6, 0},
-    {"ms a x\r\nxx\r\n", 0, MG_ECLIENT, "cmd=ms key=a err=" E_FORMAT, 8, 0},
-    {"ms a -1\r\n", 0, MG_ECLIENT, "cmd=ms key=a err=" E_FORMAT, 0, 0},
-    {"ms a 4294967296 T0\r\n", 0, MG_ECLIENT, "cmd=ms key=a err=" E_FORMAT, 0, 0},
-    {"mg a\x01 v\r\n", 0, MG_ECLIENT, "cmd=mg key=a\\x01 err=" E_FORMAT, 0, 0},
-    {"ms a\x01 2\r\nxx\r\n", 0, MG_ESWALLOW, "cmd=ms key=a\\x01 vlen=2 err=" E_FORMAT " swallow=4", 9, 4},
+    { "mg\r\n", 0, MG_ECLIENT, "cmd=mg err=ERROR", 0, 0 },
+    { "md  \r\n", 0, MG_ECLIENT, "cmd=md err=ERROR", 0, 0 },
+    { "ma\r\n", 0, MG_ECLIENT, "cmd=ma err=ERROR", 0, 0 },
+    { "me\r\n", 0, MG_ECLIENT, "cmd=me err=" E_FORMAT, 0, 0 },
+    { "ms\r\n", 0, MG_ECLIENT, "cmd=ms err=ERROR", 0, 0 },
+    { "ms a\r\nxx\r\n", 0, MG_ECLIENT, "cmd=ms key=a err=" E_FORMAT, 6, 0 },
+    { "ms a x\r\nxx\r\n", 0, MG_ECLIENT, "cmd=ms key=a err=" E_FORMAT, 8, 0 },
+    { "ms a -1\r\n", 0, MG_ECLIENT, "cmd=ms key=a err=" E_FORMAT, 0, 0 },
+    { "ms a 4294967296 T0\r\n", 0, MG_ECLIENT, "cmd=ms key=a err=" E_FORMAT, 0, 0 },
+    { "mg a\x01 v\r\n", 0, MG_ECLIENT, "cmd=mg key=a\\x01 err=" E_FORMAT, 0, 0 },
+    { "ms a\x01 2\r\nxx\r\n", 0, MG_ESWALLOW, "cmd=ms key=a\\x01 vlen=2 err=" E_FORMAT " swallow=4",
+      9, 4 },
 };
 
 static const struct tcase eagain_cases[] = {
-    {"", 0, MG_EAGAIN, NULL, 0, 0},
-    {"g", 0, MG_EAGAIN, NULL, 0, 0},
-    {"get a", 0, MG_EAGAIN, NULL, 0, 0},
-    {"get a\r", 0, MG_EAGAIN, NULL, 0, 0},
-    {"set a 0 0 5\r\n", 0, MG_EAGAIN, NULL, 0, 0},
-    {"set a 0 0 5\r\nhel", 0, MG_EAGAIN, NULL, 0, 0},
-    {"set a 0 0 5\r\nhello", 0, MG_EAGAIN, NULL, 0, 0},
-    {"set a 0 0 5\r\nhello\r", 0, MG_EAGAIN, NULL, 0, 0},
-    {"ms a 2 T0\r\nx", 0, MG_EAGAIN, NULL, 0, 0},
-    {"set a 0 0 100\r\n", 0, MG_EAGAIN, NULL, 0, 0},
-    {"\x80\x01\x02", 3, MG_EAGAIN, NULL, 0, 0},
+    { "", 0, MG_EAGAIN, NULL, 0, 0 },
+    { "g", 0, MG_EAGAIN, NULL, 0, 0 },
+    { "get a", 0, MG_EAGAIN, NULL, 0, 0 },
+    { "get a\r", 0, MG_EAGAIN, NULL, 0, 0 },
+    { "set a 0 0 5\r\n", 0, MG_EAGAIN, NULL, 0, 0 },
+    { "set a 0 0 5\r\nhel", 0, MG_EAGAIN, NULL, 0, 0 },
+    { "set a 0 0 5\r\nhello", 0, MG_EAGAIN, NULL, 0, 0 },
+    { "set a 0 0 5\r\nhello\r", 0, MG_EAGAIN, NULL, 0, 0 },
+    { "ms a 2 T0\r\nx", 0, MG_EAGAIN, NULL, 0, 0 },
+    { "set a 0 0 100\r\n", 0, MG_EAGAIN, NULL, 0, 0 },
+    { "\x80\x01\x02", 3, MG_EAGAIN, NULL, 0, 0 },
 };
 
 static void run_table(const struct tcase *t, size_t n)
@@ -505,13 +532,14 @@ static void check_pairs(const struct tcase *ta, size_t na, const struct tcase *t
             memcpy(cat, ta[i].in, la);
             memcpy(cat + la, tb[j].in, lb);
             int rc1 = mg_text_parse(cat, la + lb, VMAX, &r, &c1);
-            int ok1 = rc1 == ta[i].rc && c1 == la && strcmp(req_sig(&s, &r, cat, la + lb), ta[i].want) == 0;
+            int ok1 = rc1 == ta[i].rc && c1 == la &&
+                      strcmp(req_sig(&s, &r, cat, la + lb), ta[i].want) == 0;
             int rc2 = mg_text_parse(cat + c1, la + lb - c1, VMAX, &r, &c2);
             int ok2 = rc2 == tb[j].rc && c2 == lb &&
                       strcmp(req_sig(&s, &r, cat + c1, la + lb - c1), tb[j].want) == 0;
             if (!ok1 || !ok2) {
-                fprintf(stderr, "  pair %zu+%zu failed (rc %d/%d consumed %zu/%zu)\n", i, j, rc1, rc2,
-                        c1, c2);
+                fprintf(stderr, "  pair %zu+%zu failed (rc %d/%d consumed %zu/%zu)\n", i, j, rc1,
+                        rc2, c1, c2);
                 show_input(cat, la + lb);
                 CHECK(0);
                 return;
@@ -592,8 +620,8 @@ static void test_stream_all_chunkings(void)
 {
     static char stream[16384], want[65536], got[65536];
     size_t n = 0, wn = 0;
-    const struct tcase *tabs[] = {ok_cases, err_cases};
-    size_t lens[] = {MG_ARRAY_LEN(ok_cases), MG_ARRAY_LEN(err_cases)};
+    const struct tcase *tabs[] = { ok_cases, err_cases };
+    size_t lens[] = { MG_ARRAY_LEN(ok_cases), MG_ARRAY_LEN(err_cases) };
 
     for (size_t t = 0; t < 2; t++) {
         for (size_t i = 0; i < lens[t]; i++) {
@@ -619,7 +647,7 @@ static void test_stream_all_chunkings(void)
                            "%d cmd=get key=after keys=after nkeys=1\n",
                            MG_ESWALLOW, MG_OK);
 
-    static const size_t chunks[] = {1, 2, 3, 5, 7, 13, 64, 1000, 16384};
+    static const size_t chunks[] = { 1, 2, 3, 5, 7, 13, 64, 1000, 16384 };
     for (size_t c = 0; c < MG_ARRAY_LEN(chunks); c++) {
         drive(stream, n, chunks[c], VMAX, got, sizeof(got));
         if (strcmp(got, want) != 0) {
@@ -720,14 +748,23 @@ static void test_key_length_boundary(void)
 {
     char *k250 = repeat('k', 250), *k251 = repeat('k', 251);
     static const char *fmts[] = {
-        "get %s\r\n",      "gets x %s y\r\n", "gat 1 %s\r\n",    "set %s 0 0 1\r\nx\r\n",
-        "cas %s 0 0 1 1\r\nx\r\n", "delete %s\r\n",  "incr %s 1\r\n",   "touch %s 1\r\n",
-        "mg %s v\r\n",     "ms %s 1\r\nx\r\n", "md %s\r\n",       "ma %s\r\n",
+        "get %s\r\n",
+        "gets x %s y\r\n",
+        "gat 1 %s\r\n",
+        "set %s 0 0 1\r\nx\r\n",
+        "cas %s 0 0 1 1\r\nx\r\n",
+        "delete %s\r\n",
+        "incr %s 1\r\n",
+        "touch %s 1\r\n",
+        "mg %s v\r\n",
+        "ms %s 1\r\nx\r\n",
+        "md %s\r\n",
+        "ma %s\r\n",
         "me %s\r\n",
     };
     static char in[1024];
     for (size_t i = 0; i < MG_ARRAY_LEN(fmts); i++) {
-        struct tcase tc = {in, 0, MG_OK, NULL, 0, 0};
+        struct tcase tc = { in, 0, MG_OK, NULL, 0, 0 };
         snprintf(in, sizeof(in), fmts[i], k250);
         check_case(&tc);
         snprintf(in, sizeof(in), fmts[i], k251);
@@ -748,7 +785,7 @@ static void test_key_length_boundary(void)
     }
     /* delete checks its word count before the key, as memcached does */
     snprintf(in, sizeof(in), "delete %s 5\r\n", k251);
-    struct tcase d = {in, 0, MG_ECLIENT, NULL, 0, 0};
+    struct tcase d = { in, 0, MG_ECLIENT, NULL, 0, 0 };
     check_case(&d);
     struct mg_text_req dr;
     size_t dc;
@@ -764,24 +801,25 @@ static void test_value_max_boundary(void)
 {
     static char in[512];
     char *v = repeat('v', 100);
-    struct tcase tc = {in, 0, MG_OK, NULL, 0, 0};
+    struct tcase tc = { in, 0, MG_OK, NULL, 0, 0 };
 
     snprintf(in, sizeof(in), "set a 0 0 100\r\n%s\r\n", v);
     check_case(&tc);
     /* one more byte is too large; the line alone is enough to say so */
     snprintf(in, sizeof(in), "set a 0 0 101\r\n%sv\r\n", v);
-    struct tcase big = {in, 0, MG_ESWALLOW, "cmd=set key=a vlen=101 err=" E_LARGE " swallow=103", 15, 103};
+    struct tcase big = { in, 0,  MG_ESWALLOW, "cmd=set key=a vlen=101 err=" E_LARGE " swallow=103",
+                         15, 103 };
     check_case(&big);
     snprintf(in, sizeof(in), "ms a 100 T1\r\n%s\r\n", v);
-    struct tcase ms = {in, 0, MG_OK, NULL, 0, 0};
+    struct tcase ms = { in, 0, MG_OK, NULL, 0, 0 };
     check_case(&ms);
     snprintf(in, sizeof(in), "ms a 101 T1\r\n%sv\r\n", v);
-    struct tcase msbig = {in, 0, MG_ESWALLOW, NULL, 13, 103};
+    struct tcase msbig = { in, 0, MG_ESWALLOW, NULL, 13, 103 };
     check_case(&msbig);
     /* value_max 0 still admits empty values; UINT32_MAX admits the largest length */
-    struct tcase zero = {"set a 0 0 0\r\n\r\n", 0, MG_OK, "cmd=set key=a data=", 0, 0};
+    struct tcase zero = { "set a 0 0 0\r\n\r\n", 0, MG_OK, "cmd=set key=a data=", 0, 0 };
     check_case_step(&zero, 0, 1);
-    struct tcase one = {"set a 0 0 1\r\nx\r\n", 0, MG_ESWALLOW, NULL, 13, 3};
+    struct tcase one = { "set a 0 0 1\r\nx\r\n", 0, MG_ESWALLOW, NULL, 13, 3 };
     check_case_step(&one, 0, 1);
     struct mg_text_req r;
     size_t c;
@@ -836,6 +874,63 @@ static void check_no_newline(const char *s, size_t limit)
     CHECK(strstr(sig.s, "err=" E_LINE) != NULL);
 }
 
+/* Feed a get line to the parser step bytes at a time, as a connection does: a partial
+ * piece is taken and the line's command put back before the rest; an error drops the rest
+ * of the line. Returns the keys seen (each piece at most MG_GET_CHUNK_KEYS), counting
+ * error replies in *errors when given. */
+static size_t stream_get(const char *line, size_t n, size_t step, size_t *errors)
+{
+    char *buf = malloc(n + 64);
+    size_t have = 0, off = 0, fed = 0, keys = 0;
+    bool skip = false;
+    for (;;) {
+        struct mg_text_req r;
+        size_t c = 0;
+        if (skip) {
+            const char *nl = memchr(buf + off, '\n', have - off);
+            if (nl) {
+                off = (size_t)(nl - buf) + 1;
+                skip = false;
+                continue;
+            }
+            off = have;
+        }
+        int rc =
+            skip || have == off ? MG_EAGAIN : mg_text_parse(buf + off, have - off, VMAX, &r, &c);
+        if (rc == MG_OK) {
+            CHECK(r.nkeys >= 1 && r.nkeys <= MG_GET_CHUNK_KEYS);
+            keys += r.nkeys;
+            if (r.partial) {
+                CHECK(r.prefix_len < c);
+                memmove(buf + off + c - r.prefix_len, buf + off, r.prefix_len);
+                c -= r.prefix_len;
+            }
+            off += c;
+            continue;
+        }
+        if (rc == MG_ECLIENT) {
+            if (errors)
+                (*errors)++;
+            skip = r.partial;
+            off += c;
+            continue;
+        }
+        CHECK_EQ_INT(rc, MG_EAGAIN);
+        if (fed == n)
+            break;
+        memmove(buf, buf + off, have - off); /* compact, as the connection does */
+        have -= off;
+        off = 0;
+        size_t add = n - fed < step ? n - fed : step;
+        memcpy(buf + have, line + fed, add);
+        have += add;
+        fed += add;
+    }
+    CHECK_EQ_INT(have, off);
+    free(buf);
+    return keys;
+}
+
 static void test_line_limits(void)
 {
     struct sigbuf sig;
@@ -847,7 +942,7 @@ static void test_line_limits(void)
     free(junk);
 
     char *st = line_of("stats ", MG_LINE_MAX - 1, "ab ", true); /* 2047 + \r = 2048 */
-    struct tcase ok = {st, 0, MG_OK, NULL, 0, 0};
+    struct tcase ok = { st, 0, MG_OK, NULL, 0, 0 };
     check_case_step(&ok, VMAX, 97);
     free(st);
     st = line_of("stats ", MG_LINE_MAX, "ab ", true); /* 2049 bytes before '\n' */
@@ -864,46 +959,34 @@ static void test_line_limits(void)
     CHECK_EQ_INT(c, 0);
     free(set);
 
-    /* the multiget words may run long; other g-words may not */
-    static const char *mg_words[] = {"get ", "gets ", "gat 0 ", "gats 0 ", "   get "};
-    for (size_t i = 0; i < MG_ARRAY_LEN(mg_words); i++) {
-        char *g = line_of(mg_words[i], 3000, "key ", true);
-        struct tcase tc = {g, 0, MG_OK, NULL, 0, 0};
-        check_case_step(&tc, VMAX, 101);
-        free(g);
-        g = line_of(mg_words[i], MG_MULTIGET_LINE_MAX + 10, "key ", false);
-        check_no_newline(g, MG_MULTIGET_LINE_MAX);
-        free(g);
-    }
-    static const char *not_mg[] = {"getx ", "gett a ", "mg ", "get", "delete "};
+    /* the multiget words may run long (in pieces); other words may not */
+    static const char *not_mg[] = { "getx ", "gett a ", "mg ", "get", "delete " };
     for (size_t i = 0; i < MG_ARRAY_LEN(not_mg); i++) {
         char *g = line_of(not_mg[i], MG_LINE_MAX + 10, "k", false);
         check_no_newline(g, MG_LINE_MAX);
         free(g);
     }
-
-    /* the largest multiget: exactly MG_MULTIGET_LINE_MAX bytes before '\n' */
-    char *g = line_of("get ", MG_MULTIGET_LINE_MAX + 1, "abc ", false);
-    g[MG_MULTIGET_LINE_MAX - 1] = '\r';
-    g[MG_MULTIGET_LINE_MAX] = '\n';
-    struct mg_text_req r;
-    CHECK_EQ_INT(mg_text_parse(g, MG_MULTIGET_LINE_MAX + 1, VMAX, &r, &c), MG_OK);
-    CHECK_EQ_INT(c, MG_MULTIGET_LINE_MAX + 1);
-    CHECK_EQ_INT(r.nkeys, (MG_MULTIGET_LINE_MAX - 5) / 4 + 1);
-    CHECK_SLICE(r.key, "abc");
-    CHECK_EQ_INT(mg_text_parse(g, MG_MULTIGET_LINE_MAX, VMAX, &r, &c), MG_EAGAIN);
-    g[MG_MULTIGET_LINE_MAX - 1] = 'x';
-    g[MG_MULTIGET_LINE_MAX] = 'x';
-    CHECK_EQ_INT(mg_text_parse(g, MG_MULTIGET_LINE_MAX + 1, VMAX, &r, &c), MG_ECLOSE);
-    CHECK(strcmp(r.err, E_LINE) == 0);
+    static const char *mg_words[] = { "get ", "gets ", "gat 0 ", "gats 0 ", "   get " };
+    for (size_t i = 0; i < MG_ARRAY_LEN(mg_words); i++) {
+        for (size_t step = 1; step < 20000; step = step * 7 + 3) {
+            char *g = line_of(mg_words[i], 60000, "key ", true);
+            size_t want = (60000 - strlen(mg_words[i]) + 3) / 4; /* the last may be short */
+            CHECK_EQ_INT(stream_get(g, strlen(g), step, NULL), want);
+            free(g);
+        }
+    }
+    /* one key longer than a line: the connection closes */
+    char *g = line_of("get ", MG_LINE_MAX + 10, "k", false);
+    check_no_newline(g, MG_LINE_MAX);
     free(g);
 
-    /* many keys, one of them bad, deep into a long line */
+    /* many keys, one of them bad, deep into a long line: an error for its piece, the
+     * rest of the line dropped */
     g = line_of("get ", 5000, "abc ", true);
     g[4000] = '\x01';
-    CHECK_EQ_INT(mg_text_parse(g, strlen(g), VMAX, &r, &c), MG_ECLIENT);
-    CHECK(strcmp(r.err, E_FORMAT) == 0);
-    CHECK_EQ_INT(c, 5002);
+    size_t bad = 0;
+    stream_get(g, strlen(g), 5002, &bad);
+    CHECK_EQ_INT(bad, 1);
     free(g);
 }
 
@@ -949,7 +1032,7 @@ static void test_garbage_survives(void)
 
 static void test_next_token(void)
 {
-    struct mg_slice s = {"  foo bar   baz  ", 17}, tok;
+    struct mg_slice s = { "  foo bar   baz  ", 17 }, tok;
     uint32_t pos = 0;
 
     CHECK(mg_text_next_token(s, &pos, &tok));
@@ -961,7 +1044,7 @@ static void test_next_token(void)
     CHECK(!mg_text_next_token(s, &pos, &tok));
     CHECK(!mg_text_next_token(s, &pos, &tok));
 
-    struct mg_slice empty = {NULL, 0}, spaces = {"   ", 3};
+    struct mg_slice empty = { NULL, 0 }, spaces = { "   ", 3 };
     pos = 0;
     CHECK(!mg_text_next_token(empty, &pos, &tok));
     pos = 0;
@@ -974,7 +1057,7 @@ static void test_next_token(void)
     CHECK_EQ_INT(mg_text_parse(in, strlen(in), VMAX, &r, &c), MG_OK);
     pos = 0;
     int n = 0;
-    static const char *want[] = {"a", "bb", "ccc"};
+    static const char *want[] = { "a", "bb", "ccc" };
     while (mg_text_next_token(r.keys, &pos, &tok)) {
         if (n < 3)
             CHECK_SLICE(tok, want[n]);
@@ -1022,32 +1105,32 @@ static void test_meta_flags(void)
         const char *err; /* NULL: accepted */
         bool b64, quiet;
     } rows[] = {
-        {"mg k v\r\n", NULL, false, false},
-        {"mg k b c f h k l q s t u v O1 N30 R5 T0 E9\r\n", NULL, true, true},
-        {"mg k Oabc-_/+=!\r\n", NULL, false, false},
-        {"ms k 1 b c I k q C1 E1 F5 MS O2 T9\r\nx\r\n", NULL, true, true},
-        {"md k b I k q x C1 E1 O3 T3\r\n", NULL, true, true},
-        {"ma k b c k t q v C1 D2 E3 J4 MI N5 O6 T7\r\n", NULL, true, true},
-        {"me k b\r\n", NULL, true, false},
-        {"mg k qx\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"mg k q1\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"mg k vq\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"mg k v\r\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"mg k O1\r\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"mg k O\x01\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"mg k O\x80\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"mg k v\tk\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"mg k 5\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"mg k I\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"mg k Z\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"md k v\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"ma k f\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"me k v\r\n", "CLIENT_ERROR invalid flag", false, false},
-        {"me k b b\r\n", "CLIENT_ERROR duplicate flag", false, false},
-        {"mg k v v\r\n", "CLIENT_ERROR duplicate flag", false, false},
-        {"mg k T1 T2\r\n", "CLIENT_ERROR duplicate flag", false, false},
-        {"mg k O12345678901234567890123456789012345678901234567890123456789012345\r\n",
-         "CLIENT_ERROR invalid flag", false, false},
+        { "mg k v\r\n", NULL, false, false },
+        { "mg k b c f h k l q s t u v O1 N30 R5 T0 E9\r\n", NULL, true, true },
+        { "mg k Oabc-_/+=!\r\n", NULL, false, false },
+        { "ms k 1 b c I k q C1 E1 F5 MS O2 T9\r\nx\r\n", NULL, true, true },
+        { "md k b I k q x C1 E1 O3 T3\r\n", NULL, true, true },
+        { "ma k b c k t q v C1 D2 E3 J4 MI N5 O6 T7\r\n", NULL, true, true },
+        { "me k b\r\n", NULL, true, false },
+        { "mg k qx\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "mg k q1\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "mg k vq\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "mg k v\r\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "mg k O1\r\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "mg k O\x01\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "mg k O\x80\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "mg k v\tk\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "mg k 5\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "mg k I\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "mg k Z\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "md k v\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "ma k f\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "me k v\r\n", "CLIENT_ERROR invalid flag", false, false },
+        { "me k b b\r\n", "CLIENT_ERROR duplicate flag", false, false },
+        { "mg k v v\r\n", "CLIENT_ERROR duplicate flag", false, false },
+        { "mg k T1 T2\r\n", "CLIENT_ERROR duplicate flag", false, false },
+        { "mg k O12345678901234567890123456789012345678901234567890123456789012345\r\n",
+          "CLIENT_ERROR invalid flag", false, false },
     };
     for (size_t i = 0; i < MG_ARRAY_LEN(rows); i++) {
         struct mg_text_req r;
