@@ -14,30 +14,44 @@
 #include "switch.h"
 #include "worker.h"
 
-static bool word_is(struct mg_slice s, const char *w)
+#define ADMIN_MAX_WORDS 4
+
+/* Split line at single spaces into at most max words. Returns how many words the line has
+ * (it may exceed max: only max are stored), or -1 when a word is empty: leading, trailing
+ * or doubled spaces. Admin input is parsed strictly, unlike the data protocol's. */
+static int admin_words(struct mg_slice line, struct mg_slice *words, int max)
 {
-    return s.len == strlen(w) && memcmp(s.p, w, s.len) == 0;
+    int n = 0;
+    uint32_t start = 0;
+    for (uint32_t i = 0; i <= line.len; i++) {
+        if (i < line.len && line.p[i] != ' ')
+            continue;
+        if (i == start)
+            return -1;
+        if (n < max)
+            words[n] = (struct mg_slice){ line.p + start, i - start };
+        n++;
+        start = i + 1;
+    }
+    return n;
 }
 
 /* switch NAME PERCENT */
-static void admin_switch(struct conn *c, struct mg_slice args, uint32_t pos)
+static void admin_switch(struct conn *c, const struct mg_slice *words)
 {
-    struct mg_slice name, pct, extra;
-    if (!mg_text_next_token(args, &pos, &name) || !mg_text_next_token(args, &pos, &pct) ||
-        mg_text_next_token(args, &pos, &extra) || name.len >= 64 || pct.len >= 32) {
-        request_reply_line(c, "CLIENT_ERROR usage: switch NAME PERCENT");
-        return;
-    }
-    char n[64], v[32], *end;
-    memcpy(n, name.p, name.len);
-    n[name.len] = '\0';
-    memcpy(v, pct.p, pct.len);
-    v[pct.len] = '\0';
-    double percent = strtod(v, &end);
-    if (*end != '\0' || end == v || !(percent >= 0 && percent <= 100)) {
+    struct mg_slice name = words[1], pct = words[2];
+    double percent;
+    if (switch_parse_percent(pct.p, pct.len, &percent) != MG_OK) {
         request_reply_line(c, "CLIENT_ERROR percent must be a number from 0 to 100");
         return;
     }
+    char n[64];
+    if (name.len >= sizeof(n)) {
+        request_reply_line(c, "CLIENT_ERROR unknown switch");
+        return;
+    }
+    memcpy(n, name.p, name.len);
+    n[name.len] = '\0';
     if (switch_set(n, percent) != MG_OK) {
         request_reply_line(c, "CLIENT_ERROR unknown switch");
         return;
@@ -95,8 +109,9 @@ static void reload_poll(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* reload: load and check the script here, hand it to every worker, and answer once all
  * of them run it (or one could not), so "OK" means the new config is in force. */
-static void admin_reload(struct conn *c)
+static void admin_reload(struct conn *c, const struct mg_slice *words)
 {
+    MG_UNUSED(words);
     char err[2048], line[600];
     uint64_t gen;
     if (worker_reload_all(err, sizeof(err), &gen) != MG_OK) {
@@ -129,22 +144,43 @@ void admin_worker_destroy(struct worker *w)
         reload_finish(w->reload_waits, "SERVER_ERROR gateway shutting down");
 }
 
+/* The admin commands: their word, how many words they take in all, the usage line. */
+static const struct admin_cmd {
+    const char *name;
+    int nwords;
+    const char *usage;
+    void (*run)(struct conn *c, const struct mg_slice *words);
+} admin_cmds[] = {
+    { "switch", 3, "CLIENT_ERROR usage: switch NAME PERCENT", admin_switch },
+    { "reload", 1, "CLIENT_ERROR usage: reload", admin_reload },
+};
+
+static const struct admin_cmd *admin_lookup(struct mg_slice word)
+{
+    for (size_t i = 0; i < sizeof(admin_cmds) / sizeof(admin_cmds[0]); i++)
+        if (word.len == strlen(admin_cmds[i].name) &&
+            memcmp(word.p, admin_cmds[i].name, word.len) == 0)
+            return &admin_cmds[i];
+    return NULL;
+}
+
 bool admin_command(struct conn *c, struct mg_slice line)
 {
     uint32_t pos = 0;
-    struct mg_slice word;
+    struct mg_slice word, words[ADMIN_MAX_WORDS];
     if (!mg_text_next_token(line, &pos, &word))
         return false;
-    bool is_switch = word_is(word, "switch"), is_reload = word_is(word, "reload");
-    if (!is_switch && !is_reload)
+    const struct admin_cmd *cmd = admin_lookup(word);
+    if (cmd == NULL)
         return false;
     if (!c->admin && !settings.admin_on_data_port) {
         request_reply_line(c, "CLIENT_ERROR admin commands are only accepted on the admin port");
         return true;
     }
-    if (is_switch)
-        admin_switch(c, line, pos);
-    else
-        admin_reload(c);
+    if (admin_words(line, words, ADMIN_MAX_WORDS) != cmd->nwords) {
+        request_reply_line(c, cmd->usage);
+        return true;
+    }
+    cmd->run(c, words);
     return true;
 }

@@ -289,11 +289,11 @@ static void fleet_done(struct request *r)
     size_t n = rep.data.len < sizeof(num) - 1 ? rep.data.len : sizeof(num) - 1;
     memcpy(num, rep.data.p, n);
     num[n] = '\0';
-    char *end;
-    double v = strtod(num, &end);
-    while (*end == ' ')
-        end++;
-    if (end == num || *end != '\0' || switch_set(s->name, v) != MG_OK)
+    while (n > 0 && num[n - 1] == ' ') /* as `set` by hand may leave it */
+        n--;
+    double v;
+    if (rep.data.len >= sizeof(num) || switch_parse_percent(num, n, &v) != MG_OK ||
+        switch_set(s->name, v) != MG_OK)
         log_warn("switch %s: ignoring fleet value '%s' (want 0 to 100)", s->name, num);
 }
 
