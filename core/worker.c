@@ -250,7 +250,7 @@ int worker_reload_all(char *err, size_t errlen, uint64_t *generation)
     }
     pthread_mutex_lock(&reload_lock);
     struct settings copy = settings; /* listeners stay as they are */
-    copy.listen_from_cli = copy.admin_from_cli = true;
+    copy.listen_from_cli = copy.admin_from_cli = copy.admin_secret_from_cli = true;
     struct config *nc = lua_config_load(settings.script, &copy, err, errlen);
     if (nc == NULL) {
         pthread_mutex_unlock(&reload_lock);
