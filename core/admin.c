@@ -1,43 +1,159 @@
-/* admin.c: admin commands (switch changes, reload) on admin listeners. */
+/* admin.c: admin commands (switch changes, reload, auth) on admin listeners. */
 #include "admin.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <ev.h>
 
 #include "config.h"
 #include "conn.h"
+#include "log.h"
 #include "proto_text.h"
 #include "request.h"
 #include "switch.h"
 #include "worker.h"
 
-static bool word_is(struct mg_slice s, const char *w)
+#define ADMIN_MAX_WORDS 4
+#define ADMIN_SECRET_MAX 256
+#define ADMIN_AUTH_TRIES 3 /* bad secrets before the connection is closed */
+
+/* The shared secret, or NULL: set before the workers start, read-only afterwards. */
+static char *admin_secret;
+static size_t admin_secret_len;
+
+int admin_secret_load(const char *path, char *err, size_t errlen)
 {
-    return s.len == strlen(w) && memcmp(s.p, w, s.len) == 0;
+    char buf[ADMIN_SECRET_MAX + 3]; /* room for \r\n and one byte too many */
+    int rc = MG_ERR;
+    ssize_t n = -1;
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0 || (n = read(fd, buf, sizeof(buf))) < 0) {
+        snprintf(err, errlen, "admin secret file %s: %s", path, strerror(errno));
+        goto done;
+    }
+    size_t len = (size_t)n;
+    if (len > 0 && buf[len - 1] == '\n')
+        len--;
+    if (len > 0 && buf[len - 1] == '\r')
+        len--;
+    for (size_t i = 0; i < len; i++)
+        if (buf[i] <= ' ' || buf[i] > '~') {
+            len = 0;
+            break;
+        }
+    if (len == 0 || len > ADMIN_SECRET_MAX || (size_t)n == sizeof(buf)) {
+        snprintf(err, errlen,
+                 "admin secret file %s: want one word of 1 to %d printable characters "
+                 "(no spaces), optionally followed by a newline",
+                 path, ADMIN_SECRET_MAX);
+        goto done;
+    }
+    if (st.st_mode & 077)
+        log_warn("admin secret file %s can be read by other users (mode %03o): chmod 600 it", path,
+                 (unsigned)(st.st_mode & 0777));
+    admin_secret_free();
+    admin_secret = malloc(len);
+    if (admin_secret == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    memcpy(admin_secret, buf, len);
+    admin_secret_len = len;
+    rc = MG_OK;
+done:
+    memset(buf, 0, sizeof(buf));
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+bool admin_has_secret(void)
+{
+    return admin_secret != NULL;
+}
+
+void admin_secret_free(void)
+{
+    if (admin_secret)
+        memset(admin_secret, 0, admin_secret_len);
+    free(admin_secret);
+    admin_secret = NULL;
+    admin_secret_len = 0;
+}
+
+/* Does given match the secret? The time taken depends on the secret's length only, not on
+ * where given differs from it. */
+static bool admin_secret_equal(struct mg_slice given)
+{
+    volatile unsigned char diff = given.len != admin_secret_len;
+    for (size_t i = 0; i < admin_secret_len; i++)
+        diff |= (unsigned char)admin_secret[i] ^
+                (unsigned char)(i < given.len ? given.p[i] : ~admin_secret[i]);
+    return diff == 0;
+}
+
+/* auth SECRET: without a configured secret there is nothing to prove (OK). After
+ * ADMIN_AUTH_TRIES bad secrets the connection is closed once the answer is out. */
+static void admin_auth(struct conn *c, const struct mg_slice *words)
+{
+    if (admin_secret == NULL || admin_secret_equal(words[1])) {
+        c->admin_authed = true;
+        request_reply_line(c, "OK");
+        return;
+    }
+    c->admin_authed = false;
+    request_reply_line(c, "CLIENT_ERROR bad secret");
+    if (++c->auth_failures < ADMIN_AUTH_TRIES)
+        return;
+    log_warn("admin: client %s sent %d bad secrets: closing it", c->peer, ADMIN_AUTH_TRIES);
+    /* as conn.c does for a fatal protocol error: no more reads, close once flushed */
+    c->close_after_flush = true;
+    ev_io_stop(c->w->loop, &c->rio);
+}
+
+/* Split line at single spaces into at most max words. Returns how many words the line has
+ * (it may exceed max: only max are stored), or -1 when a word is empty: leading, trailing
+ * or doubled spaces. Admin input is parsed strictly, unlike the data protocol's. */
+static int admin_words(struct mg_slice line, struct mg_slice *words, int max)
+{
+    int n = 0;
+    uint32_t start = 0;
+    for (uint32_t i = 0; i <= line.len; i++) {
+        if (i < line.len && line.p[i] != ' ')
+            continue;
+        if (i == start)
+            return -1;
+        if (n < max)
+            words[n] = (struct mg_slice){ line.p + start, i - start };
+        n++;
+        start = i + 1;
+    }
+    return n;
 }
 
 /* switch NAME PERCENT */
-static void admin_switch(struct conn *c, struct mg_slice args, uint32_t pos)
+static void admin_switch(struct conn *c, const struct mg_slice *words)
 {
-    struct mg_slice name, pct, extra;
-    if (!mg_text_next_token(args, &pos, &name) || !mg_text_next_token(args, &pos, &pct) ||
-        mg_text_next_token(args, &pos, &extra) || name.len >= 64 || pct.len >= 32) {
-        request_reply_line(c, "CLIENT_ERROR usage: switch NAME PERCENT");
-        return;
-    }
-    char n[64], v[32], *end;
-    memcpy(n, name.p, name.len);
-    n[name.len] = '\0';
-    memcpy(v, pct.p, pct.len);
-    v[pct.len] = '\0';
-    double percent = strtod(v, &end);
-    if (*end != '\0' || end == v || !(percent >= 0 && percent <= 100)) {
+    struct mg_slice name = words[1], pct = words[2];
+    double percent;
+    if (switch_parse_percent(pct.p, pct.len, &percent) != MG_OK) {
         request_reply_line(c, "CLIENT_ERROR percent must be a number from 0 to 100");
         return;
     }
+    char n[64];
+    if (name.len >= sizeof(n)) {
+        request_reply_line(c, "CLIENT_ERROR unknown switch");
+        return;
+    }
+    memcpy(n, name.p, name.len);
+    n[name.len] = '\0';
     if (switch_set(n, percent) != MG_OK) {
         request_reply_line(c, "CLIENT_ERROR unknown switch");
         return;
@@ -95,8 +211,9 @@ static void reload_poll(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* reload: load and check the script here, hand it to every worker, and answer once all
  * of them run it (or one could not), so "OK" means the new config is in force. */
-static void admin_reload(struct conn *c)
+static void admin_reload(struct conn *c, const struct mg_slice *words)
 {
+    MG_UNUSED(words);
     char err[2048], line[600];
     uint64_t gen;
     if (worker_reload_all(err, sizeof(err), &gen) != MG_OK) {
@@ -129,22 +246,48 @@ void admin_worker_destroy(struct worker *w)
         reload_finish(w->reload_waits, "SERVER_ERROR gateway shutting down");
 }
 
+/* The admin commands: their word, how many words they take in all, the usage line. */
+static const struct admin_cmd {
+    const char *name;
+    int nwords;
+    const char *usage;
+    void (*run)(struct conn *c, const struct mg_slice *words);
+} admin_cmds[] = {
+    { "switch", 3, "CLIENT_ERROR usage: switch NAME PERCENT", admin_switch },
+    { "reload", 1, "CLIENT_ERROR usage: reload", admin_reload },
+    { "auth", 2, "CLIENT_ERROR usage: auth SECRET", admin_auth },
+};
+
+static const struct admin_cmd *admin_lookup(struct mg_slice word)
+{
+    for (size_t i = 0; i < sizeof(admin_cmds) / sizeof(admin_cmds[0]); i++)
+        if (word.len == strlen(admin_cmds[i].name) &&
+            memcmp(word.p, admin_cmds[i].name, word.len) == 0)
+            return &admin_cmds[i];
+    return NULL;
+}
+
 bool admin_command(struct conn *c, struct mg_slice line)
 {
     uint32_t pos = 0;
-    struct mg_slice word;
+    struct mg_slice word, words[ADMIN_MAX_WORDS];
     if (!mg_text_next_token(line, &pos, &word))
         return false;
-    bool is_switch = word_is(word, "switch"), is_reload = word_is(word, "reload");
-    if (!is_switch && !is_reload)
+    const struct admin_cmd *cmd = admin_lookup(word);
+    if (cmd == NULL)
         return false;
     if (!c->admin && !settings.admin_on_data_port) {
         request_reply_line(c, "CLIENT_ERROR admin commands are only accepted on the admin port");
         return true;
     }
-    if (is_switch)
-        admin_switch(c, line, pos);
-    else
-        admin_reload(c);
+    if (admin_secret && !c->admin_authed && cmd->run != admin_auth) {
+        request_reply_line(c, "CLIENT_ERROR authentication required");
+        return true;
+    }
+    if (admin_words(line, words, ADMIN_MAX_WORDS) != cmd->nwords) {
+        request_reply_line(c, cmd->usage);
+        return true;
+    }
+    cmd->run(c, words);
     return true;
 }

@@ -101,9 +101,12 @@ struct settings {
     char *admin[MG_MAX_LISTENERS]; /* admin listeners (-A, mg.admin) */
     int nadmin;
     bool admin_from_cli;
-    bool admin_on_data_port; /* accept admin commands on data ports too */
-    char *servers_arg;       /* -s */
-    char *script;            /* config script path, or NULL */
+    bool admin_on_data_port;    /* accept admin commands on data ports too */
+    bool admin_public;          /* admin commands may be reached on non-loopback addresses */
+    char *admin_secret_file;    /* file holding the admin secret (--admin-secret-file, mg.admin) */
+    bool admin_secret_from_cli; /* --admin-secret-file wins over the script's */
+    char *servers_arg;          /* -s */
+    char *script;               /* config script path, or NULL */
     int threads;
     int max_conns;
     uint32_t value_max;

@@ -31,6 +31,8 @@ struct conn {
     bool closing;           /* fd closed or to close; no more reads */
     bool close_after_flush; /* quit, or a fatal protocol error */
     bool admin;             /* came in on an admin listener */
+    bool admin_authed;      /* sent the admin secret (admin.c) */
+    uint8_t auth_failures;  /* bad secrets sent so far (admin.c) */
     uint64_t serial;        /* unique per worker: tells connections apart */
     char peer[64];
 };

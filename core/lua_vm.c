@@ -257,8 +257,19 @@ static void take_admin(lua_State *L, struct settings *s)
     if (lua_toboolean(L, -1))
         s->admin_on_data_port = true;
     lua_pop(L, 1);
+    lua_getfield(L, -1, "admin_public"); /* the opt-in covers the script's own listeners */
+    bool public = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "admin_secret_file");
+    if (lua_isstring(L, -1) && !s->admin_secret_from_cli) {
+        free(s->admin_secret_file);
+        s->admin_secret_file = strdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
     lua_getfield(L, -1, "admin");
     int n = (int)lua_objlen(L, -1);
+    if (!s->admin_from_cli && public)
+        s->admin_public = true;
     if (!s->admin_from_cli && n > 0) {
         for (int i = 0; i < s->nadmin; i++)
             free(s->admin[i]);

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "config.h"
 #include "log.h"
 #include "lua_vm.h"
@@ -24,7 +26,11 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: mintgate [options] [config.lua]\n"
                "  -l, --listen ADDR:PORT      listen here (repeatable; default 127.0.0.1:11211)\n"
-               "  -A, --admin ADDR:PORT       admin listener: switch changes, reload (repeatable)\n"
+               "  -A, --admin ADDR:PORT       admin listener: switch changes, reload (repeatable;\n"
+               "                              loopback or unix:/path unless --admin-public)\n"
+               "      --admin-public          allow admin commands on non-loopback addresses\n"
+               "      --admin-secret-file F   admin connections must send `auth SECRET` first;\n"
+               "                              SECRET is F's content (one word)\n"
                "  -s, --servers H:P[,H:P...]  a default pool, when no config script is given\n"
                "  -t, --threads N             worker threads (default: number of cores)\n"
                "  -c, --max-conns N           max client connections (default 4096)\n"
@@ -83,7 +89,9 @@ enum {
     OPT_FAILURE_LIMIT,
     OPT_RETRY_TIMEOUT,
     OPT_BATCH_LOOPS,
-    OPT_CHECK
+    OPT_CHECK,
+    OPT_ADMIN_PUBLIC,
+    OPT_ADMIN_SECRET_FILE
 };
 
 /* Fills settings from argv. Exits 2 on bad usage. Returns the --check script or NULL. */
@@ -102,6 +110,8 @@ static const char *parse_args(int argc, char **argv)
         { "retry-timeout", required_argument, NULL, OPT_RETRY_TIMEOUT },
         { "batch-loops", required_argument, NULL, OPT_BATCH_LOOPS },
         { "check", required_argument, NULL, OPT_CHECK },
+        { "admin-public", no_argument, NULL, OPT_ADMIN_PUBLIC },
+        { "admin-secret-file", required_argument, NULL, OPT_ADMIN_SECRET_FILE },
         { "verbose", no_argument, NULL, 'v' },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
@@ -166,6 +176,14 @@ static const char *parse_args(int argc, char **argv)
             break;
         case OPT_CHECK:
             check = optarg;
+            break;
+        case OPT_ADMIN_PUBLIC:
+            settings.admin_public = true;
+            break;
+        case OPT_ADMIN_SECRET_FILE:
+            free(settings.admin_secret_file);
+            settings.admin_secret_file = strdup(optarg);
+            settings.admin_secret_from_cli = true;
             break;
         case 'v':
             log_level = log_level < LOG_INFO ? LOG_INFO : LOG_DEBUG;
@@ -286,6 +304,61 @@ static int listen_socket(const char *addr, uint16_t *port_io, char *err, size_t 
     return fd;
 }
 
+/* Is the listening socket fd bound to a loopback address (127.0.0.0/8, ::1, or
+ * ::ffff:127.x.y.z)? 0.0.0.0, :: and every other address are public. */
+static bool listen_is_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family != AF_INET6)
+        return false;
+    const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+/* Does listener addr (fd) take admin commands from a public address without the opt-in?
+ * Then fill err, saying how to opt in, and return true. *public is set for the start-up
+ * warning. Unix sockets are never public (they are the owner's, mode 0600). */
+static bool admin_exposed(const char *addr, int fd, bool admin, bool *public, char *err,
+                          size_t errlen)
+{
+    *public = (admin || settings.admin_on_data_port) && !is_unix(addr) && !listen_is_loopback(fd);
+    if (!*public || settings.admin_public)
+        return false;
+    if (admin)
+        snprintf(err, errlen,
+                 "admin listener %s is not on a loopback address: anyone who can reach it "
+                 "could change switches and reload. To allow it, give --admin-public (or "
+                 "mg.admin { ..., public = true } in the script), and a secret with "
+                 "--admin-secret-file (or secret_file = ...) so clients must send `auth`",
+                 addr);
+    else
+        snprintf(err, errlen,
+                 "admin commands are accepted on the data port %s (on_data_port = true), "
+                 "which is not on a loopback address. To allow it, give --admin-public (or "
+                 "mg.admin { ..., public = true }), and a secret with --admin-secret-file "
+                 "(or secret_file = ...)",
+                 addr);
+    return true;
+}
+
+static void warn_public(const char *addr, bool admin)
+{
+    const char *what = admin ? "admin listener" : "data port taking admin commands";
+    if (admin_has_secret())
+        log_warn("%s %s is public (not loopback); it has a secret: clients must send "
+                 "`auth SECRET` before admin commands",
+                 what, addr);
+    else
+        log_warn("%s %s is public (not loopback) and has no secret: anyone who can reach it "
+                 "may change switches and reload (see --admin-secret-file)",
+                 what, addr);
+}
+
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     MG_UNUSED(revents);
@@ -325,6 +398,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "mintgate: %s\n", err);
             return 1;
         }
+        if (settings.admin_secret_file &&
+            admin_secret_load(settings.admin_secret_file, err, sizeof(err)) != MG_OK) {
+            fprintf(stderr, "mintgate: %s\n", err);
+            config_unref(c);
+            return 1;
+        }
+        admin_secret_free();
         printf("%s: ok (%u pools, %u servers)\n", check, c->npools, c->nservers);
         config_unref(c);
         return 0;
@@ -337,6 +417,11 @@ int main(int argc, char **argv)
         cfg = config_from_servers(settings.servers_arg, err, sizeof(err));
     else
         snprintf(err, sizeof(err), "no backends: give -s HOST:PORT[,...] or a config script");
+    if (cfg != NULL && settings.admin_secret_file &&
+        admin_secret_load(settings.admin_secret_file, err, sizeof(err)) != MG_OK) {
+        config_unref(cfg);
+        cfg = NULL;
+    }
     if (cfg == NULL) {
         fprintf(stderr, "mintgate: %s\n", err);
         return 1;
@@ -359,7 +444,7 @@ int main(int argc, char **argv)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    bool shared[MG_MAX_LISTENERS * 2] = { false };
+    bool shared[MG_MAX_LISTENERS * 2] = { false }, public[MG_MAX_LISTENERS * 2] = { false };
     for (int i = 0; i < nworkers && rc == 0; i++) {
         for (int l = 0; l < nl; l++) {
             is_admin[l] = l >= settings.nlisten;
@@ -369,6 +454,11 @@ int main(int argc, char **argv)
             if (shared[l] && i > 0)
                 continue; /* one unix socket for every worker: fds[l] stays */
             fds[l] = listen_socket(addr, &ports[l], err, sizeof(err));
+            if (fds[l] >= 0 && i == 0 &&
+                admin_exposed(addr, fds[l], is_admin[l], &public[l], err, sizeof(err))) {
+                close(fds[l]);
+                fds[l] = -1;
+            }
             if (fds[l] < 0) {
                 for (int k = 0; k < l; k++)
                     if (!shared[k] || i == 0)
@@ -395,6 +485,10 @@ int main(int argc, char **argv)
             log_info("%s on %s (port %u), %d threads", is_admin[l] ? "admin" : "listening",
                      is_admin[l] ? settings.admin[l - settings.nlisten] : settings.listen[l],
                      ports[l], nworkers);
+        for (int l = 0; l < nl; l++)
+            if (public[l])
+                warn_public(is_admin[l] ? settings.admin[l - settings.nlisten] : settings.listen[l],
+                            is_admin[l]);
         struct ev_loop *loop = EV_DEFAULT;
         ev_signal sterm, sint, shup;
         ev_signal_init(&sterm, on_stop_signal, SIGTERM);
@@ -424,6 +518,8 @@ int main(int argc, char **argv)
         free(settings.listen[i]);
     for (int i = 0; i < settings.nadmin; i++)
         free(settings.admin[i]);
+    free(settings.admin_secret_file);
+    admin_secret_free();
     ev_loop_destroy(EV_DEFAULT);
     return rc;
 }

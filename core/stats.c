@@ -20,7 +20,9 @@ static const struct {
     const char *name;
     size_t off;
 } counters[] = {
+    /* clang-format off */
     F(curr_connections), F(total_connections), F(rejected_connections),
+    F(listen_disabled_num),
     F(cmd_get),          F(cmd_set),           F(cmd_flush),
     F(cmd_touch),        F(cmd_meta),          F(get_hits),
     F(get_misses),       F(get_expired),       F(get_errors),
@@ -29,6 +31,7 @@ static const struct {
     F(cas_misses),       F(cas_hits),          F(cas_badval),
     F(touch_hits),       F(touch_misses),      F(backend_errors),
     F(client_errors),    F(bytes_read),        F(bytes_written),
+    /* clang-format on */
 };
 static const struct {
     const char *name;

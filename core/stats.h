@@ -10,6 +10,7 @@
  * store, no locked instruction); any thread may read them for `stats`. */
 struct stats {
     atomic_uint_fast64_t curr_connections, total_connections, rejected_connections;
+    atomic_uint_fast64_t listen_disabled_num; /* accepting paused: out of descriptors */
     atomic_uint_fast64_t cmd_get, get_hits, get_misses, get_expired, get_errors;
     atomic_uint_fast64_t cmd_set, cmd_touch, touch_hits, touch_misses;
     atomic_uint_fast64_t delete_hits, delete_misses, incr_hits, incr_misses, decr_hits, decr_misses,

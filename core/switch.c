@@ -84,6 +84,23 @@ int switch_set(const char *name, double percent)
     return MG_ERR;
 }
 
+int switch_parse_percent(const char *s, size_t len, double *out)
+{
+    size_t i = 0, int_digits = 0, frac_digits = 0;
+    double v = 0, scale = 1;
+    while (i < len && s[i] >= '0' && s[i] <= '9' && v <= 100) {
+        v = v * 10 + (s[i++] - '0');
+        int_digits++;
+    }
+    if (i < len && s[i] == '.')
+        for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++, frac_digits++)
+            v += (s[i] - '0') * (scale /= 10);
+    if (int_digits == 0 || i != len || (i > int_digits && frac_digits == 0) || v > 100)
+        return MG_ERR;
+    *out = v;
+    return MG_OK;
+}
+
 int switch_count(void)
 {
     return atomic_load(&nswitches);

@@ -31,6 +31,10 @@ int mg_switch_on(int id, const char *key, size_t len);
 
 /* Set by name. Returns MG_OK, or MG_ERR for an unknown name or a bad percent. */
 int switch_set(const char *name, double percent);
+/* A percent as an operator writes it: a plain decimal number from 0 to 100, digits with
+ * an optional fraction ("12.5"); no sign, exponent, hex, nan/inf, spaces or anything
+ * after it. s need not be NUL-terminated. Returns MG_OK (*out set) or MG_ERR. */
+int switch_parse_percent(const char *s, size_t len, double *out);
 int switch_count(void);
 struct mg_switch *switch_get(int id);
 /* `stats switches`: percent, on and off counts of each switch. */

@@ -32,6 +32,9 @@ time_t process_started;
 
 #define ACCEPT_BATCH 64
 #define DRAIN_MAX_SECONDS 2.0
+/* Out of descriptors: how long accepting rests, and how often that may be logged. */
+#define ACCEPT_BACKOFF_SECONDS 0.05
+#define ACCEPT_LOG_INTERVAL 5.0
 
 static void worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents);
 
@@ -111,6 +114,8 @@ static void worker_stop_listeners(struct worker *w)
 {
     for (int i = 0; i < w->nlisten; i++)
         ev_io_stop(w->loop, &w->lio[i]);
+    ev_timer_stop(w->loop, &w->accept_rest); /* it would start them again */
+    w->accept_paused = false;
 }
 
 static bool worker_idle(struct worker *w)
@@ -245,7 +250,7 @@ int worker_reload_all(char *err, size_t errlen, uint64_t *generation)
     }
     pthread_mutex_lock(&reload_lock);
     struct settings copy = settings; /* listeners stay as they are */
-    copy.listen_from_cli = copy.admin_from_cli = true;
+    copy.listen_from_cli = copy.admin_from_cli = copy.admin_secret_from_cli = true;
     struct config *nc = lua_config_load(settings.script, &copy, err, errlen);
     if (nc == NULL) {
         pthread_mutex_unlock(&reload_lock);
@@ -284,11 +289,11 @@ static void fleet_done(struct request *r)
     size_t n = rep.data.len < sizeof(num) - 1 ? rep.data.len : sizeof(num) - 1;
     memcpy(num, rep.data.p, n);
     num[n] = '\0';
-    char *end;
-    double v = strtod(num, &end);
-    while (*end == ' ')
-        end++;
-    if (end == num || *end != '\0' || switch_set(s->name, v) != MG_OK)
+    while (n > 0 && num[n - 1] == ' ') /* as `set` by hand may leave it */
+        n--;
+    double v;
+    if (rep.data.len >= sizeof(num) || switch_parse_percent(num, n, &v) != MG_OK ||
+        switch_set(s->name, v) != MG_OK)
         log_warn("switch %s: ignoring fleet value '%s' (want 0 to 100)", s->name, num);
 }
 
@@ -369,6 +374,45 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
     snprintf(out, len, "%s:%u", host, port);
 }
 
+/* accept failed for want of descriptors or kernel memory. The connection stays in the
+ * backlog and the listening socket stays readable, so trying again at once would spin
+ * (and log) as fast as the loop turns. Like memcached's listen_disabled: stop this
+ * worker's accept watchers and let a timer start them again shortly. An episode (from
+ * the first failure to the next accept that works) is logged once, at most every
+ * ACCEPT_LOG_INTERVAL seconds; every pause is counted. */
+static void worker_accept_pause(struct worker *w, int err)
+{
+    if (w->accept_paused)
+        return;
+    w->accept_paused = true;
+    for (int i = 0; i < w->nlisten; i++)
+        ev_io_stop(w->loop, &w->lio[i]);
+    ev_timer_set(&w->accept_rest, ACCEPT_BACKOFF_SECONDS, 0.);
+    ev_timer_start(w->loop, &w->accept_rest);
+    STAT_INC(w->st.listen_disabled_num);
+    if (w->accept_starved)
+        return;
+    w->accept_starved = true;
+    ev_tstamp now = ev_now(w->loop);
+    if (w->accept_logged == 0 || now - w->accept_logged >= ACCEPT_LOG_INTERVAL) {
+        w->accept_logged = now;
+        log_warn("worker %d: accept: %s: not accepting for %.0f ms at a time until it clears "
+                 "(stats listen_disabled_num counts the pauses)",
+                 w->id, strerror(err), ACCEPT_BACKOFF_SECONDS * 1000);
+    }
+}
+
+static void worker_accept_rest_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    MG_UNUSED(revents);
+    struct worker *w = t->data;
+    w->accept_paused = false;
+    if (w->stopping)
+        return;
+    for (int i = 0; i < w->nlisten; i++)
+        ev_io_start(loop, &w->lio[i]);
+}
+
 static void worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     MG_UNUSED(loop);
@@ -379,9 +423,15 @@ static void worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         socklen_t sl = sizeof(ss);
         int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                log_warn("accept: %s", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                worker_accept_pause(w, errno);
+            else if (errno == EINTR || errno == ECONNABORTED)
+                continue;
             return;
+        }
+        if (w->accept_starved) {
+            w->accept_starved = false;
+            log_info("worker %d: accepting again", w->id);
         }
         if (atomic_fetch_add(&total_conns, 1) >= settings.max_conns) {
             static const char msg[] = "ERROR Too many open connections\r\n";
@@ -440,6 +490,8 @@ int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, co
     ev_timer_init(&w->housekeeping, worker_housekeeping_cb, 0.5, 1.0);
     w->housekeeping.data = w;
     ev_timer_start(w->loop, &w->housekeeping);
+    ev_timer_init(&w->accept_rest, worker_accept_rest_cb, ACCEPT_BACKOFF_SECONDS, 0.);
+    w->accept_rest.data = w;
     w->nlisten = nlfd;
     for (int i = 0; i < nlfd; i++) {
         w->lfd[i] = lfds[i];

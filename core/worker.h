@@ -34,6 +34,10 @@ struct worker {
     bool ladmin[MG_MAX_LISTENERS * 2];  /* an admin listener */
     bool lshared[MG_MAX_LISTENERS * 2]; /* shared by all workers (unix): main closes it */
     int nlisten;
+    ev_timer accept_rest;              /* out of descriptors: starts the accept watchers again */
+    bool accept_paused;                /* the accept watchers are stopped until accept_rest fires */
+    bool accept_starved;               /* accept keeps failing (an episode, logged once) */
+    ev_tstamp accept_logged;           /* when an episode was last logged */
     _Atomic(struct config *) next_cfg; /* a reload's new generation, taken on wake */
     struct backend *retired;           /* backends an older config had, freed once idle */
     ev_timer housekeeping;             /* retired backends, Lua memory, fleet switches */

@@ -36,6 +36,8 @@ local state = {
   switches = {}, -- declared switches, in order
   admin = {},    -- admin listener addresses
   admin_on_data_port = false,
+  admin_public = false,     -- admin listeners may be on non-loopback addresses
+  admin_secret_file = nil,  -- path of the file holding the admin secret
   policies = {},   -- named staleness policies, in order: { name, policy (table or false) }
   policy_ids = {}, -- name -> 0-based index into policies (what the C core uses)
 }
@@ -232,19 +234,38 @@ function M.on(event, fn)
   state.hooks[event] = fn
 end
 
---- Declare admin listeners ("host:port" on loopback, or "unix:/path", created mode 0600). Admin commands
--- (`switch NAME PERCENT`, `reload`) are accepted there only, unless
--- `mg.admin { ..., on_data_port = true }`.
+local ADMIN_OPTS = { on_data_port = "boolean", public = "boolean", secret_file = "string" }
+
+--- Declare admin listeners ("host:port", or "unix:/path", created mode 0600). Admin commands
+-- (`switch NAME PERCENT`, `reload`) are accepted there only, unless `on_data_port = true`.
+-- A listener on a non-loopback address (0.0.0.0, [::], a public IP) is refused unless
+-- `public = true`. With `secret_file`, a connection must send `auth <secret>` (the file's
+-- content) before any admin command; `--admin-secret-file` wins.
+-- @tparam table t addresses, and the options `on_data_port`, `public`, `secret_file`
 function M.admin(t)
   if type(t) == "string" then t = { t } end
-  if type(t) ~= "table" or (#t == 0 and t.on_data_port == nil) then
+  local has_opt = false
+  if type(t) == "table" then
+    for k, v in pairs(t) do
+      if type(k) ~= "number" then
+        local want = ADMIN_OPTS[k]
+        if not want then error("mg.admin: unknown option '" .. tostring(k) .. "'", 2) end
+        if type(v) ~= want then error("mg.admin: '" .. k .. "' must be a " .. want, 2) end
+        has_opt = true
+      end
+    end
+  end
+  if type(t) ~= "table" or (#t == 0 and not has_opt) then
     error("mg.admin: expected a list of \"host:port\"", 2)
   end
+  if t.secret_file == "" then error("mg.admin: 'secret_file' must be a path", 2) end
   for _, a in ipairs(t) do
     check_addr("mg.admin", a, 2, true)
     state.admin[#state.admin + 1] = a
   end
-  if t.on_data_port ~= nil then state.admin_on_data_port = t.on_data_port and true or false end
+  if t.on_data_port ~= nil then state.admin_on_data_port = t.on_data_port end
+  if t.public ~= nil then state.admin_public = t.public end
+  if t.secret_file ~= nil then state.admin_secret_file = t.secret_file end
 end
 
 local Switch = {}

@@ -60,7 +60,8 @@ describe("command line", function()
     assert.equal(0, rc, err)
     assert.matches("usage", out:lower())
     for _, opt in ipairs { "-l", "-s", "-t", "-c", "-I", "--connect-timeout", "--timeout",
-      "--failure-limit", "--retry-timeout", "--batch-loops", "--check" } do
+      "--failure-limit", "--retry-timeout", "--batch-loops", "--check", "--admin-public",
+      "--admin-secret-file" } do
       assert(out:find(opt, 1, true), "--help does not mention " .. opt)
     end
   end)

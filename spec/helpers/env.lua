@@ -388,6 +388,8 @@ end
 --   listen    false: do not pass -l (the config listens); then opts.port must be given
 --   port      the port to listen on (default: a free one)
 --   env       extra environment variables
+--   fd_limit  start it under `ulimit -n fd_limit` (through sh, which execs the gateway,
+--             so the pid is still the gateway's)
 --   wait      false: do not wait for the port to accept
 -- Returns a Proc with .port. Retries on another port if the chosen one got taken.
 function Env:gateway(opts)
@@ -415,6 +417,12 @@ function Env:gateway(opts)
       local path = string.format("%s/%02d-config.lua", self.dir, self.n)
       write_file(path, opts.config)
       argv[#argv + 1] = path
+    end
+    if opts.fd_limit then
+      table.insert(argv, 1, "sh")
+      table.insert(argv, 2, "-c")
+      table.insert(argv, 3, "ulimit -n " .. tonumber(opts.fd_limit) .. ' && exec "$@"')
+      table.insert(argv, 4, "sh")
     end
     local p = self:spawn(argv, { name = "mintgate:" .. port, kind = "gateway", port = port,
       env = opts.env })

@@ -391,6 +391,18 @@ describe("mintgate config module", function()
       assert.is_false(mg._state.admin_on_data_port)
     end)
 
+    it("takes the public opt-in and a secret file; refuses unknown or mistyped options", function()
+      assert.is_false(mg._state.admin_public)
+      assert.is_nil(mg._state.admin_secret_file)
+      mg.admin { "0.0.0.0:11212", public = true, secret_file = "/etc/mintgate/admin.secret" }
+      assert.is_true(mg._state.admin_public)
+      assert.equal("/etc/mintgate/admin.secret", mg._state.admin_secret_file)
+      raises(function() mg.admin { "127.0.0.1:1", publik = true } end, "mg.admin: unknown option 'publik'")
+      raises(function() mg.admin { "127.0.0.1:1", public = "yes" } end, "mg.admin: 'public' must be a boolean")
+      raises(function() mg.admin { secret_file = 1 } end, "mg.admin: 'secret_file' must be a string")
+      raises(function() mg.admin { secret_file = "" } end, "mg.admin: 'secret_file' must be a path")
+    end)
+
     it("refuses bad addresses", function()
       raises(function() mg.admin() end, "mg.admin: expected a list of \"host:port\"")
       raises(function() mg.admin(11212) end, "mg.admin: expected a list")
