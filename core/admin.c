@@ -105,10 +105,11 @@ static void admin_auth(struct conn *c, const struct mg_slice *words)
 {
     if (admin_secret == NULL || admin_secret_equal(words[1])) {
         c->admin_authed = true;
+        c->trusted = c->admin || settings.admin_on_data_port;
         request_reply_line(c, "OK");
         return;
     }
-    c->admin_authed = false;
+    c->admin_authed = c->trusted = false;
     request_reply_line(c, "CLIENT_ERROR bad secret");
     if (++c->auth_failures < ADMIN_AUTH_TRIES)
         return;

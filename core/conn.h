@@ -32,6 +32,8 @@ struct conn {
     bool close_after_flush; /* quit, or a fatal protocol error */
     bool admin;             /* came in on an admin listener */
     bool admin_authed;      /* sent the admin secret (admin.c) */
+    bool trusted;           /* may use the gateway's own keys: an admin connection that
+                             * needs no secret or sent it (worker.c, admin.c) */
     uint8_t auth_failures;  /* bad secrets sent so far (admin.c) */
     uint64_t serial;        /* unique per worker: tells connections apart */
     char peer[64];

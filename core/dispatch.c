@@ -28,13 +28,13 @@ struct target {
 };
 
 /* Keys the gateway keeps for itself (herd leases, fleet switches) start with this; a
- * client's key never maps there unless it came in on an admin connection. */
+ * client's key never maps there unless it came on a trusted (admin) connection. */
 static bool key_reserved(const struct request *r, struct mg_slice bk)
 {
     size_t n = sizeof(MG_RESERVED_PREFIX) - 1;
     if (bk.len < n || memcmp(bk.p, MG_RESERVED_PREFIX, n) != 0)
         return false;
-    return r->c != NULL && !r->c->admin && !settings.admin_on_data_port;
+    return r->c != NULL && !r->c->trusted;
 }
 
 /* Resolve key k for op: the pool (pool_idx, or the prefix table when -1), the backend key

@@ -448,6 +448,7 @@ static void worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             continue;
         }
         c->admin = w->ladmin[io - w->lio];
+        c->trusted = (c->admin || settings.admin_on_data_port) && !admin_has_secret();
         peer_name(&ss, c->peer, sizeof(c->peer));
     }
 }

@@ -148,6 +148,15 @@ describe("admin exposure and the shared secret", function()
       assert.equal("15.000", percent(e))
     end)
 
+    it("lets only an authenticated admin connection write the gateway's own keys", function()
+      local reserved = "CLIENT_ERROR key is in the gateway's reserved namespace"
+      local c = E:client(admin_port)
+      assert.equal(reserved, c:set("mintgate:switch:canary", "50"))
+      assert.equal("OK", c:cmd("auth " .. SECRET))
+      assert.equal("STORED", c:set("mintgate:switch:canary", "50"))
+      assert.equal(reserved, E:client(gw.port):cmd("delete mintgate:switch:canary"))
+    end)
+
     it("closes the connection after three bad secrets", function()
       local c = E:client(admin_port)
       assert.equal(BAD_SECRET, c:cmd("auth a"))
