@@ -27,7 +27,8 @@ DEB_PKGS := gcc make pkg-config libev-dev libluajit-5.1-dev luajit libmemcached-
 include bench/Makefile.inc
 DEB_PKGS += $(BENCH_DEB_PKGS)
 
-.PHONY: all deps run test ctest spec capable asan asan-test valgrind bench bench-quick bench-herd lint clean install
+.PHONY: all deps run test ctest spec capable asan asan-test valgrind bench bench-quick bench-herd lint clean install \
+        fuzz fuzz-merge
 
 all: mintgate
 
@@ -51,10 +52,44 @@ mintgate-asan: build/asan/main.o $(ASAN_OBJS)
 build/test_%: core/test/test_%.c $(OBJS) core/test/ctest.h
 	$(CC) $(CFLAGS) -Icore -o $@ $< $(OBJS) $(LDLIBS) -lmemcachedutil
 
-# The parser fuzz target driven by a bounded deterministic mutator, under ASan+UBSan.
-build/fuzz_smoke: core/test/fuzz_smoke.c core/test/fuzz_proto.c build/asan/proto_text.o \
-                  build/asan/proto_meta.o
-	$(CC) $(CFLAGS) $(ASAN_FLAGS) -Icore -o $@ $^
+# The parser fuzz targets (core/test/fuzz_*.c) without libFuzzer, under ASan+UBSan:
+# fuzz_smoke drives them with a bounded deterministic mutator, fuzz_replay runs the
+# committed corpus through them.
+FUZZ_SRCS := core/test/fuzz_text.c core/test/fuzz_meta.c
+build/fuzz_smoke build/fuzz_replay: build/fuzz_%: core/test/fuzz_%.c $(FUZZ_SRCS) core/test/fuzz.h \
+                                    build/asan/proto_text.o build/asan/proto_meta.o
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -DFUZZ_NO_ENTRY -DFUZZ_CORPUS_DIR='"$(CURDIR)/core/test/corpus"' \
+	  -Icore -o $@ $< $(FUZZ_SRCS) build/asan/proto_text.o build/asan/proto_meta.o
+
+# Coverage-guided fuzzing with clang's libFuzzer, one target per parser, linked with the
+# parsers alone. New inputs go to build/fuzz/corpus/<target>; `make fuzz-merge` adds the
+# ones that reach new code to the committed core/test/corpus/<target>. A crash stops
+# make with the input in build/fuzz/<target>-crash-*.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= fuzz_text fuzz_meta
+FUZZ_MAX_LEN ?= 8192
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -Icore
+
+build/fuzz/%: core/test/%.c core/test/fuzz.h core/proto_text.c core/proto_meta.c $(HDRS)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< core/proto_text.c core/proto_meta.c
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$t; \
+	  echo "== $$t: $(FUZZ_SECONDS) s"; \
+	  build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 \
+	    -dict=core/test/$$t.dict -artifact_prefix=build/fuzz/$$t- -print_final_stats=1 \
+	    build/fuzz/corpus/$$t core/test/corpus/$$t || { echo "$$t: failed, see above"; exit 1; }; \
+	done
+
+fuzz-merge: $(FUZZ_TARGETS:%=build/fuzz/%)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$t; \
+	  build/fuzz/$$t -merge=1 -timeout=10 core/test/corpus/$$t build/fuzz/corpus/$$t || exit 1; \
+	done
 
 build/lmc_fill: core/test/lmc_fill.c | build
 	$(CC) $(CFLAGS) -o $@ $< -lmemcached
@@ -72,8 +107,8 @@ deps:
 run: deps mintgate
 	@sh examples/run.sh
 
-ctest: $(TESTS) build/fuzz_smoke build/lmc_fill
-	@sh spec/run_ctests.sh $(TESTS) build/fuzz_smoke
+ctest: $(TESTS) build/fuzz_smoke build/fuzz_replay build/lmc_fill
+	@sh spec/run_ctests.sh $(TESTS) build/fuzz_smoke build/fuzz_replay
 
 spec: mintgate build/lmc_fill
 	@sh spec/run_busted.sh
@@ -92,7 +127,7 @@ valgrind: mintgate bench/mgload
 
 test: deps
 	@rm -rf build/results && mkdir -p build/results
-	@$(MAKE) --no-print-directory all mintgate-asan $(TESTS) build/fuzz_smoke build/lmc_fill bench/mgload
+	@$(MAKE) --no-print-directory all mintgate-asan $(TESTS) build/fuzz_smoke build/fuzz_replay build/lmc_fill bench/mgload
 	@$(MAKE) --no-print-directory -k ctest spec capable asan-test valgrind; \
 	sh spec/summary.sh build/results
 

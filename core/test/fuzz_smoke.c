@@ -1,22 +1,24 @@
-/* fuzz_smoke.c: a bounded, deterministic run of the parser fuzz target (fuzz_proto.c) that
- * needs no libFuzzer, built with ASan+UBSan and run by `make test`.
+/* fuzz_smoke.c: a bounded, deterministic run of the parser fuzz targets (fuzz_text.c,
+ * fuzz_meta.c) that needs no libFuzzer, built with ASan+UBSan and run by `make test`.
  *
  * Inputs are built from a corpus of valid client requests and backend replies: one to
  * three of them joined, then up to eight mutations (byte changes biased towards the
  * protocol's own characters, insertions, deletions, duplicated runs, truncation, huge and
- * negative numbers). The fuzz target aborts when a parser breaks a property its callers
- * rely on (see fuzz_proto.c); ASan/UBSan abort on memory or undefined-behaviour errors.
+ * negative numbers), behind random control bytes (value limit, options, split point; see
+ * fuzz.h). Every input goes through both targets, which abort when a parser breaks a
+ * property its callers rely on; ASan/UBSan abort on memory or undefined-behaviour errors.
  * A clean run prints "N passed, 0 failed", one test per corpus entry it started from.
  *
- *   build/fuzz_smoke [iterations per entry (default 50000)] [seed (default 1)]
+ *   build/fuzz_smoke [iterations per entry (default 20000)] [seed (default 1)]
  *
- * The full coverage-guided fuzzer is still clang + libFuzzer (see fuzz_proto.c). */
+ * The coverage-guided fuzzers are `make fuzz` (clang + libFuzzer); fuzz_replay runs
+ * their committed corpus. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 static const char *const corpus[] = {
     "get foo\r\n",
@@ -120,7 +122,7 @@ static size_t mutate(uint8_t *buf, size_t len)
 
 int main(int argc, char **argv)
 {
-    long iters = argc > 1 ? atol(argv[1]) : 50000;
+    long iters = argc > 1 ? atol(argv[1]) : 20000;
     rng = argc > 2 ? (uint64_t)atoll(argv[2]) : 1;
     if (iters < 1 || rng == 0) {
         fprintf(stderr, "usage: fuzz_smoke [iterations > 0] [seed != 0]\n");
@@ -131,7 +133,8 @@ int main(int argc, char **argv)
     for (size_t e = 0; e < NCORPUS; e++) {
         for (long i = 0; i < iters; i++) {
             size_t len = 0;
-            buf[len++] = (uint8_t)next(); /* picks the value limit (fuzz_proto.c) */
+            for (; len < FUZZ_HDR; len++) /* value limit, options, split point */
+                buf[len] = (uint8_t)next();
             size_t parts = 1 + pick(3);
             for (size_t p = 0; p < parts; p++) {
                 const char *s = p == 0 ? corpus[e] : corpus[pick(NCORPUS)];
@@ -142,8 +145,9 @@ int main(int argc, char **argv)
                 len += n;
             }
             if (i > 0) /* the first input of each entry is the entry unchanged */
-                len = 1 + mutate(buf + 1, len - 1);
-            LLVMFuzzerTestOneInput(buf, len);
+                len = FUZZ_HDR + mutate(buf + FUZZ_HDR, len - FUZZ_HDR);
+            fuzz_text_input(buf, len);
+            fuzz_meta_input(buf, len);
             inputs++;
         }
     }
