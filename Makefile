@@ -21,14 +21,14 @@ ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 # Debian packages the build, the suite and `make run` need.
 DEB_PKGS := gcc make pkg-config libev-dev libluajit-5.1-dev luajit libmemcached-dev \
             libmemcached-tools memcached lua-busted lua-socket nutcracker netcat-openbsd \
-            luarocks
+            luarocks python3
 
 .DEFAULT_GOAL := all
 include bench/Makefile.inc
 DEB_PKGS += $(BENCH_DEB_PKGS)
 
 .PHONY: all deps run test ctest spec capable asan asan-test valgrind bench bench-quick bench-herd lint clean install \
-        fuzz fuzz-merge
+        fuzz fuzz-merge fuzz-wire fuzz-wire-smoke
 
 all: mintgate
 
@@ -125,10 +125,23 @@ asan-test: mintgate-asan build/lmc_fill
 valgrind: mintgate bench/mgload
 	@sh spec/run_valgrind.sh ./mintgate
 
+# The wire fuzzer (spec/fuzz_wire.py) against the ASan gateway. Knobs: SECONDS (600),
+# SEED (random; printed), BIN (./mintgate-asan), CONNS (hostile connections, 16), FUZZ_ARGS
+# (e.g. --safe). fuzz-wire-smoke is the short fixed-seed run of `make test`.
+SECONDS ?= 600
+BIN     ?= ./mintgate-asan
+CONNS   ?= 16
+fuzz-wire: mintgate-asan
+	@python3 spec/fuzz_wire.py --seconds $(SECONDS) $(if $(SEED),--seed $(SEED)) --bin $(BIN) \
+	  --conns $(CONNS) $(FUZZ_ARGS)
+
+fuzz-wire-smoke: mintgate-asan
+	@sh spec/run_fuzz_wire.sh ./mintgate-asan
+
 test: deps
 	@rm -rf build/results && mkdir -p build/results
 	@$(MAKE) --no-print-directory all mintgate-asan $(TESTS) build/fuzz_smoke build/fuzz_replay build/lmc_fill bench/mgload
-	@$(MAKE) --no-print-directory -k ctest spec capable asan-test valgrind; \
+	@$(MAKE) --no-print-directory -k ctest spec capable asan-test valgrind fuzz-wire-smoke; \
 	sh spec/summary.sh build/results
 
 bench-quick: deps mintgate
