@@ -31,12 +31,12 @@ int fuzz_text_input(const uint8_t *data, size_t size);
 int fuzz_meta_input(const uint8_t *data, size_t size);
 
 /* A broken property: say which, then abort so libFuzzer and ASan print the stack. */
-#define FUZZ_CHECK(cond)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: property broken: %s\n", __FILE__, __LINE__, #cond);    \
-            abort();                                                                       \
-        }                                                                                  \
+#define FUZZ_CHECK(cond)                                                                \
+    do {                                                                                \
+        if (!(cond)) {                                                                  \
+            fprintf(stderr, "%s:%d: property broken: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                    \
+        }                                                                               \
     } while (0)
 
 struct fuzz_hdr {

@@ -1,4 +1,4 @@
-/* fuzz_meta.c: fuzz target for the backend reply parser, mg_meta_parse_reply, driven like a backend connection.
+/* fuzz_meta.c: fuzz target for the backend reply parser (mg_meta_parse_reply), fed like a backend.
  *
  * The stream (see fuzz.h for the input layout) is delivered all at once, in two pieces
  * split where the input says, and one byte at a time, and parsed the way backend.c reads
@@ -28,8 +28,8 @@ struct meta_event {
 /* One simulated backend connection. The first run records its events; later ones compare. */
 struct meta_conn {
     const struct fuzz_hdr *h;
-    char *buf;             /* owned: h->len bytes; the pending bytes sit at its end */
-    size_t pos, recv;      /* stream offsets: first unconsumed byte, bytes delivered */
+    char *buf;        /* owned: h->len bytes; the pending bytes sit at its end */
+    size_t pos, recv; /* stream offsets: first unconsumed byte, bytes delivered */
     bool closed;
     struct meta_event *ev; /* owned by fuzz_meta_input; room for len + 1 events */
     size_t nev, nref;      /* events seen in this run; recorded by the first */
@@ -114,10 +114,17 @@ static struct meta_event event_of(int rc, const struct mg_meta_reply *r, const c
                                   size_t consumed)
 {
     struct meta_event e = {
-        .rc = rc, .status = r->status, .at = at, .consumed = consumed,
-        .flags = fuzz_off(r->flags, b, at), .data = fuzz_off(r->data, b, at),
-        .line = fuzz_off(r->line, b, at), .flags_len = r->flags.len,
-        .data_len = r->data.len, .line_len = r->line.len, .vlen = r->vlen,
+        .rc = rc,
+        .status = r->status,
+        .at = at,
+        .consumed = consumed,
+        .flags = fuzz_off(r->flags, b, at),
+        .data = fuzz_off(r->data, b, at),
+        .line = fuzz_off(r->line, b, at),
+        .flags_len = r->flags.len,
+        .data_len = r->data.len,
+        .line_len = r->line.len,
+        .vlen = r->vlen,
     };
     return e;
 }
@@ -132,8 +139,8 @@ static void note(struct meta_conn *c, const struct meta_event *e)
     const struct meta_event *a = &c->ev[c->nev++];
     FUZZ_CHECK(a->rc == e->rc && a->status == e->status && a->at == e->at &&
                a->consumed == e->consumed && a->flags == e->flags && a->data == e->data &&
-               a->line == e->line && a->flags_len == e->flags_len &&
-               a->data_len == e->data_len && a->line_len == e->line_len && a->vlen == e->vlen);
+               a->line == e->line && a->flags_len == e->flags_len && a->data_len == e->data_len &&
+               a->line_len == e->line_len && a->vlen == e->vlen);
 }
 
 /* n more stream bytes arrive: parse every complete reply, as a backend read does. */

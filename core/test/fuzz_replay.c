@@ -1,4 +1,4 @@
-/* fuzz_replay.c: runs every file of the committed fuzz corpus through its target, without libFuzzer.
+/* fuzz_replay.c: runs the committed fuzz corpus through the fuzz targets, without libFuzzer.
  *
  * Built with gcc and ASan+UBSan and run by `make test`, so what `make fuzz` once found
  * (and every hand-written seed) keeps being checked after the parsers change. A target
@@ -82,7 +82,8 @@ static long replay_dir(const char *dir)
 
 int main(int argc, char **argv)
 {
-    static const char *const dflt[] = { FUZZ_CORPUS_DIR "/fuzz_text", FUZZ_CORPUS_DIR "/fuzz_meta" };
+    static const char *const dflt[] = { FUZZ_CORPUS_DIR "/fuzz_text",
+                                        FUZZ_CORPUS_DIR "/fuzz_meta" };
     const char *const *dirs = argc > 1 ? (const char *const *)argv + 1 : dflt;
     int ndirs = argc > 1 ? argc - 1 : 2;
     long passed = 0, failed = 0;

@@ -38,12 +38,12 @@ struct text_event {
 struct text_conn {
     const struct fuzz_hdr *h;
     uint32_t key_max;
-    char *buf;                /* owned: h->len bytes; the pending bytes sit at its end */
-    size_t pos, recv;         /* stream offsets: first unconsumed byte, bytes delivered */
-    uint64_t swallow;         /* data block bytes still to drop */
+    char *buf;        /* owned: h->len bytes; the pending bytes sit at its end */
+    size_t pos, recv; /* stream offsets: first unconsumed byte, bytes delivered */
+    uint64_t swallow; /* data block bytes still to drop */
     bool closed;
-    struct text_event *ev;    /* owned by text_run's caller; room for len + 1 events */
-    size_t nev, nref;         /* events seen in this run; recorded by the first */
+    struct text_event *ev; /* owned by text_run's caller; room for len + 1 events */
+    size_t nev, nref;      /* events seen in this run; recorded by the first */
     bool record;
 };
 
@@ -168,13 +168,30 @@ static struct text_event event_of(int rc, const struct mg_text_req *r, const cha
                                   size_t consumed)
 {
     struct text_event e = {
-        .rc = rc, .cmd = r->cmd, .at = at, .consumed = consumed, .swallow = r->swallow,
-        .key = fuzz_off(r->key, b, at), .keys = fuzz_off(r->keys, b, at),
-        .data = fuzz_off(r->data, b, at), .args = fuzz_off(r->args, b, at),
-        .line = fuzz_off(r->line, b, at), .key_len = r->key.len, .keys_len = r->keys.len,
-        .data_len = r->data.len, .args_len = r->args.len, .line_len = r->line.len,
-        .nkeys = r->nkeys, .flags = r->flags, .vlen = r->vlen, .exptime = r->exptime,
-        .num = r->num, .cas = r->cas, .delta = r->delta, .noreply = r->noreply, .err = r->err,
+        .rc = rc,
+        .cmd = r->cmd,
+        .at = at,
+        .consumed = consumed,
+        .swallow = r->swallow,
+        .key = fuzz_off(r->key, b, at),
+        .keys = fuzz_off(r->keys, b, at),
+        .data = fuzz_off(r->data, b, at),
+        .args = fuzz_off(r->args, b, at),
+        .line = fuzz_off(r->line, b, at),
+        .key_len = r->key.len,
+        .keys_len = r->keys.len,
+        .data_len = r->data.len,
+        .args_len = r->args.len,
+        .line_len = r->line.len,
+        .nkeys = r->nkeys,
+        .flags = r->flags,
+        .vlen = r->vlen,
+        .exptime = r->exptime,
+        .num = r->num,
+        .cas = r->cas,
+        .delta = r->delta,
+        .noreply = r->noreply,
+        .err = r->err,
     };
     return e;
 }
@@ -186,11 +203,11 @@ static bool event_eq(const struct text_event *a, const struct text_event *b)
     return a->rc == b->rc && a->cmd == b->cmd && a->at == b->at && a->consumed == b->consumed &&
            a->swallow == b->swallow && a->key == b->key && a->keys == b->keys &&
            a->data == b->data && a->args == b->args && a->line == b->line &&
-           a->key_len == b->key_len && a->keys_len == b->keys_len &&
-           a->data_len == b->data_len && a->args_len == b->args_len &&
-           a->line_len == b->line_len && a->nkeys == b->nkeys && a->flags == b->flags &&
-           a->vlen == b->vlen && a->exptime == b->exptime && a->num == b->num &&
-           a->cas == b->cas && a->delta == b->delta && a->noreply == b->noreply && err_eq;
+           a->key_len == b->key_len && a->keys_len == b->keys_len && a->data_len == b->data_len &&
+           a->args_len == b->args_len && a->line_len == b->line_len && a->nkeys == b->nkeys &&
+           a->flags == b->flags && a->vlen == b->vlen && a->exptime == b->exptime &&
+           a->num == b->num && a->cas == b->cas && a->delta == b->delta &&
+           a->noreply == b->noreply && err_eq;
 }
 
 static void drop_swallow(struct text_conn *c)
