@@ -125,6 +125,14 @@ static void check_call(const struct text_conn *c, const char *b, size_t n, int r
         FUZZ_CHECK(consumed == 0);
         return;
     }
+    if (r->partial) { /* a piece of a long get line (proto_text.h): no whole line here */
+        FUZZ_CHECK(r->cmd >= MG_CMD_GET && r->cmd <= MG_CMD_GATS && consumed > 0);
+        FUZZ_CHECK(rc == MG_OK || rc == MG_ECLIENT);
+        if (rc == MG_OK)
+            FUZZ_CHECK(r->nkeys >= 1 && r->nkeys <= MG_GET_CHUNK_KEYS &&
+                       r->prefix_len < consumed && fuzz_inside(r->keys, b, consumed));
+        return;
+    }
     /* a line was seen: it starts the buffer and ends in \n or \r\n */
     const char *nl = memchr(b, '\n', n);
     FUZZ_CHECK(nl != NULL);
@@ -138,7 +146,10 @@ static void check_call(const struct text_conn *c, const char *b, size_t n, int r
 
     if (rc == MG_ESWALLOW) {
         FUZZ_CHECK(is_storage(r->cmd) && consumed == line_bytes);
-        FUZZ_CHECK(r->vlen > c->h->value_max && r->swallow == (uint64_t)r->vlen + 2);
+        /* too large, or an ms refused for its key or flags once its length was known */
+        FUZZ_CHECK(r->swallow == (uint64_t)r->vlen + 2);
+        FUZZ_CHECK(r->vlen > c->h->value_max ||
+                   (r->cmd == MG_CMD_MS && strncmp(r->err, "CLIENT_ERROR", 12) == 0));
         return;
     }
     if (rc == MG_ECLIENT) {
