@@ -774,9 +774,10 @@ class Checker(Conn):
 HUGE = ["9223372036854775807", "-1", "18446744073709551616", "18446744073709551615", "-0",
         "4294967296", "2147483648", "99999999999999999999999", "0x10", "1e3", "+5", "", "00"]
 # What --safe leaves out: a meta line with a control byte before its line end (a junk
-# flag like q\rjunk, an opaque token with a tab, a \r\r\n line end). These desync a
+# flag like q\rjunk, an opaque token with a tab, `mg k O66e\x0c\n`, a \r\r\n line end). These desync a
 # shared backend connection in the current gateway.
-KNOWN_BAD = re.compile(rb"m[a-z][^\n]*?[\x00-\x09\x0b-\x1f](?!\n)[^\n]*\n|m[a-z][^\n]*\r\r\n")
+KNOWN_BAD = re.compile(rb"m[a-z][^\n]*?(?:[\x00-\x09\x0b\x0c\x0e-\x1f]|\r(?!\n))[^\n]*\n"
+                       rb"|m[a-z][^\n]*\r\r\n")
 JUNK_FLAGS = ["qx", "q1", "q\rjunk", "vv", "kk", "Ox", "q\0", "v\tq", "b\r"]
 OK_FLAGS = ["v", "k", "f", "s", "t", "c", "h", "l", "q", "Oabc", "O", "O" + "z" * 40, "T-1",
             "T30", "N30", "R30", "E1", "I", "MA", "MP", "ME", "MS", "MR", "MI", "MD", "D5",
