@@ -774,9 +774,10 @@ class Checker(Conn):
 HUGE = ["9223372036854775807", "-1", "18446744073709551616", "18446744073709551615", "-0",
         "4294967296", "2147483648", "99999999999999999999999", "0x10", "1e3", "+5", "", "00"]
 # What --safe leaves out: a meta line with a control byte before its line end (a junk
-# flag like q\rjunk, an opaque token with a tab, a \r\r\n line end). These desync a
+# flag like q\rjunk, an opaque token with a tab, `mg k O66e\x0c\n`, a \r\r\n line end). These desync a
 # shared backend connection in the current gateway.
-KNOWN_BAD = re.compile(rb"m[a-z][^\n]*?[\x00-\x09\x0b-\x1f](?!\n)[^\n]*\n|m[a-z][^\n]*\r\r\n")
+KNOWN_BAD = re.compile(rb"m[a-z][^\n]*?(?:[\x00-\x09\x0b\x0c\x0e-\x1f]|\r(?!\n))[^\n]*\n"
+                       rb"|m[a-z][^\n]*\r\r\n")
 JUNK_FLAGS = ["qx", "q1", "q\rjunk", "vv", "kk", "Ox", "q\0", "v\tq", "b\r"]
 OK_FLAGS = ["v", "k", "f", "s", "t", "c", "h", "l", "q", "Oabc", "O", "O" + "z" * 40, "T-1",
             "T30", "N30", "R30", "E1", "I", "MA", "MP", "ME", "MS", "MR", "MI", "MD", "D5",
@@ -1039,8 +1040,9 @@ class Fuzzer:
         self.log_pos = start + len(chunk)
         m = SANITIZER_RE.search(chunk)
         if m:
-            raise Failure("round %s: sanitizer report in %s: %s" % (
-                self.round, self.gwlog, chunk[m.start():m.start() + 300].decode("latin-1")))
+            at = chunk.rfind(b"\n", 0, m.start()) + 1
+            raise Failure("round %s: sanitizer report in %s:\n%s" % (
+                self.round, self.gwlog, chunk[at:at + 600].decode("latin-1")))
 
     def dump_recent(self):
         path = os.path.join(self.args.log_dir, "hostile-%s.log" % self.round)
@@ -1130,31 +1132,34 @@ def run_round(args, rnd, seconds):
         log("round %s: memcached on %d and %d, gateway %s on %d (log %s)" % (
             rnd, ports[0], ports[1], args.bin, pg, gwlog))
         fz = Fuzzer(args, rnd, pg, gw, gwlog)
-        failure = None
+        problems = []  # the root cause (a sanitizer report, a dead gateway) first
         try:
             took = fz.run(seconds)
         except Failure as e:
-            failure, took = str(e), time.time() - fz.start
+            problems.append(str(e))
+            took = time.time() - fz.start
+        time.sleep(0.2)  # a crash report is still being written
         # whatever happened: the gateway must still answer, exit cleanly, and say nothing
         if gw.poll() is not None:
-            failure = failure or "round %s: the gateway died (exit status %s)" % (rnd, gw.returncode)
+            problems.insert(0, "round %s: the gateway died (exit status %s)" % (rnd, gw.returncode))
         else:
             try:
                 v = gateway_version(pg)
                 if not v.startswith(b"VERSION "):
-                    failure = failure or "round %s: `version` got %s" % (rnd, short(v))
+                    problems.append("round %s: `version` got %s" % (rnd, short(v)))
             except OSError as e:
-                failure = failure or "round %s: `version` failed: %s" % (rnd, e)
+                problems.append("round %s: `version` failed: %s" % (rnd, e))
             rc, killed = procs.stop(gw, 10.0)
             if killed:
-                failure = failure or "round %s: the gateway did not exit within 10 s of SIGTERM" % rnd
+                problems.append("round %s: the gateway did not exit within 10 s of SIGTERM" % rnd)
             elif rc != 0:
-                failure = failure or "round %s: the gateway exited with status %d on SIGTERM" % (rnd, rc)
+                problems.append("round %s: the gateway exited with status %d on SIGTERM" % (rnd, rc))
         try:
             fz.log_pos = 0
             fz.scan_log()
         except Failure as e:
-            failure = failure or str(e)
+            problems.insert(0, str(e))
+        failure = "\n".join(problems) if problems else None
         log("round %s: %s, %d commands sent (%d rejected as unsafe), %d checker replies verified, "
             "%.0f commands/s" % (rnd, "FAILED" if failure else "passed", fz.cmds, fz.rejected,
                                  fz.verified, fz.cmds / took if took else 0))
@@ -1188,6 +1193,7 @@ def triage(args):
             except OSError:
                 pass
             s.close()
+            time.sleep(0.05)  # let the gateway finish with it before the probe
             req = b"".join(b"set %s 0 0 2\r\nok\r\n" % k.encode() for k in keys)
             req += b"get " + " ".join(keys).encode() + b"\r\n"
             probe.sendall(req)
@@ -1233,6 +1239,8 @@ def triage(args):
             path = os.path.join(args.log_dir, "triage-input.bin")
             with open(path, "wb") as f:
                 f.write(small)
+            with open(os.path.join(args.log_dir, "triage-unit.bin"), "wb") as f:
+                f.write(data)
             log("unit %d (%d bytes) broke a backend connection (%s); minimized to %d bytes "
                 "(saved in %s): %s" % (i, len(data), why, len(small), path, short(small, 800)))
             return 1

@@ -10,9 +10,9 @@ result=build/results/fuzz-wire.txt
 logs=build/fuzz-wire
 rm -rf "$logs"
 # shellcheck disable=SC2086
-python3 spec/fuzz_wire.py --seconds "${FUZZ_SECONDS:-24}" --seed "${FUZZ_SEED:-1}" \
-    --bin "$bin" --log-dir "$logs" ${FUZZ_ARGS:-} | tee "$logs.out"
-rc=$?
+{ python3 spec/fuzz_wire.py --seconds "${FUZZ_SECONDS:-24}" --seed "${FUZZ_SEED:-1}" \
+    --bin "$bin" --log-dir "$logs" ${FUZZ_ARGS:-}; echo $? > "$logs.rc"; } | tee "$logs.out"
+rc=$(cat "$logs.rc" 2>/dev/null || echo 1)
 line=$(grep -Eo '[0-9]+ passed, [0-9]+ failed' "$logs.out" | tail -n 1)
 [ -n "$line" ] || line="0 passed, 1 failed"
 [ "$rc" = 0 ] || [ "${line#*, }" != "0 failed" ] || line="0 passed, 1 failed"
