@@ -17,6 +17,8 @@ OBJS     := $(SRCS:core/%.c=build/%.o)
 TESTS    := $(patsubst core/test/%.c,build/%,$(wildcard core/test/test_*.c))
 ASAN_OBJS := $(SRCS:core/%.c=build/asan/%.o)
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DMG_SANITIZE
+TSAN_OBJS := $(SRCS:core/%.c=build/tsan/%.o)
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -DMG_SANITIZE
 
 # Debian packages the build, the suite and `make run` need.
 DEB_PKGS := gcc make pkg-config libev-dev libluajit-5.1-dev luajit libmemcached-dev \
@@ -28,7 +30,7 @@ include bench/Makefile.inc
 DEB_PKGS += $(BENCH_DEB_PKGS)
 
 .PHONY: all deps run test ctest spec capable asan asan-test valgrind bench bench-quick bench-herd lint clean install \
-        fuzz fuzz-merge fuzz-wire fuzz-wire-smoke
+        fuzz fuzz-merge fuzz-wire fuzz-wire-smoke tsan tsan-test
 
 all: mintgate
 
@@ -39,6 +41,10 @@ build/asan/%.o: core/%.c $(HDRS) | build
 	@mkdir -p build/asan
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
 
+build/tsan/%.o: core/%.c $(HDRS) | build
+	@mkdir -p build/tsan
+	$(CC) $(CFLAGS) $(TSAN_FLAGS) -c -o $@ $<
+
 build:
 	@mkdir -p build
 
@@ -48,6 +54,10 @@ mintgate: build/main.o $(OBJS)
 
 mintgate-asan: build/asan/main.o $(ASAN_OBJS)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+
+# ThreadSanitizer build: the threaded, reload and switch specs run against it (make tsan-test).
+mintgate-tsan: build/tsan/main.o $(TSAN_OBJS)
+	$(CC) $(CFLAGS) $(TSAN_FLAGS) -rdynamic -o $@ $^ $(LDLIBS)
 
 build/test_%: core/test/test_%.c $(OBJS) core/test/ctest.h
 	$(CC) $(CFLAGS) -Icore -o $@ $< $(OBJS) $(LDLIBS) -lmemcachedutil
@@ -124,6 +134,14 @@ capable: mintgate
 
 asan: mintgate-asan
 
+# The threaded, reload and switch specs against the ThreadSanitizer build.
+TSAN_SPECS := spec/e2e/threads_spec.lua spec/e2e/lua_reload_spec.lua spec/e2e/lua_ab_switch_spec.lua \
+              spec/e2e/reload_race_spec.lua spec/e2e/admin_strict_spec.lua
+tsan: mintgate-tsan
+
+tsan-test: mintgate-tsan bench/mgload
+	@MINTGATE_BIN=./mintgate-tsan sh spec/run_busted.sh tsan $(TSAN_SPECS)
+
 asan-test: mintgate-asan build/lmc_fill
 	@MINTGATE_BIN=./mintgate-asan sh spec/run_busted.sh asan
 
@@ -146,8 +164,8 @@ fuzz-wire-smoke: mintgate-asan
 
 test: deps
 	@rm -rf build/results && mkdir -p build/results
-	@$(MAKE) --no-print-directory all mintgate-asan $(TESTS) build/fuzz_smoke build/fuzz_replay build/lmc_fill bench/mgload
-	@$(MAKE) --no-print-directory -k ctest spec capable asan-test valgrind fuzz-wire-smoke; \
+	@$(MAKE) --no-print-directory all mintgate-asan mintgate-tsan $(TESTS) build/fuzz_smoke build/fuzz_replay build/lmc_fill bench/mgload
+	@$(MAKE) --no-print-directory -k ctest spec capable asan-test tsan-test valgrind fuzz-wire-smoke; \
 	sh spec/summary.sh build/results
 
 bench-quick: deps mintgate
@@ -169,4 +187,4 @@ install: mintgate
 	for f in lua/mintgate/*.lua; do install -D -m 644 $$f $(DESTDIR)$(LUADIR)/mintgate/$$(basename $$f); done
 
 clean:
-	rm -rf build mintgate mintgate-asan
+	rm -rf build mintgate mintgate-asan mintgate-tsan

@@ -25,6 +25,14 @@ static void backend_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_fail(struct backend *b, const char *err, bool timeout);
 
+/* Every state change goes through here, so that st.down tells other threads (stats) what
+ * they may not read from state itself. */
+static void backend_set_state(struct backend *b, enum backend_state st)
+{
+    b->state = st;
+    atomic_store_explicit(&b->st.down, st == BE_DOWN, memory_order_relaxed);
+}
+
 struct backend *backend_new(struct worker *w, const struct server *srv)
 {
     struct backend *b = calloc(1, sizeof(*b));
@@ -41,7 +49,7 @@ struct backend *backend_new(struct worker *w, const struct server *srv)
     b->addrlen = srv->addrlen;
     b->opts = srv->opts;
     b->fd = -1;
-    b->state = BE_IDLE;
+    backend_set_state(b, BE_IDLE);
     ev_init(&b->rio, backend_read_cb);
     ev_init(&b->wio, backend_write_cb);
     ev_init(&b->timer, backend_timer_cb);
@@ -96,7 +104,7 @@ bool backend_usable(struct backend *b)
         return true;
     if (ev_now(b->w->loop) >= b->retry_at) {
         log_info("backend %s: retry after ejection", b->name);
-        b->state = BE_IDLE;
+        backend_set_state(b, BE_IDLE);
         return true;
     }
     return false;
@@ -148,7 +156,7 @@ static void backend_connect(struct backend *b)
         backend_fail(b, "SERVER_ERROR backend connect failed", false);
         return;
     }
-    b->state = BE_CONNECTING;
+    backend_set_state(b, BE_CONNECTING);
     ev_io_set(&b->rio, fd, EV_READ);
     ev_io_set(&b->wio, fd, EV_WRITE);
     ev_io_start(b->w->loop, &b->wio);
@@ -197,10 +205,10 @@ static void backend_fail(struct backend *b, const char *err, bool timeout)
             STAT_INC(b->st.ejections);
             log_warn("backend %s ejected for %.1fs: %s", b->name, b->opts.retry_timeout, err);
         }
-        b->state = BE_DOWN;
+        backend_set_state(b, BE_DOWN);
         b->retry_at = ev_now(b->w->loop) + b->opts.retry_timeout;
     } else {
-        b->state = BE_IDLE;
+        backend_set_state(b, BE_IDLE);
     }
     while (q) {
         struct op *next = q->next;
@@ -252,7 +260,7 @@ static void backend_write_cb(struct ev_loop *loop, ev_io *w, int revents)
             backend_fail(b, "SERVER_ERROR backend connect failed", false);
             return;
         }
-        b->state = BE_UP;
+        backend_set_state(b, BE_UP);
         ev_io_start(b->w->loop, &b->rio);
         backend_arm_timer(b);
     }

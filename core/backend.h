@@ -21,6 +21,7 @@ enum backend_state {
 /* Per-backend counters, written by the owning worker only, read by any thread (stats). */
 struct backend_stats {
     atomic_uint_fast64_t requests, writes, errors, timeouts, ejections, inflight;
+    atomic_uint_fast64_t down; /* 1 while ejected: what other threads may read of state */
 };
 
 /* Owned by its worker (worker->backends[server id]); ops point back to it while queued.
@@ -33,7 +34,7 @@ struct backend {
     socklen_t addrlen;
     struct pool_opts opts;
     int fd;
-    enum backend_state state;
+    enum backend_state state; /* this worker's only: others read st.down */
     ev_io rio, wio;
     ev_timer timer;     /* connect timeout, then the oldest request's read timeout */
     uint32_t failures;  /* consecutive */

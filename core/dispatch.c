@@ -260,6 +260,8 @@ static void send_meta(struct request *r, struct op *op, const struct mg_text_req
 static void send_op(struct request *r, struct op *op, const struct mg_text_req *t,
                     struct mg_slice k, struct target *tg)
 {
+    if (tg->pol && !is_retrieval(t->cmd) && t->cmd != MG_CMD_MG && t->cmd != MG_CMD_ME)
+        herd_on_write(r->w, r->c, tg->b, tg->bkey, tg->bklen);
     switch (t->cmd) {
     case MG_CMD_GET:
     case MG_CMD_GETS:
@@ -449,8 +451,17 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool l
             continue;
         }
         struct target tg;
-        if (target_of(r, op, k, where, t->b64, pool_idx, policy_idx, lkey, &tg) == MG_OK)
-            send_op(r, op, t, k, &tg);
+        if (target_of(r, op, k, where, t->b64, pool_idx, policy_idx, lkey, &tg) != MG_OK)
+            continue;
+        if (op->rekey && !r->own_copy && t->cmd >= MG_CMD_MG) {
+            /* its reply's k flag gets the client's key back, after the read buffer moved */
+            if (!op_keep_key(op, k.p, k.len)) {
+                op_fail(op, "SERVER_ERROR out of memory");
+                continue;
+            }
+            op->ckey = (struct mg_slice){ buf_head(&op->key), k.len };
+        }
+        send_op(r, op, t, k, &tg);
     }
     request_end_dispatch(r);
 }

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "conn.h"
 #include "log.h"
 #include "request.h"
 #include "worker.h"
@@ -257,6 +258,8 @@ static void wait_arm(struct herd_wait *hw)
 static bool wait_start(struct op *op)
 {
     struct worker *w = op->req->w;
+    if (op->no_wait)
+        return false;
     struct herd_wait *hw = calloc(1, sizeof(*hw));
     if (hw == NULL)
         return false;
@@ -423,31 +426,64 @@ void herd_lead(struct worker *w, struct op *op)
     op->followers = NULL;
 }
 
+/* Take the op in slot i out of the table. Backward-shift deletion keeps every probe
+ * chain intact without tombstones. */
+static void table_delete(struct worker *w, uint32_t i)
+{
+    uint32_t mask = w->inflight_cap - 1;
+    w->inflight[i] = NULL;
+    w->inflight_n--;
+    for (uint32_t j = (i + 1) & mask; w->inflight[j]; j = (j + 1) & mask) {
+        struct op *o = w->inflight[j];
+        uint32_t home = key_hash(o->be, buf_head(&o->key), buf_unread(&o->key)) & mask;
+        /* move o into the hole when the hole lies on its probe path */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            w->inflight[i] = o;
+            w->inflight[j] = NULL;
+            i = j;
+        }
+    }
+}
+
 struct op *herd_unlead(struct worker *w, struct op *op)
 {
     if (!op->leading)
         return NULL;
     op->leading = false;
-    uint32_t mask = w->inflight_cap - 1;
     uint32_t i = slot_of(w, op->be, buf_head(&op->key), buf_unread(&op->key));
-    if (w->inflight[i] == op) {
-        /* backward-shift deletion keeps every probe chain intact without tombstones */
-        w->inflight[i] = NULL;
-        w->inflight_n--;
-        for (uint32_t j = (i + 1) & mask; w->inflight[j]; j = (j + 1) & mask) {
-            struct op *o = w->inflight[j];
-            uint32_t home = key_hash(o->be, buf_head(&o->key), buf_unread(&o->key)) & mask;
-            /* move o into the hole when the hole lies on its probe path */
-            if (((j - home) & mask) >= ((j - i) & mask)) {
-                w->inflight[i] = o;
-                w->inflight[j] = NULL;
-                i = j;
-            }
-        }
-    }
+    if (w->inflight[i] == op) /* else a write took it out already */
+        table_delete(w, i);
     struct op *f = op->followers;
     op->followers = NULL;
     return f;
+}
+
+void herd_on_write(struct worker *w, struct conn *c, struct backend *be, const char *key,
+                   size_t klen)
+{
+    if (w->inflight_n) { /* its followers were sent before the write: they stay */
+        uint32_t i = slot_of(w, be, key, klen);
+        if (w->inflight[i])
+            table_delete(w, i);
+    }
+    if (c == NULL)
+        return;
+    for (struct request *r = c->head; r; r = r->next) {
+        if (r->done || !is_retrieval(r->cmd))
+            continue;
+        for (uint32_t i = 0; i < r->nops; i++) {
+            struct op *op = &r->ops[i];
+            if (op->pol == NULL || !same_get(op, be, key, klen))
+                continue;
+            op->no_wait = true;
+            struct herd_wait *hw = op->hw;
+            if (hw == NULL || hw->polling) /* a poll on the wire predates the write */
+                continue;
+            ev_timer_stop(w->loop, &hw->timer);
+            wait_unlink(hw);
+            op_reply_miss(op);
+        }
+    }
 }
 
 /* --- the verdict --------------------------------------------------------------------- */
@@ -483,7 +519,7 @@ static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep,
     if (rep->status == MG_R_EN) {
         if (hw) { /* still no value */
             hw->polling = false;
-            if (ev_now(w->loop) >= hw->deadline) {
+            if (ev_now(w->loop) >= hw->deadline || op->no_wait) {
                 HERD_COUNT(w, op->pool, wait_timeouts);
                 wait_unlink(hw);
                 return HERD_MISS;

@@ -6,6 +6,8 @@
 #include "config.h"
 #include "proto_meta.h"
 
+struct backend;
+struct conn;
 struct op;
 struct worker;
 
@@ -47,6 +49,13 @@ enum herd_verdict herd_on_follower_reply(struct op *op, const struct mg_meta_rep
 
 /* The op failed (backend error): forget any wait it was in. */
 void herd_forget(struct op *op);
+
+/* A write of key on backend be (store, delete, incr, touch...) is being sent for client
+ * c (NULL: the gateway's own): later gets must not share a get sent before it, and c's
+ * own earlier gets of the key must not wait for a value (it could only be this write's,
+ * or later: they answer what they find, or a miss). */
+void herd_on_write(struct worker *w, struct conn *c, struct backend *be, const char *key,
+                   size_t klen);
 
 /* A store of key went through this worker: wake local waiters for it at once. */
 void herd_on_stored(struct worker *w, const char *key, size_t klen);

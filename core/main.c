@@ -428,8 +428,6 @@ int main(int argc, char **argv)
     }
     if (settings.nlisten == 0)
         settings.listen[settings.nlisten++] = strdup("127.0.0.1:11211");
-    if (cfg->long_keys)
-        mg_text_set_key_max(KEYS_IN_MAX);
 
     signal(SIGPIPE, SIG_IGN);
     process_started = time(NULL);

@@ -144,8 +144,9 @@ static bool parse_i64(struct mg_slice s, int64_t *out)
 }
 
 /* Longest client key accepted: MG_KEY_MAX, unless a key style hashes long keys (then the
- * backend key is checked after the transform; see mg_text_set_key_max). */
-static uint32_t client_key_max = MG_KEY_MAX;
+ * backend key is checked after the transform; see mg_text_set_key_max). Per thread: each
+ * worker sets it from the config it runs, so a reload never writes it under another. */
+static _Thread_local uint32_t client_key_max = MG_KEY_MAX;
 
 void mg_text_set_key_max(uint32_t n)
 {

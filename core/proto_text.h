@@ -99,8 +99,9 @@ int mg_text_parse(const char *buf, size_t len, uint32_t value_max, struct mg_tex
 /* Iterate over space-separated tokens of s. *pos starts at 0. Returns false at the end. */
 bool mg_text_next_token(struct mg_slice s, uint32_t *pos, struct mg_slice *tok);
 
-/* Accept client keys up to n bytes (default MG_KEY_MAX). Set once at start when a key
- * style hashes long keys; whoever transforms keys checks the result is <= MG_KEY_MAX. */
+/* Accept client keys up to n bytes (default MG_KEY_MAX) in this thread's parses. A worker
+ * sets it from its config (a key style that hashes long keys raises it; a reload that
+ * drops it lowers it again); whoever transforms keys checks the result is <= MG_KEY_MAX. */
 void mg_text_set_key_max(uint32_t n);
 
 /* True when k is a valid key for the text protocol: 1..250 bytes, no control chars/space. */

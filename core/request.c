@@ -32,6 +32,9 @@ struct request *request_get(struct worker *w)
             return NULL;
     }
     r->next = NULL;
+    r->w = w;
+    r->cfg = w->cfg;
+    w->cfg_live++;
     r->done = r->noreply = r->quiet = r->partial = false;
     r->flow = 0;
     r->own_copy = r->lua_ready = r->lua_parked = r->lua_nobatch = false;
@@ -68,6 +71,7 @@ int request_ops(struct request *r, uint32_t n)
         op->leading = false;
         op->rekey = false;
         op->herd_lease = false;
+        op->no_wait = false;
         op->ckey = (struct mg_slice){ NULL, 0 };
         op->pool = -1;
     }
@@ -78,6 +82,7 @@ int request_ops(struct request *r, uint32_t n)
 void request_release(struct request *r)
 {
     struct worker *w = r->w;
+    worker_cfg_release(w, r->cfg);
     for (uint32_t i = 0; i < r->ops_cap; i++) {
         buf_reset(&r->ops[i].out, REQ_BUF_KEEP);
         buf_reset(&r->ops[i].key, REQ_BUF_KEEP);

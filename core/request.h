@@ -33,6 +33,7 @@ struct op {
     bool leading;         /* in the worker's in-flight table (herd.c) */
     bool rekey;           /* the backend key differs: meta replies' k flag is rewritten */
     bool herd_lease;      /* the op's command on the wire is its cold-miss lease add */
+    bool no_wait;         /* its connection wrote the key since: never wait for a value */
     struct mg_slice ckey; /* the client's key (borrows the request's own copy) */
     int pool;             /* pool index it was routed to (hooks), -1 if none */
     /* a batch's Lua resolution (lua_api_resolve_batch), valid below req->lua_until */
@@ -45,7 +46,8 @@ struct op {
 struct request {
     struct request *next; /* client FIFO / free list */
     struct worker *w;
-    struct conn *c; /* NULL for the gateway's own requests (request_internal) */
+    const struct config *cfg; /* generation it began under: kept alive until released */
+    struct conn *c;           /* NULL for the gateway's own requests (request_internal) */
     enum mg_cmd cmd;
     bool noreply;
     bool quiet;   /* meta q flag: hide the nominal reply */

@@ -109,7 +109,7 @@ static void render_backends(struct worker *self, struct buf *out)
         uint64_t req = 0, wr = 0, err = 0, to = 0, ej = 0, infl = 0;
         for (int i = 0; i < nworkers; i++) {
             struct worker *w = &workers[i];
-            if (w->backends == NULL || w->cfg != cfg || s >= w->nbackends)
+            if (w->backends == NULL || w->backends_cfg != cfg || s >= w->nbackends)
                 continue;
             struct backend *b = w->backends[s];
             req += STAT_GET(b->st.requests);
@@ -118,7 +118,7 @@ static void render_backends(struct worker *self, struct buf *out)
             to += STAT_GET(b->st.timeouts);
             ej += STAT_GET(b->st.ejections);
             infl += STAT_GET(b->st.inflight);
-            if (b->state == BE_DOWN)
+            if (STAT_GET(b->st.down))
                 state = "down";
         }
         buf_printf(out, "STAT backend:%s:state %s\r\n", name, state);

@@ -41,6 +41,17 @@ int switch_register(const char *name, double percent, const char *fleet_pool, co
     return id;
 }
 
+bool switch_fleet(int id, char pool[64], char key[251])
+{
+    if (id < 0 || id >= atomic_load(&nswitches))
+        return false;
+    pthread_mutex_lock(&reg_lock);
+    memcpy(pool, switches[id].fleet_pool, sizeof(switches[id].fleet_pool));
+    memcpy(key, switches[id].fleet_key, sizeof(switches[id].fleet_key));
+    pthread_mutex_unlock(&reg_lock);
+    return pool[0] != '\0';
+}
+
 /* FNV-1a, then a final mix so neighbouring keys ("user:1", "user:2") spread evenly. */
 static uint32_t switch_hash(const char *k, size_t n)
 {
@@ -122,7 +133,8 @@ void switch_render(struct buf *out)
                    (unsigned long long)atomic_load(&s->on));
         buf_printf(out, "STAT switch:%s:off %llu\r\n", s->name,
                    (unsigned long long)atomic_load(&s->off));
-        if (s->fleet_pool[0])
-            buf_printf(out, "STAT switch:%s:fleet %s/%s\r\n", s->name, s->fleet_pool, s->fleet_key);
+        char fpool[64], fkey[251];
+        if (switch_fleet(i, fpool, fkey))
+            buf_printf(out, "STAT switch:%s:fleet %s/%s\r\n", s->name, fpool, fkey);
     }
 }

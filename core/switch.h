@@ -15,8 +15,8 @@ struct mg_switch {
     char name[64];
     atomic_uint share; /* 0..SWITCH_SCALE */
     atomic_uint_fast64_t on, off;
-    char fleet_pool[64]; /* follow a value kept in this pool ("" = no) */
-    char fleet_key[251];
+    char fleet_pool[64]; /* follow a value kept in this pool ("" = no); under reg_lock: */
+    char fleet_key[251]; /* read them through switch_fleet */
 };
 
 /* Register (or find) a switch. A new one starts at percent; an existing one keeps its
@@ -37,6 +37,9 @@ int switch_set(const char *name, double percent);
 int switch_parse_percent(const char *s, size_t len, double *out);
 int switch_count(void);
 struct mg_switch *switch_get(int id);
+/* Copy switch id's fleet source (pool name and key; a reload may rewrite them while a
+ * worker polls). Returns false when it follows none. */
+bool switch_fleet(int id, char pool[64], char key[251]);
 /* `stats switches`: percent, on and off counts of each switch. */
 void switch_render(struct buf *out);
 

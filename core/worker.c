@@ -159,6 +159,44 @@ static void worker_free_retired(struct worker *w)
     }
 }
 
+/* The worker moves from old to a new generation: its reference to old goes now, or, while
+ * requests begun under old live, when the last of them is released. */
+static void cfg_retire(struct worker *w, struct config *old)
+{
+    struct cfg_hold *h = w->cfg_live ? malloc(sizeof(*h)) : NULL;
+    if (w->cfg_live && h == NULL) {
+        log_error("worker %d: out of memory: generation %llu is kept", w->id,
+                  (unsigned long long)old->generation);
+    } else if (h) {
+        h->cfg = old;
+        h->live = w->cfg_live;
+        h->next = w->cfg_holds;
+        w->cfg_holds = h;
+    } else {
+        config_unref(old);
+    }
+    w->cfg_live = 0;
+}
+
+void worker_cfg_release(struct worker *w, const struct config *cfg)
+{
+    if (MG_LIKELY(cfg == w->cfg)) {
+        w->cfg_live--;
+        return;
+    }
+    for (struct cfg_hold **pp = &w->cfg_holds; *pp; pp = &(*pp)->next) {
+        struct cfg_hold *h = *pp;
+        if (h->cfg != cfg)
+            continue;
+        if (--h->live == 0) {
+            *pp = h->next;
+            config_unref(h->cfg);
+            free(h);
+        }
+        return;
+    }
+}
+
 /* Take a new config generation (a reload): a new Lua state, backends matched by address
  * (connections to unchanged servers are kept), requests in flight finish as they are. */
 static void worker_apply(struct worker *w, struct config *nc)
@@ -178,16 +216,20 @@ static void worker_apply(struct worker *w, struct config *nc)
         return;
     }
     struct backend **nb = calloc(nc->nservers, sizeof(struct backend *));
+    struct pool_herd *ph = calloc(nc->npools, sizeof(struct pool_herd)); /* new pools */
     if (nb == NULL) {
         log_error("reload: worker %d: out of memory", w->id);
         snprintf(w->reload_err, sizeof(w->reload_err), "out of memory");
         atomic_store_explicit(&w->failed_gen, nc->generation, memory_order_release);
+        free(ph);
         lua_api_worker_release(w);
         w->cfg = old;
         w->vm = oldvm;
         config_unref(nc);
         return;
     }
+    /* stats threads read the backend arrays and their config under the lock */
+    pthread_mutex_lock(&worker_config_lock);
     for (uint32_t i = 0; i < nc->nservers; i++) {
         const struct server *srv = &nc->servers[i];
         for (uint32_t j = 0; j < w->nbackends; j++) {
@@ -208,20 +250,20 @@ static void worker_apply(struct worker *w, struct config *nc)
             w->backends[j]->next_retired = w->retired;
             w->retired = w->backends[j];
         }
-    struct pool_herd *ph = calloc(nc->npools, sizeof(struct pool_herd)); /* new pools */
-    pthread_mutex_lock(&worker_config_lock);
     free(w->backends);
     w->backends = nb;
     w->nbackends = nc->nservers;
+    w->backends_cfg = nc;
     if (ph) {
         free(w->pool_herd);
         w->pool_herd = ph;
         w->npool_herd = nc->npools;
     }
     pthread_mutex_unlock(&worker_config_lock);
+    cfg_retire(w, old);
+    mg_text_set_key_max(nc->long_keys ? KEYS_IN_MAX : MG_KEY_MAX);
     if (oldvm)
         lua_api_vm_release(oldvm);
-    config_unref(old);
     worker_free_retired(w);
     atomic_store_explicit(&w->cfg_gen, nc->generation, memory_order_release);
     log_info("worker %d: config generation %llu", w->id, (unsigned long long)nc->generation);
@@ -257,8 +299,6 @@ int worker_reload_all(char *err, size_t errlen, uint64_t *generation)
         log_error("reload failed, the old config stays: %s", err);
         return MG_ERR;
     }
-    if (nc->long_keys)
-        mg_text_set_key_max(KEYS_IN_MAX);
     for (int i = 0; i < nworkers; i++) {
         config_ref(nc);
         struct config *prev = atomic_exchange(&workers[i].next_cfg, nc);
@@ -300,16 +340,16 @@ static void fleet_done(struct request *r)
 static void fleet_poll(struct worker *w)
 {
     for (int id = 0; id < switch_count(); id++) {
-        struct mg_switch *s = switch_get(id);
-        if (s == NULL || s->fleet_pool[0] == '\0')
+        char fpool[64], fkey[251];
+        if (!switch_fleet(id, fpool, fkey))
             continue;
-        int pi = config_find_pool(w->cfg, s->fleet_pool);
+        int pi = config_find_pool(w->cfg, fpool);
         if (pi < 0)
             continue;
         const struct pool *p = &w->cfg->pools[pi];
-        size_t klen = strlen(s->fleet_key);
+        size_t klen = strlen(fkey);
         struct backend *b = worker_backend(
-            w, p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, s->fleet_key, klen)]->id);
+            w, p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, fkey, klen)]->id);
         if (!backend_usable(b))
             continue;
         struct request *r = request_internal(w, 1);
@@ -317,7 +357,7 @@ static void fleet_poll(struct worker *w)
             return;
         r->on_done = fleet_done;
         r->udata = id;
-        buf_printf(&b->wbuf, "mg %s v\r\n", s->fleet_key);
+        buf_printf(&b->wbuf, "mg %s v\r\n", fkey);
         backend_push(b, &r->ops[0]);
         request_internal_go(r);
     }
@@ -465,6 +505,7 @@ int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, co
     }
     config_ref(cfg);
     w->cfg = cfg;
+    w->backends_cfg = cfg;
     w->nbackends = cfg->nservers;
     w->backends = calloc(cfg->nservers, sizeof(struct backend *));
     if (w->backends == NULL)
@@ -511,6 +552,7 @@ oom:
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    mg_text_set_key_max(w->cfg->long_keys ? KEYS_IN_MAX : MG_KEY_MAX); /* this thread's */
     ev_run(w->loop, 0);
     return NULL;
 }
@@ -570,5 +612,11 @@ void worker_destroy(struct worker *w)
             close(w->lfd[i]);
     ev_loop_destroy(w->loop);
     w->loop = NULL;
+    while (w->cfg_holds) {
+        struct cfg_hold *h = w->cfg_holds;
+        w->cfg_holds = h->next;
+        config_unref(h->cfg);
+        free(h);
+    }
     config_unref(w->cfg);
 }

@@ -19,6 +19,15 @@ struct lua_vm;
 struct reload_wait;
 struct reload_wait;
 
+/* A generation this worker replaced while its requests (and their ops' staleness policies,
+ * herd waits included) still point into it: the worker's reference to it is let go when
+ * the last of them is released. Owned by the worker's cfg_holds list. */
+struct cfg_hold {
+    struct config *cfg;
+    uint32_t live;
+    struct cfg_hold *next;
+};
+
 /* Owned by main (workers[]); everything hanging off it is owned by its thread. */
 struct worker {
     int id;
@@ -43,12 +52,15 @@ struct worker {
     ev_timer housekeeping;             /* retired backends, Lua memory, fleet switches */
     atomic_uint_fast64_t lua_kb;       /* Lua memory of this worker, for stats */
     /* reload outcome, read by the worker that answers an admin `reload` */
-    atomic_uint_fast64_t cfg_gen;     /* generation running now */
-    atomic_uint_fast64_t failed_gen;  /* last generation this worker could not take */
-    char reload_err[256];             /* why; written before failed_gen is stored */
-    struct reload_wait *reload_waits; /* admin reloads answered once workers confirm */
-    struct config *cfg;               /* current generation; a reference is held */
-    struct backend **backends;        /* by server id of cfg */
+    atomic_uint_fast64_t cfg_gen;      /* generation running now */
+    atomic_uint_fast64_t failed_gen;   /* last generation this worker could not take */
+    char reload_err[256];              /* why; written before failed_gen is stored */
+    struct reload_wait *reload_waits;  /* admin reloads answered once workers confirm */
+    struct config *cfg;                /* current generation; a reference is held */
+    uint32_t cfg_live;                 /* requests begun under cfg (request_get), not released */
+    struct cfg_hold *cfg_holds;        /* older generations live requests still point into */
+    const struct config *backends_cfg; /* what backends belong to: stats reads it (lock) */
+    struct backend **backends;         /* by server id of cfg */
     uint32_t nbackends;
     struct backend *dirty_backends;
     struct conn *dirty_conns;
@@ -92,6 +104,10 @@ extern pthread_mutex_t worker_config_lock;
 int worker_start(struct worker *w);
 void worker_stop(struct worker *w); /* from another thread: ask, then join */
 void worker_destroy(struct worker *w);
+
+/* A request begun under generation cfg is released (request.c): the worker lets go of an
+ * older generation once nothing points into it any more. */
+void worker_cfg_release(struct worker *w, const struct config *cfg);
 
 /* Schedule b / c for a flush before the loop next sleeps. */
 void worker_dirty_backend(struct worker *w, struct backend *b);

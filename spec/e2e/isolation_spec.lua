@@ -238,3 +238,92 @@ describe("staleness policy: TTLs and the gateway's own keys", function()
     assert.equal("1", direct(mc.port):value("mintgate:lease:hot"))
   end)
 end)
+
+describe("staleness policy: a connection's reads never see its later writes", function()
+  local E, gw, mc
+
+  local function connect() return E:client(gw.port) end
+
+  lazy_setup(function()
+    env.require_binary()
+    E = env.new("isolation_order")
+    mc = E:memcached()
+    gw = E:gateway { threads = 1, config = string.format([[
+      local mg = require "mintgate"
+      mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+      mg.stale { grace = 30, lock = 2, wait = 300 }
+    ]], mc.port) }
+  end)
+  lazy_teardown(function() if E then E:teardown() end end)
+  after_each(function() E:close_clients() end)
+
+  it("a get after a delete does not share the get sent before it", function()
+    local c = connect()
+    c:send("set ord1 0 0 1\r\nA\r\nget ord1\r\ndelete ord1\r\nget ord1\r\n")
+    assert.equal("STORED", c:line())
+    local items = c:get_reply()
+    assert.equal("A", items.ord1.value)
+    assert.equal("DELETED", c:line())
+    local after = c:get_reply()
+    assert.is_nil(after.ord1, "the second get returned the value its own delete removed")
+  end)
+
+  it("a waiting get does not return the value its own connection stored after it", function()
+    local c = connect()
+    local t0 = env.now()
+    c:send("get ord2\r\nget ord2\r\nset ord2 0 0 1\r\nB\r\n")
+    assert.is_nil(c:get_reply().ord2, "the first get wins the miss")
+    assert.is_nil(c:get_reply().ord2, "the second get saw a later write")
+    assert.equal("STORED", c:line())
+    assert(env.now() - t0 < 0.25, "the second get waited for its own connection's write")
+    assert.equal("B", c:value("ord2"))
+  end)
+
+  it("another connection's waiter still gets the winner's value", function()
+    local a, b = connect(), connect()
+    a:send("get ord3\r\n")
+    assert.is_nil(a:get_reply().ord3, "a wins the miss")
+    b:send("get ord3\r\n")
+    env.sleep(0.05)
+    assert.equal("STORED", a:set("ord3", "C"))
+    local items = b:get_reply()
+    assert.equal("C", items.ord3 and items.ord3.value, "b waited for a's value")
+  end)
+end)
+
+describe("a k flag rewritten after the client's buffer moved on", function()
+  local E, gw, mc
+
+  lazy_setup(function()
+    env.require_binary()
+    E = env.new("isolation_rekey")
+    mc = E:memcached()
+    gw = E:gateway { threads = 1, config = string.format([[
+      local mg = require "mintgate"
+      mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+      mg.keys { style = "prefix", prefix = "app:" }
+    ]], mc.port) }
+  end)
+  lazy_teardown(function() if E then E:teardown() end end)
+
+  it("echoes each client's own key (it read freed memory)", function()
+    local c = E:client(gw.port)
+    local n = 300
+    local batch = {}
+    for i = 1, n do
+      batch[#batch + 1] = string.format("ms rk%d 2 T0 k\r\nv%d\r\n", i, i % 10)
+    end
+    c:send(table.concat(batch))
+    for i = 1, n do assert.equal("HD krk" .. i, c:line()) end
+    -- other clients' traffic reuses the buffers in between
+    local d = E:client(gw.port)
+    for i = 1, n do
+      c:send(string.format("mg rk%d k v\r\n", i))
+      d:send(string.rep("x", 100) .. "\r\n")
+      local line, v = c:meta_reply()
+      assert.equal("VA 2 krk" .. i, line)
+      assert.equal("v" .. (i % 10), v)
+      assert.equal("ERROR", d:line())
+    end
+  end)
+end)
