@@ -47,6 +47,7 @@ build = {
     lua = {
       ["mintgate"] = "lua/mintgate/init.lua",
       ["mintgate.stale"] = "lua/mintgate/stale.lua",
+      ["mintgate.resolver"] = "lua/mintgate/resolver.lua",
     },
   },
   copy_directories = { "examples" },

@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +66,20 @@ static void vm_unref(struct lua_vm *vm)
 
 /* A coroutine from the pool: one parked in the resolver loop when resolver is set and
  * there is one, else a finished or new one. */
+/* Fault injection for the specs: MINTGATE_FAULT=no-coroutines makes every new coroutine
+ * fail to allocate, as when memory runs out. Read once per process. */
+static bool fault_no_coroutines(void)
+{
+    static atomic_int on = -1;
+    int v = atomic_load_explicit(&on, memory_order_relaxed);
+    if (v < 0) {
+        const char *f = getenv("MINTGATE_FAULT");
+        v = f != NULL && strcmp(f, "no-coroutines") == 0;
+        atomic_store_explicit(&on, v, memory_order_relaxed);
+    }
+    return v;
+}
+
 struct lua_co *lua_co_get(struct lua_vm *vm, bool resolver)
 {
     struct lua_co *co = NULL;
@@ -75,7 +90,7 @@ struct lua_co *lua_co_get(struct lua_vm *vm, bool resolver)
         co = vm->free_cos;
         vm->free_cos = co->next;
     } else {
-        co = calloc(1, sizeof(*co));
+        co = MG_UNLIKELY(fault_no_coroutines()) ? NULL : calloc(1, sizeof(*co));
         if (co == NULL)
             return NULL;
         lua_State *L = vm->L;
@@ -266,18 +281,9 @@ int lua_api_hook(struct op *op, int event)
     co->sync = true;
     lua_rawgeti(co->L, LUA_REGISTRYINDEX, vm->hook_ref[event]);
     push_req(co, op->req, op->ckey.p, op->ckey.len);
-    if (op->pool >= 0 && op->pool < (int)w->cfg->npools) {
-        lua_getglobal(co->L, "package");
-        lua_getfield(co->L, -1, "loaded");
-        lua_getfield(co->L, -1, "mintgate");
-        lua_getfield(co->L, -1, "_state");
-        lua_getfield(co->L, -1, "pools");
-        lua_rawgeti(co->L, -1, op->pool + 1);
-        lua_replace(co->L, -6);
-        lua_pop(co->L, 4);
-    } else {
-        lua_pushnil(co->L);
-    }
+    lua_rawgeti(co->L, LUA_REGISTRYINDEX, vm->pools_ref); /* the op's pool, or nil */
+    lua_rawgeti(co->L, -1, op->pool);
+    lua_remove(co->L, -2);
     if (lua_co_run(co, 2) == MG_EAGAIN) {
         co->sync = false; /* still alive: it waits on a pool call */
         return MG_EAGAIN;
@@ -509,13 +515,15 @@ static const char guard_src[] =
     "end\n"
     "return yield\n";
 
-/* Bind declared pools (_id) and switches (id) of the state table on top to w's config. */
-static int bind_state(lua_State *L, struct worker *w, char *err, size_t errlen)
+/* Bind declared pools (_id, and vm->pools_ref by id) and switches (id) of the state
+ * table on top to w's config. */
+static int bind_state(lua_State *L, struct lua_vm *vm, struct worker *w, char *err, size_t errlen)
 {
     lua_getfield(L, -1, "pools");
     int n = (int)lua_objlen(L, -1);
+    lua_createtable(L, n, 0);
     for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, -1, i);
+        lua_rawgeti(L, -2, i);
         lua_getfield(L, -1, "name");
         int id = config_find_pool(w->cfg, lua_tostring(L, -1));
         lua_pop(L, 1);
@@ -525,8 +533,9 @@ static int bind_state(lua_State *L, struct worker *w, char *err, size_t errlen)
         }
         lua_pushinteger(L, id);
         lua_setfield(L, -2, "_id");
-        lua_pop(L, 1);
+        lua_rawseti(L, -2, id);
     }
+    vm->pools_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
     lua_getfield(L, -1, "switches");
     n = (int)lua_objlen(L, -1);
@@ -566,6 +575,7 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     vm->w = w;
     vm->refs = 1;
     vm->resolve_ref = LUA_NOREF;
+    vm->pools_ref = LUA_NOREF;
     for (int i = 0; i < LUA_HOOK_COUNT; i++)
         vm->hook_ref[i] = LUA_NOREF;
     lua_getglobal(L, "package");
@@ -607,29 +617,27 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
         snprintf(err, errlen, "%s: the script never did require \"mintgate\"", script);
         goto fail;
     }
-    if (bind_state(L, w, err, errlen) != MG_OK)
+    if (bind_state(L, vm, w, err, errlen) != MG_OK)
         goto fail;
-    lua_getfield(L, -1, "route_fn");
-    lua_getfield(L, -2, "keys");
-    if (!lua_isfunction(L, -1)) {
-        lua_pop(L, 1);
-        lua_pushnil(L);
-    }
-    vm->has_key_fn = !lua_isnil(L, -1);
-    if (!lua_isnil(L, -1) || !lua_isnil(L, -2)) {
-        if (lua_resolve_load(L) != 0) {
+    int st = lua_gettop(L); /* the state table; the module is just below it */
+    lua_getfield(L, st, "route_fn");
+    lua_getfield(L, st - 1, "_key_fns");
+    lua_call(L, 0, 2); /* key functions by pool id, and mg.keys' */
+    vm->has_key_fn = !lua_isnil(L, -2);
+    if (vm->has_key_fn || !lua_isnil(L, -3)) {
+        if (lua_resolve_load(L) != MG_OK) {
             snprintf(err, errlen, "resolver: %s", lua_tostring(L, -1));
             goto fail;
         }
-        lua_insert(L, -3);
-        lua_getfield(L, -4, "policy_ids");
+        lua_insert(L, st + 1); /* below route_fn */
+        lua_getfield(L, st, "policy_ids");
         lua_pushlightuserdata(L, (void *)&lua_resolver_done);
         lua_getfield(L, LUA_REGISTRYINDEX, "mintgate.yield");
-        lua_call(L, 5, 1);
+        lua_call(L, 6, 1);
         vm->resolve_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         vm->per_request = true;
     } else {
-        lua_pop(L, 2);
+        lua_pop(L, 3);
     }
     lua_getfield(L, -1, "hooks");
     for (int i = 0; i < LUA_HOOK_COUNT; i++) {

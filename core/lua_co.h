@@ -42,6 +42,7 @@ struct lua_vm {
     int resolve_ref;               /* the per-key resolver, or LUA_NOREF */
     int hook_ref[LUA_HOOK_COUNT];  /* hooks, or LUA_NOREF */
     int cos_ref;                   /* registry table: thread -> lightuserdata(co) */
+    int pools_ref;                 /* registry table: config pool id -> the script's pool */
     struct lua_co *free_cos;       /* finished coroutines, for hooks or a new resolver */
     struct lua_co *free_resolvers; /* parked in the resolver loop, ready for a key */
     bool per_request;

@@ -1,6 +1,6 @@
 /* lua_resolve.c: route and key functions per key, in coroutines that keep running a loop.
  *
- * Each coroutine of the pool that resolves keys runs the resolver loop below for good:
+ * Each coroutine of the pool that resolves keys runs the resolver loop for good:
  * one resume per key, or one per batch of up to LUA_BATCH_MAX keys of a multi-key get.
  * The coroutine pool, its resumes and pool calls are lua_api.c's. */
 #include "lua_resolve.h"
@@ -13,68 +13,23 @@
 #include "request.h"
 #include "worker.h"
 
-/* The per-key resolver: a loop a coroutine runs for good. Started with its req table,
- * the batch tables ks and rs, and the first (key, command, n). Each turn gets
- * (key, command or nil when unchanged, n) back from its yield:
- *   n == nil: resolve key and yield (done mark, pool id, key, policy id): one resume per
- *             key, no function set-up, req.key set where the JIT sees it;
- *   n: resolve ks[1..n] in one turn (a multi-key get), each under xpcall so an error
- *      fails its key only; rs[i] = (pool id + 2) + (policy id + 1) * 65536 (pool id -1:
- *      the table; policy id -1: the pool's), or 0 when it failed; ks[i] = the key
- *      function's key (false: the pool's style) or the error message; then yield (done
- *      mark). The keys' loop runs in one trace, without a resume per key, and C reads
- *      one number per key (and the key only when there is a key function). */
-static const char resolver_src[] =
-    "local route_fn, key_fn, policy_ids, done, yield = ...\n"
-    "local type, error, xpcall, tb = type, error, xpcall, debug.traceback\n"
-    "local function one(req)\n"
-    "  local id, key, pid\n"
-    "  if route_fn then\n"
-    "    local pool, policy = route_fn(req)\n"
-    "    if pool ~= nil then\n"
-    "      id = type(pool) == 'table' and pool._id or nil\n"
-    "      if type(id) ~= 'number' or id < 0 or id >= 65534 or id % 1 ~= 0 then\n"
-    "        error('route function returned no pool', 0)\n"
-    "      end\n"
-    "    end\n"
-    "    if policy ~= nil then\n"
-    "      pid = policy_ids[policy]\n"
-    "      if pid == nil then error('unknown staleness policy ' .. tostring(policy), 0) end\n"
-    "    end\n"
-    "  end\n"
-    "  if key_fn then\n"
-    "    key = key_fn(req.key, req)\n"
-    "    if key ~= nil and type(key) ~= 'string' then\n"
-    "      error('key function returned no string', 0)\n"
-    "    end\n"
-    "  end\n"
-    "  return id, key, pid\n"
-    "end\n"
-    "local function trace(e) return tb(tostring(e), 2) end\n"
-    "return function(req, ks, rs, k, cmd, n)\n"
-    " while true do\n"
-    "  if cmd then req.command = cmd end\n"
-    "  if n then\n"
-    "    for i = 1, n do\n"
-    "      req.key = ks[i]\n"
-    "      local ok, id, key, pid = xpcall(one, trace, req)\n"
-    "      if ok then\n"
-    "        rs[i] = (id or -1) + 2 + ((pid or -1) + 1) * 65536; ks[i] = key or false\n"
-    "      else\n"
-    "        rs[i] = 0; ks[i] = id\n"
-    "      end\n"
-    "    end\n"
-    "    k, cmd, n = yield(done)\n"
-    "  else\n"
-    "    req.key = k\n"
-    "    k, cmd, n = yield(done, one(req))\n"
-    "  end\n"
-    " end\n"
-    "end\n";
-
+/* The per-key resolver is lua/mintgate/resolver.lua: a loop a coroutine runs for good,
+ * one resume per key or per batch; its header says what each turn takes and yields. */
 int lua_resolve_load(lua_State *L)
 {
-    return luaL_loadbuffer(L, resolver_src, sizeof(resolver_src) - 1, "=resolver");
+    /* mintgate.resolver's factory, found on the script's package.path like the rest */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "mintgate.resolver");
+    if (lua_pcall(L, 1, 1, 0) != 0)
+        return MG_ERR;
+    lua_getfield(L, -1, "new");
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "mintgate.resolver has no function new");
+        return MG_ERR;
+    }
+    return MG_OK;
 }
 
 static void resolve_k(struct lua_co *co, const char *err)
@@ -114,6 +69,14 @@ static void resolve_k(struct lua_co *co, const char *err)
         lua_co_put(co);
     if (r->lua_parked) /* it waited: pick the dispatch up where it stopped */
         dispatch_resume(r);
+}
+
+/* The pool the prefix table (or the default) gives a key: whose key function applies
+ * when the route function names none. */
+static int table_pool(struct request *r, const char *key, size_t klen)
+{
+    const struct stale_policy *pol;
+    return (int)config_route(r->w->cfg, key, klen, &pol)->id;
 }
 
 /* A coroutine that does not run the resolver loop yet gets the loop function and its
@@ -231,6 +194,15 @@ int lua_resolve_batch(struct request *r, uint32_t first, uint32_t n)
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_pop(L, 1);
+    if (vm->has_key_fn) { /* the table's pool of each key, for its key function */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, co->rs_ref);
+        for (uint32_t i = 0; i < n; i++) {
+            const struct mg_slice *k = &r->ops[first + i].ckey;
+            lua_pushinteger(L, table_pool(r, k->p, k->len));
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+        lua_pop(L, 1);
+    }
     lua_pushnil(L);
     push_cmd(co, r);
     lua_pushinteger(L, (lua_Integer)n);
@@ -247,17 +219,24 @@ int lua_resolve_key(struct request *r, const char *key, size_t klen)
         return MG_OK;
     }
     struct lua_co *co = lua_co_get(vm, true);
-    if (co == NULL) {
+    if (co == NULL) { /* the key fails with this line (it once went on with a stale pool) */
+        r->lua_key.off = r->lua_key.len = 0;
         lua_error_line(&r->lua_key, "SERVER_ERROR ", "out of memory");
+        r->lua_pool = -2;
+        r->lua_policy = -1;
         return MG_ERR;
     }
     co->r = r;
     co->k = resolve_k;
     r->lua_ready = false;
     lua_State *L = co->L;
-    int nargs = resolver_start(co, r) + 3;
+    int nargs = resolver_start(co, r) + 4;
     lua_pushlstring(L, key, klen);
     push_cmd(co, r);
     lua_pushnil(L);
+    if (vm->has_key_fn)
+        lua_pushinteger(L, table_pool(r, key, klen));
+    else
+        lua_pushnil(L);
     return lua_co_run(co, nargs) == MG_EAGAIN ? MG_EAGAIN : MG_OK;
 }

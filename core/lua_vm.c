@@ -176,6 +176,8 @@ static int compile_pools(lua_State *L, struct config *c, const struct settings *
             lua_pop(L, 1);
             lua_getfield(L, -1, "keys");
             int k = read_keys(L, -1, &p->own_keys, err, errlen);
+            if (lua_isfunction(L, -1)) /* the pool's own key function gets long keys too */
+                c->long_keys = true;
             lua_pop(L, 1);
             if (k < 0)
                 return MG_ERR;

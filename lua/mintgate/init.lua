@@ -173,6 +173,24 @@ function M.keys(t)
   state.keys = key_style(t, 2)
 end
 
+--- The key functions the gateway's resolver uses (lua/mintgate/resolver.lua), once pools
+-- have their ids: by pool id, the pool's own `keys` function, false when the pool has its
+-- own key style table, else the `mg.keys` function (or false); and the `mg.keys`
+-- function for pools the script did not declare. Returns nil, nil when no key function
+-- exists.
+function M._key_fns()
+  local default = type(state.keys) == "function" and state.keys or nil
+  local fns, any = {}, default ~= nil
+  for _, p in ipairs(state.pools) do
+    local f = p.keys
+    if f == nil then f = default end
+    if type(f) == "function" then any = true else f = false end
+    if p._id then fns[p._id] = f end
+  end
+  if not any then return nil, nil end
+  return fns, default
+end
+
 --- Name a staleness policy so a route function can pick it per request:
 -- `mg.route(function(req) return main, "short" end)`. The built-in names (newcache, mint,
 -- publish, none) are always there.
