@@ -21,8 +21,9 @@
 struct target {
     struct backend *b;
     const struct stale_policy *pol;
-    const char *bkey;
+    const char *bkey; /* the backend key as sent (base64 for a b-flag key) */
     uint32_t bklen;
+    struct mg_slice plain; /* the backend key's bytes (what memcached stores) */
     char kbuf[MG_KEY_MAX + 1];
     char ebuf[B64_LEN(MG_KEY_MAX) + 1]; /* a base64 key's backend key, re-encoded */
 };
@@ -84,6 +85,7 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
     }
     tg->bkey = bk.p;
     tg->bklen = bk.len;
+    tg->plain = bk;
     if (b64) {
         int n = b64_ntop((const unsigned char *)bk.p, bk.len, tg->ebuf, sizeof(tg->ebuf));
         if (n <= 0 || n > MG_KEY_MAX) /* memcached limits the encoded key */
@@ -261,7 +263,7 @@ static void send_op(struct request *r, struct op *op, const struct mg_text_req *
                     struct mg_slice k, struct target *tg)
 {
     if (tg->pol && !is_retrieval(t->cmd) && t->cmd != MG_CMD_MG && t->cmd != MG_CMD_ME)
-        herd_on_write(r->w, r->c, tg->b, tg->bkey, tg->bklen);
+        herd_on_write(r->w, r->c, tg->b, tg->plain.p, tg->plain.len);
     switch (t->cmd) {
     case MG_CMD_GET:
     case MG_CMD_GETS:

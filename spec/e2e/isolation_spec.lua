@@ -327,3 +327,28 @@ describe("a k flag rewritten after the client's buffer moved on", function()
     end
   end)
 end)
+
+describe("staleness policy: a base64 meta write counts as a write of its key", function()
+  local E, gw, mc
+
+  lazy_setup(function()
+    env.require_binary()
+    E = env.new("isolation_order_b64")
+    mc = E:memcached()
+    gw = E:gateway { threads = 1, config = string.format([[
+      local mg = require "mintgate"
+      mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+      mg.keys { style = "prefix", prefix = "app:" }
+      mg.stale { grace = 30, lock = 2, wait = 300 }
+    ]], mc.port) }
+  end)
+  lazy_teardown(function() if E then E:teardown() end end)
+
+  it("a waiting get does not see its connection's later ms with the b flag", function()
+    local c = E:client(gw.port)
+    c:send("get o64\r\nget o64\r\nms " .. b64("o64") .. " 1 b F7\r\nZ\r\n")
+    assert.is_nil(c:get_reply().o64)
+    assert.is_nil(c:get_reply().o64, "the second get saw a later write")
+    assert.equal("HD", c:line())
+  end)
+end)
