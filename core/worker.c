@@ -520,11 +520,16 @@ int worker_start(struct worker *w)
     return pthread_create(&w->tid, NULL, worker_main, w) == 0 ? MG_OK : MG_ERR;
 }
 
-void worker_stop(struct worker *w)
+/* Ask every worker to stop, then wait for them all: they drain at the same time, so the
+ * whole stop takes at most DRAIN_MAX_SECONDS, not that much per worker. */
+void worker_stop_all(void)
 {
-    atomic_store(&w->stop, true);
-    ev_async_send(w->loop, &w->wake);
-    pthread_join(w->tid, NULL);
+    for (int i = 0; i < nworkers; i++) {
+        atomic_store(&workers[i].stop, true);
+        ev_async_send(workers[i].loop, &workers[i].wake);
+    }
+    for (int i = 0; i < nworkers; i++)
+        pthread_join(workers[i].tid, NULL);
 }
 
 void worker_destroy(struct worker *w)
