@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -118,10 +119,27 @@ static void worker_stop_listeners(struct worker *w)
     w->accept_paused = false;
 }
 
+/* Does c still have requests to finish? Queued ones (answered or not: a reply the client
+ * has not read yet is still in flight), and those it sent that are not parsed yet: in our
+ * buffer, held back by backpressure, or still in the socket. */
+static bool conn_busy(struct conn *c)
+{
+    if (c->closing)
+        return false;
+    if (c->head || c->paused || buf_unread(&c->rbuf))
+        return true;
+    int n = 0;
+    return ioctl(c->fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+/* Nothing left to finish while stopping (the drain ends earlier at its deadline). */
 static bool worker_idle(struct worker *w)
 {
     for (uint32_t i = 0; i < w->nbackends; i++)
         if (w->backends[i]->nq)
+            return false;
+    for (struct conn *c = w->conns; c; c = c->next)
+        if (conn_busy(c))
             return false;
     return true;
 }
