@@ -148,7 +148,9 @@ describe("-l unix:/path (a data listener on a unix socket)", function()
 
   it("is removed when the gateway stops", function()
     assert.equal(0, (E:stop(gw, 10)))
-    assert.is_false(env.file_exists(path))
+    -- not env.file_exists: io.open fails on a socket file that is still there
+    local r = os.execute("test -e " .. env.shquote(path))
+    assert.is_false(r == 0 or r == true, path .. " is still there")
   end)
 end)
 
