@@ -308,10 +308,11 @@ static const char *error_word(const char *line, size_t n)
 {
     if (memmem(line, n, "timeout", 7))
         return "timeout";
-    if (memmem(line, n, "down", 4) || memmem(line, n, "connect", 7))
-        return "backend down";
+    /* before "connect": "backend closed connection" is a close, not a connect failure */
     if (memmem(line, n, "closed", 6))
         return "closed";
+    if (memmem(line, n, "down", 4) || memmem(line, n, "connect", 7))
+        return "backend down";
     if (memmem(line, n, "too large", 9))
         return "too large";
     return "backend error";

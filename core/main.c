@@ -496,8 +496,7 @@ int main(int argc, char **argv)
         ev_signal_start(loop, &sint);
         ev_signal_start(loop, &shup);
         ev_run(loop, 0);
-        for (int i = 0; i < nworkers; i++)
-            worker_stop(&workers[i]);
+        worker_stop_all();
     } else {
         fprintf(stderr, "mintgate: %s\n", err);
     }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -118,10 +119,27 @@ static void worker_stop_listeners(struct worker *w)
     w->accept_paused = false;
 }
 
+/* Does c still have requests to finish? Queued ones (answered or not: a reply the client
+ * has not read yet is still in flight), and those it sent that are not parsed yet: in our
+ * buffer, held back by backpressure, or still in the socket. */
+static bool conn_busy(struct conn *c)
+{
+    if (c->closing)
+        return false;
+    if (c->head || c->paused || buf_unread(&c->rbuf))
+        return true;
+    int n = 0;
+    return ioctl(c->fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+/* Nothing left to finish while stopping (the drain ends earlier at its deadline). */
 static bool worker_idle(struct worker *w)
 {
     for (uint32_t i = 0; i < w->nbackends; i++)
         if (w->backends[i]->nq)
+            return false;
+    for (struct conn *c = w->conns; c; c = c->next)
+        if (conn_busy(c))
             return false;
     return true;
 }
@@ -562,11 +580,16 @@ int worker_start(struct worker *w)
     return pthread_create(&w->tid, NULL, worker_main, w) == 0 ? MG_OK : MG_ERR;
 }
 
-void worker_stop(struct worker *w)
+/* Ask every worker to stop, then wait for them all: they drain at the same time, so the
+ * whole stop takes at most DRAIN_MAX_SECONDS, not that much per worker. */
+void worker_stop_all(void)
 {
-    atomic_store(&w->stop, true);
-    ev_async_send(w->loop, &w->wake);
-    pthread_join(w->tid, NULL);
+    for (int i = 0; i < nworkers; i++) {
+        atomic_store(&workers[i].stop, true);
+        ev_async_send(workers[i].loop, &workers[i].wake);
+    }
+    for (int i = 0; i < nworkers; i++)
+        pthread_join(workers[i].tid, NULL);
 }
 
 void worker_destroy(struct worker *w)

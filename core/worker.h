@@ -102,7 +102,7 @@ int worker_reload_status(uint64_t gen, char *err, size_t errlen);
 /* Held by a worker while it swaps its config and backends, and by stats readers. */
 extern pthread_mutex_t worker_config_lock;
 int worker_start(struct worker *w);
-void worker_stop(struct worker *w); /* from another thread: ask, then join */
+void worker_stop_all(void); /* from the main thread: ask every worker, then join */
 void worker_destroy(struct worker *w);
 
 /* A request begun under generation cfg is released (request.c): the worker lets go of an
