@@ -123,6 +123,7 @@ static void conn_free(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     buf_free(&c->rbuf);
+    get_line_unref(c->line);
     free(c);
 }
 
@@ -281,10 +282,18 @@ static void conn_process_buf(struct conn *c, struct buf *b)
             break;
         switch (rc) {
         case MG_OK:
+            if (t.partial && c->line == NULL && (c->line = get_line_new()) == NULL) {
+                request_reply_line(c, "SERVER_ERROR out of memory");
+                c->skip_line = true;
+                break;
+            }
             request_dispatch(c, &t, buf_head(b), used);
             if (t.partial) { /* the line's command goes back before its other keys */
                 memmove(buf_head(b) + used - t.prefix_len, buf_head(b), t.prefix_len);
                 used -= t.prefix_len;
+            } else if (c->line) { /* its last piece went out */
+                get_line_unref(c->line);
+                c->line = NULL;
             }
             break;
         case MG_ESWALLOW:
@@ -303,6 +312,10 @@ static void conn_process_buf(struct conn *c, struct buf *b)
             break;
         default:
             c->skip_line = t.partial; /* a bad key in a long get: the rest goes too */
+            if (c->line && is_retrieval(t.cmd)) { /* the line ends with this error */
+                get_line_unref(c->line);
+                c->line = NULL;
+            }
             if (t.cmd == MG_CMD_UNKNOWN && admin_command(c, t.args))
                 break;
             if (t.cmd == MG_CMD_UNKNOWN)

@@ -8,6 +8,7 @@
 
 struct worker;
 struct request;
+struct get_line;
 
 /* Owned by its worker (worker->conns list). Freed only from the worker's prepare step once
  * it is closing and none of its requests still waits on a backend. */
@@ -26,6 +27,7 @@ struct conn {
     uint32_t inflight_keys;      /* keys of its requests not answered yet */
     uint32_t key_bytes;          /* running mean of reply bytes per key (flow window) */
     bool skip_line;              /* drop bytes through the next '\n' (a refused long get) */
+    struct get_line *line;       /* the long get line being read (a reference), or NULL */
     bool dirty;
     bool paused;            /* not reading: too much queued (backpressure) */
     bool closing;           /* fd closed or to close; no more reads */

@@ -549,6 +549,8 @@ static void dispatch_keyed(struct conn *c, const struct mg_text_req *t, const ch
     if (r == NULL)
         return;
     r->partial = t->partial;
+    if (c->line && is_retrieval(t->cmd))
+        get_line_add(c->line, r, t->partial);
     count_command(w, t);
     if (lua_api_per_request(w)) {
         if (!request_keep(r, t, raw, rawlen)) {

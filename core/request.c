@@ -36,6 +36,7 @@ struct request *request_get(struct worker *w)
     r->cfg = w->cfg;
     w->cfg_live++;
     r->done = r->noreply = r->quiet = r->partial = false;
+    r->line = NULL;
     r->flow = 0;
     r->own_copy = r->lua_ready = r->lua_parked = r->lua_nobatch = false;
     r->next_key = r->keypos = r->lua_until = 0;
@@ -79,10 +80,39 @@ int request_ops(struct request *r, uint32_t n)
     return MG_OK;
 }
 
+struct get_line *get_line_new(void)
+{
+    struct get_line *l = calloc(1, sizeof(*l));
+    if (l)
+        l->refs = 1;
+    return l;
+}
+
+void get_line_unref(struct get_line *l)
+{
+    if (l && --l->refs == 0)
+        free(l);
+}
+
+void get_line_add(struct get_line *l, struct request *r, bool partial)
+{
+    l->refs++;
+    r->line = l;
+    if (partial) {
+        l->open++;
+    } else {
+        l->last = r;
+        if (l->open)
+            r->pending++; /* released by the last earlier piece to complete */
+    }
+}
+
 void request_release(struct request *r)
 {
     struct worker *w = r->w;
     worker_cfg_release(w, r->cfg);
+    get_line_unref(r->line);
+    r->line = NULL;
     for (uint32_t i = 0; i < r->ops_cap; i++) {
         buf_reset(&r->ops[i].out, REQ_BUF_KEEP);
         buf_reset(&r->ops[i].key, REQ_BUF_KEEP);
@@ -149,12 +179,23 @@ void request_complete(struct request *r)
         request_release(r);
         return;
     }
+    struct get_line *l = r->line;
+    if (l) { /* a piece of a long get line: the line's totals decide its trailer */
+        l->nops += r->nops;
+        l->nfailed += r->nfailed;
+        if (l->err == NULL)
+            l->err = r->err;
+    }
     if (is_retrieval(r->cmd) && r->partial) { /* the line's last piece ends it */
         if (r->nfailed)
             STAT_ADD(w->st.get_errors, r->nfailed);
+        if (l && --l->open == 0 && l->last && --l->last->pending == 0)
+            request_complete(l->last);
     } else if (is_retrieval(r->cmd)) {
-        if (r->nfailed && r->nfailed == r->nops) {
-            buf_append_str(&r->out, r->err);
+        uint32_t nops = l ? l->nops : r->nops, nfailed = l ? l->nfailed : r->nfailed;
+        const char *err = l && l->err ? l->err : r->err;
+        if (nfailed && nfailed == nops) {
+            buf_append_str(&r->out, err);
             buf_append(&r->out, "\r\n", 2);
         } else {
             if (r->nfailed)

@@ -41,6 +41,17 @@ struct op {
     uint32_t lkey_off, lkey_len;
 };
 
+/* The pieces of one get line taken MG_GET_CHUNK_KEYS keys at a time: the last piece's
+ * trailer (END, or the error when every key of the line failed) needs all of them.
+ * Shared by the pieces and, while the line is being read, its connection (refs). */
+struct get_line {
+    uint32_t refs;
+    uint32_t open;         /* pieces before the last that have not completed */
+    uint32_t nops, nfailed; /* of the completed pieces */
+    struct request *last;  /* the last piece once dispatched; it waits for open == 0 */
+    const char *err;
+};
+
 /* One client command. Owned by its client connection's FIFO; freed (to the worker's free
  * list) once its reply has been written, or when the client is gone and it completed. */
 struct request {
@@ -52,6 +63,7 @@ struct request {
     bool noreply;
     bool quiet;   /* meta q flag: hide the nominal reply */
     bool partial; /* a piece of a long get line: no END, more pieces follow */
+    struct get_line *line; /* the pieces of a long get line share it, else NULL */
     bool done;
     uint32_t flow; /* keys counted in its connection's in-flight window (conn.c) */
     uint32_t nops, pending, nfailed;
@@ -114,6 +126,12 @@ void request_complete(struct request *r);
 bool is_retrieval(enum mg_cmd cmd);
 void op_finish(struct op *op);
 void put_line(struct buf *b, const char *s, size_t n);
+
+/* A long get line's record: a new one (NULL when out of memory), and letting go of one. */
+struct get_line *get_line_new(void);
+void get_line_unref(struct get_line *l);
+/* Attach piece r (partial: more follow; else the line's last) to line l. */
+void get_line_add(struct get_line *l, struct request *r, bool partial);
 
 /* Free a request (and its ops' buffers) back to the worker's free list. */
 void request_release(struct request *r);
