@@ -23,6 +23,7 @@ struct golden {
 static const double PERCENTS[] = { 0.001, 1, 10, 12.5, 50, 99.999 };
 #define NPERCENTS (sizeof(PERCENTS) / sizeof(PERCENTS[0]))
 
+/* clang-format off */
 static const struct golden GOLDEN[] = {
     { "", 74976, "000001" },
     { "a", 65451, "000001" },
@@ -47,6 +48,7 @@ static const struct golden GOLDEN[] = {
     { "K\xc3\xa9y", 62356, "000001" },
     { "key with space", 88171, "000001" },
 };
+/* clang-format on */
 
 /* How many of "key:0" .. "key:99999" are on at each of PERCENTS. */
 static const unsigned GOLDEN_COUNTS[NPERCENTS] = { 0, 986, 9918, 12485, 49941, 99999 };
@@ -108,7 +110,8 @@ static void test_golden_on_off(void)
             got[j] = on_at(id, "golden_on", PERCENTS[j], g->key, strlen(g->key)) ? '1' : '0';
         got[NPERCENTS] = '\0';
         if (strcmp(got, g->on) != 0) {
-            fprintf(stderr, "  key '%s': on/off at 0.001,1,10,12.5,50,99.999 %% is %s, expected %s\n",
+            fprintf(stderr,
+                    "  key '%s': on/off at 0.001,1,10,12.5,50,99.999 %% is %s, expected %s\n",
                     g->key, got, g->on);
             ctest_cur_failed++;
         }
