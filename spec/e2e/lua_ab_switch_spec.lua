@@ -165,6 +165,91 @@ describe("examples/ab_switch.lua", function()
     assert.equal("OK", admin("switch canary 10"))
   end)
 
+  -- Golden keys (core/test/test_switch.c has their buckets): the route function's
+  -- sw:on (through LuaJIT's FFI) must place them exactly as the C table says, or a
+  -- fleet of gateways (or one across an upgrade) would move keys between sides.
+  local GOLDEN_ON_AT_10 = { "user:27", "user:29", "user:179", "user:240", "user:7076" }
+  local GOLDEN_OFF_AT_10 = { "user:28", "user:1", "user:2", "user:3", "session:42", "games",
+    "canary", "ab:1", "mintgate", "key with space" }
+
+  -- The golden keys on the canary side: set through the gateway, then found directly.
+  local function golden_on_canary(value)
+    local c = connect()
+    local keys = {}
+    for _, k in ipairs(GOLDEN_ON_AT_10) do keys[#keys + 1] = k end
+    for _, k in ipairs(GOLDEN_OFF_AT_10) do
+      if not k:find(" ", 1, true) then keys[#keys + 1] = k end
+    end
+    -- a run at another percentage may have left a key on the other side: start clean
+    for _, m in ipairs(mcs) do
+      local d = client.connect(m.port)
+      for _, k in ipairs(keys) do
+        local l = d:cmd("delete " .. k)
+        assert(l == "DELETED" or l == "NOT_FOUND", "delete " .. k .. ": " .. l)
+      end
+      d:close()
+    end
+    set_many(c, keys, value)
+    local on = sides(keys)
+    local list = {}
+    for k in pairs(on) do list[#list + 1] = k end
+    table.sort(list)
+    return list
+  end
+
+  local function sorted(t)
+    local c = { unpack(t) }
+    table.sort(c)
+    return c
+  end
+
+  it("golden keys: at 10 % exactly the keys test_switch.c says are on go to the canary", function()
+    assert.equal("10.000", connect(gw.admin_port):stats("stats switches")["switch:canary:percent"])
+    assert.same(sorted(GOLDEN_ON_AT_10), golden_on_canary("g10"))
+    -- user:28's bucket is 10220: off at 10 %, on from 10.221 %
+    assert.equal("OK", admin("switch canary 10.22"))
+    assert.same(sorted(GOLDEN_ON_AT_10), golden_on_canary("g1022"))
+    assert.equal("OK", admin("switch canary 10.221"))
+    local want = sorted(GOLDEN_ON_AT_10)
+    want[#want + 1] = "user:28"
+    table.sort(want)
+    assert.same(want, golden_on_canary("g10221"))
+    assert.equal("OK", admin("switch canary 10"))
+  end)
+
+  local function generation()
+    return tonumber(connect(gw.admin_port):stats()["config_generation"])
+  end
+
+  local function percent_now()
+    return connect(gw.admin_port):stats("stats switches")["switch:canary:percent"]
+  end
+
+  it("a reload (admin `reload`) keeps the switch's current value, not the script's 10 %", function()
+    assert.equal("OK", admin("switch canary 10.221"))
+    local gen = assert(generation(), "stats has no config_generation")
+    assert.equal("OK", admin("reload"))
+    assert.equal(gen + 1, generation(), "the reload did not load a new config generation")
+    assert.equal("10.221", percent_now())
+    -- and it is the value routing uses on every worker: user:28 is on from 10.221 %
+    local want = sorted(GOLDEN_ON_AT_10)
+    want[#want + 1] = "user:28"
+    table.sort(want)
+    assert.same(want, golden_on_canary("greload"))
+    assert.equal("OK", admin("switch canary 10"))
+  end)
+
+  it("a reload by SIGHUP keeps the switch's current value too", function()
+    assert.equal("OK", admin("switch canary 37.5"))
+    local gen = assert(generation(), "stats has no config_generation")
+    gw:signal(1) -- SIGHUP
+    assert(env.wait_until(10, function() return generation() == gen + 1 end, 0.05),
+      "SIGHUP did not load a new config generation (still " .. tostring(generation()) .. ")")
+    assert.equal("37.500", percent_now())
+    assert.equal("OK", admin("switch canary 10"))
+    assert.equal("10.000", percent_now())
+  end)
+
   it("fractional percentages are kept to 0.001", function()
     assert.equal("OK", admin("switch canary 12.5"))
     assert.equal("12.500", connect(gw.admin_port):stats("stats switches")["switch:canary:percent"])
@@ -197,7 +282,9 @@ describe("examples/ab_switch.lua", function()
     local a = connect(gw.admin_port)
     assert.equal("STORED", a:set("adm:k", "v"))
     assert.equal("v", a:value("adm:k"))
-    assert.matches("^%d+$", a:stats()["curr_connections"] or "0")
+    local conns = a:stats()["curr_connections"]
+    assert(conns and conns:match("^%d+$") and tonumber(conns) >= 1,
+      "curr_connections should count this connection, got " .. tostring(conns))
   end)
 
   it("the gateway is still up", function()
@@ -238,6 +325,38 @@ describe("fleet switch (a value kept in memcached)", function()
     return connect():stats("stats switches")["switch:canary:percent"]
   end
 
+  -- Gets the main memcached servers have answered (the gateway's fleet poll is one `mg`
+  -- about once a second on the one that holds the key).
+  local function main_gets()
+    local n = 0
+    for _, port in ipairs(main_ports) do
+      local c = client.connect(port)
+      local v = c:stats()["cmd_get"]
+      c:close()
+      n = n + assert(tonumber(v), "memcached stats without cmd_get")
+    end
+    return n
+  end
+
+  -- Wait until the gateway has read the fleet key twice more, so that at least one read
+  -- saw what was stored before this call.
+  local function wait_polls()
+    local base = main_gets()
+    local last
+    assert(env.wait_until(6, function()
+      last = main_gets()
+      return last >= base + 2
+    end, 0.1), string.format("the gateway did not poll the fleet key (main gets %d -> %s)", base,
+      tostring(last)))
+  end
+
+  -- Wait until the gateway has logged that it ignored the fleet value v.
+  local function wait_ignored(v)
+    local needle = "ignoring fleet value '" .. v .. "'"
+    assert(env.wait_until(6, function() return gw:stderr():find(needle, 1, true) end, 0.1),
+      "the gateway did not log <" .. needle .. ">; its log:\n" .. env.tail(gw:stderr(), 20))
+  end
+
   local function on_canary(prefix, n)
     local c = connect()
     local keys = keys_of(prefix, n)
@@ -246,7 +365,7 @@ describe("fleet switch (a value kept in memcached)", function()
   end
 
   it("starts at the declared percent while the key is absent", function()
-    env.sleep(1.5)
+    wait_polls()
     assert.equal("0.000", percent())
     assert.equal(0, on_canary("f0:", 200))
   end)
@@ -257,7 +376,10 @@ describe("fleet switch (a value kept in memcached)", function()
       c:set("mintgate:switch:canary", "100"))
     assert.equal("CLIENT_ERROR key is in the gateway's reserved namespace",
       c:cmd("mg bWludGdhdGU6c3dpdGNoOmNhbmFyeQ== b v"))
-    env.sleep(2.5)
+    -- nothing reached memcached, and the gateway, having read the key since, stays at 0
+    assert.same({}, present(main_ports[1], { "mintgate:switch:canary" }))
+    assert.same({}, present(main_ports[2], { "mintgate:switch:canary" }))
+    wait_polls()
     assert.equal("0.000", percent())
     assert.equal(0, on_canary("fdata:", 100))
   end)
@@ -284,15 +406,15 @@ describe("fleet switch (a value kept in memcached)", function()
     assert.equal("STORED", c:set("mintgate:switch:canary", "0"))
     assert.truthy(env.wait_until(4, function() return percent() == "0.000" end, 0.1))
     assert.equal("STORED", c:set("mintgate:switch:canary", "250"))
-    env.sleep(2.5)
+    wait_ignored("250")
     assert.equal("0.000", percent())
     -- a number followed by junk is not a percentage (it used to be read as 12)
     assert.equal("STORED", c:set("mintgate:switch:canary", "12abc"))
-    env.sleep(2.5)
+    wait_ignored("12abc")
     assert.equal("0.000", percent())
     -- nor is hex or an exponent (strtod read 0x10 as 16); the admin's rules apply
     assert.equal("STORED", c:set("mintgate:switch:canary", "0x10"))
-    env.sleep(2.5)
+    wait_ignored("0x10")
     assert.equal("0.000", percent())
     assert.equal(0, on_canary("fbad:", 100))
     assert.is_true(gw:alive())

@@ -352,8 +352,11 @@ describe("Lua request phase", function()
       assert.equal("v", c:value("ok:7"))
       assert.is_true(gw:alive())
       env.sleep(1.2) -- lua_memory_kb is sampled about once a second
-      local kb = tonumber(c:stats()["lua_memory_kb"])
-      if kb then assert(kb < 8192, "lua_memory_kb = " .. kb) end
+      local raw = c:stats()["lua_memory_kb"]
+      local kb = tonumber(raw)
+      assert(kb, "stats has no lua_memory_kb number (got " .. tostring(raw) .. ")")
+      assert(kb > 0, "lua_memory_kb = 0: the Lua states' memory was not sampled")
+      assert(kb < 8192, "lua_memory_kb = " .. kb)
     end)
   end)
 end)

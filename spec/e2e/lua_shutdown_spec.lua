@@ -50,7 +50,10 @@ describe("shutdown with a pool call in flight", function()
     local rc, killed = E:stop(gw, 15)
     assert.is_falsy(killed, "the gateway did not exit after SIGTERM")
     assert.equal(0, rc, "exit status on SIGTERM:\n" .. env.tail(gw:stderr(), 40))
-    assert(env.now() - t0 < 10, "shutdown took too long")
+    -- the README promises at most 2 s of draining; 1 s of margin for exiting and for a
+    -- loaded machine
+    local took = env.now() - t0
+    assert(took < 3, string.format("shutdown took %.2f s (at most 2 s of draining promised)", took))
     E:close_clients()
   end
 

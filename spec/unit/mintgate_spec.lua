@@ -342,12 +342,14 @@ describe("mintgate config module", function()
     end)
 
     it("refuses bad names, duplicates and bad policies", function()
-      assert.has_error(function() mg.policy("has space", {}) end)
-      assert.has_error(function() mg.policy(("x"):rep(32), {}) end)
-      assert.has_error(function() mg.policy("newcache", {}) end)
+      raises(function() mg.policy("has space", {}) end,
+        "mg.policy: the name must be a word of at most 31 characters")
+      raises(function() mg.policy(("x"):rep(32), {}) end,
+        "mg.policy: the name must be a word of at most 31 characters")
+      raises(function() mg.policy("newcache", {}) end, "mg.policy: 'newcache' exists already")
       mg.policy("mine", {})
-      assert.has_error(function() mg.policy("mine", {}) end)
-      assert.has_error(function() mg.policy("bad", { grace = -1 }) end)
+      raises(function() mg.policy("mine", {}) end, "mg.policy: 'mine' exists already")
+      raises(function() mg.policy("bad", { grace = -1 }) end, "stale: 'grace' must be whole seconds >= 0")
     end)
   end)
 
@@ -380,8 +382,8 @@ describe("mintgate config module", function()
     end)
 
     it("refuses an empty list of addresses, and hosts with spaces", function()
-      assert.has_error(function() mg.admin {} end)
-      assert.has_error(function() mg.admin { "a b:1" } end)
+      raises(function() mg.admin {} end, 'mg.admin: expected a list of "host:port"')
+      raises(function() mg.admin { "a b:1" } end, 'mg.admin: expected "host:port", got a b:1')
     end)
 
     it("can allow admin commands on the data port", function()
