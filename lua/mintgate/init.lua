@@ -158,11 +158,17 @@ local function pool_name(v, what, fn)
   error((fn or "mg.route") .. ": " .. what .. " must be a pool (from mg.pool) or a pool's name", 3)
 end
 
---- Set the default staleness policy (herd protection) for every pool without its own.
+--- Staleness policies (herd protection) go by one name, `stale`, everywhere: `mg.stale`,
+-- a pool's and a route entry's `stale =`. `mg.stale(spec)` sets the default for every
+-- pool without its own; `mg.stale(name, spec)` names a policy that a route function may
+-- pick per request (`return main, "short"`); `mg.policy(name, spec)` is its older name.
 -- @param spec a policy name ("newcache", "mint", "publish", "none") or a table
 -- `{ grace = 60, lock = 5, wait = 50, on_delete = "mark_stale", coalesce = true }`
--- (a table may name a base policy with `policy = "newcache"` and override parts of it)
-function M.stale(spec)
+-- (a table may start from a named policy with `base = "newcache"`, older spelling
+-- `policy = "newcache"`, and override parts of it)
+local name_policy -- below
+function M.stale(spec, named)
+  if named ~= nil then return name_policy("mg.stale", spec, named, 3) end
   state.stale = stale.normalize(spec, 2)
 end
 
@@ -193,15 +199,19 @@ end
 
 --- Name a staleness policy so a route function can pick it per request:
 -- `mg.route(function(req) return main, "short" end)`. The built-in names (newcache, mint,
--- publish, none) are always there.
+-- publish, none) are always there. The same as `mg.stale(name, spec)`.
 -- @tparam string name
 -- @param spec a policy table or name (see mg.stale)
-function M.policy(name, spec)
+function name_policy(fn, name, spec, level)
   if type(name) ~= "string" or not name:match("^[%w_.:-]+$") or #name > 31 then
-    error("mg.policy: the name must be a word of at most 31 characters", 2)
+    error(fn .. ": the name must be a word of at most 31 characters", level)
   end
-  if state.policy_ids[name] then error("mg.policy: '" .. name .. "' exists already", 2) end
-  add_policy(name, stale.normalize(spec, 2))
+  if state.policy_ids[name] then error(fn .. ": '" .. name .. "' exists already", level) end
+  add_policy(name, stale.normalize(spec, level))
+end
+
+function M.policy(name, spec)
+  name_policy("mg.policy", name, spec, 3)
 end
 
 --- Route keys to pools. A table maps key prefixes to pools (the longest prefix wins) and

@@ -24,8 +24,9 @@ local DEFAULTS = { grace = 60, lock = 5, wait = 50, on_delete = "delete", coales
 
 local function whole(v) return type(v) == "number" and v >= 0 and v == math.floor(v) end
 
---- Normalize a policy spec: a name, a table (optionally with `policy = name` as its base),
--- or false/"none". Returns the policy table, or false for none. Raises on bad input.
+--- Normalize a policy spec: a name, a table (optionally with `base = name`, or its older
+-- spelling `policy = name`, as its base), or false/"none". Returns the policy table, or
+-- false for none. Raises on bad input.
 -- @param spec the policy
 -- @tparam[opt] number level error level for the caller
 function M.normalize(spec, level)
@@ -40,11 +41,15 @@ function M.normalize(spec, level)
     base = p
   elseif type(spec) ~= "table" then
     error("a staleness policy is a table or a policy name", level)
-  elseif spec.policy ~= nil then
-    local p = M.policies[spec.policy]
-    if p == nil then error("unknown staleness policy '" .. tostring(spec.policy) .. "'", level) end
+  elseif spec.base ~= nil or spec.policy ~= nil then
+    if spec.base ~= nil and spec.policy ~= nil then
+      error("stale: 'base' and 'policy' are one option (policy is its older name)", level)
+    end
+    local bk = spec.base ~= nil and "base" or "policy"
+    local p = M.policies[spec[bk]]
+    if p == nil then error("unknown staleness policy '" .. tostring(spec[bk]) .. "'", level) end
     if p == false then
-      if next(spec, nil) ~= "policy" or next(spec, "policy") ~= nil then
+      if next(spec, nil) ~= bk or next(spec, bk) ~= nil then
         error("stale: policy \"none\" takes no other options", level)
       end
       return false
@@ -70,7 +75,7 @@ function M.normalize(spec, level)
     elseif k == "coalesce" then
       if type(v) ~= "boolean" then error("stale: 'coalesce' must be a boolean", level) end
       out.coalesce = v
-    elseif k ~= "policy" then
+    elseif k ~= "policy" and k ~= "base" then
       error("stale: unknown option '" .. tostring(k) .. "'", level)
     end
   end

@@ -164,3 +164,34 @@ describe("mintgate.stale", function()
     end)
   end)
 end)
+
+describe("one name for staleness policies", function()
+  local stale = require "mintgate.stale"
+
+  it("takes base = name, and policy = name as its older spelling", function()
+    assert.same(stale.normalize { base = "newcache", wait = 20 },
+      stale.normalize { policy = "newcache", wait = 20 })
+    assert.equal(20, stale.normalize({ base = "newcache", wait = 20 }).wait)
+    assert.equal(60, stale.normalize({ base = "newcache", wait = 20 }).grace)
+    assert.is_false(stale.normalize { base = "none" })
+    assert.has_error(function() stale.normalize { base = "newcache", policy = "mint" } end,
+      "stale: 'base' and 'policy' are one option (policy is its older name)")
+  end)
+
+  it("names a policy with mg.stale(name, spec), as mg.policy does", function()
+    package.loaded.mintgate = nil
+    local mg = require "mintgate"
+    mg.stale("short", { grace = 5, lock = 1, wait = 0 })
+    mg.policy("long", { base = "publish" })
+    local st = mg._state
+    assert.is_number(st.policy_ids.short)
+    assert.is_number(st.policy_ids.long)
+    assert.equal(5, st.policies[st.policy_ids.short + 1][2].grace)
+    assert.is_nil(st.stale, "naming a policy does not set the default")
+    local ok, err = pcall(mg.stale, "short", { grace = 1 })
+    assert.is_false(ok)
+    assert.matches("mg.stale: 'short' exists already", err)
+    assert.matches("stale_spec.lua", err, "the error points at the script")
+    package.loaded.mintgate = nil
+  end)
+end)
