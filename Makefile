@@ -6,6 +6,10 @@ PREFIX   ?= /usr/local
 LUADIR   ?= $(PREFIX)/share/lua/5.1
 OPT      ?= -O2 -g
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+# CI builds treat warnings as errors (CI=true is set there).
+ifneq ($(CI),)
+WARN     += -Werror
+endif
 CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread \
             $(shell pkg-config --cflags luajit 2>/dev/null) -DMG_LUADIR='"$(LUADIR)"'
 LDLIBS   += -lev $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1) \
@@ -26,6 +30,7 @@ DEB_PKGS := gcc make pkg-config libev-dev libluajit-5.1-dev luajit libmemcached-
             luarocks python3
 
 .DEFAULT_GOAL := all
+-include $(wildcard build/*.d build/asan/*.d build/tsan/*.d)
 include bench/Makefile.inc
 DEB_PKGS += $(BENCH_DEB_PKGS)
 
@@ -34,16 +39,17 @@ DEB_PKGS += $(BENCH_DEB_PKGS)
 
 all: mintgate
 
-build/%.o: core/%.c $(HDRS) | build
-	$(CC) $(CFLAGS) -c -o $@ $<
+# -MMD: each object's header dependencies, read back below.
+build/%.o: core/%.c | build
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-build/asan/%.o: core/%.c $(HDRS) | build
+build/asan/%.o: core/%.c | build
 	@mkdir -p build/asan
-	$(CC) $(CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) -MMD -MP -c -o $@ $<
 
-build/tsan/%.o: core/%.c $(HDRS) | build
+build/tsan/%.o: core/%.c | build
 	@mkdir -p build/tsan
-	$(CC) $(CFLAGS) $(TSAN_FLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) $(TSAN_FLAGS) -MMD -MP -c -o $@ $<
 
 build:
 	@mkdir -p build
