@@ -25,7 +25,7 @@ TSAN_OBJS := $(SRCS:core/%.c=build/tsan/%.o)
 TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -DMG_SANITIZE
 
 # Debian packages the build, the suite and `make run` need.
-DEB_PKGS := gcc make pkg-config libev-dev libluajit-5.1-dev luajit libmemcached-dev \
+DEB_PKGS := gcc make pkg-config clang-format cppcheck lua-check libev-dev libluajit-5.1-dev luajit libmemcached-dev \
             libmemcached-tools memcached lua-busted lua-socket nutcracker netcat-openbsd \
             luarocks python3
 
@@ -89,6 +89,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) -fsanitize=fuzzer,address,
                 -fno-sanitize-recover=undefined -fsanitize-coverage-allowlist=core/test/fuzz.cov -Icore
 
 build/fuzz/%: core/test/%.c core/test/fuzz.h core/test/fuzz.cov core/proto_text.c core/proto_meta.c $(HDRS)
+	@command -v $(FUZZ_CC) >/dev/null || $(MAKE) --no-print-directory deps DEB_PKGS=clang
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< core/proto_text.c core/proto_meta.c
 
@@ -176,7 +177,7 @@ fuzz-wire-smoke: mintgate-asan
 test: deps
 	@rm -rf build/results && mkdir -p build/results
 	@$(MAKE) --no-print-directory all mintgate-asan mintgate-tsan $(TESTS) build/fuzz_smoke build/fuzz_replay build/lmc_fill bench/mgload
-	@$(MAKE) --no-print-directory -k ctest spec reference capable asan-test tsan-test valgrind fuzz-wire-smoke; \
+	@$(MAKE) --no-print-directory -k lint ctest spec reference capable asan-test tsan-test valgrind fuzz-wire-smoke; \
 	sh spec/summary.sh build/results
 
 bench-quick: deps mintgate
@@ -188,10 +189,7 @@ bench-herd: deps mintgate
 bench: bench-run
 
 lint:
-	clang-format --dry-run --Werror core/*.c core/*.h
-	cppcheck --quiet --enable=warning,performance --std=c11 -I core core
-	luacheck lua spec examples
-	luarocks lint mintgate-scm-1.rockspec
+	@sh spec/run_lint.sh
 
 install: mintgate
 	install -D -m 755 mintgate $(DESTDIR)$(PREFIX)/bin/mintgate

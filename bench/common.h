@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define MG_OK  0
+#define MG_OK 0
 #define MG_ERR (-1)
 
 /* Monotonic nanoseconds. */

@@ -52,20 +52,20 @@
 
 #include "common.h"
 
-#define MAX_TARGETS     64
-#define MAX_CLIENTS     20000
-#define MAX_KEYS        100000
-#define MAX_LABEL       64
-#define MAX_PREFIX      100
-#define MAX_KEY         (MAX_PREFIX + 24)
-#define MIN_VALUE       48      /* room for "g=<gen> t=<ms> " */
-#define MAX_VALUE       1024
-#define RBUF_SIZE       (MAX_VALUE + 512)
-#define OBUF_SIZE       (MAX_VALUE + MAX_KEY + 64)
-#define MAX_CONNECTING  128     /* connects in flight at once */
-#define MAX_NOTES       5       /* failure messages printed */
-#define MAX_SAMPLES     (16u << 20) /* get latencies kept for the window split: 128 MB */
-#define SCAN_INTERVAL   0.25    /* seconds between timeout scans */
+#define MAX_TARGETS 64
+#define MAX_CLIENTS 20000
+#define MAX_KEYS 100000
+#define MAX_LABEL 64
+#define MAX_PREFIX 100
+#define MAX_KEY (MAX_PREFIX + 24)
+#define MIN_VALUE 48 /* room for "g=<gen> t=<ms> " */
+#define MAX_VALUE 1024
+#define RBUF_SIZE (MAX_VALUE + 512)
+#define OBUF_SIZE (MAX_VALUE + MAX_KEY + 64)
+#define MAX_CONNECTING 128      /* connects in flight at once */
+#define MAX_NOTES 5             /* failure messages printed */
+#define MAX_SAMPLES (16u << 20) /* get latencies kept for the window split: 128 MB */
+#define SCAN_INTERVAL 0.25      /* seconds between timeout scans */
 
 enum phase { P_CONNECT, P_PREFILL, P_RUN, P_DONE };
 enum client_state { C_INIT, C_CONNECTING, C_READY, C_DEAD };
@@ -98,10 +98,10 @@ struct options {
 struct key {
     char name[MAX_KEY + 1];
     size_t len;
-    uint64_t gen;               /* newest generation known to be stored */
-    uint64_t gen_ns;            /* when it was first known stored */
-    uint64_t aim;               /* newest generation a regeneration aims at */
-    uint64_t miss_ns;           /* issue time of the earliest get that missed on aim - 1 */
+    uint64_t gen;     /* newest generation known to be stored */
+    uint64_t gen_ns;  /* when it was first known stored */
+    uint64_t aim;     /* newest generation a regeneration aims at */
+    uint64_t miss_ns; /* issue time of the earliest get that missed on aim - 1 */
 };
 
 /* One application client: one connection, one request at a time. Owned by the bench's array. */
@@ -110,13 +110,13 @@ struct client {
     int fd, target;
     enum client_state state;
     enum client_wait wait;
-    bool prefill;               /* set requests are prefill, not regenerations */
+    bool prefill; /* set requests are prefill, not regenerations */
     ev_io rio, wio;
-    ev_timer timer;             /* regeneration delay or think time */
-    uint64_t since_ns;          /* connect started, or request sent: for timeouts */
-    uint64_t issue_ns;          /* get issued */
-    uint64_t seen_at_issue;     /* the key's newest generation when the get was issued */
-    uint64_t writing;           /* generation the pending set stores */
+    ev_timer timer;         /* regeneration delay or think time */
+    uint64_t since_ns;      /* connect started, or request sent: for timeouts */
+    uint64_t issue_ns;      /* get issued */
+    uint64_t seen_at_issue; /* the key's newest generation when the get was issued */
+    uint64_t writing;       /* generation the pending set stores */
     size_t key, prefill_next;
     size_t rlen, olen, opos;
     char rbuf[RBUF_SIZE];
@@ -147,7 +147,7 @@ struct bench {
     struct ev_loop *loop;
     struct client *clients;
     struct key *keys;
-    enum phase phase, was;     /* was: the phase the run stopped in */
+    enum phase phase, was; /* was: the phase the run stopped in */
     int next_connect, connecting, settled, ready, notes;
     size_t prefill_left, prefill_stride;
     bool measuring, done, hit_limit, connecting_more;
@@ -453,7 +453,7 @@ static long get_reply_len(const struct client *c, const char **val, size_t *vlen
     if (line < 2 || c->rbuf[line - 2] != '\r')
         return -1;
     if (line - 2 < 6 || memcmp(c->rbuf, "VALUE ", 6) != 0)
-        return (long)line;      /* END, or an error line: the caller tells which */
+        return (long)line; /* END, or an error line: the caller tells which */
     pos = 6;
     while (pos < line - 2 && c->rbuf[pos] != ' ')
         pos++;
@@ -473,7 +473,8 @@ static long get_reply_len(const struct client *c, const char **val, size_t *vlen
     return (long)need;
 }
 
-/* Handles the reply to a get if complete; returns bytes consumed, 0 for "need more", -1 if closed. */
+/* Handles the reply to a get if complete; returns bytes consumed, 0 for "need more", -1 if closed.
+ */
 static long client_get_reply(struct client *c, uint64_t now)
 {
     struct bench *b = c->b;
@@ -506,7 +507,8 @@ static long client_get_reply(struct client *c, uint64_t now)
 
 static void prefill_next(struct client *c);
 
-/* Handles the reply to a set if complete; returns bytes consumed, 0 for "need more", -1 if closed. */
+/* Handles the reply to a set if complete; returns bytes consumed, 0 for "need more", -1 if closed.
+ */
 static long client_set_reply(struct client *c, uint64_t now)
 {
     struct bench *b = c->b;
@@ -665,8 +667,7 @@ static int client_connect(struct client *c)
     if (c->fd < 0)
         return MG_ERR;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (const struct sockaddr *)&t->addr, t->addrlen) < 0 &&
-        errno != EINPROGRESS)
+    if (connect(c->fd, (const struct sockaddr *)&t->addr, t->addrlen) < 0 && errno != EINPROGRESS)
         return MG_ERR;
     c->state = C_CONNECTING;
     c->since_ns = now_ns();
@@ -793,7 +794,7 @@ static void bench_prefill(struct bench *b)
 static void bench_connect_more(struct bench *b)
 {
     if (b->connecting_more)
-        return;                 /* a failed connect closes from inside the loop below */
+        return; /* a failed connect closes from inside the loop below */
     b->connecting_more = true;
     while (b->connecting < MAX_CONNECTING && b->next_connect < b->o->clients) {
         struct client *c = &b->clients[b->next_connect++];
@@ -929,28 +930,26 @@ static int report(struct bench *b)
 
     printf("herd target=%s gateways=%d clients=%d clients_ok=%d keys=%d ttl=%d regen_ms=%.0f"
            " think_ms=%g secs=%.2f",
-           o->label, o->ntargets, o->clients, b->ready, o->keys, o->ttl, o->regen_ms,
-           o->think_ms, secs);
+           o->label, o->ntargets, o->clients, b->ready, o->keys, o->ttl, o->regen_ms, o->think_ms,
+           secs);
     printf(" gets=%" PRIu64 " hits=%" PRIu64 " misses=%" PRIu64 " regens=%" PRIu64
            " expiries=%" PRIu64 " regen_per_expiry=%.2f miss_per_expiry=%.2f"
            " expiries_per_key_s=%.3f lifetime_ms=%.0f stale_hits=%" PRIu64
            " superseded_hits=%" PRIu64,
            t->gets, t->hits, t->misses, t->regens, t->expiries, per(t->regens, t->expiries),
-           per(t->misses, t->expiries),
-           secs > 0 ? (double)t->expiries / o->keys / secs : 0,
+           per(t->misses, t->expiries), secs > 0 ? (double)t->expiries / o->keys / secs : 0,
            per(t->life_sum_ns, t->life_n) / 1e6, t->stale_hits, t->superseded);
     printf(" p50_us=%.1f p99_us=%.1f p99_win_us=%.1f p99_steady_us=%.1f p50_win_us=%.1f"
            " p50_steady_us=%.1f max_us=%.1f win_gets=%zu steady_gets=%zu win_pct=%.1f",
            quantile_us(all, b->nsamples, 0.5), quantile_us(all, b->nsamples, 0.99),
-           quantile_us(in, nin, 0.99), quantile_us(out, nout, 0.99),
-           quantile_us(in, nin, 0.5), quantile_us(out, nout, 0.5),
-           b->nsamples ? (double)all[b->nsamples - 1] / 1e3 : 0, nin, nout,
-           run ? 100.0 * (double)covered / (double)run : 0);
+           quantile_us(in, nin, 0.99), quantile_us(out, nout, 0.99), quantile_us(in, nin, 0.5),
+           quantile_us(out, nout, 0.5), b->nsamples ? (double)all[b->nsamples - 1] / 1e3 : 0, nin,
+           nout, run ? 100.0 * (double)covered / (double)run : 0);
     printf(" sets=%" PRIu64 " get_errors=%" PRIu64 " set_errors=%" PRIu64 " bad_values=%" PRIu64
            " prefill_errors=%" PRIu64 " conns_failed=%" PRIu64 " conns_lost=%" PRIu64
            " samples_dropped=%" PRIu64 " hit_limit=%d\n",
-           t->sets, t->get_errors, t->set_errors, t->bad_values, t->prefill_errors,
-           t->conns_failed, t->conns_lost, t->samples_dropped, b->hit_limit ? 1 : 0);
+           t->sets, t->get_errors, t->set_errors, t->bad_values, t->prefill_errors, t->conns_failed,
+           t->conns_lost, t->samples_dropped, b->hit_limit ? 1 : 0);
     fflush(stdout);
     rc = MG_OK;
 done:
@@ -965,23 +964,23 @@ done:
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: herd --target HOST:PORT [--target ...] [options]\n"
-        "  --target HOST:PORT   a target (gateway or memcached); repeat for several;\n"
-        "                       clients are spread round-robin; loopback only\n"
-        "  --clients N          application clients, one connection each (default 150)\n"
-        "  --keys K             hot keys (default 10)\n"
-        "  --ttl S              exptime of every set, whole seconds (default 1)\n"
-        "  --regen-ms MS        time a client spends regenerating after a miss (default 200)\n"
-        "  --think-ms MS        pause after each completed request (default 0)\n"
-        "  --duration SEC       measured run (default 10)\n"
-        "  --value-size BYTES   value length, %d..%d (default 64)\n"
-        "  --label NAME         target name in the result line (default \"target\")\n"
-        "  --key-prefix STR     key prefix (default \"herd:<random>:\")\n"
-        "  --connect-timeout S  per connect (default 2)\n"
-        "  --timeout S          close a client whose reply takes this long (default 5)\n"
-        "  --max-time S         hard limit for the whole process (default duration+60)\n"
-        "  --seed N             PRNG seed (default from the clock)\n",
-        MIN_VALUE, MAX_VALUE);
+            "usage: herd --target HOST:PORT [--target ...] [options]\n"
+            "  --target HOST:PORT   a target (gateway or memcached); repeat for several;\n"
+            "                       clients are spread round-robin; loopback only\n"
+            "  --clients N          application clients, one connection each (default 150)\n"
+            "  --keys K             hot keys (default 10)\n"
+            "  --ttl S              exptime of every set, whole seconds (default 1)\n"
+            "  --regen-ms MS        time a client spends regenerating after a miss (default 200)\n"
+            "  --think-ms MS        pause after each completed request (default 0)\n"
+            "  --duration SEC       measured run (default 10)\n"
+            "  --value-size BYTES   value length, %d..%d (default 64)\n"
+            "  --label NAME         target name in the result line (default \"target\")\n"
+            "  --key-prefix STR     key prefix (default \"herd:<random>:\")\n"
+            "  --connect-timeout S  per connect (default 2)\n"
+            "  --timeout S          close a client whose reply takes this long (default 5)\n"
+            "  --max-time S         hard limit for the whole process (default duration+60)\n"
+            "  --seed N             PRNG seed (default from the clock)\n",
+            MIN_VALUE, MAX_VALUE);
 }
 
 static int opt_num(const char *name, const char *s, double lo, double hi, double *out)
@@ -1076,27 +1075,40 @@ static int opt_text(const char *name, const char *s, size_t max, char *out)
 }
 
 enum {
-    OPT_TARGET = 256, OPT_CLIENTS, OPT_KEYS, OPT_TTL, OPT_REGEN, OPT_THINK, OPT_DURATION,
-    OPT_VSIZE, OPT_LABEL, OPT_PREFIX, OPT_CTIMEOUT, OPT_TIMEOUT, OPT_MAXTIME, OPT_SEED, OPT_HELP
+    OPT_TARGET = 256,
+    OPT_CLIENTS,
+    OPT_KEYS,
+    OPT_TTL,
+    OPT_REGEN,
+    OPT_THINK,
+    OPT_DURATION,
+    OPT_VSIZE,
+    OPT_LABEL,
+    OPT_PREFIX,
+    OPT_CTIMEOUT,
+    OPT_TIMEOUT,
+    OPT_MAXTIME,
+    OPT_SEED,
+    OPT_HELP
 };
 
 static const struct option long_opts[] = {
-    {"target", required_argument, NULL, OPT_TARGET},
-    {"clients", required_argument, NULL, OPT_CLIENTS},
-    {"keys", required_argument, NULL, OPT_KEYS},
-    {"ttl", required_argument, NULL, OPT_TTL},
-    {"regen-ms", required_argument, NULL, OPT_REGEN},
-    {"think-ms", required_argument, NULL, OPT_THINK},
-    {"duration", required_argument, NULL, OPT_DURATION},
-    {"value-size", required_argument, NULL, OPT_VSIZE},
-    {"label", required_argument, NULL, OPT_LABEL},
-    {"key-prefix", required_argument, NULL, OPT_PREFIX},
-    {"connect-timeout", required_argument, NULL, OPT_CTIMEOUT},
-    {"timeout", required_argument, NULL, OPT_TIMEOUT},
-    {"max-time", required_argument, NULL, OPT_MAXTIME},
-    {"seed", required_argument, NULL, OPT_SEED},
-    {"help", no_argument, NULL, OPT_HELP},
-    {NULL, 0, NULL, 0},
+    { "target", required_argument, NULL, OPT_TARGET },
+    { "clients", required_argument, NULL, OPT_CLIENTS },
+    { "keys", required_argument, NULL, OPT_KEYS },
+    { "ttl", required_argument, NULL, OPT_TTL },
+    { "regen-ms", required_argument, NULL, OPT_REGEN },
+    { "think-ms", required_argument, NULL, OPT_THINK },
+    { "duration", required_argument, NULL, OPT_DURATION },
+    { "value-size", required_argument, NULL, OPT_VSIZE },
+    { "label", required_argument, NULL, OPT_LABEL },
+    { "key-prefix", required_argument, NULL, OPT_PREFIX },
+    { "connect-timeout", required_argument, NULL, OPT_CTIMEOUT },
+    { "timeout", required_argument, NULL, OPT_TIMEOUT },
+    { "max-time", required_argument, NULL, OPT_MAXTIME },
+    { "seed", required_argument, NULL, OPT_SEED },
+    { "help", no_argument, NULL, OPT_HELP },
+    { NULL, 0, NULL, 0 },
 };
 
 static int opt_one(struct options *o, int opt, const char *arg)
@@ -1104,25 +1116,39 @@ static int opt_one(struct options *o, int opt, const char *arg)
     double v;
 
     switch (opt) {
-    case OPT_TARGET: return opt_target(o, arg);
-    case OPT_CLIENTS: return opt_int("clients", arg, 1, MAX_CLIENTS, &o->clients);
-    case OPT_KEYS: return opt_int("keys", arg, 1, MAX_KEYS, &o->keys);
-    case OPT_TTL: return opt_int("ttl", arg, 1, 3600, &o->ttl);
-    case OPT_REGEN: return opt_num("regen-ms", arg, 0, 600000, &o->regen_ms);
-    case OPT_THINK: return opt_num("think-ms", arg, 0, 600000, &o->think_ms);
-    case OPT_DURATION: return opt_num("duration", arg, 0.1, 86400, &o->duration);
-    case OPT_VSIZE: return opt_int("value-size", arg, MIN_VALUE, MAX_VALUE, &o->value_size);
-    case OPT_LABEL: return opt_text("label", arg, MAX_LABEL, o->label);
-    case OPT_PREFIX: return opt_text("key-prefix", arg, MAX_PREFIX, o->prefix);
-    case OPT_CTIMEOUT: return opt_num("connect-timeout", arg, 0.01, 600, &o->connect_timeout);
-    case OPT_TIMEOUT: return opt_num("timeout", arg, 0.01, 600, &o->timeout);
-    case OPT_MAXTIME: return opt_num("max-time", arg, 1, 90000, &o->max_time);
+    case OPT_TARGET:
+        return opt_target(o, arg);
+    case OPT_CLIENTS:
+        return opt_int("clients", arg, 1, MAX_CLIENTS, &o->clients);
+    case OPT_KEYS:
+        return opt_int("keys", arg, 1, MAX_KEYS, &o->keys);
+    case OPT_TTL:
+        return opt_int("ttl", arg, 1, 3600, &o->ttl);
+    case OPT_REGEN:
+        return opt_num("regen-ms", arg, 0, 600000, &o->regen_ms);
+    case OPT_THINK:
+        return opt_num("think-ms", arg, 0, 600000, &o->think_ms);
+    case OPT_DURATION:
+        return opt_num("duration", arg, 0.1, 86400, &o->duration);
+    case OPT_VSIZE:
+        return opt_int("value-size", arg, MIN_VALUE, MAX_VALUE, &o->value_size);
+    case OPT_LABEL:
+        return opt_text("label", arg, MAX_LABEL, o->label);
+    case OPT_PREFIX:
+        return opt_text("key-prefix", arg, MAX_PREFIX, o->prefix);
+    case OPT_CTIMEOUT:
+        return opt_num("connect-timeout", arg, 0.01, 600, &o->connect_timeout);
+    case OPT_TIMEOUT:
+        return opt_num("timeout", arg, 0.01, 600, &o->timeout);
+    case OPT_MAXTIME:
+        return opt_num("max-time", arg, 1, 90000, &o->max_time);
     case OPT_SEED:
         if (opt_num("seed", arg, 0, 1e18, &v) != MG_OK)
             return MG_ERR;
         o->seed = (uint64_t)v;
         return MG_OK;
-    default: return MG_ERR;
+    default:
+        return MG_ERR;
     }
 }
 
@@ -1149,7 +1175,8 @@ static int opt_parse(struct options *o, int argc, char **argv)
             return MG_ERR;
     }
     if (optind != argc || o->ntargets == 0) {
-        fprintf(stderr, "herd: %s\n", o->ntargets == 0 ? "--target is required" : "stray arguments");
+        fprintf(stderr, "herd: %s\n",
+                o->ntargets == 0 ? "--target is required" : "stray arguments");
         return MG_ERR;
     }
     if (o->prefix[0] == '\0')
@@ -1170,8 +1197,8 @@ static int raise_nofile(int clients)
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur < need) {
-        fprintf(stderr, "herd: need %lu descriptors, the hard limit is %lu\n",
-                (unsigned long)need, (unsigned long)rl.rlim_max);
+        fprintf(stderr, "herd: need %lu descriptors, the hard limit is %lu\n", (unsigned long)need,
+                (unsigned long)rl.rlim_max);
         return MG_ERR;
     }
     return MG_OK;
@@ -1224,7 +1251,7 @@ static void bench_free(struct bench *b)
 
 int main(int argc, char **argv)
 {
-    static struct options o;    /* the target table is large: keep it off the stack */
+    static struct options o; /* the target table is large: keep it off the stack */
     static struct bench b;
     int rc = opt_parse(&o, argc, argv);
 

@@ -45,26 +45,26 @@
 
 #include "common.h"
 
-#define MAX_CONNS       100000
-#define MAX_IDLE        200000
-#define MAX_DEPTH       4096
-#define MAX_MULTIGET    1000
-#define MAX_VALUE_SIZE  (1024 * 1024)
-#define MAX_PREFIX      200
-#define MAX_THREADS     64
-#define MAX_CONNECTING  128     /* connects in flight per loop */
-#define MAX_NOTES       5       /* failure messages printed per loop */
-#define LOAD_BUF        (64 * 1024)
-#define IDLE_BUF        512     /* a VALUE line with a 200-byte prefix fits */
-#define PREFILL_CONNS   16
-#define PREFILL_DEPTH   32
+#define MAX_CONNS 100000
+#define MAX_IDLE 200000
+#define MAX_DEPTH 4096
+#define MAX_MULTIGET 1000
+#define MAX_VALUE_SIZE (1024 * 1024)
+#define MAX_PREFIX 200
+#define MAX_THREADS 64
+#define MAX_CONNECTING 128 /* connects in flight per loop */
+#define MAX_NOTES 5        /* failure messages printed per loop */
+#define LOAD_BUF (64 * 1024)
+#define IDLE_BUF 512 /* a VALUE line with a 200-byte prefix fits */
+#define PREFILL_CONNS 16
+#define PREFILL_DEPTH 32
 
 /* Histogram of nanoseconds: exact below 2*HIST_SUB, then HIST_SUB buckets per octave. */
-#define HIST_SUB_BITS   7
-#define HIST_SUB        (1u << HIST_SUB_BITS)
-#define HIST_MAX_EXP    36      /* values clamp at 2^36 ns, about 68 s */
-#define HIST_LIMIT      (1ull << HIST_MAX_EXP)
-#define HIST_BUCKETS    (2 * HIST_SUB + (HIST_MAX_EXP - HIST_SUB_BITS - 1) * HIST_SUB)
+#define HIST_SUB_BITS 7
+#define HIST_SUB (1u << HIST_SUB_BITS)
+#define HIST_MAX_EXP 36 /* values clamp at 2^36 ns, about 68 s */
+#define HIST_LIMIT (1ull << HIST_MAX_EXP)
+#define HIST_BUCKETS (2 * HIST_SUB + (HIST_MAX_EXP - HIST_SUB_BITS - 1) * HIST_SUB)
 
 enum req_kind { REQ_GET, REQ_SET, REQ_VERSION };
 enum conn_state { CONN_INIT, CONN_CONNECTING, CONN_READY, CONN_DEAD };
@@ -117,7 +117,7 @@ struct conn {
     enum conn_state state;
     bool idle, was_ready, version_done, version_ok;
     ev_io rio, wio;
-    ev_timer timer;             /* connect timeout, then stall check */
+    ev_timer timer; /* connect timeout, then stall check */
     ev_tstamp last_activity;
     char *rbuf;
     size_t rcap, rlen;
@@ -135,7 +135,7 @@ struct worker {
     int id;
     const struct options *o;
     struct ev_loop *loop;
-    struct conn *conns;         /* load connections first, then idle ones */
+    struct conn *conns; /* load connections first, then idle ones */
     int nconns, nload, nidle;
     int next_connect, connecting, live_load, notes;
     unsigned depth;
@@ -148,8 +148,8 @@ struct worker {
     pthread_t tid;
 };
 
-static char *g_value;           /* value bytes for every set, read-only after main sets it */
-static size_t g_req_max;        /* largest request we can build, for buffer sizing */
+static char *g_value;    /* value bytes for every set, read-only after main sets it */
+static size_t g_req_max; /* largest request we can build, for buffer sizing */
 
 /*
  * What --target-pid saw of the server under test. cpu is utime+stime in
@@ -161,7 +161,7 @@ struct target_sample {
     long rss;
 };
 
-static struct target_sample g_tgt_before = {-1, -1}, g_tgt_idle = {-1, -1};
+static struct target_sample g_tgt_before = { -1, -1 }, g_tgt_idle = { -1, -1 };
 
 static void conn_close(struct conn *c, const char *why);
 static void conn_fill(struct conn *c);
@@ -175,7 +175,7 @@ static void worker_check_done(struct worker *w);
  */
 static struct target_sample target_sample(pid_t pid)
 {
-    struct target_sample ts = {-1, -1};
+    struct target_sample ts = { -1, -1 };
     char path[64], buf[2048];
     FILE *f;
     size_t n;
@@ -216,8 +216,7 @@ static unsigned hist_index(uint64_t v)
         return (unsigned)v;
     e = 63u - (unsigned)__builtin_clzll(v);
     shift = e - HIST_SUB_BITS;
-    return 2 * HIST_SUB + (e - HIST_SUB_BITS - 1) * HIST_SUB +
-           (unsigned)((v >> shift) - HIST_SUB);
+    return 2 * HIST_SUB + (e - HIST_SUB_BITS - 1) * HIST_SUB + (unsigned)((v >> shift) - HIST_SUB);
 }
 
 /* Returns the midpoint of bucket idx, the value a percentile reports. */
@@ -322,8 +321,8 @@ static void worker_note(struct worker *w, const struct conn *c, const char *why)
     if (w->done || w->notes >= MAX_NOTES)
         return;
     if (++w->notes == MAX_NOTES)
-        fprintf(stderr, "mgload: loop %d: conn %d: %s (further messages suppressed)\n",
-                w->id, (int)(c - w->conns), why);
+        fprintf(stderr, "mgload: loop %d: conn %d: %s (further messages suppressed)\n", w->id,
+                (int)(c - w->conns), why);
     else
         fprintf(stderr, "mgload: loop %d: conn %d: %s\n", w->id, (int)(c - w->conns), why);
 }
@@ -338,8 +337,8 @@ static void worker_idle_check(struct worker *w)
     if (w->o->target_pid > 0)
         g_tgt_idle = target_sample(w->o->target_pid);
     /* stderr, right away: a script sampling the target's RSS waits for this line. */
-    fprintf(stderr, "idle_ready ok=%" PRIu64 " failed=%" PRIu64 "\n",
-            w->st.idle_ok, w->st.idle_failed);
+    fprintf(stderr, "idle_ready ok=%" PRIu64 " failed=%" PRIu64 "\n", w->st.idle_ok,
+            w->st.idle_failed);
     fflush(stderr);
 }
 
@@ -677,7 +676,7 @@ static void conn_on_ready(struct conn *c)
     } else {
         conn_fill(c);
     }
-    conn_flush(c);              /* may close c; the connect slot is free either way */
+    conn_flush(c); /* may close c; the connect slot is free either way */
     worker_connect_more(w);
 }
 
@@ -740,8 +739,7 @@ static int conn_start(struct conn *c)
     if (c->fd < 0)
         return MG_ERR;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (const struct sockaddr *)&o->addr, o->addrlen) < 0 &&
-        errno != EINPROGRESS)
+    if (connect(c->fd, (const struct sockaddr *)&o->addr, o->addrlen) < 0 && errno != EINPROGRESS)
         return MG_ERR;
     c->state = CONN_CONNECTING;
     w->connecting++;
@@ -855,8 +853,8 @@ static int conn_init(struct worker *w, struct conn *c, bool idle)
 }
 
 /* Sets up a worker; returns MG_ERR on allocation failure (the caller frees). */
-static int worker_init(struct worker *w, const struct options *o, int id, int nload,
-                       int nidle, unsigned depth, bool prefill, uint64_t budget)
+static int worker_init(struct worker *w, const struct options *o, int id, int nload, int nidle,
+                       unsigned depth, bool prefill, uint64_t budget)
 {
     w->id = id;
     w->o = o;
@@ -884,7 +882,7 @@ static void worker_free(struct worker *w)
         struct conn *c = &w->conns[i];
 
         if (c->w == NULL)
-            continue;           /* never set up: calloc'd, fd is not ours */
+            continue; /* never set up: calloc'd, fd is not ours */
         if (c->fd >= 0)
             close(c->fd);
         free(c->rbuf);
@@ -918,32 +916,32 @@ static void *worker_run(void *arg)
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: mgload --port P [options]\n"
-        "  --host H             target, must resolve to loopback (default 127.0.0.1)\n"
-        "  --port P             target port (required)\n"
-        "  --conns N            load connections (default 20; 0 allowed with --idle)\n"
-        "  --depth D            requests in flight per connection (default 1)\n"
-        "  --duration SEC       measured run length (default 10 unless --requests)\n"
-        "  --requests N         stop after N requests (with --duration: first wins)\n"
-        "  --ratio G:S          get:set mix (default 9:1)\n"
-        "  --value-size BYTES   set value length (default 32)\n"
-        "  --keys K             key space (default 10000)\n"
-        "  --key-prefix STR     key prefix (default \"mgload:\")\n"
-        "  --multiget M         keys per get (default 1)\n"
-        "  --prefill            set every key once before measuring\n"
-        "  --prefill-only       set every key once, print prefill_keys/prefill_errors, exit\n"
-        "  --idle N             also hold N idle connections (one `version` each) for\n"
-        "                       the run; prints `idle_ready ...` on stderr once open\n"
-        "  --idle-get           idle connections send one `get` of a key (not `version`)\n"
-        "  --target-pid PID     report the server's CPU (target_cpu_us, from after the\n"
-        "                       prefill to the end) and VmRSS (before connecting, once\n"
-        "                       every idle connection was answered, at the end)\n"
-        "  --threads T          event loops/threads to split --conns over (default 1)\n"
-        "  --connect-timeout S  per connect (default 2)\n"
-        "  --timeout S          close a connection whose replies stall this long (default 5)\n"
-        "  --max-time S         hard limit per loop (default duration+60, or 600)\n"
-        "  --seed N             PRNG seed (default from the clock)\n"
-        "  --json               print one JSON object instead of key=value pairs\n");
+            "usage: mgload --port P [options]\n"
+            "  --host H             target, must resolve to loopback (default 127.0.0.1)\n"
+            "  --port P             target port (required)\n"
+            "  --conns N            load connections (default 20; 0 allowed with --idle)\n"
+            "  --depth D            requests in flight per connection (default 1)\n"
+            "  --duration SEC       measured run length (default 10 unless --requests)\n"
+            "  --requests N         stop after N requests (with --duration: first wins)\n"
+            "  --ratio G:S          get:set mix (default 9:1)\n"
+            "  --value-size BYTES   set value length (default 32)\n"
+            "  --keys K             key space (default 10000)\n"
+            "  --key-prefix STR     key prefix (default \"mgload:\")\n"
+            "  --multiget M         keys per get (default 1)\n"
+            "  --prefill            set every key once before measuring\n"
+            "  --prefill-only       set every key once, print prefill_keys/prefill_errors, exit\n"
+            "  --idle N             also hold N idle connections (one `version` each) for\n"
+            "                       the run; prints `idle_ready ...` on stderr once open\n"
+            "  --idle-get           idle connections send one `get` of a key (not `version`)\n"
+            "  --target-pid PID     report the server's CPU (target_cpu_us, from after the\n"
+            "                       prefill to the end) and VmRSS (before connecting, once\n"
+            "                       every idle connection was answered, at the end)\n"
+            "  --threads T          event loops/threads to split --conns over (default 1)\n"
+            "  --connect-timeout S  per connect (default 2)\n"
+            "  --timeout S          close a connection whose replies stall this long (default 5)\n"
+            "  --max-time S         hard limit per loop (default duration+60, or 600)\n"
+            "  --seed N             PRNG seed (default from the clock)\n"
+            "  --json               print one JSON object instead of key=value pairs\n");
 }
 
 /* Parses an unsigned integer in [lo, hi]; returns MG_ERR with a message otherwise. */
@@ -993,8 +991,8 @@ static int opt_ratio(const char *s, struct options *o)
     unsigned g, st;
     int used = 0;
 
-    if (sscanf(s, "%u:%u%n", &g, &st, &used) != 2 || s[used] != '\0' ||
-        g > 1000000 || st > 1000000 || g + st == 0) {
+    if (sscanf(s, "%u:%u%n", &g, &st, &used) != 2 || s[used] != '\0' || g > 1000000 ||
+        st > 1000000 || g + st == 0) {
         fprintf(stderr, "mgload: --ratio wants G:S (e.g. 9:1), got '%s'\n", s);
         return MG_ERR;
     }
@@ -1035,37 +1033,56 @@ static int opt_resolve(struct options *o)
 }
 
 enum {
-    OPT_HOST = 256, OPT_PORT, OPT_CONNS, OPT_DEPTH, OPT_DURATION, OPT_REQUESTS, OPT_RATIO,
-    OPT_VSIZE, OPT_KEYS, OPT_PREFIX, OPT_MULTIGET, OPT_PREFILL, OPT_IDLE, OPT_THREADS,
-    OPT_CTIMEOUT, OPT_TIMEOUT, OPT_MAXTIME, OPT_SEED, OPT_JSON, OPT_HELP,
-    OPT_PREFILL_ONLY, OPT_IDLE_GET, OPT_TARGET_PID
+    OPT_HOST = 256,
+    OPT_PORT,
+    OPT_CONNS,
+    OPT_DEPTH,
+    OPT_DURATION,
+    OPT_REQUESTS,
+    OPT_RATIO,
+    OPT_VSIZE,
+    OPT_KEYS,
+    OPT_PREFIX,
+    OPT_MULTIGET,
+    OPT_PREFILL,
+    OPT_IDLE,
+    OPT_THREADS,
+    OPT_CTIMEOUT,
+    OPT_TIMEOUT,
+    OPT_MAXTIME,
+    OPT_SEED,
+    OPT_JSON,
+    OPT_HELP,
+    OPT_PREFILL_ONLY,
+    OPT_IDLE_GET,
+    OPT_TARGET_PID
 };
 
 static const struct option long_opts[] = {
-    {"host", required_argument, NULL, OPT_HOST},
-    {"port", required_argument, NULL, OPT_PORT},
-    {"conns", required_argument, NULL, OPT_CONNS},
-    {"depth", required_argument, NULL, OPT_DEPTH},
-    {"duration", required_argument, NULL, OPT_DURATION},
-    {"requests", required_argument, NULL, OPT_REQUESTS},
-    {"ratio", required_argument, NULL, OPT_RATIO},
-    {"value-size", required_argument, NULL, OPT_VSIZE},
-    {"keys", required_argument, NULL, OPT_KEYS},
-    {"key-prefix", required_argument, NULL, OPT_PREFIX},
-    {"multiget", required_argument, NULL, OPT_MULTIGET},
-    {"prefill", no_argument, NULL, OPT_PREFILL},
-    {"prefill-only", no_argument, NULL, OPT_PREFILL_ONLY},
-    {"idle-get", no_argument, NULL, OPT_IDLE_GET},
-    {"target-pid", required_argument, NULL, OPT_TARGET_PID},
-    {"idle", required_argument, NULL, OPT_IDLE},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"connect-timeout", required_argument, NULL, OPT_CTIMEOUT},
-    {"timeout", required_argument, NULL, OPT_TIMEOUT},
-    {"max-time", required_argument, NULL, OPT_MAXTIME},
-    {"seed", required_argument, NULL, OPT_SEED},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"help", no_argument, NULL, OPT_HELP},
-    {NULL, 0, NULL, 0},
+    { "host", required_argument, NULL, OPT_HOST },
+    { "port", required_argument, NULL, OPT_PORT },
+    { "conns", required_argument, NULL, OPT_CONNS },
+    { "depth", required_argument, NULL, OPT_DEPTH },
+    { "duration", required_argument, NULL, OPT_DURATION },
+    { "requests", required_argument, NULL, OPT_REQUESTS },
+    { "ratio", required_argument, NULL, OPT_RATIO },
+    { "value-size", required_argument, NULL, OPT_VSIZE },
+    { "keys", required_argument, NULL, OPT_KEYS },
+    { "key-prefix", required_argument, NULL, OPT_PREFIX },
+    { "multiget", required_argument, NULL, OPT_MULTIGET },
+    { "prefill", no_argument, NULL, OPT_PREFILL },
+    { "prefill-only", no_argument, NULL, OPT_PREFILL_ONLY },
+    { "idle-get", no_argument, NULL, OPT_IDLE_GET },
+    { "target-pid", required_argument, NULL, OPT_TARGET_PID },
+    { "idle", required_argument, NULL, OPT_IDLE },
+    { "threads", required_argument, NULL, OPT_THREADS },
+    { "connect-timeout", required_argument, NULL, OPT_CTIMEOUT },
+    { "timeout", required_argument, NULL, OPT_TIMEOUT },
+    { "max-time", required_argument, NULL, OPT_MAXTIME },
+    { "seed", required_argument, NULL, OPT_SEED },
+    { "json", no_argument, NULL, OPT_JSON },
+    { "help", no_argument, NULL, OPT_HELP },
+    { NULL, 0, NULL, 0 },
 };
 
 static int opt_one(struct options *o, int opt, const char *arg)
@@ -1080,18 +1097,25 @@ static int opt_one(struct options *o, int opt, const char *arg)
         }
         strcpy(o->host, arg);
         return MG_OK;
-    case OPT_PORT: return opt_int("port", arg, 1, 65535, &o->port);
-    case OPT_CONNS: return opt_int("conns", arg, 0, MAX_CONNS, &o->conns);
-    case OPT_DEPTH: return opt_int("depth", arg, 1, MAX_DEPTH, &o->depth);
-    case OPT_DURATION: return opt_secs("duration", arg, &o->duration);
-    case OPT_REQUESTS: return opt_u64("requests", arg, 1, UINT64_MAX / 2, &o->requests);
-    case OPT_RATIO: return opt_ratio(arg, o);
+    case OPT_PORT:
+        return opt_int("port", arg, 1, 65535, &o->port);
+    case OPT_CONNS:
+        return opt_int("conns", arg, 0, MAX_CONNS, &o->conns);
+    case OPT_DEPTH:
+        return opt_int("depth", arg, 1, MAX_DEPTH, &o->depth);
+    case OPT_DURATION:
+        return opt_secs("duration", arg, &o->duration);
+    case OPT_REQUESTS:
+        return opt_u64("requests", arg, 1, UINT64_MAX / 2, &o->requests);
+    case OPT_RATIO:
+        return opt_ratio(arg, o);
     case OPT_VSIZE:
         if (opt_u64("value-size", arg, 0, MAX_VALUE_SIZE, &v) != MG_OK)
             return MG_ERR;
         o->value_size = (size_t)v;
         return MG_OK;
-    case OPT_KEYS: return opt_u64("keys", arg, 1, UINT64_MAX / 2, &o->keys);
+    case OPT_KEYS:
+        return opt_u64("keys", arg, 1, UINT64_MAX / 2, &o->keys);
     case OPT_PREFIX:
         if (strlen(arg) > MAX_PREFIX || strpbrk(arg, " \t\r\n") != NULL) {
             fprintf(stderr, "mgload: --key-prefix: at most %d bytes, no whitespace\n", MAX_PREFIX);
@@ -1099,23 +1123,39 @@ static int opt_one(struct options *o, int opt, const char *arg)
         }
         strcpy(o->prefix, arg);
         return MG_OK;
-    case OPT_MULTIGET: return opt_int("multiget", arg, 1, MAX_MULTIGET, &o->multiget);
-    case OPT_PREFILL: o->prefill = true; return MG_OK;
-    case OPT_PREFILL_ONLY: o->prefill = o->prefill_only = true; return MG_OK;
-    case OPT_IDLE_GET: o->idle_get = true; return MG_OK;
+    case OPT_MULTIGET:
+        return opt_int("multiget", arg, 1, MAX_MULTIGET, &o->multiget);
+    case OPT_PREFILL:
+        o->prefill = true;
+        return MG_OK;
+    case OPT_PREFILL_ONLY:
+        o->prefill = o->prefill_only = true;
+        return MG_OK;
+    case OPT_IDLE_GET:
+        o->idle_get = true;
+        return MG_OK;
     case OPT_TARGET_PID:
         if (opt_u64("target-pid", arg, 1, INT32_MAX, &v) != MG_OK)
             return MG_ERR;
         o->target_pid = (pid_t)v;
         return MG_OK;
-    case OPT_IDLE: return opt_int("idle", arg, 0, MAX_IDLE, &o->idle);
-    case OPT_THREADS: return opt_int("threads", arg, 1, MAX_THREADS, &o->threads);
-    case OPT_CTIMEOUT: return opt_secs("connect-timeout", arg, &o->connect_timeout);
-    case OPT_TIMEOUT: return opt_secs("timeout", arg, &o->stall_timeout);
-    case OPT_MAXTIME: return opt_secs("max-time", arg, &o->max_time);
-    case OPT_SEED: return opt_u64("seed", arg, 0, UINT64_MAX, &o->seed);
-    case OPT_JSON: o->json = true; return MG_OK;
-    default: return MG_ERR;
+    case OPT_IDLE:
+        return opt_int("idle", arg, 0, MAX_IDLE, &o->idle);
+    case OPT_THREADS:
+        return opt_int("threads", arg, 1, MAX_THREADS, &o->threads);
+    case OPT_CTIMEOUT:
+        return opt_secs("connect-timeout", arg, &o->connect_timeout);
+    case OPT_TIMEOUT:
+        return opt_secs("timeout", arg, &o->stall_timeout);
+    case OPT_MAXTIME:
+        return opt_secs("max-time", arg, &o->max_time);
+    case OPT_SEED:
+        return opt_u64("seed", arg, 0, UINT64_MAX, &o->seed);
+    case OPT_JSON:
+        o->json = true;
+        return MG_OK;
+    default:
+        return MG_ERR;
     }
 }
 
@@ -1223,7 +1263,7 @@ static double cpu_seconds(void)
 static void report(const struct options *o, const struct worker *ws, int nw,
                    const struct stats *pre, double cpu, struct target_sample tgt_end)
 {
-    static struct hist h;       /* 30 KB: keep it off the stack */
+    static struct hist h; /* 30 KB: keep it off the stack */
     struct stats st;
     struct kv kv[32];
     uint64_t start = UINT64_MAX, stop = 0;
@@ -1242,8 +1282,10 @@ static void report(const struct options *o, const struct worker *ws, int nw,
     }
     secs = stop > start ? (double)(stop - start) / 1e9 : 0;
 
-#define KV_U(k, v) (kv[n].key = (k), snprintf(kv[n].val, sizeof kv[n].val, "%" PRIu64, (uint64_t)(v)), n++)
-#define KV_F(k, v) (kv[n].key = (k), snprintf(kv[n].val, sizeof kv[n].val, "%.1f", (double)(v)), n++)
+#define KV_U(k, v) \
+    (kv[n].key = (k), snprintf(kv[n].val, sizeof kv[n].val, "%" PRIu64, (uint64_t)(v)), n++)
+#define KV_F(k, v) \
+    (kv[n].key = (k), snprintf(kv[n].val, sizeof kv[n].val, "%.1f", (double)(v)), n++)
     KV_U("ops", st.ops);
     KV_F("ops_s", secs > 0 ? (double)st.ops / secs : 0);
     KV_F("p50_us", (double)hist_percentile(&h, 0.50) / 1e3);
@@ -1314,8 +1356,9 @@ static int run_prefill(const struct options *o, struct stats *out)
         *out = w->st;
         rc = w->st.conns_failed == (uint64_t)nconns || w->hit_limit ? MG_ERR : MG_OK;
         if (w->issued < o->keys || w->st.errors > 0)
-            fprintf(stderr, "mgload: prefill: %" PRIu64 " of %" PRIu64 " keys sent, %" PRIu64
-                    " errors\n", w->issued, o->keys, w->st.errors);
+            fprintf(stderr,
+                    "mgload: prefill: %" PRIu64 " of %" PRIu64 " keys sent, %" PRIu64 " errors\n",
+                    w->issued, o->keys, w->st.errors);
     }
     worker_free(w);
     free(w);
@@ -1365,7 +1408,8 @@ int main(int argc, char **argv)
     }
     if (o.prefill_only) {
         printf(o.json ? "{\"prefill_keys\":%" PRIu64 ",\"prefill_errors\":%" PRIu64 "}\n"
-                      : "prefill_keys=%" PRIu64 " prefill_errors=%" PRIu64 "\n", o.keys, pre.errors);
+                      : "prefill_keys=%" PRIu64 " prefill_errors=%" PRIu64 "\n",
+               o.keys, pre.errors);
         rc = pre.errors == 0 ? 0 : 2;
         goto cleanup;
     }
@@ -1378,8 +1422,8 @@ int main(int argc, char **argv)
     if (ws == NULL)
         goto cleanup;
     for (int i = 0; i < nw; i++) {
-        if (worker_init(&ws[i], &o, i, (int)share((uint64_t)o.conns, nw, i),
-                        i == 0 ? o.idle : 0, (unsigned)o.depth, false,
+        if (worker_init(&ws[i], &o, i, (int)share((uint64_t)o.conns, nw, i), i == 0 ? o.idle : 0,
+                        (unsigned)o.depth, false,
                         o.requests ? share(o.requests, nw, i) : 0) != MG_OK) {
             fprintf(stderr, "mgload: out of memory\n");
             nw = i + 1;
@@ -1404,12 +1448,11 @@ int main(int argc, char **argv)
         if (ws[i].hit_limit)
             rc = 2;
         ops += ws[i].st.ops;
-        if (ws[i].st.conns_failed < (uint64_t)ws[i].nload ||
-            ws[i].st.idle_ok > 0)
+        if (ws[i].st.conns_failed < (uint64_t)ws[i].nload || ws[i].st.idle_ok > 0)
             any_ready = true;
     }
     if (!any_ready || (o.conns > 0 && ops == 0))
-        rc = 2;             /* nothing was measured: let scripts notice */
+        rc = 2; /* nothing was measured: let scripts notice */
 cleanup:
     for (int i = 0; ws != NULL && i < nw; i++)
         worker_free(&ws[i]);

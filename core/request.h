@@ -46,9 +46,9 @@ struct op {
  * Shared by the pieces and, while the line is being read, its connection (refs). */
 struct get_line {
     uint32_t refs;
-    uint32_t open;         /* pieces before the last that have not completed */
+    uint32_t open;          /* pieces before the last that have not completed */
     uint32_t nops, nfailed; /* of the completed pieces */
-    struct request *last;  /* the last piece once dispatched; it waits for open == 0 */
+    struct request *last;   /* the last piece once dispatched; it waits for open == 0 */
     const char *err;
 };
 
@@ -61,8 +61,8 @@ struct request {
     struct conn *c;           /* NULL for the gateway's own requests (request_internal) */
     enum mg_cmd cmd;
     bool noreply;
-    bool quiet;   /* meta q flag: hide the nominal reply */
-    bool partial; /* a piece of a long get line: no END, more pieces follow */
+    bool quiet;            /* meta q flag: hide the nominal reply */
+    bool partial;          /* a piece of a long get line: no END, more pieces follow */
     struct get_line *line; /* the pieces of a long get line share it, else NULL */
     bool done;
     uint32_t flow; /* keys counted in its connection's in-flight window (conn.c) */

@@ -129,8 +129,8 @@ static void check_call(const struct text_conn *c, const char *b, size_t n, int r
         FUZZ_CHECK(r->cmd >= MG_CMD_GET && r->cmd <= MG_CMD_GATS && consumed > 0);
         FUZZ_CHECK(rc == MG_OK || rc == MG_ECLIENT);
         if (rc == MG_OK)
-            FUZZ_CHECK(r->nkeys >= 1 && r->nkeys <= MG_GET_CHUNK_KEYS &&
-                       r->prefix_len < consumed && fuzz_inside(r->keys, b, consumed));
+            FUZZ_CHECK(r->nkeys >= 1 && r->nkeys <= MG_GET_CHUNK_KEYS && r->prefix_len < consumed &&
+                       fuzz_inside(r->keys, b, consumed));
         return;
     }
     /* a line was seen: it starts the buffer and ends in \n or \r\n */

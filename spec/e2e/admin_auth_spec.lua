@@ -8,7 +8,6 @@
 assert(jit ~= nil, "specs must run under LuaJIT")
 
 local env = require "spec.helpers.env"
-local client = require "spec.helpers.client"
 
 local CONFIG = [[
 local mg = require "mintgate"

@@ -53,7 +53,8 @@ describe("-c (max connections)", function()
     if E then E:teardown() end
   end)
 
-  it("serves N connections, refuses the N+1th (closed, counted in rejected_connections), takes a new one after a close", function()
+  it("serves N connections, refuses the N+1th (closed, counted in rejected_connections), " ..
+     "takes a new one after a close", function()
     -- wait_listening's probe connection may still be counted: let it go first
     local a = env.wait_until(3, function()
       local c = client.connect(gw.port)
