@@ -38,6 +38,8 @@ import time
 
 REPLY_TIMEOUT = 5.0
 SANITIZER_RE = re.compile(rb"ERROR: AddressSanitizer|runtime error:|LeakSanitizer")
+# A backend reply the gateway could not parse: a client's bytes broke a shared connection.
+DESYNC_RE = re.compile(rb"unparsable reply")
 # Hostile bytes never contain these (lower-cased): checker keys (also base64 of "chk"),
 # and commands that would change what checkers see.
 FORBIDDEN = (b"chk", b"y2hr", b"flush", b"switch", b"reload")
@@ -1032,17 +1034,19 @@ class Fuzzer:
                 last = c
 
     def scan_log(self):
-        """Fail on a sanitizer report in the part of the gateway log not yet scanned."""
+        """Fail on a sanitizer report or a backend desync in the part of the gateway log
+        not yet scanned."""
         with open(self.gwlog, "rb") as f:
             start = max(0, self.log_pos - 64)  # a report may straddle two scans
             f.seek(start)
             chunk = f.read()
         self.log_pos = start + len(chunk)
-        m = SANITIZER_RE.search(chunk)
-        if m:
-            at = chunk.rfind(b"\n", 0, m.start()) + 1
-            raise Failure("round %s: sanitizer report in %s:\n%s" % (
-                self.round, self.gwlog, chunk[at:at + 600].decode("latin-1")))
+        for rx, what in ((SANITIZER_RE, "sanitizer report"), (DESYNC_RE, "backend desync")):
+            m = rx.search(chunk)
+            if m:
+                at = chunk.rfind(b"\n", 0, m.start()) + 1
+                raise Failure("round %s: %s in %s:\n%s" % (
+                    self.round, what, self.gwlog, chunk[at:at + 600].decode("latin-1")))
 
     def dump_recent(self):
         path = os.path.join(self.args.log_dir, "hostile-%s.log" % self.round)
