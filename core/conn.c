@@ -24,13 +24,23 @@
 #define CONN_MAX_READY (4u << 20)
 /* Keys in flight per connection: replies on their way from backends are bytes the client
  * has not read either. The window is CONN_MAX_READY over the connection's reply size per
- * key (raised at once by a large reply, lowered slowly by small ones), within
- * [CONN_WINDOW_MIN, CONN_WINDOW_MAX]; a new connection assumes CONN_KEY_BYTES_START per
- * key (a window of 16) until its replies say otherwise. */
+ * key, kept as a power of two (raised at once by a larger reply, lowered one step after
+ * CONN_SHRINK_AFTER smaller ones in a row), within [CONN_WINDOW_MIN, CONN_WINDOW_MAX]; a
+ * new connection assumes 2^CONN_KEY_LOG2_START bytes per key (a window of 16) until its
+ * replies say otherwise. */
 #define CONN_WINDOW_MIN 4u
 #define CONN_WINDOW_MAX 256u
-#define CONN_KEY_BYTES_START (256u * 1024)
+#define CONN_KEY_LOG2_START 18
+#define CONN_SHRINK_AFTER 4
 #define CONN_IOV 64
+
+/* How many keys a connection may have in flight when its replies run to 2^log2 bytes per
+ * key (see CONN_WINDOW_MIN). */
+static uint32_t conn_window_of(unsigned log2)
+{
+    uint32_t n = log2 >= 31 ? 0 : CONN_MAX_READY >> log2;
+    return n < CONN_WINDOW_MIN ? CONN_WINDOW_MIN : n > CONN_WINDOW_MAX ? CONN_WINDOW_MAX : n;
+}
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -50,7 +60,8 @@ struct conn *conn_new(struct worker *w, int fd)
     c->w = w;
     c->fd = fd;
     c->serial = ++w->conn_serial;
-    c->key_bytes = CONN_KEY_BYTES_START;
+    c->key_log2 = CONN_KEY_LOG2_START;
+    c->window = conn_window_of(c->key_log2);
     ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -76,25 +87,26 @@ void conn_enqueue(struct conn *c, struct request *r)
     c->nreq++;
 }
 
-/* How many keys c may have in flight (see CONN_WINDOW_MIN). */
-static uint32_t conn_window(const struct conn *c)
-{
-    uint32_t n = CONN_MAX_READY / (c->key_bytes ? c->key_bytes : 1);
-    return n < CONN_WINDOW_MIN ? CONN_WINDOW_MIN : n > CONN_WINDOW_MAX ? CONN_WINDOW_MAX : n;
-}
-
 void conn_request_done(struct conn *c, struct request *r)
 {
     r->done = true;
     c->ready_bytes += r->outlen;
     if (r->flow) {
         c->inflight_keys -= r->flow;
-        /* up at once for large replies, down slowly (a mean weighted by keys) */
-        uint64_t per_key = r->outlen / r->flow, w = r->flow < 8 ? r->flow : 8;
-        if (per_key >= c->key_bytes)
-            c->key_bytes = per_key > UINT32_MAX ? UINT32_MAX : (uint32_t)per_key;
-        else
-            c->key_bytes = (uint32_t)((c->key_bytes * (16 - w) + per_key * w) / 16);
+        /* bytes per key as a power of two: up at once, down a step at a time */
+        size_t per_key = r->flow == 1 ? r->outlen : r->outlen / r->flow;
+        unsigned log2 = per_key > 1 ? 64 - (unsigned)__builtin_clzll((uint64_t)per_key - 1) : 0;
+        if (log2 >= c->key_log2) {
+            c->key_small = 0;
+            if (log2 > c->key_log2) {
+                c->key_log2 = (uint8_t)log2;
+                c->window = conn_window_of(log2);
+            }
+        } else if (++c->key_small >= CONN_SHRINK_AFTER) {
+            c->key_small = 0;
+            c->key_log2--;
+            c->window = conn_window_of(c->key_log2);
+        }
     }
     worker_dirty_conn(c->w, c);
 }
@@ -228,7 +240,7 @@ void conn_flush(struct conn *c)
         return;
     }
     if (c->paused && c->nreq < CONN_MAX_PIPELINE / 2 && c->ready_bytes < CONN_MAX_READY / 2 &&
-        c->inflight_keys <= conn_window(c) / 2) {
+        c->inflight_keys <= c->window / 2) {
         c->paused = false;
         ev_io_start(c->w->loop, &c->rio);
         conn_process(c);
@@ -251,7 +263,7 @@ static void conn_process_buf(struct conn *c, struct buf *b)
 {
     while (!c->closing && !c->close_after_flush) {
         if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY ||
-            c->inflight_keys >= conn_window(c)) {
+            c->inflight_keys >= c->window) {
             c->paused = true;
             ev_io_stop(c->w->loop, &c->rio);
             break;

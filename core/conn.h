@@ -25,7 +25,9 @@ struct conn {
     size_t wpos;                 /* bytes of head's reply already written */
     uint64_t swallow;            /* data bytes still to drop (value too large) */
     uint32_t inflight_keys;      /* keys of its requests not answered yet */
-    uint32_t key_bytes;          /* running mean of reply bytes per key (flow window) */
+    uint8_t key_log2;            /* reply bytes per key, as a power of two (flow window) */
+    uint8_t key_small;           /* replies in a row below it: it shrinks after a few */
+    uint32_t window;             /* keys it may have in flight, from key_log2 (conn.c) */
     bool skip_line;              /* drop bytes through the next '\n' (a refused long get) */
     struct get_line *line;       /* the long get line being read (a reference), or NULL */
     bool dirty;

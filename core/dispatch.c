@@ -32,8 +32,13 @@ struct target {
  * client's key never maps there unless it came on a trusted (admin) connection. */
 static bool key_reserved(const struct request *r, struct mg_slice bk)
 {
-    size_t n = sizeof(MG_RESERVED_PREFIX) - 1;
-    if (bk.len < n || memcmp(bk.p, MG_RESERVED_PREFIX, n) != 0)
+    size_t n = sizeof(MG_RESERVED_PREFIX) - 1; /* "mintgate:": one 8-byte load and a byte */
+    uint64_t head, want;
+    if (MG_LIKELY(bk.len < n))
+        return false;
+    memcpy(&head, bk.p, 8);
+    memcpy(&want, MG_RESERVED_PREFIX, 8);
+    if (MG_LIKELY(head != want) || bk.p[8] != MG_RESERVED_PREFIX[8])
         return false;
     return r->c != NULL && !r->c->trusted;
 }
@@ -93,7 +98,7 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
         tg->bkey = tg->ebuf;
         tg->bklen = (uint32_t)n;
     }
-    op->rekey = tg->bklen != k.len || memcmp(tg->bkey, k.p, k.len) != 0;
+    op->rekey = tg->bklen != k.len || (tg->bkey != k.p && memcmp(tg->bkey, k.p, k.len) != 0);
     uint32_t i = p->nservers == 1 ? 0 : ketama_pick(p->ring, bk.p, bk.len);
     tg->b = worker_backend(w, p->servers[i]->id);
     if (MG_UNLIKELY(!backend_usable(tg->b))) {

@@ -191,7 +191,7 @@ bool mg_text_next_token(struct mg_slice s, uint32_t *pos, struct mg_slice *tok)
     return true;
 }
 
-static enum mg_cmd lookup_cmd(const char *w, size_t n)
+static inline __attribute__((always_inline)) enum mg_cmd lookup_cmd(const char *w, size_t n)
 {
 #define IS(lit) (memcmp(w, lit, sizeof(lit) - 1) == 0)
     switch (n) {
@@ -374,8 +374,10 @@ static int parse_retrieval(struct mg_text_req *req, const char *p, const char *e
 /* A get/gets/gat/gats piece: the keys from rest up to end (the line's end, or for an
  * unterminated line its last space), MG_GET_CHUNK_KEYS at most; more keys after them
  * (or an unterminated line) make it partial. */
-static int parse_get_piece(struct mg_text_req *req, const char *buf, const char *rest,
-                           const char *end, bool line_ends, size_t *consumed)
+static inline __attribute__((always_inline)) int parse_get_piece(struct mg_text_req *req,
+                                                                 const char *buf, const char *rest,
+                                                                 const char *end, bool line_ends,
+                                                                 size_t *consumed)
 {
     const char *next;
     int rc =

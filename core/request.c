@@ -110,9 +110,14 @@ void get_line_add(struct get_line *l, struct request *r, bool partial)
 void request_release(struct request *r)
 {
     struct worker *w = r->w;
-    worker_cfg_release(w, r->cfg);
-    get_line_unref(r->line);
-    r->line = NULL;
+    if (MG_LIKELY(r->cfg == w->cfg))
+        w->cfg_live--;
+    else
+        worker_cfg_release(w, r->cfg);
+    if (MG_UNLIKELY(r->line != NULL)) {
+        get_line_unref(r->line);
+        r->line = NULL;
+    }
     for (uint32_t i = 0; i < r->ops_cap; i++) {
         buf_reset(&r->ops[i].out, REQ_BUF_KEEP);
         buf_reset(&r->ops[i].key, REQ_BUF_KEEP);
@@ -179,21 +184,22 @@ void request_complete(struct request *r)
         request_release(r);
         return;
     }
+    uint32_t nops = r->nops, nfailed = r->nfailed;
+    const char *err = r->err;
     struct get_line *l = r->line;
-    if (l) { /* a piece of a long get line: the line's totals decide its trailer */
-        l->nops += r->nops;
-        l->nfailed += r->nfailed;
+    if (MG_UNLIKELY(l != NULL)) { /* a piece of a long get line: the line's totals decide */
+        nops = l->nops += r->nops;
+        nfailed = l->nfailed += r->nfailed;
         if (l->err == NULL)
             l->err = r->err;
+        err = l->err;
     }
-    if (is_retrieval(r->cmd) && r->partial) { /* the line's last piece ends it */
+    if (MG_UNLIKELY(r->partial)) { /* a piece before the last: no trailer */
         if (r->nfailed)
             STAT_ADD(w->st.get_errors, r->nfailed);
         if (l && --l->open == 0 && l->last && --l->last->pending == 0)
             request_complete(l->last);
     } else if (is_retrieval(r->cmd)) {
-        uint32_t nops = l ? l->nops : r->nops, nfailed = l ? l->nfailed : r->nfailed;
-        const char *err = l && l->err ? l->err : r->err;
         if (nfailed && nfailed == nops) {
             buf_append_str(&r->out, err);
             buf_append(&r->out, "\r\n", 2);
