@@ -29,7 +29,7 @@ include bench/Makefile.inc
 DEB_PKGS += $(BENCH_DEB_PKGS)
 
 .PHONY: all deps run test ctest spec capable asan asan-test valgrind bench bench-quick bench-herd lint clean install \
-        fuzz fuzz-merge fuzz-wire fuzz-wire-smoke
+        fuzz fuzz-merge fuzz-wire fuzz-wire-smoke rock-test
 
 all: mintgate
 
@@ -131,6 +131,10 @@ capable: mintgate
 
 asan: mintgate-asan
 
+# The README's luarocks command into a temporary tree; the rock must load and run.
+rock-test: mintgate
+	@sh spec/run_rock.sh
+
 asan-test: mintgate-asan build/lmc_fill
 	@MINTGATE_BIN=./mintgate-asan sh spec/run_busted.sh asan
 
@@ -157,8 +161,8 @@ fuzz-wire-smoke: mintgate-asan
 test: deps
 	@rm -rf build/results && mkdir -p build/results
 	@$(MAKE) --no-print-directory all mintgate-asan $(CTESTS) build/lmc_fill bench/mgload
-	@$(MAKE) --no-print-directory -k ctest spec capable asan-test valgrind fuzz-wire-smoke; \
-	  st=$$?; \
+	@$(MAKE) --no-print-directory -k ctest spec capable asan-test valgrind fuzz-wire-smoke \
+	  rock-test; st=$$?; \
 	sh spec/summary.sh build/results || exit 1; \
 	[ $$st = 0 ] || { echo "make test: a runner failed (sub-make exit $$st)"; exit 1; }
 
