@@ -1,8 +1,10 @@
 -- mintgate-scm-1.rockspec: the gateway binary and its Lua config modules as a rock.
 --
---   luarocks make mintgate-scm-1.rockspec            (into the system tree, /usr/local)
---   luarocks make --local mintgate-scm-1.rockspec    (into ~/.luarocks)
+--   luarocks --lua-version 5.1 make mintgate-scm-1.rockspec LUA_INCDIR=/usr/include/luajit-2.1
+--       (into the system tree, /usr/local; add --local for ~/.luarocks, --tree DIR)
 --
+-- Debian 12's luarocks 3.8 checks for Lua headers even for this build, and may default to
+-- another Lua: hence Lua 5.1 and LuaJIT's headers. spec/run_rock.sh (make test) runs it.
 -- Builds ./mintgate with the Makefile (Debian packages: `make deps`) and installs it as
 -- bin/mintgate, with `mintgate` and `mintgate.stale` as Lua modules and the examples in
 -- the rock's directory. The gateway embeds LuaJIT (Lua 5.1): it finds the modules in the

@@ -1,9 +1,14 @@
 #!/bin/sh
 # spec/run_busted.sh [suffix] [busted args...]: run the busted suite (configured by .busted:
 # LuaJIT, spec/, gtest-style output) from the repository root, print its output, write
-# "N passed, N failed" to build/results/busted[-suffix].txt (errors count as failed) and
-# exit non-zero if anything failed. MINTGATE_BIN selects the gateway binary (default
-# ./mintgate), e.g. MINTGATE_BIN=./mintgate-asan sh spec/run_busted.sh asan.
+# "N passed, N failed, N skipped" to build/results/busted[-suffix].txt (errors count as
+# failed, pending tests as skipped) and exit non-zero if anything failed. MINTGATE_BIN
+# selects the gateway binary (default ./mintgate), e.g.
+# MINTGATE_BIN=./mintgate-asan sh spec/run_busted.sh asan.
+# Floor: every spec file run (those named in the arguments, else every spec/**/*_spec.lua)
+# must pass at least one test; a file with none (it did not load, or all its tests were
+# filtered out, skipped or failed) counts as one failure. A busted filter option (--filter,
+# --tags, ...) turns the floor off, and says so.
 # Afterwards it kills whatever the specs started and did not stop (a crashed busted).
 cd "$(dirname "$0")/.." || exit 2
 
@@ -55,12 +60,49 @@ count() { # count <label regexp> -> the number on the summary line, or 0
 passed=$(count PASSED)
 failed=$(count FAILED)
 errors=$(count ERROR)
+skipped=$(count SKIPPED)
 bad=$((failed + errors))
 if ! grep -q '^\[==========\] [0-9]* tests\? from' "$tmp/plain"; then
     # busted did not reach its summary (crashed, or a spec file did not load)
-    [ "$bad" -gt 0 ] || bad=1
+    echo "run_busted: FAILED: busted printed no summary (crashed, or a spec file did not load)"
+    bad=$((bad + 1))
 fi
-if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
-echo "$passed passed, $bad failed" >"$result"
-echo "run_busted: $passed passed, $bad failed (written to $result)"
+
+# The floor: the spec files that should have run, and the passing tests of each (busted
+# names a test "[       OK ] spec/e2e/x_spec.lua @ LINE: name").
+floor=1
+files=""
+for a in "$@"; do
+    case $a in
+    --filter* | --filter-out* | --tags* | --exclude-tags* | -t | --name* | --exclude-names*) floor=0 ;;
+    -*) ;;
+    *) if [ -d "$a" ]; then files="$files $(find "$a" -name '*_spec.lua' | sort)"
+       elif [ -f "$a" ]; then files="$files $a"; fi ;;
+    esac
+done
+[ -n "$files" ] || files=$(find spec -name '*_spec.lua' | sort)
+if [ "$floor" = 1 ]; then
+    sed -n 's/^\[ *OK *\] \(\.\/\)\{0,1\}\([^ ]*\) @ [0-9]*: .*/\2/p' "$tmp/plain" | sort | uniq -c >"$tmp/ok"
+    nfiles=0; nzero=0
+    for f in $files; do
+        f=${f#./}
+        nfiles=$((nfiles + 1))
+        n=$(awk -v f="$f" '$2 == f { print $1 }' "$tmp/ok")
+        if [ -z "$n" ]; then
+            echo "run_busted: FAILED: $f passed no test (the floor is one per spec file)"
+            nzero=$((nzero + 1))
+        fi
+    done
+    bad=$((bad + nzero))
+    echo "run_busted: floor: $((nfiles - nzero)) of $nfiles spec files passed at least one test"
+else
+    echo "run_busted: floor not checked (a busted filter option was given)"
+fi
+if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+    echo "run_busted: FAILED: busted exited $rc"
+    bad=1
+fi
+[ "$skipped" = 0 ] || echo "run_busted: $skipped tests skipped (pending), listed under [ SKIPPED  ] above"
+echo "$passed passed, $bad failed, $skipped skipped" >"$result"
+echo "run_busted: $passed passed, $bad failed, $skipped skipped (written to $result)"
 [ "$bad" -eq 0 ]
