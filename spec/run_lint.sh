@@ -20,6 +20,10 @@ check cppcheck sh -c 'out=$(cppcheck --quiet --enable=warning,performance --std=
     printf "%s" "$out"; [ -z "$out" ]'
 check luacheck luacheck --no-color -q lua spec examples
 check rockspec luarocks lint mintgate-scm-1.rockspec
+# every spec file has its row in spec/README.md
+check spec-readme sh -c 'rc=0; for f in spec/unit/*_spec.lua spec/e2e/*_spec.lua; do \
+    b=${f#spec/}; grep -q "\`$b\`" spec/README.md || { echo "spec/README.md: no row for $b"; rc=1; }; \
+    done; exit $rc'
 echo "$passed passed, $failed failed" >build/results/lint.txt
 echo "lint: $passed passed, $failed failed"
 [ "$failed" = 0 ]
