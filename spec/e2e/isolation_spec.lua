@@ -18,19 +18,37 @@ end
 -- A direct connection to memcached, for what really landed there.
 local function direct(port) return client.connect(port) end
 
+-- One memcached and a gateway with one worker (so every client shares one backend
+-- connection) for a describe block: with `script`, a config declaring pool "main" on that
+-- memcached followed by `script`; else plain -s. `args(mc)` gives extra arguments. set(E,
+-- gw, mc) receives them in lazy_setup; teardown and closing clients are done here.
+local function fixture(name, script, args, set)
+  local E
+  lazy_setup(function()
+    env.require_binary()
+    E = env.new(name)
+    local mc = E:memcached()
+    local opts = { threads = 1, args = args and args(mc) or nil }
+    if script then
+      opts.config = string.format([[
+        local mg = require "mintgate"
+        mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+      ]], mc.port) .. script
+    else
+      opts.servers = { mc.port }
+    end
+    set(E, E:gateway(opts), mc)
+  end)
+  lazy_teardown(function() if E then E:teardown() end end)
+  after_each(function() if E then E:close_clients() end end)
+end
+
 describe("meta flags a backend would answer differently", function()
-  local E, gw, mc
+  local E, gw
 
   local function connect() return E:client(gw.port) end
 
-  lazy_setup(function()
-    env.require_binary()
-    E = env.new("isolation_flags")
-    mc = E:memcached()
-    gw = E:gateway { servers = { mc.port }, threads = 1 }
-  end)
-  lazy_teardown(function() if E then E:teardown() end end)
-  after_each(function() E:close_clients() end)
+  fixture("isolation_flags", nil, nil, function(e, g) E, gw = e, g end)
 
   -- A and B keep their values while X sends line; X's own answer is returned.
   local function others_unaffected(line)
@@ -102,18 +120,9 @@ describe("base64 keys and the key transform", function()
 
   local function connect() return E:client(gw.port) end
 
-  lazy_setup(function()
-    env.require_binary()
-    E = env.new("isolation_b64")
-    mc = E:memcached()
-    gw = E:gateway { threads = 1, config = string.format([[
-      local mg = require "mintgate"
-      mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+  fixture("isolation_b64", [[
       mg.keys { style = "prefix", prefix = "app:" }
-    ]], mc.port) }
-  end)
-  lazy_teardown(function() if E then E:teardown() end end)
-  after_each(function() E:close_clients() end)
+  ]], nil, function(e, g, m) E, gw, mc = e, g, m end)
 
   it("reads and writes only inside the namespace", function()
     local d = direct(mc.port)
@@ -158,18 +167,9 @@ describe("base64 keys with a Lua key function", function()
 
   local function connect() return E:client(gw.port) end
 
-  lazy_setup(function()
-    env.require_binary()
-    E = env.new("isolation_b64_fn")
-    mc = E:memcached()
-    gw = E:gateway { threads = 1, config = string.format([[
-      local mg = require "mintgate"
-      mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+  fixture("isolation_b64_fn", [[
       mg.keys(function(key, req) return "v1:" .. key end)
-    ]], mc.port) }
-  end)
-  lazy_teardown(function() if E then E:teardown() end end)
-  after_each(function() E:close_clients() end)
+  ]], nil, function(e, g, m) E, gw, mc = e, g, m end)
 
   it("refuses a base64 key too long to decode (it overflowed a stack buffer)", function()
     local c = connect()
@@ -195,19 +195,10 @@ describe("staleness policy: TTLs and the gateway's own keys", function()
 
   local function connect(port) return E:client(port or gw.port) end
 
-  lazy_setup(function()
-    env.require_binary()
-    E = env.new("isolation_herd")
-    mc = E:memcached()
-    admin = env.free_port()
-    gw = E:gateway { threads = 1, args = { "-A", "127.0.0.1:" .. admin }, config = string.format([[
-      local mg = require "mintgate"
-      mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+  admin = env.free_port()
+  fixture("isolation_herd", [[
       mg.stale { grace = 60, lock = 5, wait = 50 }
-    ]], mc.port) }
-  end)
-  lazy_teardown(function() if E then E:teardown() end end)
-  after_each(function() E:close_clients() end)
+  ]], function() return { "-A", "127.0.0.1:" .. admin } end, function(e, g, m) E, gw, mc = e, g, m end)
 
   it("does not overflow a TTL near the int64 limit", function()
     local c = connect()
@@ -240,22 +231,13 @@ describe("staleness policy: TTLs and the gateway's own keys", function()
 end)
 
 describe("staleness policy: a connection's reads never see its later writes", function()
-  local E, gw, mc
+  local E, gw
 
   local function connect() return E:client(gw.port) end
 
-  lazy_setup(function()
-    env.require_binary()
-    E = env.new("isolation_order")
-    mc = E:memcached()
-    gw = E:gateway { threads = 1, config = string.format([[
-      local mg = require "mintgate"
-      mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+  fixture("isolation_order", [[
       mg.stale { grace = 30, lock = 2, wait = 300 }
-    ]], mc.port) }
-  end)
-  lazy_teardown(function() if E then E:teardown() end end)
-  after_each(function() E:close_clients() end)
+  ]], nil, function(e, g) E, gw = e, g end)
 
   it("a get after a delete does not share the get sent before it", function()
     local c = connect()
@@ -292,19 +274,11 @@ describe("staleness policy: a connection's reads never see its later writes", fu
 end)
 
 describe("a k flag rewritten after the client's buffer moved on", function()
-  local E, gw, mc
+  local E, gw
 
-  lazy_setup(function()
-    env.require_binary()
-    E = env.new("isolation_rekey")
-    mc = E:memcached()
-    gw = E:gateway { threads = 1, config = string.format([[
-      local mg = require "mintgate"
-      mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+  fixture("isolation_rekey", [[
       mg.keys { style = "prefix", prefix = "app:" }
-    ]], mc.port) }
-  end)
-  lazy_teardown(function() if E then E:teardown() end end)
+  ]], nil, function(e, g) E, gw = e, g end)
 
   it("echoes each client's own key (it read freed memory)", function()
     local c = E:client(gw.port)
@@ -329,20 +303,12 @@ describe("a k flag rewritten after the client's buffer moved on", function()
 end)
 
 describe("staleness policy: a base64 meta write counts as a write of its key", function()
-  local E, gw, mc
+  local E, gw
 
-  lazy_setup(function()
-    env.require_binary()
-    E = env.new("isolation_order_b64")
-    mc = E:memcached()
-    gw = E:gateway { threads = 1, config = string.format([[
-      local mg = require "mintgate"
-      mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+  fixture("isolation_order_b64", [[
       mg.keys { style = "prefix", prefix = "app:" }
       mg.stale { grace = 30, lock = 2, wait = 300 }
-    ]], mc.port) }
-  end)
-  lazy_teardown(function() if E then E:teardown() end end)
+  ]], nil, function(e, g) E, gw = e, g end)
 
   it("a waiting get does not see its connection's later ms with the b flag", function()
     local c = E:client(gw.port)
