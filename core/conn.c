@@ -311,7 +311,7 @@ static void conn_process_buf(struct conn *c, struct buf *b)
             ev_io_stop(c->w->loop, &c->rio);
             break;
         default:
-            c->skip_line = t.partial; /* a bad key in a long get: the rest goes too */
+            c->skip_line = t.partial;             /* a bad key in a long get: the rest goes too */
             if (c->line && is_retrieval(t.cmd)) { /* the line ends with this error */
                 get_line_unref(c->line);
                 c->line = NULL;

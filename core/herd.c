@@ -156,7 +156,7 @@ static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
             backend_push(b, &r->ops[0]);
             request_internal_go(r);
         } else if (r) {
-            op_fail(&r->ops[0], "SERVER_ERROR backend down");
+            op_fail(&r->ops[0], OP_FAIL_DOWN, "SERVER_ERROR backend down");
             request_internal_go(r);
         }
     }
@@ -298,7 +298,7 @@ static void lease_release(struct worker *w, struct backend *b, const char *key, 
         buf_put(&b->wbuf, "\r\n", 2);
         backend_push(b, &r->ops[0]);
     } else {
-        op_fail(&r->ops[0], "SERVER_ERROR backend down");
+        op_fail(&r->ops[0], OP_FAIL_DOWN, "SERVER_ERROR backend down");
     }
     request_internal_go(r);
 }

@@ -31,7 +31,7 @@
 
 enum { CALL_GET = 1, CALL_SET, CALL_ADD, CALL_DELETE, CALL_TOUCH, CALL_INCR, CALL_DECR };
 
-static const char *const hook_names[LUA_HOOK_COUNT] = { "set", "delete", "miss" };
+static const char *const hook_names[OP_EV_COUNT] = { "set", "delete", "miss" };
 static const char *const cmd_names[] = {
     [MG_CMD_GET] = "get",         [MG_CMD_GETS] = "gets",     [MG_CMD_GAT] = "gat",
     [MG_CMD_GATS] = "gats",       [MG_CMD_SET] = "set",       [MG_CMD_ADD] = "add",
@@ -267,7 +267,7 @@ static void hook_k(struct lua_co *co, const char *err)
     op_finish(op);
 }
 
-int lua_api_hook(struct op *op, int event)
+static int lua_api_hook(struct op *op, enum op_event event)
 {
     struct worker *w = op->req->w;
     struct lua_vm *vm = w->vm;
@@ -303,27 +303,34 @@ static struct lua_co *co_of(lua_State *L)
     return co;
 }
 
-/* The error word for a failed pool call, from the gateway's error line. */
-static const char *error_word(const char *line, size_t n)
+/* The error word for a pool call that failed (why), OpenResty's vocabulary. */
+static const char *error_word(enum op_fail why)
 {
-    if (memmem(line, n, "timeout", 7))
+    switch (why) {
+    case OP_FAIL_TIMEOUT:
         return "timeout";
-    /* before "connect": "backend closed connection" is a close, not a connect failure */
-    if (memmem(line, n, "closed", 6))
+    case OP_FAIL_CLOSED:
         return "closed";
-    if (memmem(line, n, "down", 4) || memmem(line, n, "connect", 7))
+    case OP_FAIL_DOWN:
         return "backend down";
-    if (memmem(line, n, "too large", 9))
+    case OP_FAIL_TOO_LARGE:
         return "too large";
-    return "backend error";
+    default:
+        return "backend error";
+    }
 }
 
-/* Push the results of pool call r (kind r->lua_call) onto L. Returns how many. */
-static int push_results(lua_State *L, struct request *r)
+/* Push the results of pool call r (of kind call) onto L. Returns how many. */
+static int push_results(lua_State *L, struct request *r, int call)
 {
     struct op *op = &r->ops[0];
     struct mg_meta_reply rep;
     size_t used;
+    if (op->fail != OP_FAIL_NONE) {
+        lua_pushnil(L);
+        lua_pushstring(L, error_word(op->fail));
+        return 2;
+    }
     if (mg_meta_parse_reply(buf_head(&op->out), buf_unread(&op->out), UINT32_MAX, &rep, &used) !=
         MG_OK) {
         lua_pushnil(L);
@@ -332,7 +339,7 @@ static int push_results(lua_State *L, struct request *r)
     }
     switch (rep.status) {
     case MG_R_VA:
-        if (r->lua_call == CALL_INCR || r->lua_call == CALL_DECR) {
+        if (call == CALL_INCR || call == CALL_DECR) {
             lua_pushnumber(L, strtod(rep.data.p, NULL));
             return 1;
         }
@@ -347,7 +354,7 @@ static int push_results(lua_State *L, struct request *r)
     case MG_R_NF:
     case MG_R_NS:
     case MG_R_EX:
-        if (r->lua_call == CALL_GET || r->lua_call == CALL_INCR || r->lua_call == CALL_DECR)
+        if (call == CALL_GET || call == CALL_INCR || call == CALL_DECR)
             lua_pushnil(L);
         else
             lua_pushboolean(L, 0);
@@ -357,21 +364,23 @@ static int push_results(lua_State *L, struct request *r)
         lua_pushstring(L, memmem(rep.line.p, rep.line.len, "non-numeric", 11) ? "not a number"
                                                                               : "client error");
         return 2;
-    default:
+    default: /* memcached's own SERVER_ERROR (its words, not ours) */
         lua_pushnil(L);
-        lua_pushstring(L, error_word(rep.line.p, rep.line.len));
+        lua_pushstring(L, memmem(rep.line.p, rep.line.len, "too large", 9) ? "too large"
+                                                                           : "backend error");
         return 2;
     }
 }
 
-void lua_api_call_done(struct request *r)
+/* A request made by a pool call completed (its on_done): resume the coroutine. */
+static void call_done(struct request *r)
 {
-    struct lua_co *co = r->lco;
+    struct lua_co *co = r->udata;
     if (co->in_call) { /* completed before core.call could yield */
         co->early = r;
         return;
     }
-    int n = push_results(co->L, r);
+    int n = push_results(co->L, r, co->call);
     request_release(r);
     co->waiting = false;
     lua_co_run(co, n);
@@ -463,8 +472,9 @@ static int l_call(lua_State *L)
                    (unsigned long long)luaL_optnumber(L, 4, 1), call == CALL_DECR ? " MD" : "");
         break;
     }
-    r->lco = co;
-    r->lua_call = call;
+    r->on_done = call_done;
+    r->udata = co;
+    co->call = call;
     co->in_call = true;
     co->early = NULL;
     backend_push(b, &r->ops[0]);
@@ -473,7 +483,7 @@ static int l_call(lua_State *L)
     if (co->early) { /* failed at once (e.g. connect refused): answer without yielding */
         struct request *done = co->early;
         co->early = NULL;
-        int n = push_results(L, done);
+        int n = push_results(L, done, call);
         request_release(done);
         return n;
     }
@@ -502,6 +512,13 @@ static int luaopen_core(lua_State *L)
 }
 
 /* --- setup ------------------------------------------------------------------------------- */
+
+/* What the engine calls (plugin.h): installed on a worker whose script runs per request. */
+static const struct engine_plugin lua_plugin = {
+    .resolve_key = lua_resolve_key,
+    .resolve_batch = lua_resolve_batch,
+    .hook = lua_api_hook,
+};
 
 /* Runs per key: route function then key function; returns the pool's id (nil: the
  * prefix table decides) and the backend key (nil: the pool's key style applies). */
@@ -577,7 +594,7 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     vm->refs = 1;
     vm->resolve_ref = LUA_NOREF;
     vm->pools_ref = LUA_NOREF;
-    for (int i = 0; i < LUA_HOOK_COUNT; i++)
+    for (int i = 0; i < OP_EV_COUNT; i++)
         vm->hook_ref[i] = LUA_NOREF;
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");
@@ -641,7 +658,7 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
         lua_pop(L, 3);
     }
     lua_getfield(L, -1, "hooks");
-    for (int i = 0; i < LUA_HOOK_COUNT; i++) {
+    for (int i = 0; i < OP_EV_COUNT; i++) {
         lua_getfield(L, -1, hook_names[i]);
         if (lua_isfunction(L, -1)) {
             vm->hook_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -652,6 +669,7 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     }
     lua_settop(L, 0);
     w->vm = vm;
+    w->plugin = vm->per_request ? &lua_plugin : NULL;
     return MG_OK;
 fail:
     lua_close(L);
@@ -669,11 +687,7 @@ void lua_api_worker_release(struct worker *w)
     if (w->vm)
         vm_unref(w->vm);
     w->vm = NULL;
-}
-
-bool lua_api_per_request(const struct worker *w)
-{
-    return w->vm && w->vm->per_request;
+    w->plugin = NULL;
 }
 
 size_t lua_api_mem_kb(const struct worker *w)

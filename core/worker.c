@@ -222,7 +222,9 @@ static void worker_apply(struct worker *w, struct config *nc)
     char err[1024];
     struct config *old = w->cfg;
     struct lua_vm *oldvm = w->vm;
+    const struct engine_plugin *oldplugin = w->plugin;
     w->vm = NULL;
+    w->plugin = NULL;
     w->cfg = nc;
     if (settings.script && lua_api_worker_init(w, settings.script, err, sizeof(err)) != MG_OK) {
         log_error("reload: worker %d keeps its config: %s", w->id, err);
@@ -230,6 +232,7 @@ static void worker_apply(struct worker *w, struct config *nc)
         atomic_store_explicit(&w->failed_gen, nc->generation, memory_order_release);
         w->cfg = old;
         w->vm = oldvm;
+        w->plugin = oldplugin;
         config_unref(nc);
         return;
     }
@@ -243,6 +246,7 @@ static void worker_apply(struct worker *w, struct config *nc)
         lua_api_worker_release(w);
         w->cfg = old;
         w->vm = oldvm;
+        w->plugin = oldplugin;
         config_unref(nc);
         return;
     }
@@ -334,9 +338,9 @@ int worker_reload_all(char *err, size_t errlen, uint64_t *generation)
 }
 
 /* Fleet switches: worker 0 reads each one's value from its pool about once a second. */
-static void fleet_done(struct request *r)
+static void fleet_apply(struct request *r)
 {
-    struct mg_switch *s = switch_get(r->udata);
+    struct mg_switch *s = switch_get((int)(intptr_t)r->udata);
     struct mg_meta_reply rep;
     size_t used;
     struct buf *o = &r->ops[0].out;
@@ -353,6 +357,12 @@ static void fleet_done(struct request *r)
     if (rep.data.len >= sizeof(num) || switch_parse_percent(num, n, &v) != MG_OK ||
         switch_set(s->name, v) != MG_OK)
         log_warn("switch %s: ignoring fleet value '%s' (want 0 to 100)", s->name, num);
+}
+
+static void fleet_done(struct request *r)
+{
+    fleet_apply(r);
+    request_release(r);
 }
 
 static void fleet_poll(struct worker *w)
@@ -374,7 +384,7 @@ static void fleet_poll(struct worker *w)
         if (r == NULL)
             return;
         r->on_done = fleet_done;
-        r->udata = id;
+        r->udata = (void *)(intptr_t)id;
         buf_printf(&b->wbuf, "mg %s v\r\n", fkey);
         backend_push(b, &r->ops[0]);
         request_internal_go(r);

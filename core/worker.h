@@ -17,7 +17,7 @@ struct herd_lock;
 struct op;
 struct lua_vm;
 struct reload_wait;
-struct reload_wait;
+struct engine_plugin;
 
 /* A generation this worker replaced while its requests (and their ops' staleness policies,
  * herd waits included) still point into it: the worker's reference to it is let go when
@@ -69,10 +69,11 @@ struct worker {
     struct buf scratch;        /* where fresh client bytes are read (conn.c) */
     struct request *free_reqs; /* cached requests */
     uint32_t nfree_reqs;
-    struct lua_vm *vm;            /* the script's state in this worker, or NULL */
-    struct herd_wait *herd_waits; /* ops waiting for a value (herd.c) */
-    struct herd_lock *herd_locks; /* wins handed out here, with their timers (herd.c) */
-    struct op **inflight;         /* open-addressing table of leading gets (herd.c) */
+    struct lua_vm *vm; /* the script's state in this worker (Lua layer's), or NULL */
+    const struct engine_plugin *plugin; /* installed by the Lua layer, or NULL (plugin.h) */
+    struct herd_wait *herd_waits;       /* ops waiting for a value (herd.c) */
+    struct herd_lock *herd_locks;       /* wins handed out here, with their timers (herd.c) */
+    struct op **inflight;               /* open-addressing table of leading gets (herd.c) */
     uint32_t inflight_cap, inflight_n;
     atomic_bool stop;
     bool stopping;
