@@ -6,8 +6,8 @@
 #include "backend.h"
 #include "conn.h"
 #include "herd.h"
-#include "ketama.h"
 #include "log.h"
+#include "meta_render.h"
 #include "plugin.h"
 #include "request.h"
 #include "stats.h"
@@ -93,8 +93,7 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
         tg->bklen = (uint32_t)n;
     }
     op->rekey = tg->bklen != k.len || memcmp(tg->bkey, k.p, k.len) != 0;
-    uint32_t i = p->nservers == 1 ? 0 : ketama_pick(p->ring, bk.p, bk.len);
-    tg->b = worker_backend(w, p->servers[i]->id);
+    tg->b = worker_pick(w, p, bk.p, bk.len);
     if (MG_UNLIKELY(!backend_usable(tg->b))) {
         op_fail(op, OP_FAIL_DOWN, "SERVER_ERROR backend down");
         return MG_ERR;
@@ -119,7 +118,7 @@ static void send_retrieval(struct request *r, struct op *op, const struct mg_tex
     bool cas = t->cmd == MG_CMD_GETS || t->cmd == MG_CMD_GATS;
     bool touch = t->cmd == MG_CMD_GAT || t->cmd == MG_CMD_GATS;
     struct backend *b = tg->b;
-    if (buf_reserve(&b->wbuf, tg->bklen + HERD_GET_EXTRA) != MG_OK ||
+    if (buf_reserve(&b->wbuf, tg->bklen + META_EXTRA) != MG_OK ||
         buf_reserve(&op->out, k.len + 48) != MG_OK) {
         op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
@@ -133,29 +132,25 @@ static void send_retrieval(struct request *r, struct op *op, const struct mg_tex
         op->be = b;
         if (tg->pol->coalesce && herd_follow(w, op))
             return; /* answered with the identical get already on the wire */
-        herd_render_get(wb, tg->bkey, tg->bklen, tg->pol);
+        meta_render_herd_get(wb, tg->bkey, tg->bklen, tg->pol->grace);
         backend_push(b, op);
         if (tg->pol->coalesce)
             herd_lead(w, op);
         return;
     }
-    buf_put(wb, "mg ", 3);
-    buf_put(wb, tg->bkey, tg->bklen);
-    buf_put(wb, cas ? " v f c" : " v f", cas ? 6 : 4);
-    if (touch) { /* gat/gats: a plain read, but the new TTL gets the grace like touch */
-        buf_put(wb, " T", 2);
-        buf_put_i64(wb, herd_store_ttl(t->exptime, tg->pol));
-    }
-    buf_put(wb, "\r\n", 2);
+    /* gat/gats: a plain read, but the new TTL gets the grace like touch */
+    meta_render_get(wb, tg->bkey, tg->bklen, cas, touch,
+                    touch ? herd_store_ttl(t->exptime, tg->pol) : 0);
     backend_push(b, op);
 }
 
 static void send_storage(struct request *r, struct op *op, const struct mg_text_req *t,
                          struct target *tg)
 {
-    static const char *modes[] = {
-        [MG_CMD_SET] = "",       [MG_CMD_ADD] = " ME",     [MG_CMD_REPLACE] = " MR",
-        [MG_CMD_APPEND] = " MA", [MG_CMD_PREPEND] = " MP", [MG_CMD_CAS] = "",
+    static const enum meta_mode modes[] = {
+        [MG_CMD_SET] = META_SET,         [MG_CMD_ADD] = META_ADD,
+        [MG_CMD_REPLACE] = META_REPLACE, [MG_CMD_APPEND] = META_APPEND,
+        [MG_CMD_PREPEND] = META_PREPEND, [MG_CMD_CAS] = META_SET,
     };
     MG_UNUSED(r);
     struct buf *wb = &tg->b->wbuf;
@@ -167,26 +162,12 @@ static void send_storage(struct request *r, struct op *op, const struct mg_text_
         if (op_keep_key(op, tg->bkey, tg->bklen))
             op->pol = tg->pol; /* so a STORED wakes local waiters */
     }
-    if (buf_reserve(wb, tg->bklen + t->data.len + 96) != MG_OK) {
+    if (buf_reserve(wb, tg->bklen + t->data.len + META_EXTRA) != MG_OK) {
         op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
     }
-    buf_put(wb, "ms ", 3);
-    buf_put(wb, tg->bkey, tg->bklen);
-    wb->data[wb->len++] = ' ';
-    buf_put_u64(wb, t->data.len);
-    buf_put(wb, " F", 2);
-    buf_put_u64(wb, t->flags);
-    buf_put(wb, " T", 2);
-    buf_put_i64(wb, ttl);
-    buf_put(wb, modes[t->cmd], strlen(modes[t->cmd]));
-    if (t->cmd == MG_CMD_CAS) {
-        buf_put(wb, " C", 2);
-        buf_put_u64(wb, t->cas);
-    }
-    buf_put(wb, "\r\n", 2);
-    buf_put(wb, t->data.p, t->data.len);
-    buf_put(wb, "\r\n", 2);
+    meta_render_store(wb, tg->bkey, tg->bklen, t->data, t->flags, ttl, modes[t->cmd],
+                      t->cmd == MG_CMD_CAS, t->cas);
     backend_push(tg->b, op);
 }
 
@@ -195,28 +176,21 @@ static void send_keyed(struct request *r, struct op *op, const struct mg_text_re
                        struct target *tg)
 {
     struct buf *wb = &tg->b->wbuf;
-    if (buf_reserve(wb, tg->bklen + 64) != MG_OK) {
+    if (buf_reserve(wb, tg->bklen + META_EXTRA) != MG_OK) {
         op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
     }
-    buf_put(wb, t->cmd == MG_CMD_DELETE ? "md " : t->cmd == MG_CMD_TOUCH ? "mg " : "ma ", 3);
-    buf_put(wb, tg->bkey, tg->bklen);
     if (t->cmd == MG_CMD_TOUCH) {
-        buf_put(wb, " T", 2);
-        buf_put_i64(wb, herd_store_ttl(t->exptime, tg->pol));
+        meta_render_touch(wb, tg->bkey, tg->bklen, herd_store_ttl(t->exptime, tg->pol));
     } else if (t->cmd == MG_CMD_DELETE && tg->pol && tg->pol->mark_stale) {
         /* fill on invalidate: the next reader refreshes, the rest get stale */
-        buf_put(wb, " I", 2);
-        if (tg->pol->grace) {
-            buf_put(wb, " T", 2);
-            buf_put_u64(wb, tg->pol->grace);
-        }
+        meta_render_invalidate(wb, tg->bkey, tg->bklen, tg->pol->grace, false, 0);
         HERD_COUNT(r->w, op->pool, marked_stale);
-    } else if (t->cmd != MG_CMD_DELETE) {
-        buf_put(wb, t->cmd == MG_CMD_DECR ? " v MD D" : " v D", t->cmd == MG_CMD_DECR ? 7 : 4);
-        buf_put_u64(wb, t->delta);
+    } else if (t->cmd == MG_CMD_DELETE) {
+        meta_render_delete(wb, tg->bkey, tg->bklen);
+    } else {
+        meta_render_arith(wb, tg->bkey, tg->bklen, t->cmd == MG_CMD_DECR, t->delta);
     }
-    buf_put(wb, "\r\n", 2);
     backend_push(tg->b, op);
 }
 
@@ -230,30 +204,13 @@ static void send_meta(struct request *r, struct op *op, const struct mg_text_req
         [MG_CMD_MA] = "ma ", [MG_CMD_ME] = "me ",
     };
     struct buf *wb = &tg->b->wbuf;
-    if (buf_reserve(wb, tg->bklen + t->args.len + t->data.len + 48) != MG_OK) {
+    if (buf_reserve(wb, tg->bklen + t->args.len + t->data.len + META_EXTRA) != MG_OK) {
         op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
     }
-    buf_put(wb, names[t->cmd], 3);
-    buf_put(wb, tg->bkey, tg->bklen);
-    if (t->cmd == MG_CMD_MS) {
-        wb->data[wb->len++] = ' ';
-        buf_put_u64(wb, t->data.len);
-    }
     r->quiet = t->quiet;
-    uint32_t pos = 0;
-    struct mg_slice tok;
-    while (mg_text_next_token(t->args, &pos, &tok)) { /* checked by the parser */
-        if (tok.p[0] == 'q')
-            continue;
-        wb->data[wb->len++] = ' ';
-        buf_put(wb, tok.p, tok.len);
-    }
-    buf_put(wb, "\r\n", 2);
-    if (t->cmd == MG_CMD_MS) {
-        buf_put(wb, t->data.p, t->data.len);
-        buf_put(wb, "\r\n", 2);
-    }
+    meta_render_forward(wb, names[t->cmd], tg->bkey, tg->bklen, t->args, t->data,
+                        t->cmd == MG_CMD_MS);
     backend_push(tg->b, op);
 }
 
@@ -520,6 +477,32 @@ void request_internal_go(struct request *r)
     request_end_dispatch(r);
 }
 
+struct request *request_one(struct worker *w, struct backend *b, size_t need,
+                            void (*on_done)(struct request *r), void *udata, enum op_fail *why)
+{
+    if (!backend_usable(b)) {
+        *why = OP_FAIL_DOWN;
+        return NULL;
+    }
+    struct request *r = request_internal(w, 1);
+    if (r == NULL || buf_reserve(&b->wbuf, need + META_EXTRA) != MG_OK) {
+        if (r)
+            request_release(r);
+        *why = OP_FAIL_ERROR;
+        return NULL;
+    }
+    r->on_done = on_done;
+    r->udata = udata;
+    r->ops[0].be = b;
+    return r;
+}
+
+void request_one_send(struct request *r)
+{
+    backend_push(r->ops[0].be, &r->ops[0]);
+    request_end_dispatch(r);
+}
+
 /* Rebase a slice from the client's buffer into the request's own copy. */
 static void rebase(struct mg_slice *s, const char *from, const char *to, size_t len)
 {
@@ -584,10 +567,11 @@ static void dispatch_flush(struct conn *c, const struct mg_text_req *t)
             op_fail(op, OP_FAIL_DOWN, "SERVER_ERROR backend down");
             continue;
         }
-        if (t->num > 0)
-            buf_printf(&b->wbuf, "flush_all %lld\r\n", (long long)t->num);
-        else
-            buf_append(&b->wbuf, "flush_all\r\n", 11);
+        if (buf_reserve(&b->wbuf, META_EXTRA) != MG_OK) {
+            op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
+            continue;
+        }
+        meta_render_flush_all(&b->wbuf, t->num);
         backend_push(b, op);
     }
     request_end_dispatch(r);
@@ -604,12 +588,10 @@ void request_drop_key(struct conn *c, const struct mg_text_req *t)
     struct target tg;
     struct mg_slice none = { NULL, 0 };
     if (target_of(r, &r->ops[0], t->key, t->key, false, -1, -1, none, &tg) == MG_OK) {
-        if (buf_reserve(&tg.b->wbuf, tg.bklen + 8) != MG_OK) {
+        if (buf_reserve(&tg.b->wbuf, tg.bklen + META_EXTRA) != MG_OK) {
             op_fail(&r->ops[0], OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         } else {
-            buf_put(&tg.b->wbuf, "md ", 3);
-            buf_put(&tg.b->wbuf, tg.bkey, tg.bklen);
-            buf_put(&tg.b->wbuf, "\r\n", 2);
+            meta_render_delete(&tg.b->wbuf, tg.bkey, tg.bklen);
             backend_push(tg.b, &r->ops[0]);
         }
     }

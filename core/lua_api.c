@@ -18,8 +18,8 @@
 
 #include "backend.h"
 #include "conn.h"
-#include "ketama.h"
 #include "log.h"
+#include "meta_render.h"
 #include "lua_co.h"
 #include "lua_resolve.h"
 #include "lua_vm.h"
@@ -422,63 +422,55 @@ static int l_call(lua_State *L)
             call = calls[i].call;
     if (call == 0)
         return luaL_error(L, "unknown pool call '%s'", what);
-    const struct pool *p = &w->cfg->pools[pid];
-    struct backend *b =
-        worker_backend(w, p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, key, klen)]->id);
+    struct backend *b = worker_pick(w, &w->cfg->pools[pid], key, klen);
     if (!backend_usable(b)) {
         lua_pushnil(L);
         lua_pushstring(L, "backend down");
         return 2;
     }
-    size_t vlen = 0;
-    const char *val = NULL;
+    struct mg_slice val = { NULL, 0 };
     if (call == CALL_SET || call == CALL_ADD) {
-        val = luaL_checklstring(L, 4, &vlen);
+        size_t vlen;
+        val.p = luaL_checklstring(L, 4, &vlen);
         if (vlen > settings.value_max) {
             lua_pushnil(L);
             lua_pushstring(L, "too large");
             return 2;
         }
+        val.len = (uint32_t)vlen;
     }
-    struct request *r = request_internal(w, 1);
-    if (r == NULL || buf_reserve(&b->wbuf, klen + vlen + 96) != MG_OK) {
-        if (r)
-            request_release(r);
+    enum op_fail why;
+    struct request *r = request_one(w, b, klen + val.len, call_done, co, &why);
+    if (r == NULL) {
         lua_pushnil(L);
-        lua_pushstring(L, "out of memory");
+        lua_pushstring(L, why == OP_FAIL_DOWN ? "backend down" : "out of memory");
         return 2;
     }
     struct buf *wb = &b->wbuf;
     switch (call) {
     case CALL_GET:
-        buf_printf(wb, "mg %.*s v f\r\n", (int)klen, key);
+        meta_render_read(wb, key, klen, true);
         break;
     case CALL_SET:
     case CALL_ADD:
-        buf_printf(wb, "ms %.*s %zu T%lld F%lu%s\r\n", (int)klen, key, vlen,
-                   (long long)luaL_optnumber(L, 5, 0), (unsigned long)luaL_optnumber(L, 6, 0),
-                   call == CALL_ADD ? " ME" : "");
-        buf_append(wb, val, vlen);
-        buf_append(wb, "\r\n", 2);
+        meta_render_store(wb, key, klen, val, (uint64_t)luaL_optnumber(L, 6, 0),
+                          (int64_t)luaL_optnumber(L, 5, 0), call == CALL_ADD ? META_ADD : META_SET,
+                          false, 0);
         break;
     case CALL_DELETE:
-        buf_printf(wb, "md %.*s\r\n", (int)klen, key);
+        meta_render_delete(wb, key, klen);
         break;
     case CALL_TOUCH:
-        buf_printf(wb, "mg %.*s T%lld\r\n", (int)klen, key, (long long)luaL_optnumber(L, 4, 0));
+        meta_render_touch(wb, key, klen, (int64_t)luaL_optnumber(L, 4, 0));
         break;
     default:
-        buf_printf(wb, "ma %.*s v D%llu%s\r\n", (int)klen, key,
-                   (unsigned long long)luaL_optnumber(L, 4, 1), call == CALL_DECR ? " MD" : "");
+        meta_render_arith(wb, key, klen, call == CALL_DECR, (uint64_t)luaL_optnumber(L, 4, 1));
         break;
     }
-    r->on_done = call_done;
-    r->udata = co;
     co->call = call;
     co->in_call = true;
     co->early = NULL;
-    backend_push(b, &r->ops[0]);
-    request_internal_go(r);
+    request_one_send(r);
     co->in_call = false;
     if (co->early) { /* failed at once (e.g. connect refused): answer without yielding */
         struct request *done = co->early;

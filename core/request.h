@@ -136,6 +136,15 @@ void op_reply_miss(struct op *op);
  * The caller renders and pushes its ops, then calls request_internal_go. */
 struct request *request_internal(struct worker *w, uint32_t n);
 void request_internal_go(struct request *r);
+/* One command of the gateway's own to backend b (herd's lease and lock release, Lua pool
+ * calls, fleet switch reads): a request with one op and no client. Returns it with need
+ * bytes (plus META_EXTRA) reserved in b->wbuf for the caller to render the command into
+ * (meta_render.h), then request_one_send(r); once the reply (r->ops[0].out, verbatim) or
+ * failure (r->ops[0].fail) is in, on_done(r) takes r, or (NULL) it is released. Returns
+ * NULL, nothing sent, when b is down (*why OP_FAIL_DOWN) or out of memory. */
+struct request *request_one(struct worker *w, struct backend *b, size_t need,
+                            void (*on_done)(struct request *r), void *udata, enum op_fail *why);
+void request_one_send(struct request *r);
 
 /* Shared by request.c and dispatch.c. */
 struct request *request_get(struct worker *w);

@@ -15,7 +15,7 @@
 #include "backend.h"
 #include "conn.h"
 #include "herd.h"
-#include "ketama.h"
+#include "meta_render.h"
 #include "lua_api.h"
 #include "lua_vm.h"
 #include "proto_meta.h"
@@ -374,20 +374,16 @@ static void fleet_poll(struct worker *w)
         int pi = config_find_pool(w->cfg, fpool);
         if (pi < 0)
             continue;
-        const struct pool *p = &w->cfg->pools[pi];
         size_t klen = strlen(fkey);
-        struct backend *b = worker_backend(
-            w, p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, fkey, klen)]->id);
-        if (!backend_usable(b))
+        struct backend *b = worker_pick(w, &w->cfg->pools[pi], fkey, klen);
+        enum op_fail why;
+        struct request *r = request_one(w, b, klen, fleet_done, (void *)(intptr_t)id, &why);
+        if (r == NULL && why == OP_FAIL_DOWN)
             continue;
-        struct request *r = request_internal(w, 1);
         if (r == NULL)
             return;
-        r->on_done = fleet_done;
-        r->udata = (void *)(intptr_t)id;
-        buf_printf(&b->wbuf, "mg %s v\r\n", fkey);
-        backend_push(b, &r->ops[0]);
-        request_internal_go(r);
+        meta_render_read(&b->wbuf, fkey, klen, false);
+        request_one_send(r);
     }
 }
 

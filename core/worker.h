@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "ketama.h"
 #include "stats.h"
 
 struct conn;
@@ -117,6 +118,14 @@ void worker_dirty_conn(struct worker *w, struct conn *c);
 static inline struct backend *worker_backend(struct worker *w, uint32_t server_id)
 {
     return w->backends[server_id];
+}
+
+/* The backend of pool p (of the worker's current config) that key goes to: the one place
+ * a key is mapped to a server (ketama over the backend key). */
+static inline struct backend *worker_pick(struct worker *w, const struct pool *p, const char *key,
+                                          size_t klen)
+{
+    return w->backends[p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, key, klen)]->id];
 }
 
 #endif
