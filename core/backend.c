@@ -342,3 +342,26 @@ static void backend_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     backend_arm_timer(b);
 }
+
+void backend_stats_add(struct backend_totals *t, const struct backend *b)
+{
+    t->requests += STAT_GET(b->st.requests);
+    t->writes += STAT_GET(b->st.writes);
+    t->errors += STAT_GET(b->st.errors);
+    t->timeouts += STAT_GET(b->st.timeouts);
+    t->ejections += STAT_GET(b->st.ejections);
+    t->inflight += STAT_GET(b->st.inflight);
+    if (STAT_GET(b->st.down))
+        t->state = "down";
+}
+
+void backend_stats_lines(struct buf *out, const char *name, const struct backend_totals *t)
+{
+    buf_printf(out, "STAT backend:%s:state %s\r\n", name, t->state);
+    buf_printf(out, "STAT backend:%s:requests %llu\r\n", name, (unsigned long long)t->requests);
+    buf_printf(out, "STAT backend:%s:writes %llu\r\n", name, (unsigned long long)t->writes);
+    buf_printf(out, "STAT backend:%s:errors %llu\r\n", name, (unsigned long long)t->errors);
+    buf_printf(out, "STAT backend:%s:timeouts %llu\r\n", name, (unsigned long long)t->timeouts);
+    buf_printf(out, "STAT backend:%s:ejections %llu\r\n", name, (unsigned long long)t->ejections);
+    buf_printf(out, "STAT backend:%s:inflight %llu\r\n", name, (unsigned long long)t->inflight);
+}

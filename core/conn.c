@@ -13,7 +13,6 @@
 
 #include "log.h"
 #include "proto_text.h"
-#include "admin.h"
 #include "request.h"
 #include "worker.h"
 
@@ -31,6 +30,8 @@
 #define CONN_WINDOW_MAX 256u
 #define CONN_KEY_BYTES_START (256u * 1024)
 #define CONN_IOV 64
+
+const struct server_calls *conn_server;
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -316,7 +317,8 @@ static void conn_process_buf(struct conn *c, struct buf *b)
                 get_line_unref(c->line);
                 c->line = NULL;
             }
-            if (t.cmd == MG_CMD_UNKNOWN && admin_command(c, t.args))
+            if (t.cmd == MG_CMD_UNKNOWN && conn_server && conn_server->command &&
+                conn_server->command(c, t.args))
                 break;
             if (t.cmd == MG_CMD_UNKNOWN)
                 log_debug("client %s: unknown command", c->peer);

@@ -659,7 +659,10 @@ void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *r
         struct request *r = request_begin(c, MG_CMD_STATS, 0, false);
         if (r == NULL)
             return;
-        stats_render(c->w, t->args, &r->out);
+        if (conn_server && conn_server->stats)
+            conn_server->stats(c->w, t->args, &r->out);
+        else
+            put_line(&r->out, "ERROR", 5);
         request_end_dispatch(r);
         break;
     }
