@@ -30,7 +30,7 @@ include bench/Makefile.inc
 DEB_PKGS += $(BENCH_DEB_PKGS)
 
 .PHONY: all deps run test ctest spec capable asan asan-test valgrind bench bench-quick bench-herd lint clean install \
-        fuzz fuzz-merge fuzz-wire fuzz-wire-smoke tsan tsan-test reference
+        fuzz fuzz-merge fuzz-wire fuzz-wire-smoke tsan tsan-test reference layers
 
 all: mintgate
 
@@ -61,6 +61,14 @@ mintgate-tsan: build/tsan/main.o $(TSAN_OBJS)
 
 build/test_%: core/test/test_%.c $(OBJS) core/test/ctest.h
 	$(CC) $(CFLAGS) -Icore -o $@ $< $(OBJS) $(LDLIBS) -lmemcachedutil
+
+# The engine without Lua: proto, net and engine objects only, no LuaJIT on the link line
+# (core/test/test_engine.c stands in for the few worker functions they call back).
+ENGINE_OBJS := $(patsubst %,build/%.o,buf log proto_text proto_meta meta_render keys ketama config \
+                switch conn backend request dispatch herd stats)
+build/test_engine: core/test/test_engine.c $(ENGINE_OBJS) core/test/ctest.h
+	$(CC) -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread -Icore -o $@ $< $(ENGINE_OBJS) \
+	  -lev -lmemcached -lhashkit -lresolv -lm -lpthread
 
 # The parser fuzz targets (core/test/fuzz_*.c) without libFuzzer, under ASan+UBSan:
 # fuzz_smoke drives them with a bounded deterministic mutator, fuzz_replay runs the
@@ -170,7 +178,7 @@ fuzz-wire-smoke: mintgate-asan
 test: deps
 	@rm -rf build/results && mkdir -p build/results
 	@$(MAKE) --no-print-directory all mintgate-asan mintgate-tsan $(TESTS) build/fuzz_smoke build/fuzz_replay build/lmc_fill bench/mgload
-	@$(MAKE) --no-print-directory -k ctest spec reference capable asan-test tsan-test valgrind fuzz-wire-smoke; \
+	@$(MAKE) --no-print-directory -k layers ctest spec reference capable asan-test tsan-test valgrind fuzz-wire-smoke; \
 	sh spec/summary.sh build/results
 
 bench-quick: deps mintgate
@@ -181,7 +189,12 @@ bench-herd: deps mintgate
 
 bench: bench-run
 
-lint:
+# The core's layering (proto -> net -> engine -> Lua plug-in -> server; DESIGN.md section 11):
+# no engine file includes a Lua header, no lower layer a server-level one.
+layers:
+	@sh spec/check_layers.sh
+
+lint: layers
 	clang-format --dry-run --Werror core/*.c core/*.h
 	cppcheck --quiet --enable=warning,performance --std=c11 -I core core
 	luacheck lua spec examples

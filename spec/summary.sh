@@ -8,7 +8,7 @@ for f in "$1"/*.txt; do
   printf '  %-12s %s\n' "$(basename "$f" .txt)" "$line"
   passed=$((passed + p)); failed=$((failed + x))
 done
-for want in ctest busted busted-reference capable busted-asan busted-tsan valgrind fuzz-wire; do
+for want in layers ctest busted busted-reference capable busted-asan busted-tsan valgrind fuzz-wire; do
   [ -f "$1/$want.txt" ] || { echo "  $want: did not run"; failed=$((failed + 1)); }
 done
 echo "$passed passed, $failed failed"
