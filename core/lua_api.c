@@ -439,6 +439,16 @@ static int l_call(lua_State *L)
         }
         val.len = (uint32_t)vlen;
     }
+    /* the optional numbers before anything is allocated: a bad one raises */
+    lua_Number ttl = 0, flags = 0, delta = 1;
+    if (call == CALL_SET || call == CALL_ADD) {
+        ttl = luaL_optnumber(L, 5, 0);
+        flags = luaL_optnumber(L, 6, 0);
+    } else if (call == CALL_TOUCH) {
+        ttl = luaL_optnumber(L, 4, 0);
+    } else if (call == CALL_INCR || call == CALL_DECR) {
+        delta = luaL_optnumber(L, 4, 1);
+    }
     enum op_fail why;
     struct request *r = request_one(w, b, klen + val.len, call_done, co, &why);
     if (r == NULL) {
@@ -453,18 +463,17 @@ static int l_call(lua_State *L)
         break;
     case CALL_SET:
     case CALL_ADD:
-        meta_render_store(wb, key, klen, val, (uint64_t)luaL_optnumber(L, 6, 0),
-                          (int64_t)luaL_optnumber(L, 5, 0), call == CALL_ADD ? META_ADD : META_SET,
-                          false, 0);
+        meta_render_store(wb, key, klen, val, (uint64_t)flags, (int64_t)ttl,
+                          call == CALL_ADD ? META_ADD : META_SET, false, 0);
         break;
     case CALL_DELETE:
         meta_render_delete(wb, key, klen);
         break;
     case CALL_TOUCH:
-        meta_render_touch(wb, key, klen, (int64_t)luaL_optnumber(L, 4, 0));
+        meta_render_touch(wb, key, klen, (int64_t)ttl);
         break;
     default:
-        meta_render_arith(wb, key, klen, call == CALL_DECR, (uint64_t)luaL_optnumber(L, 4, 1));
+        meta_render_arith(wb, key, klen, call == CALL_DECR, (uint64_t)delta);
         break;
     }
     co->call = call;
