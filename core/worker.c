@@ -299,7 +299,9 @@ int worker_reload_status(uint64_t gen, char *err, size_t errlen)
             snprintf(err, errlen, "worker %d: %s", w->id, w->reload_err);
             return MG_ERR;
         }
-        if (atomic_load_explicit(&w->cfg_gen, memory_order_acquire) < gen && !w->stopping)
+        /* stop, not stopping: that one is the worker's own (a data race under TSan) */
+        if (atomic_load_explicit(&w->cfg_gen, memory_order_acquire) < gen &&
+            !atomic_load_explicit(&w->stop, memory_order_acquire))
             rc = MG_EAGAIN;
     }
     return rc;
