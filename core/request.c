@@ -333,12 +333,18 @@ static void out_unexpected(struct op *op, const struct mg_meta_reply *rep)
         put_line(&op->out, "SERVER_ERROR unexpected backend reply", 37);
 }
 
-/* The op's reply is rendered: run the script's hook for event (if it has one), then
- * finish. A hook that waits for pool calls finishes the op from its continuation. */
-static void op_settle(struct op *op, int event)
+/* Run the plug-in's hook for event on op, if it has one (out of line: rarely taken). */
+static int op_hook(struct op *op, int event)
 {
     const struct engine_plugin *pl = op->req->w->plugin;
-    if (event >= 0 && pl && pl->hook && op->ckey.p && pl->hook(op, event) == MG_EAGAIN)
+    return pl->hook && op->ckey.p ? pl->hook(op, (enum op_event)event) : MG_OK;
+}
+
+/* The op's reply is rendered: run the script's hook for event (if it has one), then
+ * finish. A hook that waits for pool calls finishes the op from its continuation. */
+static inline void op_settle(struct op *op, int event)
+{
+    if (event >= 0 && op->req->w->plugin && op_hook(op, event) == MG_EAGAIN)
         return;
     op_finish(op);
 }
