@@ -36,7 +36,7 @@ include bench/Makefile.inc
 DEB_PKGS += $(BENCH_DEB_PKGS)
 
 .PHONY: all deps run test ctest spec capable asan asan-test valgrind bench bench-quick bench-herd lint clean install \
-        fuzz fuzz-merge fuzz-wire fuzz-wire-smoke tsan tsan-test reference rock-test
+        fuzz fuzz-merge fuzz-wire fuzz-wire-smoke tsan tsan-test reference rock-test layers
 
 all: mintgate
 
@@ -73,6 +73,14 @@ build/test_%: core/test/test_%.c $(OBJS) core/test/ctest.h
 # fails a binary that reports a leak even after printing its own "N passed, 0 failed").
 build/asan/test_%: core/test/test_%.c $(ASAN_OBJS) core/test/ctest.h
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -Icore -o $@ $< $(ASAN_OBJS) $(LDLIBS) -lmemcachedutil
+
+# The engine without Lua: proto, net and engine objects only, no LuaJIT on the link line
+# (core/test/test_engine.c stands in for the few worker functions they call back).
+ENGINE_OBJS := $(patsubst %,build/%.o,buf log proto_text proto_meta meta_render keys ketama config \
+                switch conn backend request dispatch herd stats)
+build/test_engine: core/test/test_engine.c $(ENGINE_OBJS) core/test/ctest.h
+	$(CC) -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread -Icore -o $@ $< $(ENGINE_OBJS) \
+	  -lev -lmemcached -lhashkit -lresolv -lm -lpthread
 
 # The parser fuzz targets (core/test/fuzz_*.c) without libFuzzer, under ASan+UBSan:
 # fuzz_smoke drives them with a bounded deterministic mutator, fuzz_replay runs the
@@ -204,7 +212,12 @@ bench-herd: deps mintgate
 
 bench: bench-run
 
-lint:
+# The core's layering (proto -> net -> engine -> Lua plug-in -> server; DESIGN.md section 11):
+# no engine file includes a Lua header, no lower layer a server-level one.
+layers:
+	@sh spec/check_layers.sh
+
+lint: layers
 	@sh spec/run_lint.sh
 
 install: mintgate

@@ -23,7 +23,7 @@
 static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
-static void backend_fail(struct backend *b, const char *err, bool timeout);
+static void backend_fail(struct backend *b, enum op_fail why, const char *err);
 
 /* Every state change goes through here, so that st.down tells other threads (stats) what
  * they may not read from state itself. */
@@ -75,7 +75,7 @@ void backend_free(struct backend *b)
     if (b == NULL)
         return;
     /* Ops still queued belong to requests being torn down with the worker. */
-    backend_fail(b, "SERVER_ERROR gateway shutting down", false);
+    backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR gateway shutting down");
     backend_close(b);
     buf_free(&b->wbuf);
     buf_free(&b->rbuf);
@@ -144,7 +144,7 @@ static void backend_connect(struct backend *b)
         log_warn("backend %s: socket: %s", b->name, strerror(errno));
         if (fd >= 0)
             close(fd);
-        backend_fail(b, "SERVER_ERROR backend connect failed", false);
+        backend_fail(b, OP_FAIL_DOWN, "SERVER_ERROR backend connect failed");
         return;
     }
     int one = 1;
@@ -153,7 +153,7 @@ static void backend_connect(struct backend *b)
     int rc = connect(fd, (struct sockaddr *)&b->addr, b->addrlen);
     if (rc < 0 && errno != EINPROGRESS) {
         log_info("backend %s: connect: %s", b->name, strerror(errno));
-        backend_fail(b, "SERVER_ERROR backend connect failed", false);
+        backend_fail(b, OP_FAIL_DOWN, "SERVER_ERROR backend connect failed");
         return;
     }
     backend_set_state(b, BE_CONNECTING);
@@ -187,7 +187,7 @@ void backend_push(struct backend *b, struct op *op)
 
 /* Tear the connection down and fail every queued op with err. Counts a failure and
  * ejects the backend when failure_limit is reached. */
-static void backend_fail(struct backend *b, const char *err, bool timeout)
+static void backend_fail(struct backend *b, enum op_fail why, const char *err)
 {
     bool had_conn = b->fd >= 0 || b->state == BE_CONNECTING;
     backend_close(b);
@@ -196,7 +196,7 @@ static void backend_fail(struct backend *b, const char *err, bool timeout)
     b->nq = 0;
     if (had_conn || q) {
         STAT_INC(b->st.errors);
-        if (timeout)
+        if (why == OP_FAIL_TIMEOUT)
             STAT_INC(b->st.timeouts);
         b->failures++;
     }
@@ -214,7 +214,7 @@ static void backend_fail(struct backend *b, const char *err, bool timeout)
         struct op *next = q->next;
         STAT_DEC(b->st.inflight);
         q->next = NULL;
-        op_fail(q, err);
+        op_fail(q, why, err);
         q = next;
     }
 }
@@ -230,7 +230,7 @@ void backend_flush(struct backend *b)
             return;
         }
         log_info("backend %s: write: %s", b->name, strerror(errno));
-        backend_fail(b, "SERVER_ERROR backend write failed", false);
+        backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR backend write failed");
         return;
     }
     STAT_INC(b->st.writes);
@@ -257,7 +257,7 @@ static void backend_write_cb(struct ev_loop *loop, ev_io *w, int revents)
             err = errno;
         if (err) {
             log_info("backend %s: connect: %s", b->name, strerror(err));
-            backend_fail(b, "SERVER_ERROR backend connect failed", false);
+            backend_fail(b, OP_FAIL_DOWN, "SERVER_ERROR backend connect failed");
             return;
         }
         backend_set_state(b, BE_UP);
@@ -274,7 +274,7 @@ static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     MG_UNUSED(revents);
     struct backend *b = w->data;
     if (buf_reserve(&b->rbuf, BACKEND_READ_CHUNK) != MG_OK) {
-        backend_fail(b, "SERVER_ERROR out of memory", false);
+        backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
     }
     ssize_t n = read(b->fd, b->rbuf.data + b->rbuf.len, b->rbuf.cap - b->rbuf.len);
@@ -282,7 +282,7 @@ static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         log_info("backend %s: %s", b->name, n == 0 ? "closed by peer" : strerror(errno));
-        backend_fail(b, "SERVER_ERROR backend closed connection", false);
+        backend_fail(b, OP_FAIL_CLOSED, "SERVER_ERROR backend closed connection");
         return;
     }
     b->rbuf.len += (size_t)n;
@@ -295,7 +295,7 @@ static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
             break;
         if (rc != MG_OK) {
             log_warn("backend %s: unparsable reply", b->name);
-            backend_fail(b, "SERVER_ERROR backend protocol error", false);
+            backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR backend protocol error");
             return;
         }
         struct op *op = b->qhead;
@@ -311,7 +311,7 @@ static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (b->qhead == NULL && buf_unread(&b->rbuf)) {
         log_warn("backend %s: reply without a request", b->name);
-        backend_fail(b, "SERVER_ERROR backend protocol error", false);
+        backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR backend protocol error");
         return;
     }
     if (buf_unread(&b->rbuf) == 0) {
@@ -330,15 +330,38 @@ static void backend_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct backend *b = w->data;
     if (b->state == BE_CONNECTING) {
         log_info("backend %s: connect timeout", b->name);
-        backend_fail(b, "SERVER_ERROR backend connect timeout", true);
+        backend_fail(b, OP_FAIL_TIMEOUT, "SERVER_ERROR backend connect timeout");
         return;
     }
     if (b->qhead == NULL)
         return;
     if (ev_now(loop) - b->qhead->sent >= b->opts.timeout - 0.0005) {
         log_info("backend %s: read timeout", b->name);
-        backend_fail(b, "SERVER_ERROR backend timeout", true);
+        backend_fail(b, OP_FAIL_TIMEOUT, "SERVER_ERROR backend timeout");
         return;
     }
     backend_arm_timer(b);
+}
+
+void backend_stats_add(struct backend_totals *t, const struct backend *b)
+{
+    t->requests += STAT_GET(b->st.requests);
+    t->writes += STAT_GET(b->st.writes);
+    t->errors += STAT_GET(b->st.errors);
+    t->timeouts += STAT_GET(b->st.timeouts);
+    t->ejections += STAT_GET(b->st.ejections);
+    t->inflight += STAT_GET(b->st.inflight);
+    if (STAT_GET(b->st.down))
+        t->state = "down";
+}
+
+void backend_stats_lines(struct buf *out, const char *name, const struct backend_totals *t)
+{
+    buf_printf(out, "STAT backend:%s:state %s\r\n", name, t->state);
+    buf_printf(out, "STAT backend:%s:requests %llu\r\n", name, (unsigned long long)t->requests);
+    buf_printf(out, "STAT backend:%s:writes %llu\r\n", name, (unsigned long long)t->writes);
+    buf_printf(out, "STAT backend:%s:errors %llu\r\n", name, (unsigned long long)t->errors);
+    buf_printf(out, "STAT backend:%s:timeouts %llu\r\n", name, (unsigned long long)t->timeouts);
+    buf_printf(out, "STAT backend:%s:ejections %llu\r\n", name, (unsigned long long)t->ejections);
+    buf_printf(out, "STAT backend:%s:inflight %llu\r\n", name, (unsigned long long)t->inflight);
 }

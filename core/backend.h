@@ -24,6 +24,12 @@ struct backend_stats {
     atomic_uint_fast64_t down; /* 1 while ejected: what other threads may read of state */
 };
 
+/* One server's counters summed over workers, and the state to show (stats backends). */
+struct backend_totals {
+    const char *state;
+    uint64_t requests, writes, errors, timeouts, ejections, inflight;
+};
+
 /* Owned by its worker (worker->backends[server id]); ops point back to it while queued.
  * Keeps its own copy of the server's name and address so it can outlive a config. */
 struct backend {
@@ -61,5 +67,10 @@ void backend_push(struct backend *b, struct op *op);
 /* Write pending commands (called once per loop iteration for dirty backends). */
 void backend_flush(struct backend *b);
 const char *backend_state_name(const struct backend *b);
+
+/* Add b's counters to t (any thread: they are atomics); an ejected b shows "down". */
+void backend_stats_add(struct backend_totals *t, const struct backend *b);
+/* Append the STAT lines of server name with totals t to out. */
+void backend_stats_lines(struct buf *out, const char *name, const struct backend_totals *t);
 
 #endif

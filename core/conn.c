@@ -13,7 +13,6 @@
 
 #include "log.h"
 #include "proto_text.h"
-#include "admin.h"
 #include "request.h"
 #include "worker.h"
 
@@ -41,6 +40,8 @@ static uint32_t conn_window_of(unsigned log2)
     uint32_t n = log2 >= 31 ? 0 : CONN_MAX_READY >> log2;
     return n < CONN_WINDOW_MIN ? CONN_WINDOW_MIN : n > CONN_WINDOW_MAX ? CONN_WINDOW_MAX : n;
 }
+
+const struct server_calls *conn_server;
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -328,7 +329,8 @@ static void conn_process_buf(struct conn *c, struct buf *b)
                 get_line_unref(c->line);
                 c->line = NULL;
             }
-            if (t.cmd == MG_CMD_UNKNOWN && admin_command(c, t.args))
+            if (t.cmd == MG_CMD_UNKNOWN && conn_server && conn_server->command &&
+                conn_server->command(c, t.args))
                 break;
             if (t.cmd == MG_CMD_UNKNOWN)
                 log_debug("client %s: unknown command", c->peer);

@@ -5,6 +5,7 @@
 #include <ev.h>
 
 #include "buf.h"
+#include "mg.h"
 
 struct worker;
 struct request;
@@ -42,6 +43,17 @@ struct conn {
     uint64_t serial;        /* unique per worker: tells connections apart */
     char peer[64];
 };
+
+/* What the server layer installs before the workers start (main.c): the net and engine
+ * layers reach server code only through these. NULL, or a NULL entry: none. */
+struct server_calls {
+    /* A command the parser did not know (line: its text): answer it on c and return
+     * true (admin commands), or return false (it is answered as an error). */
+    bool (*command)(struct conn *c, struct mg_slice line);
+    /* The answer to `stats <args>` asked on worker w: STAT lines and END into out. */
+    void (*stats)(struct worker *w, struct mg_slice args, struct buf *out);
+};
+extern const struct server_calls *conn_server;
 
 /* Take an accepted socket. Returns NULL (and closes fd) when out of memory. */
 struct conn *conn_new(struct worker *w, int fd);

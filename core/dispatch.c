@@ -6,10 +6,9 @@
 #include "backend.h"
 #include "conn.h"
 #include "herd.h"
-#include "ketama.h"
 #include "log.h"
-#include "lua_api.h"
-#include "lua_resolve.h"
+#include "meta_render.h"
+#include "plugin.h"
 #include "request.h"
 #include "stats.h"
 #include "worker.h"
@@ -43,12 +42,12 @@ static bool key_reserved(const struct request *r, struct mg_slice bk)
     return r->c != NULL && !r->c->trusted;
 }
 
-/* Resolve key k for op: the pool (pool_idx, or the prefix table when -1), the backend key
- * (lkey when the script gave one, else the pool's key style), the backend by ketama over
- * the backend key. For a base64 meta key (b64), place holds its decoded bytes: routing,
- * the transform and placement work on them as on any key, and the result is encoded
- * again for the backend, so the b flag reaches no key outside the client's namespace.
- * Returns MG_OK, or fails op and returns MG_ERR. */
+/* Resolve key k for op: the pool (pool_idx, or the prefix table when RES_TABLE), the
+ * backend key (lkey when the resolver gave one, else the pool's key style), the backend by ketama
+ * over the backend key. For a base64 meta key (b64), place holds its decoded bytes: routing, the
+ * transform and placement work on them as on any key, and the result is encoded again for the
+ * backend, so the b flag reaches no key outside the client's namespace. Returns MG_OK, or fails op
+ * and returns MG_ERR. */
 static int target_of(struct request *r, struct op *op, struct mg_slice k, struct mg_slice place,
                      bool b64, int pool_idx, int policy_idx, struct mg_slice lkey,
                      struct target *tg)
@@ -57,7 +56,7 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
     const struct config *cfg = w->cfg;
     const struct pool *p;
     if (MG_UNLIKELY(w->tearing_down)) {
-        op_fail(op, "SERVER_ERROR gateway shutting down");
+        op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR gateway shutting down");
         return MG_ERR;
     }
     if (pool_idx >= 0) {
@@ -85,7 +84,7 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
     if (bk.len > MG_KEY_MAX) /* a long client key that no style hashed */
         goto bad_key;
     if (MG_UNLIKELY(key_reserved(r, bk))) {
-        op_fail(op, "CLIENT_ERROR key is in the gateway's reserved namespace");
+        op_fail(op, OP_FAIL_CLIENT, "CLIENT_ERROR key is in the gateway's reserved namespace");
         return MG_ERR;
     }
     tg->bkey = bk.p;
@@ -99,15 +98,14 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
         tg->bklen = (uint32_t)n;
     }
     op->rekey = tg->bklen != k.len || (tg->bkey != k.p && memcmp(tg->bkey, k.p, k.len) != 0);
-    uint32_t i = p->nservers == 1 ? 0 : ketama_pick(p->ring, bk.p, bk.len);
-    tg->b = worker_backend(w, p->servers[i]->id);
+    tg->b = worker_pick(w, p, bk.p, bk.len);
     if (MG_UNLIKELY(!backend_usable(tg->b))) {
-        op_fail(op, "SERVER_ERROR backend down");
+        op_fail(op, OP_FAIL_DOWN, "SERVER_ERROR backend down");
         return MG_ERR;
     }
     return MG_OK;
 bad_key:
-    op_fail(op, "CLIENT_ERROR bad command line format");
+    op_fail(op, OP_FAIL_CLIENT, "CLIENT_ERROR bad command line format");
     return MG_ERR;
 }
 
@@ -125,9 +123,9 @@ static void send_retrieval(struct request *r, struct op *op, const struct mg_tex
     bool cas = t->cmd == MG_CMD_GETS || t->cmd == MG_CMD_GATS;
     bool touch = t->cmd == MG_CMD_GAT || t->cmd == MG_CMD_GATS;
     struct backend *b = tg->b;
-    if (buf_reserve(&b->wbuf, tg->bklen + HERD_GET_EXTRA) != MG_OK ||
+    if (buf_reserve(&b->wbuf, tg->bklen + META_EXTRA) != MG_OK ||
         buf_reserve(&op->out, k.len + 48) != MG_OK) {
-        op_fail(op, "SERVER_ERROR out of memory");
+        op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
     }
     buf_put(&op->out, "VALUE ", 6);
@@ -139,29 +137,25 @@ static void send_retrieval(struct request *r, struct op *op, const struct mg_tex
         op->be = b;
         if (tg->pol->coalesce && herd_follow(w, op))
             return; /* answered with the identical get already on the wire */
-        herd_render_get(wb, tg->bkey, tg->bklen, tg->pol);
+        meta_render_herd_get(wb, tg->bkey, tg->bklen, tg->pol->grace);
         backend_push(b, op);
         if (tg->pol->coalesce)
             herd_lead(w, op);
         return;
     }
-    buf_put(wb, "mg ", 3);
-    buf_put(wb, tg->bkey, tg->bklen);
-    buf_put(wb, cas ? " v f c" : " v f", cas ? 6 : 4);
-    if (touch) { /* gat/gats: a plain read, but the new TTL gets the grace like touch */
-        buf_put(wb, " T", 2);
-        buf_put_i64(wb, herd_store_ttl(t->exptime, tg->pol));
-    }
-    buf_put(wb, "\r\n", 2);
+    /* gat/gats: a plain read, but the new TTL gets the grace like touch */
+    meta_render_get(wb, tg->bkey, tg->bklen, cas, touch,
+                    touch ? herd_store_ttl(t->exptime, tg->pol) : 0);
     backend_push(b, op);
 }
 
 static void send_storage(struct request *r, struct op *op, const struct mg_text_req *t,
                          struct target *tg)
 {
-    static const char *modes[] = {
-        [MG_CMD_SET] = "",       [MG_CMD_ADD] = " ME",     [MG_CMD_REPLACE] = " MR",
-        [MG_CMD_APPEND] = " MA", [MG_CMD_PREPEND] = " MP", [MG_CMD_CAS] = "",
+    static const enum meta_mode modes[] = {
+        [MG_CMD_SET] = META_SET,         [MG_CMD_ADD] = META_ADD,
+        [MG_CMD_REPLACE] = META_REPLACE, [MG_CMD_APPEND] = META_APPEND,
+        [MG_CMD_PREPEND] = META_PREPEND, [MG_CMD_CAS] = META_SET,
     };
     MG_UNUSED(r);
     struct buf *wb = &tg->b->wbuf;
@@ -173,26 +167,12 @@ static void send_storage(struct request *r, struct op *op, const struct mg_text_
         if (op_keep_key(op, tg->bkey, tg->bklen))
             op->pol = tg->pol; /* so a STORED wakes local waiters */
     }
-    if (buf_reserve(wb, tg->bklen + t->data.len + 96) != MG_OK) {
-        op_fail(op, "SERVER_ERROR out of memory");
+    if (buf_reserve(wb, tg->bklen + t->data.len + META_EXTRA) != MG_OK) {
+        op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
     }
-    buf_put(wb, "ms ", 3);
-    buf_put(wb, tg->bkey, tg->bklen);
-    wb->data[wb->len++] = ' ';
-    buf_put_u64(wb, t->data.len);
-    buf_put(wb, " F", 2);
-    buf_put_u64(wb, t->flags);
-    buf_put(wb, " T", 2);
-    buf_put_i64(wb, ttl);
-    buf_put(wb, modes[t->cmd], strlen(modes[t->cmd]));
-    if (t->cmd == MG_CMD_CAS) {
-        buf_put(wb, " C", 2);
-        buf_put_u64(wb, t->cas);
-    }
-    buf_put(wb, "\r\n", 2);
-    buf_put(wb, t->data.p, t->data.len);
-    buf_put(wb, "\r\n", 2);
+    meta_render_store(wb, tg->bkey, tg->bklen, t->data, t->flags, ttl, modes[t->cmd],
+                      t->cmd == MG_CMD_CAS, t->cas);
     backend_push(tg->b, op);
 }
 
@@ -201,28 +181,21 @@ static void send_keyed(struct request *r, struct op *op, const struct mg_text_re
                        struct target *tg)
 {
     struct buf *wb = &tg->b->wbuf;
-    if (buf_reserve(wb, tg->bklen + 64) != MG_OK) {
-        op_fail(op, "SERVER_ERROR out of memory");
+    if (buf_reserve(wb, tg->bklen + META_EXTRA) != MG_OK) {
+        op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
     }
-    buf_put(wb, t->cmd == MG_CMD_DELETE ? "md " : t->cmd == MG_CMD_TOUCH ? "mg " : "ma ", 3);
-    buf_put(wb, tg->bkey, tg->bklen);
     if (t->cmd == MG_CMD_TOUCH) {
-        buf_put(wb, " T", 2);
-        buf_put_i64(wb, herd_store_ttl(t->exptime, tg->pol));
+        meta_render_touch(wb, tg->bkey, tg->bklen, herd_store_ttl(t->exptime, tg->pol));
     } else if (t->cmd == MG_CMD_DELETE && tg->pol && tg->pol->mark_stale) {
         /* fill on invalidate: the next reader refreshes, the rest get stale */
-        buf_put(wb, " I", 2);
-        if (tg->pol->grace) {
-            buf_put(wb, " T", 2);
-            buf_put_u64(wb, tg->pol->grace);
-        }
+        meta_render_invalidate(wb, tg->bkey, tg->bklen, tg->pol->grace, false, 0);
         HERD_COUNT(r->w, op->pool, marked_stale);
-    } else if (t->cmd != MG_CMD_DELETE) {
-        buf_put(wb, t->cmd == MG_CMD_DECR ? " v MD D" : " v D", t->cmd == MG_CMD_DECR ? 7 : 4);
-        buf_put_u64(wb, t->delta);
+    } else if (t->cmd == MG_CMD_DELETE) {
+        meta_render_delete(wb, tg->bkey, tg->bklen);
+    } else {
+        meta_render_arith(wb, tg->bkey, tg->bklen, t->cmd == MG_CMD_DECR, t->delta);
     }
-    buf_put(wb, "\r\n", 2);
     backend_push(tg->b, op);
 }
 
@@ -236,30 +209,13 @@ static void send_meta(struct request *r, struct op *op, const struct mg_text_req
         [MG_CMD_MA] = "ma ", [MG_CMD_ME] = "me ",
     };
     struct buf *wb = &tg->b->wbuf;
-    if (buf_reserve(wb, tg->bklen + t->args.len + t->data.len + 48) != MG_OK) {
-        op_fail(op, "SERVER_ERROR out of memory");
+    if (buf_reserve(wb, tg->bklen + t->args.len + t->data.len + META_EXTRA) != MG_OK) {
+        op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
     }
-    buf_put(wb, names[t->cmd], 3);
-    buf_put(wb, tg->bkey, tg->bklen);
-    if (t->cmd == MG_CMD_MS) {
-        wb->data[wb->len++] = ' ';
-        buf_put_u64(wb, t->data.len);
-    }
     r->quiet = t->quiet;
-    uint32_t pos = 0;
-    struct mg_slice tok;
-    while (mg_text_next_token(t->args, &pos, &tok)) { /* checked by the parser */
-        if (tok.p[0] == 'q')
-            continue;
-        wb->data[wb->len++] = ' ';
-        buf_put(wb, tok.p, tok.len);
-    }
-    buf_put(wb, "\r\n", 2);
-    if (t->cmd == MG_CMD_MS) {
-        buf_put(wb, t->data.p, t->data.len);
-        buf_put(wb, "\r\n", 2);
-    }
+    meta_render_forward(wb, names[t->cmd], tg->bkey, tg->bklen, t->args, t->data,
+                        t->cmd == MG_CMD_MS);
     backend_push(tg->b, op);
 }
 
@@ -368,8 +324,11 @@ static void request_end_dispatch(struct request *r)
         request_complete(r);
 }
 
-/* Multi-key classic reads resolve their keys through Lua in batches (one coroutine turn
- * for up to LUA_BATCH_MAX keys) when more than one key is left. */
+/* Keys a batch resolution takes at most. */
+#define RES_BATCH_MAX 64
+
+/* Multi-key classic reads resolve their keys through the plug-in in batches (for Lua: one
+ * coroutine turn for up to RES_BATCH_MAX keys) when more than one key is left. */
 static bool batchable(const struct request *r, const struct mg_text_req *t)
 {
     return r->nops - r->next_key > 1 && (t->cmd == MG_CMD_GET || t->cmd == MG_CMD_GETS ||
@@ -381,7 +340,7 @@ static bool batchable(const struct request *r, const struct mg_text_req *t)
 static uint32_t batch_keys(struct request *r, const struct mg_text_req *t)
 {
     uint32_t n = 0;
-    while (n < LUA_BATCH_MAX && r->next_key + n < r->nops) {
+    while (n < RES_BATCH_MAX && r->next_key + n < r->nops) {
         struct op *op = &r->ops[r->next_key + n];
         if (op->ckey.p == NULL && !next_key(r, t, op))
             break;
@@ -390,9 +349,9 @@ static uint32_t batch_keys(struct request *r, const struct mg_text_req *t)
     return n;
 }
 
-/* The script failed for op's key: a read leaves the key out of its reply (and says so
- * when no key is left), anything else answers the error line of r->lua_key. */
-static void lua_key_failed(struct request *r, const struct mg_text_req *t, struct op *op)
+/* The resolver failed for op's key: a read leaves the key out of its reply (and says so
+ * when no key is left), anything else answers the resolution's error line. */
+static void key_failed(struct request *r, const struct mg_text_req *t, struct op *op)
 {
     if (is_retrieval(t->cmd)) { /* no partial VALUE line for it */
         op->out.off = op->out.len = 0;
@@ -400,70 +359,71 @@ static void lua_key_failed(struct request *r, const struct mg_text_req *t, struc
         if (r->err == NULL)
             r->err = "SERVER_ERROR lua error (see the gateway log)";
     } else {
-        put_line(&op->out, buf_head(&r->lua_key), buf_unread(&r->lua_key));
+        put_line(&op->out, r->rkeys.data + op->res.key_off, op->res.key_len);
     }
     op_finish(op);
 }
 
-/* Dispatch r's keys from r->next_key on. With per-request Lua functions this may stop at
- * a key whose resolution waits; dispatch_resume continues from there. */
-static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool lua)
+/* Make sure op (r->ops[r->next_key], its placement key where) has its resolution, batch
+ * by batch where the command allows. Returns MG_EAGAIN when the plug-in waits. */
+static int resolve(struct request *r, const struct mg_text_req *t, const struct engine_plugin *pl,
+                   struct mg_slice where)
 {
+    if (r->next_key < r->res_until)
+        return MG_OK;
+    if (!r->res_nobatch && batchable(r, t)) {
+        uint32_t n = batch_keys(r, t);
+        int rc = n > 1 ? pl->resolve_batch(r, r->next_key, n) : MG_OK;
+        if (rc == MG_EAGAIN)
+            return MG_EAGAIN;
+        if (rc == MG_ERR)
+            r->res_nobatch = true; /* key by key from here on */
+        if (r->next_key < r->res_until)
+            return MG_OK;
+    }
+    return pl->resolve_key(r, r->next_key, where.p, where.len) == MG_EAGAIN ? MG_EAGAIN : MG_OK;
+}
+
+/* Dispatch r's keys from r->next_key on. With a plug-in (pl) this may stop at a key whose
+ * resolution waits; dispatch_resume continues from there. */
+static void dispatch_keys(struct request *r, const struct mg_text_req *t,
+                          const struct engine_plugin *pl)
+{
+    static const struct resolution by_table = { RES_TABLE, RES_TABLE, 0, 0 };
     unsigned char dec[MG_KEY_MAX + 1];
     while (r->next_key < r->nops) {
         struct op *op = &r->ops[r->next_key];
         struct mg_slice k, where;
         if (op->ckey.p == NULL && !next_key(r, t, op)) {
             r->next_key++;
-            op_fail(op, "SERVER_ERROR internal error");
+            op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR internal error");
             continue;
         }
         k = op->ckey;
         const char *kerr = placement_key(t, k, &where, dec);
         if (kerr != NULL) {
             r->next_key++;
-            op_fail(op, kerr);
+            op_fail(op, OP_FAIL_CLIENT, kerr);
             continue;
         }
-        int pool_idx = -1, policy_idx = -1;
-        struct mg_slice lkey = { NULL, 0 };
-        if (lua && !r->lua_nobatch && r->next_key >= r->lua_until && batchable(r, t)) {
-            uint32_t n = batch_keys(r, t);
-            int rc = n > 1 ? lua_resolve_batch(r, r->next_key, n) : MG_OK;
-            if (rc == MG_EAGAIN) {
-                r->lua_parked = true;
-                return;
-            }
-            if (rc == MG_ERR)
-                r->lua_nobatch = true; /* key by key from here on */
+        if (pl && resolve(r, t, pl, where) == MG_EAGAIN) {
+            r->parked = true;
+            return;
         }
-        if (lua && r->next_key < r->lua_until) { /* resolved with its batch */
-            pool_idx = op->lpool;
-            policy_idx = op->lpolicy;
-            lkey = (struct mg_slice){ op->lkey_len ? r->lua_key.data + op->lkey_off : NULL,
-                                      op->lkey_len };
-        } else if (lua) {
-            if (!r->lua_ready && lua_resolve_key(r, where.p, where.len) == MG_EAGAIN) {
-                r->lua_parked = true;
-                return;
-            }
-            r->lua_ready = false;
-            pool_idx = r->lua_pool;
-            policy_idx = r->lua_policy;
-            lkey = (struct mg_slice){ buf_head(&r->lua_key), (uint32_t)buf_unread(&r->lua_key) };
-        }
+        const struct resolution *res = r->next_key < r->res_until ? &op->res : &by_table;
         r->next_key++;
-        if (pool_idx == -2) { /* the script failed for this key */
-            lua_key_failed(r, t, op);
+        if (res->pool == RES_FAILED) {
+            key_failed(r, t, op);
             continue;
         }
+        struct mg_slice lkey = { res->key_len ? r->rkeys.data + res->key_off : NULL, res->key_len };
         struct target tg;
-        if (target_of(r, op, k, where, t->b64, pool_idx, policy_idx, lkey, &tg) != MG_OK)
+        if (target_of(r, op, k, where, t->b64, res->pool, res->policy, lkey, &tg) != MG_OK)
             continue;
         if (op->rekey && !r->own_copy && t->cmd >= MG_CMD_MG) {
             /* its reply's k flag gets the client's key back, after the read buffer moved */
             if (!op_keep_key(op, k.p, k.len)) {
-                op_fail(op, "SERVER_ERROR out of memory");
+                op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
                 continue;
             }
             op->ckey = (struct mg_slice){ buf_head(&op->key), k.len };
@@ -475,8 +435,8 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t, bool l
 
 void dispatch_resume(struct request *r)
 {
-    r->lua_parked = false;
-    dispatch_keys(r, &r->t, true);
+    r->parked = false;
+    dispatch_keys(r, &r->t, r->w->plugin);
 }
 
 /* Start r: enqueue on c with n ops. Returns NULL (after answering) when out of memory. */
@@ -522,6 +482,32 @@ void request_internal_go(struct request *r)
     request_end_dispatch(r);
 }
 
+struct request *request_one(struct worker *w, struct backend *b, size_t need,
+                            void (*on_done)(struct request *r), void *udata, enum op_fail *why)
+{
+    if (!backend_usable(b)) {
+        *why = OP_FAIL_DOWN;
+        return NULL;
+    }
+    struct request *r = request_internal(w, 1);
+    if (r == NULL || buf_reserve(&b->wbuf, need + META_EXTRA) != MG_OK) {
+        if (r)
+            request_release(r);
+        *why = OP_FAIL_ERROR;
+        return NULL;
+    }
+    r->on_done = on_done;
+    r->udata = udata;
+    r->ops[0].be = b;
+    return r;
+}
+
+void request_one_send(struct request *r)
+{
+    backend_push(r->ops[0].be, &r->ops[0]);
+    request_end_dispatch(r);
+}
+
 /* Rebase a slice from the client's buffer into the request's own copy. */
 static void rebase(struct mg_slice *s, const char *from, const char *to, size_t len)
 {
@@ -557,17 +543,17 @@ static void dispatch_keyed(struct conn *c, const struct mg_text_req *t, const ch
     if (c->line && is_retrieval(t->cmd))
         get_line_add(c->line, r, t->partial);
     count_command(w, t);
-    if (lua_api_per_request(w)) {
+    if (w->plugin) { /* it may wait between keys: the request keeps its own copy */
         if (!request_keep(r, t, raw, rawlen)) {
             for (uint32_t i = 0; i < n; i++)
-                op_fail(&r->ops[i], "SERVER_ERROR out of memory");
+                op_fail(&r->ops[i], OP_FAIL_ERROR, "SERVER_ERROR out of memory");
             request_end_dispatch(r);
             return;
         }
-        dispatch_keys(r, &r->t, true);
+        dispatch_keys(r, &r->t, w->plugin);
         return;
     }
-    dispatch_keys(r, t, false);
+    dispatch_keys(r, t, NULL);
 }
 
 /* flush_all goes to every server of the current config. */
@@ -583,13 +569,14 @@ static void dispatch_flush(struct conn *c, const struct mg_text_req *t)
         struct op *op = &r->ops[i];
         struct backend *b = worker_backend(w, i);
         if (!backend_usable(b)) {
-            op_fail(op, "SERVER_ERROR backend down");
+            op_fail(op, OP_FAIL_DOWN, "SERVER_ERROR backend down");
             continue;
         }
-        if (t->num > 0)
-            buf_printf(&b->wbuf, "flush_all %lld\r\n", (long long)t->num);
-        else
-            buf_append(&b->wbuf, "flush_all\r\n", 11);
+        if (buf_reserve(&b->wbuf, META_EXTRA) != MG_OK) {
+            op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
+            continue;
+        }
+        meta_render_flush_all(&b->wbuf, t->num);
         backend_push(b, op);
     }
     request_end_dispatch(r);
@@ -606,12 +593,10 @@ void request_drop_key(struct conn *c, const struct mg_text_req *t)
     struct target tg;
     struct mg_slice none = { NULL, 0 };
     if (target_of(r, &r->ops[0], t->key, t->key, false, -1, -1, none, &tg) == MG_OK) {
-        if (buf_reserve(&tg.b->wbuf, tg.bklen + 8) != MG_OK) {
-            op_fail(&r->ops[0], "SERVER_ERROR out of memory");
+        if (buf_reserve(&tg.b->wbuf, tg.bklen + META_EXTRA) != MG_OK) {
+            op_fail(&r->ops[0], OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         } else {
-            buf_put(&tg.b->wbuf, "md ", 3);
-            buf_put(&tg.b->wbuf, tg.bkey, tg.bklen);
-            buf_put(&tg.b->wbuf, "\r\n", 2);
+            meta_render_delete(&tg.b->wbuf, tg.bkey, tg.bklen);
             backend_push(tg.b, &r->ops[0]);
         }
     }
@@ -679,7 +664,10 @@ void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *r
         struct request *r = request_begin(c, MG_CMD_STATS, 0, false);
         if (r == NULL)
             return;
-        stats_render(c->w, t->args, &r->out);
+        if (conn_server && conn_server->stats)
+            conn_server->stats(c->w, t->args, &r->out);
+        else
+            put_line(&r->out, "ERROR", 5);
         request_end_dispatch(r);
         break;
     }

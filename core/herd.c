@@ -25,6 +25,7 @@
 #include "backend.h"
 #include "conn.h"
 #include "log.h"
+#include "meta_render.h"
 #include "request.h"
 #include "worker.h"
 
@@ -53,20 +54,6 @@ struct herd_lock {
     uint8_t klen;
     char key[MG_KEY_MAX];
 };
-
-void herd_render_get(struct buf *wb, const char *key, size_t klen, const struct stale_policy *pol)
-{
-    buf_put(wb, "mg ", 3);
-    buf_put(wb, key, klen);
-    buf_put(wb, " v f c", 6);
-    if (pol->grace) {
-        /* stored with TTL T + grace; memcached expires an item at the clock tick its TTL
-         * reaches 0, so the window opens when the remaining TTL is down to grace */
-        buf_put(wb, " R", 2);
-        buf_put_u64(wb, (uint64_t)pol->grace + 1);
-    }
-    buf_put(wb, "\r\n", 2);
-}
 
 #define LEASE_PREFIX MG_RESERVED_PREFIX "lease:"
 #define LEASE_PREFIX_LEN (sizeof(LEASE_PREFIX) - 1)
@@ -145,19 +132,14 @@ static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
     lock_unlink(l);
     if (!l->lease && l->gen == w->cfg->generation && l->server < w->nbackends) {
         struct backend *b = worker_backend(w, l->server);
-        struct request *r = request_internal(w, 1);
-        if (r && backend_usable(b) && buf_reserve(&b->wbuf, l->klen + 48) == MG_OK) {
-            buf_put(&b->wbuf, "md ", 3);
-            buf_put(&b->wbuf, l->key, l->klen);
-            buf_put(&b->wbuf, " I C", 4);
-            buf_put_u64(&b->wbuf, l->cas);
-            buf_put(&b->wbuf, "\r\n", 2);
+        enum op_fail why;
+        struct request *r = request_one(w, b, l->klen, NULL, NULL, &why);
+        if (r) {
+            meta_render_invalidate(&b->wbuf, l->key, l->klen, 0, true, l->cas);
             HERD_COUNT(w, l->pool, lock_expired);
-            backend_push(b, &r->ops[0]);
-            request_internal_go(r);
-        } else if (r) {
-            op_fail(&r->ops[0], "SERVER_ERROR backend down");
-            request_internal_go(r);
+            request_one_send(r);
+        } else if (why == OP_FAIL_DOWN) {
+            STAT_INC(w->st.backend_errors);
         }
     }
     free(l);
@@ -209,9 +191,9 @@ static bool wait_poll(struct herd_wait *hw)
     struct op *op = hw->op;
     struct backend *b = op->be;
     if (b == NULL || !backend_usable(b) ||
-        buf_reserve(&b->wbuf, buf_unread(&op->key) + HERD_GET_EXTRA) != MG_OK)
+        buf_reserve(&b->wbuf, buf_unread(&op->key) + META_EXTRA) != MG_OK)
         return false;
-    herd_render_get(&b->wbuf, buf_head(&op->key), buf_unread(&op->key), op->pol);
+    meta_render_herd_get(&b->wbuf, buf_head(&op->key), buf_unread(&op->key), op->pol->grace);
     hw->polling = true;
     hw->again = false;
     backend_push(b, op);
@@ -289,18 +271,14 @@ static void lease_release(struct worker *w, struct backend *b, const char *key, 
 {
     char lk[MG_KEY_MAX + 1];
     size_t n = lease_key(key, klen, lk);
-    struct request *r = request_internal(w, 1);
-    if (r == NULL)
-        return;
-    if (backend_usable(b) && buf_reserve(&b->wbuf, n + 8) == MG_OK) {
-        buf_put(&b->wbuf, "md ", 3);
-        buf_put(&b->wbuf, lk, n);
-        buf_put(&b->wbuf, "\r\n", 2);
-        backend_push(b, &r->ops[0]);
-    } else {
-        op_fail(&r->ops[0], "SERVER_ERROR backend down");
+    enum op_fail why;
+    struct request *r = request_one(w, b, n, NULL, NULL, &why);
+    if (r) {
+        meta_render_delete(&b->wbuf, lk, n);
+        request_one_send(r);
+    } else if (why == OP_FAIL_DOWN) {
+        STAT_INC(w->st.backend_errors);
     }
-    request_internal_go(r);
 }
 
 /* Ask for the cold-miss lease of op's key (an add on its own key, same server).
@@ -310,13 +288,9 @@ static bool lease_try(struct op *op)
     struct backend *b = op->be;
     char lk[MG_KEY_MAX + 1];
     size_t n = lease_key(buf_head(&op->key), buf_unread(&op->key), lk);
-    if (b == NULL || !backend_usable(b) || buf_reserve(&b->wbuf, n + 48) != MG_OK)
+    if (b == NULL || !backend_usable(b) || buf_reserve(&b->wbuf, n + META_EXTRA) != MG_OK)
         return false;
-    buf_put(&b->wbuf, "ms ", 3);
-    buf_put(&b->wbuf, lk, n);
-    buf_put(&b->wbuf, " 1 ME T", 7);
-    buf_put_u64(&b->wbuf, op->pol->lock ? op->pol->lock : 1);
-    buf_put(&b->wbuf, "\r\n1\r\n", 5);
+    meta_render_lease(&b->wbuf, lk, n, op->pol->lock ? op->pol->lock : 1);
     op->herd_lease = true;
     backend_push(b, op);
     return true;

@@ -18,14 +18,6 @@ enum herd_verdict {
     HERD_ERROR,   /* not a reply a get expects: the caller reports it */
 };
 
-/* Bytes herd_render_get may need beyond the key. */
-#define HERD_GET_EXTRA 64
-
-/* Append the backend command for a classic get of key under pol to wb (reserved by the
- * caller for klen + HERD_GET_EXTRA): value, flags, cas, and the R (recache) and N
- * (vivify) flags that make memcached pick one winner fleet-wide. */
-void herd_render_get(struct buf *wb, const char *key, size_t klen, const struct stale_policy *pol);
-
 /* The TTL to store for a classic exptime under pol: the grace period is added so the
  * value outlives its nominal expiry by that much (0, negative: unchanged). */
 int64_t herd_store_ttl(int64_t exptime, const struct stale_policy *pol);

@@ -18,8 +18,8 @@
 
 #include "backend.h"
 #include "conn.h"
-#include "ketama.h"
 #include "log.h"
+#include "meta_render.h"
 #include "lua_co.h"
 #include "lua_resolve.h"
 #include "lua_vm.h"
@@ -31,7 +31,7 @@
 
 enum { CALL_GET = 1, CALL_SET, CALL_ADD, CALL_DELETE, CALL_TOUCH, CALL_INCR, CALL_DECR };
 
-static const char *const hook_names[LUA_HOOK_COUNT] = { "set", "delete", "miss" };
+static const char *const hook_names[OP_EV_COUNT] = { "set", "delete", "miss" };
 static const char *const cmd_names[] = {
     [MG_CMD_GET] = "get",         [MG_CMD_GETS] = "gets",     [MG_CMD_GAT] = "gat",
     [MG_CMD_GATS] = "gats",       [MG_CMD_SET] = "set",       [MG_CMD_ADD] = "add",
@@ -267,7 +267,7 @@ static void hook_k(struct lua_co *co, const char *err)
     op_finish(op);
 }
 
-int lua_api_hook(struct op *op, int event)
+static int lua_api_hook(struct op *op, enum op_event event)
 {
     struct worker *w = op->req->w;
     struct lua_vm *vm = w->vm;
@@ -303,27 +303,34 @@ static struct lua_co *co_of(lua_State *L)
     return co;
 }
 
-/* The error word for a failed pool call, from the gateway's error line. */
-static const char *error_word(const char *line, size_t n)
+/* The error word for a pool call that failed (why), OpenResty's vocabulary. */
+static const char *error_word(enum op_fail why)
 {
-    if (memmem(line, n, "timeout", 7))
+    switch (why) {
+    case OP_FAIL_TIMEOUT:
         return "timeout";
-    /* before "connect": "backend closed connection" is a close, not a connect failure */
-    if (memmem(line, n, "closed", 6))
+    case OP_FAIL_CLOSED:
         return "closed";
-    if (memmem(line, n, "down", 4) || memmem(line, n, "connect", 7))
+    case OP_FAIL_DOWN:
         return "backend down";
-    if (memmem(line, n, "too large", 9))
+    case OP_FAIL_TOO_LARGE:
         return "too large";
-    return "backend error";
+    default:
+        return "backend error";
+    }
 }
 
-/* Push the results of pool call r (kind r->lua_call) onto L. Returns how many. */
-static int push_results(lua_State *L, struct request *r)
+/* Push the results of pool call r (of kind call) onto L. Returns how many. */
+static int push_results(lua_State *L, struct request *r, int call)
 {
     struct op *op = &r->ops[0];
     struct mg_meta_reply rep;
     size_t used;
+    if (op->fail != OP_FAIL_NONE) {
+        lua_pushnil(L);
+        lua_pushstring(L, error_word(op->fail));
+        return 2;
+    }
     if (mg_meta_parse_reply(buf_head(&op->out), buf_unread(&op->out), UINT32_MAX, &rep, &used) !=
         MG_OK) {
         lua_pushnil(L);
@@ -332,7 +339,7 @@ static int push_results(lua_State *L, struct request *r)
     }
     switch (rep.status) {
     case MG_R_VA:
-        if (r->lua_call == CALL_INCR || r->lua_call == CALL_DECR) {
+        if (call == CALL_INCR || call == CALL_DECR) {
             lua_pushnumber(L, strtod(rep.data.p, NULL));
             return 1;
         }
@@ -347,7 +354,7 @@ static int push_results(lua_State *L, struct request *r)
     case MG_R_NF:
     case MG_R_NS:
     case MG_R_EX:
-        if (r->lua_call == CALL_GET || r->lua_call == CALL_INCR || r->lua_call == CALL_DECR)
+        if (call == CALL_GET || call == CALL_INCR || call == CALL_DECR)
             lua_pushnil(L);
         else
             lua_pushboolean(L, 0);
@@ -357,21 +364,23 @@ static int push_results(lua_State *L, struct request *r)
         lua_pushstring(L, memmem(rep.line.p, rep.line.len, "non-numeric", 11) ? "not a number"
                                                                               : "client error");
         return 2;
-    default:
+    default: /* memcached's own SERVER_ERROR (its words, not ours) */
         lua_pushnil(L);
-        lua_pushstring(L, error_word(rep.line.p, rep.line.len));
+        lua_pushstring(L, memmem(rep.line.p, rep.line.len, "too large", 9) ? "too large"
+                                                                           : "backend error");
         return 2;
     }
 }
 
-void lua_api_call_done(struct request *r)
+/* A request made by a pool call completed (its on_done): resume the coroutine. */
+static void call_done(struct request *r)
 {
-    struct lua_co *co = r->lco;
+    struct lua_co *co = r->udata;
     if (co->in_call) { /* completed before core.call could yield */
         co->early = r;
         return;
     }
-    int n = push_results(co->L, r);
+    int n = push_results(co->L, r, co->call);
     request_release(r);
     co->waiting = false;
     lua_co_run(co, n);
@@ -413,67 +422,69 @@ static int l_call(lua_State *L)
             call = calls[i].call;
     if (call == 0)
         return luaL_error(L, "unknown pool call '%s'", what);
-    const struct pool *p = &w->cfg->pools[pid];
-    struct backend *b =
-        worker_backend(w, p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, key, klen)]->id);
+    struct backend *b = worker_pick(w, &w->cfg->pools[pid], key, klen);
     if (!backend_usable(b)) {
         lua_pushnil(L);
         lua_pushstring(L, "backend down");
         return 2;
     }
-    size_t vlen = 0;
-    const char *val = NULL;
+    struct mg_slice val = { NULL, 0 };
     if (call == CALL_SET || call == CALL_ADD) {
-        val = luaL_checklstring(L, 4, &vlen);
+        size_t vlen;
+        val.p = luaL_checklstring(L, 4, &vlen);
         if (vlen > settings.value_max) {
             lua_pushnil(L);
             lua_pushstring(L, "too large");
             return 2;
         }
+        val.len = (uint32_t)vlen;
     }
-    struct request *r = request_internal(w, 1);
-    if (r == NULL || buf_reserve(&b->wbuf, klen + vlen + 96) != MG_OK) {
-        if (r)
-            request_release(r);
+    /* the optional numbers before anything is allocated: a bad one raises */
+    lua_Number ttl = 0, flags = 0, delta = 1;
+    if (call == CALL_SET || call == CALL_ADD) {
+        ttl = luaL_optnumber(L, 5, 0);
+        flags = luaL_optnumber(L, 6, 0);
+    } else if (call == CALL_TOUCH) {
+        ttl = luaL_optnumber(L, 4, 0);
+    } else if (call == CALL_INCR || call == CALL_DECR) {
+        delta = luaL_optnumber(L, 4, 1);
+    }
+    enum op_fail why;
+    struct request *r = request_one(w, b, klen + val.len, call_done, co, &why);
+    if (r == NULL) {
         lua_pushnil(L);
-        lua_pushstring(L, "out of memory");
+        lua_pushstring(L, why == OP_FAIL_DOWN ? "backend down" : "out of memory");
         return 2;
     }
     struct buf *wb = &b->wbuf;
     switch (call) {
     case CALL_GET:
-        buf_printf(wb, "mg %.*s v f\r\n", (int)klen, key);
+        meta_render_read(wb, key, klen, true);
         break;
     case CALL_SET:
     case CALL_ADD:
-        buf_printf(wb, "ms %.*s %zu T%lld F%lu%s\r\n", (int)klen, key, vlen,
-                   (long long)luaL_optnumber(L, 5, 0), (unsigned long)luaL_optnumber(L, 6, 0),
-                   call == CALL_ADD ? " ME" : "");
-        buf_append(wb, val, vlen);
-        buf_append(wb, "\r\n", 2);
+        meta_render_store(wb, key, klen, val, (uint64_t)flags, (int64_t)ttl,
+                          call == CALL_ADD ? META_ADD : META_SET, false, 0);
         break;
     case CALL_DELETE:
-        buf_printf(wb, "md %.*s\r\n", (int)klen, key);
+        meta_render_delete(wb, key, klen);
         break;
     case CALL_TOUCH:
-        buf_printf(wb, "mg %.*s T%lld\r\n", (int)klen, key, (long long)luaL_optnumber(L, 4, 0));
+        meta_render_touch(wb, key, klen, (int64_t)ttl);
         break;
     default:
-        buf_printf(wb, "ma %.*s v D%llu%s\r\n", (int)klen, key,
-                   (unsigned long long)luaL_optnumber(L, 4, 1), call == CALL_DECR ? " MD" : "");
+        meta_render_arith(wb, key, klen, call == CALL_DECR, (uint64_t)delta);
         break;
     }
-    r->lco = co;
-    r->lua_call = call;
+    co->call = call;
     co->in_call = true;
     co->early = NULL;
-    backend_push(b, &r->ops[0]);
-    request_internal_go(r);
+    request_one_send(r);
     co->in_call = false;
     if (co->early) { /* failed at once (e.g. connect refused): answer without yielding */
         struct request *done = co->early;
         co->early = NULL;
-        int n = push_results(L, done);
+        int n = push_results(L, done, call);
         request_release(done);
         return n;
     }
@@ -502,6 +513,13 @@ static int luaopen_core(lua_State *L)
 }
 
 /* --- setup ------------------------------------------------------------------------------- */
+
+/* What the engine calls (plugin.h): installed on a worker whose script runs per request. */
+static const struct engine_plugin lua_plugin = {
+    .resolve_key = lua_resolve_key,
+    .resolve_batch = lua_resolve_batch,
+    .hook = lua_api_hook,
+};
 
 /* Runs per key: route function then key function; returns the pool's id (nil: the
  * prefix table decides) and the backend key (nil: the pool's key style applies). */
@@ -577,7 +595,7 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     vm->refs = 1;
     vm->resolve_ref = LUA_NOREF;
     vm->pools_ref = LUA_NOREF;
-    for (int i = 0; i < LUA_HOOK_COUNT; i++)
+    for (int i = 0; i < OP_EV_COUNT; i++)
         vm->hook_ref[i] = LUA_NOREF;
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");
@@ -641,7 +659,7 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
         lua_pop(L, 3);
     }
     lua_getfield(L, -1, "hooks");
-    for (int i = 0; i < LUA_HOOK_COUNT; i++) {
+    for (int i = 0; i < OP_EV_COUNT; i++) {
         lua_getfield(L, -1, hook_names[i]);
         if (lua_isfunction(L, -1)) {
             vm->hook_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -652,6 +670,7 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     }
     lua_settop(L, 0);
     w->vm = vm;
+    w->plugin = vm->per_request ? &lua_plugin : NULL;
     return MG_OK;
 fail:
     lua_close(L);
@@ -669,11 +688,7 @@ void lua_api_worker_release(struct worker *w)
     if (w->vm)
         vm_unref(w->vm);
     w->vm = NULL;
-}
-
-bool lua_api_per_request(const struct worker *w)
-{
-    return w->vm && w->vm->per_request;
+    w->plugin = NULL;
 }
 
 size_t lua_api_mem_kb(const struct worker *w)

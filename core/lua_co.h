@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "lua_api.h"
+#include "plugin.h"
 #include "proto_text.h"
 
 struct lua_co;
@@ -31,6 +32,7 @@ struct lua_co {
     uint32_t bfirst, bn;   /* the batch being resolved: ops [bfirst, bfirst + bn) */
     bool sync;             /* a hook that has not waited yet: its caller finishes the op */
     struct request *early; /* a pool call that completed before the yield */
+    int call;              /* the pool call under way (lua_api.c's CALL_*) */
 };
 
 /* A worker's Lua state. Owned by the worker; kept alive by busy coroutines after a
@@ -40,7 +42,7 @@ struct lua_vm {
     struct worker *w;
     int refs;
     int resolve_ref;               /* the per-key resolver, or LUA_NOREF */
-    int hook_ref[LUA_HOOK_COUNT];  /* hooks, or LUA_NOREF */
+    int hook_ref[OP_EV_COUNT];     /* hooks, or LUA_NOREF */
     int cos_ref;                   /* registry table: thread -> lightuserdata(co) */
     int pools_ref;                 /* registry table: config pool id -> the script's pool */
     struct lua_co *free_cos;       /* finished coroutines, for hooks or a new resolver */

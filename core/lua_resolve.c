@@ -32,42 +32,49 @@ int lua_resolve_load(lua_State *L)
     return MG_OK;
 }
 
+/* Fail key i of r with a reply line made of prefix and msg (in r->rkeys). */
+static void res_fail(struct request *r, uint32_t i, const char *prefix, const char *msg)
+{
+    struct resolution *res = &r->ops[i].res;
+    lua_error_line(&r->rkeys, prefix, msg);
+    res->pool = RES_FAILED;
+    res->policy = RES_TABLE;
+    res->key_off = 0;
+    res->key_len = (uint32_t)r->rkeys.len;
+}
+
 static void resolve_k(struct lua_co *co, const char *err)
 {
     struct request *r = co->r;
     lua_State *L = co->L;
-    r->lua_key.off = r->lua_key.len = 0;
-    r->lua_pool = -1;
-    r->lua_policy = -1;
+    uint32_t i = co->bfirst;
+    struct resolution *res = &r->ops[i].res;
+    r->rkeys.off = r->rkeys.len = 0;
+    *res = (struct resolution){ RES_TABLE, RES_TABLE, 0, 0 };
     if (err) {
-        lua_error_line(&r->lua_key, "SERVER_ERROR lua: ", err);
-        r->lua_pool = -2;
+        res_fail(r, i, "SERVER_ERROR lua: ", err);
     } else {
         /* yielded: the done mark, the pool's id (or nil: the prefix table), key (or nil),
          * policy id (or nil); the resolver loop checked the types */
         if (lua_type(L, 2) == LUA_TNUMBER)
-            r->lua_pool = (int)lua_tointeger(L, 2);
+            res->pool = (int)lua_tointeger(L, 2);
         if (lua_type(L, 4) == LUA_TNUMBER)
-            r->lua_policy = (int)lua_tointeger(L, 4);
-        if (r->lua_pool >= (int)r->w->cfg->npools) {
-            lua_error_line(&r->lua_key, "SERVER_ERROR lua: ", "route function returned no pool");
-            r->lua_pool = -2;
+            res->policy = (int)lua_tointeger(L, 4);
+        if (res->pool >= (int)r->w->cfg->npools) {
+            res_fail(r, i, "SERVER_ERROR lua: ", "route function returned no pool");
         } else if (lua_type(L, 3) == LUA_TSTRING) {
             size_t n;
             const char *k = lua_tolstring(L, 3, &n);
-            if (n == 0) {
-                lua_error_line(&r->lua_key,
-                               "SERVER_ERROR lua: ", "key function returned an empty key");
-                r->lua_pool = -2;
-            } else {
-                buf_append(&r->lua_key, k, n);
-            }
+            if (n == 0)
+                res_fail(r, i, "SERVER_ERROR lua: ", "key function returned an empty key");
+            else if (buf_append(&r->rkeys, k, n) == MG_OK)
+                res->key_len = (uint32_t)n;
         }
     }
-    r->lua_ready = true;
+    r->res_until = i + 1;
     if (!err)
         lua_co_put(co);
-    if (r->lua_parked) /* it waited: pick the dispatch up where it stopped */
+    if (r->parked) /* it waited: pick the dispatch up where it stopped */
         dispatch_resume(r);
 }
 
@@ -107,14 +114,14 @@ static void push_cmd(struct lua_co *co, struct request *r)
 }
 
 /* A batch's results from rs (and ks) into ops [bfirst, bfirst + bn); keys go to
- * r->lua_key. */
+ * r->rkeys. */
 static void resolve_batch_k(struct lua_co *co, const char *err)
 {
     struct request *r = co->r;
     lua_State *L = co->L;
     int npools = (int)r->w->cfg->npools;
     bool keys = co->vm->has_key_fn;
-    r->lua_key.off = r->lua_key.len = 0;
+    r->rkeys.off = r->rkeys.len = 0;
     int rs = 0, ks = 0;
     if (!err && lua_checkstack(L, 4)) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, co->rs_ref);
@@ -123,10 +130,8 @@ static void resolve_batch_k(struct lua_co *co, const char *err)
         ks = rs + 1;
     }
     for (uint32_t i = 0; i < co->bn; i++) {
-        struct op *op = &r->ops[co->bfirst + i];
-        op->lpool = -2;
-        op->lpolicy = -1;
-        op->lkey_off = op->lkey_len = 0;
+        struct resolution *res = &r->ops[co->bfirst + i].res;
+        *res = (struct resolution){ RES_FAILED, RES_TABLE, 0, 0 };
         if (rs == 0)
             continue;
         lua_rawgeti(L, rs, (int)i + 1);
@@ -139,29 +144,29 @@ static void resolve_batch_k(struct lua_co *co, const char *err)
             const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
             if (code <= 0) {
                 log_error("lua: %s", k ? k : "error");
-                pool = -2;
+                pool = RES_FAILED;
             } else if (k && n == 0) {
                 log_error("lua: key function returned an empty key");
-                pool = -2;
+                pool = RES_FAILED;
             } else if (k) {
-                op->lkey_off = (uint32_t)r->lua_key.len;
-                op->lkey_len = (uint32_t)n;
-                if (buf_append(&r->lua_key, k, n) != MG_OK)
-                    pool = -2;
+                res->key_off = (uint32_t)r->rkeys.len;
+                res->key_len = (uint32_t)n;
+                if (buf_append(&r->rkeys, k, n) != MG_OK)
+                    pool = RES_FAILED;
             }
             lua_pop(L, 1);
         }
         if (pool >= npools) {
             log_error("lua: route function returned no pool");
-            pool = -2;
+            pool = RES_FAILED;
         }
-        op->lpool = pool;
-        op->lpolicy = policy;
+        res->pool = pool;
+        res->policy = policy;
     }
-    r->lua_until = co->bfirst + co->bn;
+    r->res_until = co->bfirst + co->bn;
     if (!err)
         lua_co_put(co);
-    if (r->lua_parked)
+    if (r->parked)
         dispatch_resume(r);
 }
 
@@ -171,11 +176,9 @@ int lua_resolve_batch(struct request *r, uint32_t first, uint32_t n)
     if (r->w->cfg->npools >= 65534 || r->w->cfg->nnamed >= 65535)
         return MG_ERR;                  /* ids would not fit the batch's packed results */
     if (vm->resolve_ref == LUA_NOREF) { /* hooks only: tables and styles decide */
-        for (uint32_t i = first; i < first + n; i++) {
-            r->ops[i].lpool = r->ops[i].lpolicy = -1;
-            r->ops[i].lkey_off = r->ops[i].lkey_len = 0;
-        }
-        r->lua_until = first + n;
+        for (uint32_t i = first; i < first + n; i++)
+            r->ops[i].res = (struct resolution){ RES_TABLE, RES_TABLE, 0, 0 };
+        r->res_until = first + n;
         return MG_OK;
     }
     struct lua_co *co = lua_co_get(vm, true);
@@ -209,26 +212,24 @@ int lua_resolve_batch(struct request *r, uint32_t first, uint32_t n)
     return lua_co_run(co, nargs) == MG_EAGAIN ? MG_EAGAIN : MG_OK;
 }
 
-int lua_resolve_key(struct request *r, const char *key, size_t klen)
+int lua_resolve_key(struct request *r, uint32_t i, const char *key, size_t klen)
 {
     struct lua_vm *vm = r->w->vm;
     if (vm->resolve_ref == LUA_NOREF) { /* hooks only: tables and styles decide */
-        r->lua_pool = -1;
-        r->lua_policy = -1;
-        r->lua_key.off = r->lua_key.len = 0;
+        r->ops[i].res = (struct resolution){ RES_TABLE, RES_TABLE, 0, 0 };
+        r->res_until = i + 1;
         return MG_OK;
     }
     struct lua_co *co = lua_co_get(vm, true);
     if (co == NULL) { /* the key fails with this line (it once went on with a stale pool) */
-        r->lua_key.off = r->lua_key.len = 0;
-        lua_error_line(&r->lua_key, "SERVER_ERROR ", "out of memory");
-        r->lua_pool = -2;
-        r->lua_policy = -1;
+        res_fail(r, i, "SERVER_ERROR ", "out of memory");
+        r->res_until = i + 1;
         return MG_ERR;
     }
     co->r = r;
     co->k = resolve_k;
-    r->lua_ready = false;
+    co->bfirst = i;
+    co->bn = 1;
     lua_State *L = co->L;
     int nargs = resolver_start(co, r) + 4;
     lua_pushlstring(L, key, klen);

@@ -17,9 +17,11 @@
 
 #include "admin.h"
 #include "config.h"
+#include "conn.h"
 #include "log.h"
 #include "lua_vm.h"
 #include "proto_text.h"
+#include "stats_render.h"
 #include "worker.h"
 
 static void usage(FILE *f)
@@ -431,42 +433,43 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     process_started = time(NULL);
+    static const struct server_calls server_calls = { admin_command, stats_render };
+    conn_server = &server_calls; /* before the workers start: read-only from then on */
     nworkers = settings.threads;
     workers = calloc((size_t)nworkers, sizeof(struct worker));
-    int fds[MG_MAX_LISTENERS * 2];
-    bool is_admin[MG_MAX_LISTENERS * 2];
-    uint16_t ports[MG_MAX_LISTENERS * 2] = { 0 };
+    struct listener ls[MG_MAX_LISTENERS * 2];
     int nl = settings.nlisten + settings.nadmin;
     int rc = 0;
+    for (int l = 0; l < nl; l++) {
+        bool admin = l >= settings.nlisten;
+        const char *addr = admin ? settings.admin[l - settings.nlisten] : settings.listen[l];
+        ls[l] =
+            (struct listener){ .fd = -1, .addr = addr, .admin = admin, .shared = is_unix(addr) };
+    }
     /* block signals in workers; the main thread's loop takes them */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    bool shared[MG_MAX_LISTENERS * 2] = { false }, public[MG_MAX_LISTENERS * 2] = { false };
     for (int i = 0; i < nworkers && rc == 0; i++) {
         for (int l = 0; l < nl; l++) {
-            is_admin[l] = l >= settings.nlisten;
-            const char *addr =
-                is_admin[l] ? settings.admin[l - settings.nlisten] : settings.listen[l];
-            shared[l] = is_unix(addr);
-            if (shared[l] && i > 0)
-                continue; /* one unix socket for every worker: fds[l] stays */
-            fds[l] = listen_socket(addr, &ports[l], err, sizeof(err));
-            if (fds[l] >= 0 && i == 0 &&
-                admin_exposed(addr, fds[l], is_admin[l], &public[l], err, sizeof(err))) {
-                close(fds[l]);
-                fds[l] = -1;
+            struct listener *li = &ls[l];
+            if (li->shared && i > 0)
+                continue; /* one unix socket for every worker: its fd stays */
+            li->fd = listen_socket(li->addr, &li->port, err, sizeof(err));
+            if (li->fd >= 0 && i == 0 &&
+                admin_exposed(li->addr, li->fd, li->admin, &li->public, err, sizeof(err))) {
+                close(li->fd);
+                li->fd = -1;
             }
-            if (fds[l] < 0) {
+            if (li->fd < 0) {
                 for (int k = 0; k < l; k++)
-                    if (!shared[k] || i == 0)
-                        close(fds[k]);
+                    if (!ls[k].shared || i == 0)
+                        close(ls[k].fd);
                 rc = 1;
                 break;
             }
         }
-        if (rc == 0 &&
-            worker_init(&workers[i], i, fds, is_admin, shared, nl, cfg, err, sizeof(err)) != MG_OK)
+        if (rc == 0 && worker_init(&workers[i], i, ls, nl, cfg, err, sizeof(err)) != MG_OK)
             rc = 1;
     }
     if (rc == 0)
@@ -480,13 +483,11 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc == 0) {
         for (int l = 0; l < nl; l++)
-            log_info("%s on %s (port %u), %d threads", is_admin[l] ? "admin" : "listening",
-                     is_admin[l] ? settings.admin[l - settings.nlisten] : settings.listen[l],
-                     ports[l], nworkers);
+            log_info("%s on %s (port %u), %d threads", ls[l].admin ? "admin" : "listening",
+                     ls[l].addr, ls[l].port, nworkers);
         for (int l = 0; l < nl; l++)
-            if (public[l])
-                warn_public(is_admin[l] ? settings.admin[l - settings.nlisten] : settings.listen[l],
-                            is_admin[l]);
+            if (ls[l].public)
+                warn_public(ls[l].addr, ls[l].admin);
         struct ev_loop *loop = EV_DEFAULT;
         ev_signal sterm, sint, shup;
         ev_signal_init(&sterm, on_stop_signal, SIGTERM);
@@ -503,11 +504,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < settings.threads; i++)
         worker_destroy(&workers[i]);
     for (int l = 0; l < nl && rc == 0; l++) /* shared unix sockets: closed and removed here */
-        if (shared[l]) {
-            close(fds[l]);
-            const char *addr =
-                is_admin[l] ? settings.admin[l - settings.nlisten] : settings.listen[l];
-            unlink(addr + 5);
+        if (ls[l].shared) {
+            close(ls[l].fd);
+            unlink(ls[l].addr + 5);
         }
     free(workers);
     config_unref(cfg);

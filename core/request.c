@@ -7,8 +7,8 @@
 #include "backend.h"
 #include "conn.h"
 #include "herd.h"
-#include "lua_api.h"
 #include "log.h"
+#include "plugin.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -38,9 +38,8 @@ struct request *request_get(struct worker *w)
     r->done = r->noreply = r->quiet = r->partial = false;
     r->line = NULL;
     r->flow = 0;
-    r->own_copy = r->lua_ready = r->lua_parked = r->lua_nobatch = false;
-    r->next_key = r->keypos = r->lua_until = 0;
-    r->lco = NULL;
+    r->own_copy = r->parked = r->res_nobatch = false;
+    r->next_key = r->keypos = r->res_until = 0;
     r->on_done = NULL;
     r->nops = r->pending = r->nfailed = 0;
     r->outlen = 0;
@@ -65,6 +64,7 @@ int request_ops(struct request *r, uint32_t n)
         op->be = NULL;
         op->next = NULL;
         op->status = MG_R_NONE;
+        op->fail = OP_FAIL_NONE;
         op->out.off = op->out.len = 0;
         op->pol = NULL;
         op->hw = NULL;
@@ -124,7 +124,7 @@ void request_release(struct request *r)
     }
     buf_reset(&r->out, REQ_BUF_KEEP);
     buf_reset(&r->raw, REQ_BUF_KEEP);
-    buf_reset(&r->lua_key, REQ_BUF_KEEP);
+    buf_reset(&r->rkeys, REQ_BUF_KEEP);
 #ifndef MG_SANITIZE
     if (w->nfree_reqs < REQ_CACHE_MAX && r->ops_cap <= 64) {
         r->next = w->free_reqs;
@@ -142,7 +142,7 @@ void request_release(struct request *r)
     free(r->ops);
     buf_free(&r->out);
     buf_free(&r->raw);
-    buf_free(&r->lua_key);
+    buf_free(&r->rkeys);
     free(r);
 }
 
@@ -159,7 +159,7 @@ void request_cache_drain(void *worker)
         free(r->ops);
         buf_free(&r->out);
         buf_free(&r->raw);
-        buf_free(&r->lua_key);
+        buf_free(&r->rkeys);
         free(r);
     }
     w->nfree_reqs = 0;
@@ -175,13 +175,10 @@ void request_complete(struct request *r)
 {
     struct worker *w = r->w;
     if (r->c == NULL) { /* the gateway's own request: nobody to answer */
-        if (r->lco) {
-            lua_api_call_done(r); /* a pool call from Lua: resume its coroutine */
-            return;
-        }
         if (r->on_done)
-            r->on_done(r);
-        request_release(r);
+            r->on_done(r); /* e.g. resumes the Lua coroutine of a pool call */
+        else
+            request_release(r);
         return;
     }
     uint32_t nops = r->nops, nfailed = r->nfailed;
@@ -253,16 +250,17 @@ void op_reply_miss(struct op *op)
     op_finish(op);
 }
 
-void op_fail(struct op *op, const char *err)
+void op_fail(struct op *op, enum op_fail why, const char *err)
 {
     struct request *r = op->req;
     herd_forget(op);
     for (struct op *f = herd_unlead(r->w, op), *next; f; f = next) {
         next = f->next_follower;
-        op_fail(f, err);
+        op_fail(f, why, err);
     }
     op->out.off = op->out.len = 0;
     op->status = MG_R_NONE;
+    op->fail = why;
     STAT_INC(r->w->st.backend_errors);
     if (is_retrieval(r->cmd) || r->cmd == MG_CMD_FLUSH_ALL) {
         r->nfailed++;
@@ -341,11 +339,18 @@ static void out_unexpected(struct op *op, const struct mg_meta_reply *rep)
         put_line(&op->out, "SERVER_ERROR unexpected backend reply", 37);
 }
 
+/* Run the plug-in's hook for event on op, if it has one (out of line: rarely taken). */
+static int op_hook(struct op *op, int event)
+{
+    const struct engine_plugin *pl = op->req->w->plugin;
+    return pl->hook && op->ckey.p ? pl->hook(op, (enum op_event)event) : MG_OK;
+}
+
 /* The op's reply is rendered: run the script's hook for event (if it has one), then
  * finish. A hook that waits for pool calls finishes the op from its continuation. */
-static void op_settle(struct op *op, int event)
+static inline void op_settle(struct op *op, int event)
 {
-    if (event >= 0 && op->ckey.p && lua_api_hook(op, event) == MG_EAGAIN)
+    if (event >= 0 && op->req->w->plugin && op_hook(op, event) == MG_EAGAIN)
         return;
     op_finish(op);
 }
@@ -369,7 +374,7 @@ static void herd_answer(struct op *op, const struct mg_meta_reply *rep, enum her
         out_unexpected(op, rep);
         break;
     }
-    op_settle(op, v == HERD_MISS ? LUA_HOOK_MISS : -1);
+    op_settle(op, v == HERD_MISS ? OP_EV_MISS : -1);
 }
 
 /* How a backend status becomes a classic reply: the line (NULL: the value itself, for
@@ -510,10 +515,10 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
     }
     int event = -1;
     if (is_retrieval(r->cmd) && s == MG_R_EN)
-        event = LUA_HOOK_MISS;
+        event = OP_EV_MISS;
     else if (r->cmd >= MG_CMD_SET && r->cmd <= MG_CMD_CAS && s == MG_R_HD)
-        event = LUA_HOOK_SET;
+        event = OP_EV_SET;
     else if (r->cmd == MG_CMD_DELETE && (s == MG_R_HD || s == MG_R_NF))
-        event = LUA_HOOK_DELETE;
+        event = OP_EV_DELETE;
     op_settle(op, event);
 }

@@ -13,7 +13,28 @@ struct backend;
 struct worker;
 struct stale_policy;
 struct herd_wait;
-struct lua_co;
+
+/* Where a resolver (the plug-in, plugin.h) sends one key: engine concepts. */
+#define RES_TABLE (-1)  /* pool: the prefix table decides; policy: the pool's own */
+#define RES_FAILED (-2) /* pool: the resolver failed for this key (logged) */
+struct resolution {
+    int pool;                  /* pool index, or RES_TABLE / RES_FAILED */
+    int policy;                /* named policy index, or RES_TABLE */
+    uint32_t key_off, key_len; /* backend key in the request's rkeys; len 0: the pool's
+                                * key style (for RES_FAILED: the reply line, if any) */
+};
+
+/* Why an op failed (op->fail): what the gateway's own callers act on (Lua's pool calls
+ * answer nil and a word for each); the reply line that goes with it is for clients. */
+enum op_fail {
+    OP_FAIL_NONE = 0,
+    OP_FAIL_DOWN,      /* the backend is ejected, or connecting to it failed */
+    OP_FAIL_TIMEOUT,   /* connect or read timeout */
+    OP_FAIL_CLOSED,    /* the backend closed the connection */
+    OP_FAIL_ERROR,     /* anything else: write or protocol error, out of memory, shutdown */
+    OP_FAIL_TOO_LARGE, /* a value over the limit */
+    OP_FAIL_CLIENT,    /* the client's key or command was refused */
+};
 
 /* One operation sent to one backend: a key of a request. Owned by its request (in the
  * request's ops array); a backend points to it only while it waits for its reply. */
@@ -25,20 +46,19 @@ struct op {
     ev_tstamp sent;                 /* when it was queued on the backend */
     uint32_t vlen;                  /* retrieval hits: value bytes (stats) */
     enum mg_rstatus status;         /* the reply's status, MG_R_NONE on failure */
+    enum op_fail fail;              /* why it failed, OP_FAIL_NONE if it did not */
     const struct stale_policy *pol; /* herd policy for a classic get, or NULL */
     struct buf key;                 /* the backend key, kept only when pol is set */
     struct herd_wait *hw;           /* set while the op waits for a value (herd.c owns it) */
     struct op *followers;           /* coalesced gets answered with this op's reply */
     struct op *next_follower;
-    bool leading;         /* in the worker's in-flight table (herd.c) */
-    bool rekey;           /* the backend key differs: meta replies' k flag is rewritten */
-    bool herd_lease;      /* the op's command on the wire is its cold-miss lease add */
-    bool no_wait;         /* its connection wrote the key since: never wait for a value */
-    struct mg_slice ckey; /* the client's key (borrows the request's own copy) */
-    int pool;             /* pool index it was routed to (hooks), -1 if none */
-    /* a batch's Lua resolution (lua_api_resolve_batch), valid below req->lua_until */
-    int lpool, lpolicy;
-    uint32_t lkey_off, lkey_len;
+    bool leading;          /* in the worker's in-flight table (herd.c) */
+    bool rekey;            /* the backend key differs: meta replies' k flag is rewritten */
+    bool herd_lease;       /* the op's command on the wire is its cold-miss lease add */
+    bool no_wait;          /* its connection wrote the key since: never wait for a value */
+    struct mg_slice ckey;  /* the client's key (borrows the request's own copy) */
+    int pool;              /* pool index it was routed to (hooks), -1 if none */
+    struct resolution res; /* the plug-in's resolution, valid below req->res_until */
 };
 
 /* The pieces of one get line taken MG_GET_CHUNK_KEYS keys at a time: the last piece's
@@ -77,24 +97,21 @@ struct request {
     struct mg_text_req t;
     struct buf raw;
     bool own_copy;
-    uint32_t next_key, keypos;          /* dispatch progress over the keys */
-    bool lua_ready;                     /* a resolution for key next_key is waiting to be used */
-    bool lua_parked;                    /* dispatch waits for a coroutine */
-    uint32_t lua_until;                 /* ops below it have a batch resolution */
-    bool lua_nobatch;                   /* a batch could not be made: key by key */
-    int lua_pool;                       /* resolution: pool index, -1 for the prefix table */
-    int lua_policy;                     /* resolution: named policy index, -1 for the pool's */
-    struct buf lua_key;                 /* resolution: backend key, empty for the pool's style */
-    struct lua_co *lco;                 /* for the gateway's own requests made by pool calls */
-    int lua_call;                       /* what that pool call was (lua_api.c) */
-    void (*on_done)(struct request *r); /* the gateway's own requests: called at the end */
-    int udata;
+    uint32_t next_key, keypos; /* dispatch progress over the keys */
+    bool parked;               /* dispatch waits for the plug-in to resolve a key */
+    uint32_t res_until;        /* ops below it have their resolution (op->res) */
+    bool res_nobatch;          /* a batch could not be made: key by key */
+    struct buf rkeys;          /* backend keys (and error lines) the resolutions point into */
+    /* The gateway's own requests: once complete, on_done(r) takes r (and releases it);
+     * udata is its maker's (a Lua coroutine, a switch id). NULL: just released. */
+    void (*on_done)(struct request *r);
+    void *udata;
 };
 
 /* Parse-side entry (dispatch.c): act on one parsed request from client c. t's slices
  * borrow raw[0..rawlen), c's read buffer; whatever is needed later is copied first. */
 void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *raw, size_t rawlen);
-/* Go on dispatching r's keys after a coroutine resolved one (lua_api.c calls it). */
+/* Go on dispatching r's keys after the plug-in resolved what it waited for. */
 void dispatch_resume(struct request *r);
 /* A store was refused as too large: drop the key's old value, as memcached does (the
  * client's next read must not see a value it meant to overwrite). */
@@ -107,9 +124,10 @@ void request_reply_now(struct request *r, const char *line);
 void request_reply_line(struct conn *c, const char *line);
 
 /* Backend-side entries: the reply for op arrived (rep's slices borrow the backend's read
- * buffer), or op failed with err (a full reply line like "SERVER_ERROR backend timeout"). */
+ * buffer), or op failed for reason why, answered with err (a full reply line like
+ * "SERVER_ERROR backend timeout", static). */
 void op_reply(struct op *op, const struct mg_meta_reply *rep);
-void op_fail(struct op *op, const char *err);
+void op_fail(struct op *op, enum op_fail why, const char *err);
 
 /* The op is answered as a miss (herd: waiting ended without a value). */
 void op_reply_miss(struct op *op);
@@ -118,6 +136,15 @@ void op_reply_miss(struct op *op);
  * The caller renders and pushes its ops, then calls request_internal_go. */
 struct request *request_internal(struct worker *w, uint32_t n);
 void request_internal_go(struct request *r);
+/* One command of the gateway's own to backend b (herd's lease and lock release, Lua pool
+ * calls, fleet switch reads): a request with one op and no client. Returns it with need
+ * bytes (plus META_EXTRA) reserved in b->wbuf for the caller to render the command into
+ * (meta_render.h), then request_one_send(r); once the reply (r->ops[0].out, verbatim) or
+ * failure (r->ops[0].fail) is in, on_done(r) takes r, or (NULL) it is released. Returns
+ * NULL, nothing sent, when b is down (*why OP_FAIL_DOWN) or out of memory. */
+struct request *request_one(struct worker *w, struct backend *b, size_t need,
+                            void (*on_done)(struct request *r), void *udata, enum op_fail *why);
+void request_one_send(struct request *r);
 
 /* Shared by request.c and dispatch.c. */
 struct request *request_get(struct worker *w);

@@ -52,8 +52,7 @@ struct worker;
 /* Count one backend reply that took us microseconds, for pool index pool of w. */
 void stats_latency(struct worker *w, int pool, double us);
 
-/* Render the answer to `stats <args>` into out (STAT lines and END, or an error line).
- * args is the text after "stats" (may be empty). Sums every worker's counters. */
-void stats_render(struct worker *w, struct mg_slice args, struct buf *out);
+/* The one way a subsystem renders a stat: "STAT <prefix><name> <v>\r\n" into out. */
+void stats_line(struct buf *out, const char *prefix, const char *name, uint64_t v);
 
 #endif

@@ -15,14 +15,13 @@
 #include "backend.h"
 #include "conn.h"
 #include "herd.h"
-#include "ketama.h"
+#include "fleet.h"
 #include "lua_api.h"
 #include "lua_vm.h"
 #include "proto_meta.h"
 #include "proto_text.h"
 #include "log.h"
 #include "request.h"
-#include "switch.h"
 
 struct worker *workers;
 pthread_mutex_t worker_config_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -114,7 +113,7 @@ static void worker_prepare_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 static void worker_stop_listeners(struct worker *w)
 {
     for (int i = 0; i < w->nlisten; i++)
-        ev_io_stop(w->loop, &w->lio[i]);
+        ev_io_stop(w->loop, &w->listen[i].io);
     ev_timer_stop(w->loop, &w->accept_rest); /* it would start them again */
     w->accept_paused = false;
 }
@@ -222,7 +221,9 @@ static void worker_apply(struct worker *w, struct config *nc)
     char err[1024];
     struct config *old = w->cfg;
     struct lua_vm *oldvm = w->vm;
+    const struct engine_plugin *oldplugin = w->plugin;
     w->vm = NULL;
+    w->plugin = NULL;
     w->cfg = nc;
     if (settings.script && lua_api_worker_init(w, settings.script, err, sizeof(err)) != MG_OK) {
         log_error("reload: worker %d keeps its config: %s", w->id, err);
@@ -230,6 +231,7 @@ static void worker_apply(struct worker *w, struct config *nc)
         atomic_store_explicit(&w->failed_gen, nc->generation, memory_order_release);
         w->cfg = old;
         w->vm = oldvm;
+        w->plugin = oldplugin;
         config_unref(nc);
         return;
     }
@@ -243,6 +245,7 @@ static void worker_apply(struct worker *w, struct config *nc)
         lua_api_worker_release(w);
         w->cfg = old;
         w->vm = oldvm;
+        w->plugin = oldplugin;
         config_unref(nc);
         return;
     }
@@ -335,54 +338,6 @@ int worker_reload_all(char *err, size_t errlen, uint64_t *generation)
     return MG_OK;
 }
 
-/* Fleet switches: worker 0 reads each one's value from its pool about once a second. */
-static void fleet_done(struct request *r)
-{
-    struct mg_switch *s = switch_get(r->udata);
-    struct mg_meta_reply rep;
-    size_t used;
-    struct buf *o = &r->ops[0].out;
-    if (s == NULL || mg_meta_parse_reply(buf_head(o), buf_unread(o), 64, &rep, &used) != MG_OK ||
-        rep.status != MG_R_VA)
-        return;
-    char num[32];
-    size_t n = rep.data.len < sizeof(num) - 1 ? rep.data.len : sizeof(num) - 1;
-    memcpy(num, rep.data.p, n);
-    num[n] = '\0';
-    while (n > 0 && num[n - 1] == ' ') /* as `set` by hand may leave it */
-        n--;
-    double v;
-    if (rep.data.len >= sizeof(num) || switch_parse_percent(num, n, &v) != MG_OK ||
-        switch_set(s->name, v) != MG_OK)
-        log_warn("switch %s: ignoring fleet value '%s' (want 0 to 100)", s->name, num);
-}
-
-static void fleet_poll(struct worker *w)
-{
-    for (int id = 0; id < switch_count(); id++) {
-        char fpool[64], fkey[251];
-        if (!switch_fleet(id, fpool, fkey))
-            continue;
-        int pi = config_find_pool(w->cfg, fpool);
-        if (pi < 0)
-            continue;
-        const struct pool *p = &w->cfg->pools[pi];
-        size_t klen = strlen(fkey);
-        struct backend *b = worker_backend(
-            w, p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, fkey, klen)]->id);
-        if (!backend_usable(b))
-            continue;
-        struct request *r = request_internal(w, 1);
-        if (r == NULL)
-            return;
-        r->on_done = fleet_done;
-        r->udata = id;
-        buf_printf(&b->wbuf, "mg %s v\r\n", fkey);
-        backend_push(b, &r->ops[0]);
-        request_internal_go(r);
-    }
-}
-
 static void worker_housekeeping_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     MG_UNUSED(loop);
@@ -446,7 +401,7 @@ static void worker_accept_pause(struct worker *w, int err)
         return;
     w->accept_paused = true;
     for (int i = 0; i < w->nlisten; i++)
-        ev_io_stop(w->loop, &w->lio[i]);
+        ev_io_stop(w->loop, &w->listen[i].io);
     ev_timer_set(&w->accept_rest, ACCEPT_BACKOFF_SECONDS, 0.);
     ev_timer_start(w->loop, &w->accept_rest);
     STAT_INC(w->st.listen_disabled_num);
@@ -470,7 +425,7 @@ static void worker_accept_rest_cb(struct ev_loop *loop, ev_timer *t, int revents
     if (w->stopping)
         return;
     for (int i = 0; i < w->nlisten; i++)
-        ev_io_start(loop, &w->lio[i]);
+        ev_io_start(loop, &w->listen[i].io);
 }
 
 static void worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -478,6 +433,7 @@ static void worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     MG_UNUSED(loop);
     MG_UNUSED(revents);
     struct worker *w = io->data;
+    const struct listener *l = (const struct listener *)io; /* its first member */
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
@@ -507,14 +463,14 @@ static void worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             atomic_fetch_sub(&total_conns, 1);
             continue;
         }
-        c->admin = w->ladmin[io - w->lio];
+        c->admin = l->admin;
         c->trusted = (c->admin || settings.admin_on_data_port) && !admin_has_secret();
         peer_name(&ss, c->peer, sizeof(c->peer));
     }
 }
 
-int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, const bool *shared,
-                int nlfd, struct config *cfg, char *err, size_t errlen)
+int worker_init(struct worker *w, int id, const struct listener *ls, int n, struct config *cfg,
+                char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;
@@ -554,14 +510,13 @@ int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, co
     ev_timer_start(w->loop, &w->housekeeping);
     ev_timer_init(&w->accept_rest, worker_accept_rest_cb, ACCEPT_BACKOFF_SECONDS, 0.);
     w->accept_rest.data = w;
-    w->nlisten = nlfd;
-    for (int i = 0; i < nlfd; i++) {
-        w->lfd[i] = lfds[i];
-        w->ladmin[i] = admin[i];
-        w->lshared[i] = shared[i];
-        ev_io_init(&w->lio[i], worker_accept_cb, lfds[i], EV_READ);
-        w->lio[i].data = w;
-        ev_io_start(w->loop, &w->lio[i]);
+    w->nlisten = n;
+    for (int i = 0; i < n; i++) {
+        struct listener *l = &w->listen[i];
+        *l = ls[i];
+        ev_io_init(&l->io, worker_accept_cb, l->fd, EV_READ);
+        l->io.data = w;
+        ev_io_start(w->loop, &l->io);
     }
     return MG_OK;
 oom:
@@ -633,8 +588,8 @@ void worker_destroy(struct worker *w)
     w->pool_herd = NULL;
     w->npool_herd = 0;
     for (int i = 0; i < w->nlisten; i++)
-        if (!w->lshared[i])
-            close(w->lfd[i]);
+        if (!w->listen[i].shared)
+            close(w->listen[i].fd);
     ev_loop_destroy(w->loop);
     w->loop = NULL;
     while (w->cfg_holds) {

@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "ketama.h"
 #include "stats.h"
 
 struct conn;
@@ -17,7 +18,19 @@ struct herd_lock;
 struct op;
 struct lua_vm;
 struct reload_wait;
-struct reload_wait;
+struct engine_plugin;
+
+/* A listening socket. main opens it (one per worker, or one unix socket every worker
+ * shares) and describes it; each worker keeps a copy with its own accept watcher. */
+struct listener {
+    ev_io io; /* the worker's accept watcher (worker.c) */
+    int fd;
+    const char *addr; /* as configured (settings owns it) */
+    uint16_t port;    /* the port bound (TCP) */
+    bool admin;       /* an admin listener */
+    bool shared;      /* shared by all workers (unix): main closes it */
+    bool public;      /* reachable off this host (main warns) */
+};
 
 /* A generation this worker replaced while its requests (and their ops' staleness policies,
  * herd waits included) still point into it: the worker's reference to it is let go when
@@ -38,10 +51,7 @@ struct worker {
     uint64_t npush, npush_seen; /* requests queued to backends: all, and at the last wait */
     ev_prepare prepare;         /* flushes dirty backends and clients before the loop sleeps */
     ev_async wake;              /* another thread asks: stop, or a new config */
-    ev_io lio[MG_MAX_LISTENERS * 2];
-    int lfd[MG_MAX_LISTENERS * 2];
-    bool ladmin[MG_MAX_LISTENERS * 2];  /* an admin listener */
-    bool lshared[MG_MAX_LISTENERS * 2]; /* shared by all workers (unix): main closes it */
+    struct listener listen[MG_MAX_LISTENERS * 2];
     int nlisten;
     ev_timer accept_rest;              /* out of descriptors: starts the accept watchers again */
     bool accept_paused;                /* the accept watchers are stopped until accept_rest fires */
@@ -69,10 +79,11 @@ struct worker {
     struct buf scratch;        /* where fresh client bytes are read (conn.c) */
     struct request *free_reqs; /* cached requests */
     uint32_t nfree_reqs;
-    struct lua_vm *vm;            /* the script's state in this worker, or NULL */
-    struct herd_wait *herd_waits; /* ops waiting for a value (herd.c) */
-    struct herd_lock *herd_locks; /* wins handed out here, with their timers (herd.c) */
-    struct op **inflight;         /* open-addressing table of leading gets (herd.c) */
+    struct lua_vm *vm; /* the script's state in this worker (Lua layer's), or NULL */
+    const struct engine_plugin *plugin; /* installed by the Lua layer, or NULL (plugin.h) */
+    struct herd_wait *herd_waits;       /* ops waiting for a value (herd.c) */
+    struct herd_lock *herd_locks;       /* wins handed out here, with their timers (herd.c) */
+    struct op **inflight;               /* open-addressing table of leading gets (herd.c) */
     uint32_t inflight_cap, inflight_n;
     atomic_bool stop;
     bool stopping;
@@ -89,10 +100,10 @@ extern int nworkers;
 extern atomic_int total_conns; /* across workers, for -c */
 extern time_t process_started;
 
-/* Create worker id with its loop and listeners (listen fds are the worker's own;
- * admin[i] marks the admin ones). */
-int worker_init(struct worker *w, int id, const int *lfds, const bool *admin, const bool *shared,
-                int nlfd, struct config *cfg, char *err, size_t errlen);
+/* Create worker id with its loop and listeners ls[0..n) (copied; their fds are the
+ * worker's own but for shared ones). */
+int worker_init(struct worker *w, int id, const struct listener *ls, int n, struct config *cfg,
+                char *err, size_t errlen);
 /* Load the config script again and hand the new generation to every worker. Any thread.
  * Returns MG_OK, or MG_ERR with err filled (the old config stays). */
 int worker_reload_all(char *err, size_t errlen, uint64_t *generation);
@@ -116,6 +127,14 @@ void worker_dirty_conn(struct worker *w, struct conn *c);
 static inline struct backend *worker_backend(struct worker *w, uint32_t server_id)
 {
     return w->backends[server_id];
+}
+
+/* The backend of pool p (of the worker's current config) that key goes to: the one place
+ * a key is mapped to a server (ketama over the backend key). */
+static inline struct backend *worker_pick(struct worker *w, const struct pool *p, const char *key,
+                                          size_t klen)
+{
+    return w->backends[p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, key, klen)]->id];
 }
 
 #endif

@@ -6,7 +6,7 @@
 # "total: N passed, N failed" (the line .ci/run reads). Exits 0 only when every expected
 # result is there and well-formed and nothing failed.
 dir=${1:-build/results}
-expected="lint ctest busted busted-reference capable busted-asan busted-tsan valgrind fuzz-wire rock"
+expected="layers lint ctest busted busted-reference capable busted-asan busted-tsan valgrind fuzz-wire rock"
 passed=0; failed=0; skipped=0; problems=0
 for want in $expected; do
   [ -f "$dir/$want.txt" ] || { printf '  %-12s FAILED: no result (did not run)\n' "$want"; problems=$((problems + 1)); }

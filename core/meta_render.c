@@ -1,0 +1,65 @@
+/* meta_render.c: the backend commands that are not per-key hot (see meta_render.h). */
+#include "meta_render.h"
+
+#include "proto_text.h"
+
+void meta_render_invalidate(struct buf *wb, const char *key, size_t klen, uint32_t ttl,
+                            bool has_cas, uint64_t cas)
+{
+    meta_key(wb, "md ", key, klen);
+    buf_put(wb, " I", 2);
+    if (ttl)
+        meta_num(wb, " T", ttl);
+    if (has_cas)
+        meta_num(wb, " C", cas);
+    meta_end(wb);
+}
+
+void meta_render_read(struct buf *wb, const char *key, size_t klen, bool with_flags)
+{
+    meta_key(wb, "mg ", key, klen);
+    buf_put(wb, with_flags ? " v f" : " v", with_flags ? 4 : 2);
+    meta_end(wb);
+}
+
+void meta_render_lease(struct buf *wb, const char *key, size_t klen, uint32_t lock)
+{
+    meta_key(wb, "ms ", key, klen);
+    buf_put(wb, " 1 ME T", 7);
+    buf_put_u64(wb, lock);
+    buf_put(wb, "\r\n1\r\n", 5);
+}
+
+void meta_render_forward(struct buf *wb, const char cmd[3], const char *key, size_t klen,
+                         struct mg_slice args, struct mg_slice data, bool ms)
+{
+    meta_key(wb, cmd, key, klen);
+    if (ms) {
+        wb->data[wb->len++] = ' ';
+        buf_put_u64(wb, data.len);
+    }
+    uint32_t pos = 0;
+    struct mg_slice tok;
+    while (mg_text_next_token(args, &pos, &tok)) { /* checked by the parser */
+        if (tok.p[0] == 'q')
+            continue;
+        wb->data[wb->len++] = ' ';
+        buf_put(wb, tok.p, tok.len);
+    }
+    meta_end(wb);
+    if (ms) {
+        buf_put(wb, data.p, data.len);
+        meta_end(wb);
+    }
+}
+
+void meta_render_flush_all(struct buf *wb, int64_t delay)
+{
+    if (delay > 0) {
+        buf_put(wb, "flush_all ", 10);
+        buf_put_i64(wb, delay);
+        meta_end(wb);
+    } else {
+        buf_put(wb, "flush_all\r\n", 11);
+    }
+}

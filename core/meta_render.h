@@ -1,0 +1,128 @@
+/* meta_render.h: every command the gateway sends a backend, rendered in one place.
+ *
+ * The renderers write into a backend's write buffer and assume the caller reserved room:
+ * the key, any data, and META_EXTRA bytes (META_FWD_EXTRA plus the arguments for
+ * meta_render_forward). The hot ones are inline: they run once per key. */
+#ifndef MG_META_RENDER_H
+#define MG_META_RENDER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "mg.h"
+
+/* Room a command needs beyond its key, its data and (forwarded) arguments. */
+#define META_EXTRA 96
+
+static inline void meta_key(struct buf *wb, const char cmd[3], const char *key, size_t klen)
+{
+    buf_put(wb, cmd, 3);
+    buf_put(wb, key, klen);
+}
+
+static inline void meta_num(struct buf *wb, const char flag[2], uint64_t v)
+{
+    buf_put(wb, flag, 2);
+    buf_put_u64(wb, v);
+}
+
+static inline void meta_end(struct buf *wb)
+{
+    buf_put(wb, "\r\n", 2);
+}
+
+/* A classic read: value and flags (cas: and the CAS); touch: a new TTL too (gat). */
+static inline void meta_render_get(struct buf *wb, const char *key, size_t klen, bool cas,
+                                   bool touch, int64_t ttl)
+{
+    meta_key(wb, "mg ", key, klen);
+    buf_put(wb, cas ? " v f c" : " v f", cas ? 6 : 4);
+    if (touch) {
+        buf_put(wb, " T", 2);
+        buf_put_i64(wb, ttl);
+    }
+    meta_end(wb);
+}
+
+/* A classic get under a staleness policy with grace seconds: value, flags, cas, and the
+ * R (recache) flag that makes memcached pick one winner fleet-wide once the remaining TTL
+ * is down to the grace. */
+static inline void meta_render_herd_get(struct buf *wb, const char *key, size_t klen,
+                                        uint32_t grace)
+{
+    meta_key(wb, "mg ", key, klen);
+    buf_put(wb, " v f c", 6);
+    if (grace) {
+        /* stored with TTL T + grace; memcached expires an item at the clock tick its TTL
+         * reaches 0, so the window opens when the remaining TTL is down to grace */
+        meta_num(wb, " R", (uint64_t)grace + 1);
+    }
+    meta_end(wb);
+}
+
+/* Store modes (the ms M flag): set, add, replace, append, prepend. */
+enum meta_mode { META_SET = 0, META_ADD, META_REPLACE, META_APPEND, META_PREPEND };
+
+/* ms with its data: F flags, T ttl, the mode, C cas when has_cas. */
+static inline void meta_render_store(struct buf *wb, const char *key, size_t klen,
+                                     struct mg_slice data, uint64_t flags, int64_t ttl,
+                                     enum meta_mode mode, bool has_cas, uint64_t cas)
+{
+    static const char modes[][4] = { "", " ME", " MR", " MA", " MP" };
+    meta_key(wb, "ms ", key, klen);
+    wb->data[wb->len++] = ' ';
+    buf_put_u64(wb, data.len);
+    meta_num(wb, " F", flags);
+    buf_put(wb, " T", 2);
+    buf_put_i64(wb, ttl);
+    buf_put(wb, modes[mode], mode == META_SET ? 0 : 3);
+    if (has_cas)
+        meta_num(wb, " C", cas);
+    meta_end(wb);
+    buf_put(wb, data.p, data.len);
+    meta_end(wb);
+}
+
+/* md: a plain delete. */
+static inline void meta_render_delete(struct buf *wb, const char *key, size_t klen)
+{
+    meta_key(wb, "md ", key, klen);
+    meta_end(wb);
+}
+
+/* mg with a new TTL and nothing back: touch. */
+static inline void meta_render_touch(struct buf *wb, const char *key, size_t klen, int64_t ttl)
+{
+    meta_key(wb, "mg ", key, klen);
+    buf_put(wb, " T", 2);
+    buf_put_i64(wb, ttl);
+    meta_end(wb);
+}
+
+/* ma returning the new value: incr (or decr) by delta. */
+static inline void meta_render_arith(struct buf *wb, const char *key, size_t klen, bool decr,
+                                     uint64_t delta)
+{
+    meta_key(wb, "ma ", key, klen);
+    buf_put(wb, decr ? " v MD D" : " v D", decr ? 7 : 4);
+    buf_put_u64(wb, delta);
+    meta_end(wb);
+}
+
+/* md I: mark stale instead of deleting (ttl: and keep it that long, 0: as it is); with
+ * has_cas only if the CAS still matches (nobody stored since). */
+void meta_render_invalidate(struct buf *wb, const char *key, size_t klen, uint32_t ttl,
+                            bool has_cas, uint64_t cas);
+/* mg asking for the value only (the gateway's own reads) or with its flags too. */
+void meta_render_read(struct buf *wb, const char *key, size_t klen, bool with_flags);
+/* The cold-miss lease: add key with a 1-byte value for lock seconds. */
+void meta_render_lease(struct buf *wb, const char *key, size_t klen, uint32_t lock);
+/* A client's meta command forwarded (cmd "mg ", "ms ", ... with its key), its arguments
+ * but the q flag, and for ms its data. */
+void meta_render_forward(struct buf *wb, const char cmd[3], const char *key, size_t klen,
+                         struct mg_slice args, struct mg_slice data, bool ms);
+/* flush_all, with a delay when delay > 0 (the text command: meta has none). */
+void meta_render_flush_all(struct buf *wb, int64_t delay);
+
+#endif

@@ -1,0 +1,177 @@
+/* stats_render.c: the `stats` command (server layer), summed over every worker. */
+#include "stats_render.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "stats.h"
+#include "switch.h"
+#include "worker.h"
+
+/* A counter's name and its offset in struct stats, for summing over workers. */
+#define F(name)                             \
+    {                                       \
+#name, offsetof(struct stats, name) \
+    }
+static const struct {
+    const char *name;
+    size_t off;
+} counters[] = {
+    /* clang-format off */
+    F(curr_connections), F(total_connections), F(rejected_connections),
+    F(listen_disabled_num),
+    F(cmd_get),          F(cmd_set),           F(cmd_flush),
+    F(cmd_touch),        F(cmd_meta),          F(get_hits),
+    F(get_misses),       F(get_expired),       F(get_errors),
+    F(delete_misses),    F(delete_hits),       F(incr_misses),
+    F(incr_hits),        F(decr_misses),       F(decr_hits),
+    F(cas_misses),       F(cas_hits),          F(cas_badval),
+    F(touch_hits),       F(touch_misses),      F(backend_errors),
+    F(client_errors),    F(bytes_read),        F(bytes_written),
+    /* clang-format on */
+};
+static const struct {
+    const char *name;
+    size_t off;
+} herd_counters[] = {
+    F(herd_wins),          F(herd_stale_hits),   F(herd_waits),     F(herd_wait_hits),
+    F(herd_wait_timeouts), F(herd_lock_expired), F(herd_coalesced), F(herd_marked_stale),
+};
+
+#undef F
+
+static uint64_t sum_counter(size_t off)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < nworkers; i++) {
+        atomic_uint_fast64_t *p = (atomic_uint_fast64_t *)((char *)&workers[i].st + off);
+        v += atomic_load_explicit(p, memory_order_relaxed);
+    }
+    return v;
+}
+
+static void render_general(struct buf *out, uint64_t cfg_generation)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    time_t now = time(NULL);
+    buf_printf(out, "STAT pid %ld\r\n", (long)getpid());
+    buf_printf(out, "STAT uptime %ld\r\n", (long)(now - process_started));
+    buf_printf(out, "STAT time %ld\r\n", (long)now);
+    buf_printf(out, "STAT version %s\r\n", MG_VERSION_REPLY);
+    buf_printf(out, "STAT pointer_size %d\r\n", (int)(8 * sizeof(void *)));
+    buf_printf(out, "STAT rusage_user %ld.%06ld\r\n", (long)ru.ru_utime.tv_sec,
+               (long)ru.ru_utime.tv_usec);
+    buf_printf(out, "STAT rusage_system %ld.%06ld\r\n", (long)ru.ru_stime.tv_sec,
+               (long)ru.ru_stime.tv_usec);
+    buf_printf(out, "STAT max_connections %d\r\n", settings.max_conns);
+    for (size_t i = 0; i < MG_ARRAY_LEN(counters); i++)
+        stats_line(out, "", counters[i].name, sum_counter(counters[i].off));
+    for (size_t i = 0; i < MG_ARRAY_LEN(herd_counters); i++)
+        stats_line(out, "", herd_counters[i].name, sum_counter(herd_counters[i].off));
+    uint64_t lua_kb = 0;
+    for (int i = 0; i < nworkers; i++)
+        lua_kb += atomic_load_explicit(&workers[i].lua_kb, memory_order_relaxed);
+    buf_printf(out, "STAT lua_memory_kb %llu\r\n", (unsigned long long)lua_kb);
+    buf_printf(out, "STAT config_generation %llu\r\n", (unsigned long long)cfg_generation);
+    buf_printf(out, "STAT threads %d\r\n", nworkers);
+    buf_printf(out, "STAT item_size_max %u\r\n", settings.value_max);
+}
+
+/* Per backend: the asking worker's view of its state, counters summed over workers
+ * (every worker has the same servers in the same order); backend.c renders them. */
+static void render_backends(struct worker *self, struct buf *out)
+{
+    const struct config *cfg = self->cfg;
+    for (uint32_t s = 0; s < cfg->nservers; s++) {
+        struct backend_totals t = { .state = backend_state_name(self->backends[s]) };
+        for (int i = 0; i < nworkers; i++) {
+            struct worker *w = &workers[i];
+            if (w->backends == NULL || w->backends_cfg != cfg || s >= w->nbackends)
+                continue;
+            backend_stats_add(&t, w->backends[s]);
+        }
+        backend_stats_lines(out, cfg->servers[s].name, &t);
+    }
+}
+
+static void render_pools(struct worker *self, struct buf *out)
+{
+    const struct config *cfg = self->cfg;
+    for (uint32_t p = 0; p < cfg->npools; p++) {
+        const struct pool *pool = &cfg->pools[p];
+        buf_printf(out, "STAT pool:%s:servers %u\r\n", pool->name, pool->nservers);
+        for (uint32_t i = 0; i < pool->nservers; i++)
+            buf_printf(out, "STAT pool:%s:server:%u %s\r\n", pool->name, i, pool->servers[i]->name);
+        buf_printf(out, "STAT pool:%s:stale %s\r\n", pool->name, pool->stale ? "yes" : "no");
+        static const struct {
+            const char *name;
+            size_t off;
+        } f[] = {
+#define PH(x) { #x, offsetof(struct pool_herd, x) }
+            PH(wins),          PH(stale_hits),   PH(waits),     PH(wait_hits),
+            PH(wait_timeouts), PH(lock_expired), PH(coalesced), PH(marked_stale),
+#undef PH
+        };
+        for (size_t k = 0; k < MG_ARRAY_LEN(f); k++) {
+            uint64_t v = 0;
+            for (int i = 0; i < nworkers; i++) {
+                struct worker *ow = &workers[i];
+                if (ow->cfg != cfg || p >= ow->npool_herd)
+                    continue;
+                v += atomic_load_explicit(
+                    (atomic_uint_fast64_t *)((char *)&ow->pool_herd[p] + f[k].off),
+                    memory_order_relaxed);
+            }
+            buf_printf(out, "STAT pool:%s:herd_%s %llu\r\n", pool->name, f[k].name,
+                       (unsigned long long)v);
+        }
+        /* reply latency histogram, cumulative: replies that took at most each bound */
+        uint64_t cum = 0;
+        for (int b = 0; b < LAT_BUCKETS; b++) {
+            for (int i = 0; i < nworkers; i++) {
+                struct worker *ow = &workers[i];
+                if (ow->cfg == cfg && p < ow->npool_herd)
+                    cum += STAT_GET(ow->pool_herd[p].lat[b]);
+            }
+            if (b < LAT_BUCKETS - 1)
+                buf_printf(out, "STAT pool:%s:latency_le_%uus %llu\r\n", pool->name,
+                           stats_lat_bounds_us[b], (unsigned long long)cum);
+        }
+        buf_printf(out, "STAT pool:%s:latency_count %llu\r\n", pool->name, (unsigned long long)cum);
+    }
+}
+
+void stats_render(struct worker *w, struct mg_slice args, struct buf *out)
+{
+    while (args.len && args.p[0] == ' ') {
+        args.p++;
+        args.len--;
+    }
+    while (args.len && args.p[args.len - 1] == ' ')
+        args.len--;
+    /* other workers may be swapping their config (reload): hold them off while reading */
+    pthread_mutex_lock(&worker_config_lock);
+    if (args.len == 0)
+        render_general(out, w->cfg->generation);
+    else if (args.len == 8 && memcmp(args.p, "backends", 8) == 0)
+        render_backends(w, out);
+    else if (args.len == 8 && memcmp(args.p, "switches", 8) == 0)
+        switch_render(out);
+    else if (args.len == 5 && memcmp(args.p, "pools", 5) == 0)
+        render_pools(w, out);
+    else if (args.len == 4 && memcmp(args.p, "herd", 4) == 0)
+        for (size_t i = 0; i < MG_ARRAY_LEN(herd_counters); i++)
+            stats_line(out, "", herd_counters[i].name + 5, sum_counter(herd_counters[i].off));
+    else {
+        pthread_mutex_unlock(&worker_config_lock);
+        buf_append_str(out, "ERROR\r\n");
+        return;
+    }
+    pthread_mutex_unlock(&worker_config_lock);
+    buf_append_str(out, "END\r\n");
+}
