@@ -81,6 +81,10 @@ ENGINE_OBJS := $(patsubst %,build/%.o,buf log proto_text proto_meta meta_render 
 build/test_engine: core/test/test_engine.c $(ENGINE_OBJS) core/test/ctest.h
 	$(CC) -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread -Icore -o $@ $< $(ENGINE_OBJS) \
 	  -lev -lmemcached -lhashkit -lresolv -lm -lpthread
+ASAN_ENGINE_OBJS := $(ENGINE_OBJS:build/%=build/asan/%)
+build/asan/test_engine: core/test/test_engine.c $(ASAN_ENGINE_OBJS) core/test/ctest.h
+	$(CC) -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(ASAN_FLAGS) -pthread -Icore -o $@ $< \
+	  $(ASAN_ENGINE_OBJS) -lev -lmemcached -lhashkit -lresolv -lm -lpthread
 
 # The parser fuzz targets (core/test/fuzz_*.c) without libFuzzer, under ASan+UBSan:
 # fuzz_smoke drives them with a bounded deterministic mutator, fuzz_replay runs the

@@ -50,6 +50,7 @@ build = {
       ["mintgate"] = "lua/mintgate/init.lua",
       ["mintgate.stale"] = "lua/mintgate/stale.lua",
       ["mintgate.resolver"] = "lua/mintgate/resolver.lua",
+      ["mintgate.guard"] = "lua/mintgate/guard.lua",
     },
   },
   copy_directories = { "examples" },

@@ -521,19 +521,6 @@ static const struct engine_plugin lua_plugin = {
     .hook = lua_api_hook,
 };
 
-/* Runs per key: route function then key function; returns the pool's id (nil: the
- * prefix table decides) and the backend key (nil: the pool's key style applies). */
-static const char guard_src[] =
-    "local cos = ...\n"
-    "local yield, running, error = coroutine.yield, coroutine.running, error\n"
-    "coroutine.yield = function(...)\n"
-    "  if cos[running()] then\n"
-    "    error('coroutine.yield is not allowed here (only pool calls wait)', 2)\n"
-    "  end\n"
-    "  return yield(...)\n"
-    "end\n"
-    "return yield\n";
-
 /* Bind declared pools (_id, and vm->pools_ref by id) and switches (id) of the state
  * table on top to w's config. */
 static int bind_state(lua_State *L, struct lua_vm *vm, struct worker *w, char *err, size_t errlen)
@@ -610,10 +597,14 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     /* coroutine.yield raises inside the gateway's coroutines (only pool calls may wait
      * there: a bare yield would never be resumed); the original goes to the registry for
      * the resolver loop. Coroutines the script makes itself yield as usual. */
-    if (luaL_loadbuffer(L, guard_src, sizeof(guard_src) - 1, "=yield guard") != 0) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "mintgate.guard"); /* lua/mintgate/guard.lua */
+    if (lua_pcall(L, 1, 1, 0) != 0) {
         snprintf(err, errlen, "yield guard: %s", lua_tostring(L, -1));
         goto fail;
     }
+    lua_getfield(L, -1, "install");
+    lua_remove(L, -2);
     lua_insert(L, -2);
     lua_call(L, 1, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, "mintgate.yield");
