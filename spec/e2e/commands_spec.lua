@@ -440,27 +440,28 @@ describe("classic commands" .. (REF and " [reference: memcached directly]" or " 
     it("flush_all with a delay empties every backend after the delay", function()
       local c = connect()
       local keys = fill(c, "fld:", 40)
-      -- memcached's clock ticks once a second and `flush_all N` takes effect when it
-      -- reaches (now + N - 1): with N = 3 that is 1 to 2 s from now, never sooner, so the
+      -- memcached's clock ticks once a second, its timer may run up to a second behind,
+      -- and `flush_all N` takes effect when that clock reaches (its now + N - 1): with
+      -- N = 4 that is 1 to 3 s from now, never sooner (N = 3 was seen at 0.7 s), so the
       -- keys must all still be there right after the OK and 0.7 s later
       local t0 = env.now()
-      assert.equal("OK", c:cmd("flush_all 3"))
+      assert.equal("OK", c:cmd("flush_all 4"))
       local n = 0
       for _ in pairs((c:get(unpack(keys)))) do n = n + 1 end
-      assert.equal(40, n, "keys gone right after flush_all 3: the delay was not kept")
+      assert.equal(40, n, "keys gone right after flush_all 4: the delay was not kept")
       env.sleep(0.7 - (env.now() - t0))
       n = 0
       for _ in pairs((c:get(unpack(keys)))) do n = n + 1 end
       if env.now() - t0 < 1 then -- (on a machine too slow to ask in time, only the first check)
-        assert.equal(40, n, "keys gone 0.7 s after flush_all 3: the delay was not kept")
+        assert.equal(40, n, "keys gone 0.7 s after flush_all 4: the delay was not kept")
       end
       if not REF then assert.equal(40, count_on_backends(keys)) end
       local gone = env.wait_until(6, function()
         return next((c:get(unpack(keys)))) == nil
       end, 0.1)
-      assert(gone, "keys still readable 6 s after flush_all 3")
+      assert(gone, "keys still readable 6 s after flush_all 4")
       local took = env.now() - t0
-      assert(took > 1 and took < 3.5, string.format("the delayed flush took effect after %.1f s", took))
+      assert(took > 0.9 and took < 4.5, string.format("the delayed flush took effect after %.1f s", took))
       if not REF then assert.equal(0, count_on_backends(keys)) end
       -- memcached drops items set in the second the delayed flush takes effect: wait until
       -- a set sticks so that nothing after this test is affected
