@@ -32,19 +32,10 @@ if target == "c" then pools.c = mg.pool { name = "c", servers = { "127.0.0.1:%d"
 ]], admin_port, mcs[1].port, mcs[2].port, target, mcs[3].port, route)
   end
 
-  -- Replace the script atomically (as deploy tools do), so that a reload never reads a
-  -- half-written file; the test below this block covers a script that changes anyway.
-  local function write(text)
-    env.write_file(script .. ".tmp", text)
-    assert(os.rename(script .. ".tmp", script))
-  end
+  -- replaced atomically, so that a reload never reads a half-written file
+  local function write(text) env.replace_file(script, text) end
 
-  local function admin(cmd)
-    local c = connect(admin_port)
-    local l = c:cmd(cmd, 10)
-    c:close()
-    return l
-  end
+  local function admin(cmd) return env.admin_cmd(admin_port, cmd) end
 
   -- Which server (1, 2, 3) holds key, asked directly; nil when none.
   local function where(key)

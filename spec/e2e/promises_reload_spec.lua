@@ -34,17 +34,10 @@ mg.route(function(req) return pools[%q] end)
 ]], admin_port, m1.port, m2.port, slow.port, extra or "", target)
   end
 
-  local function write(text)
-    env.write_file(script .. ".tmp", text)
-    assert(os.rename(script .. ".tmp", script))
-  end
+  -- replaced atomically, so that a reload never reads a half-written file
+  local function write(text) env.replace_file(script, text) end
 
-  local function admin(cmd)
-    local c = client.connect(admin_port)
-    local l = c:cmd(cmd, 10)
-    c:close()
-    return l
-  end
+  local function admin(cmd) return env.admin_cmd(admin_port, cmd) end
 
   local function generation(c)
     local g = c:stats().config_generation

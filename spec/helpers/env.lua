@@ -87,6 +87,22 @@ function M.file_exists(path)
   return r == 0 or r == true
 end
 
+--- Replace path's contents atomically (write beside it, then rename), as deploy tools do,
+-- so that a reload never reads a half-written script.
+function M.replace_file(path, text)
+  M.write_file(path .. ".tmp", text)
+  assert(os.rename(path .. ".tmp", path))
+end
+
+--- Send one command on a fresh connection to port (an admin listener) and return its
+-- first reply line; reloads may take a few seconds to confirm.
+function M.admin_cmd(port, cmd)
+  local c = require("spec.helpers.client").connect(port)
+  local l = c:cmd(cmd, 10)
+  c:close()
+  return l
+end
+
 --- The last n lines of s.
 function M.tail(s, n)
   if not s or s == "" then return "" end
