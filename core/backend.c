@@ -294,7 +294,9 @@ static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (rc == MG_EAGAIN)
             break;
         if (rc != MG_OK) {
-            log_warn("backend %s: unparsable reply", b->name);
+            char shown[96];
+            log_warn("backend %s: unparsable reply: %s", b->name,
+                     log_quote(shown, sizeof(shown), buf_head(&b->rbuf), buf_unread(&b->rbuf)));
             backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR backend protocol error");
             return;
         }

@@ -215,7 +215,7 @@ static void send_meta(struct request *r, struct op *op, const struct mg_text_req
     }
     r->quiet = t->quiet;
     meta_render_forward(wb, names[t->cmd], tg->bkey, tg->bklen, t->args, t->data,
-                        t->cmd == MG_CMD_MS);
+                        t->cmd == MG_CMD_MS, op->add_k);
     backend_push(tg->b, op);
 }
 
@@ -420,7 +420,11 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
         struct target tg;
         if (target_of(r, op, k, where, t->b64, res->pool, res->policy, lkey, &tg) != MG_OK)
             continue;
-        if (op->rekey && !r->own_copy && t->cmd >= MG_CMD_MG) {
+        /* mg k on a base64 key: memcached 1.6 echoes an item that mg's N flag created with
+         * its decoded bytes (\r\n and all: a split reply line), so the gateway adds k */
+        op->add_k = t->b64 && t->echo_key && t->cmd == MG_CMD_MG;
+        op->k_after = t->k_after;
+        if ((op->rekey || op->add_k) && !r->own_copy && t->cmd >= MG_CMD_MG) {
             /* its reply's k flag gets the client's key back, after the read buffer moved */
             if (!op_keep_key(op, k.p, k.len)) {
                 op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");

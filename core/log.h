@@ -9,6 +9,11 @@ extern int log_level;
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Bytes from the wire made safe for a log line: printable ASCII as is, the rest as \xNN,
+ * cut with "..." to fit out (size >= 8). Returns out. */
+#include <stddef.h>
+const char *log_quote(char *out, size_t size, const char *p, size_t n);
+
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...)                       \

@@ -31,7 +31,7 @@ void meta_render_lease(struct buf *wb, const char *key, size_t klen, uint32_t lo
 }
 
 void meta_render_forward(struct buf *wb, const char cmd[3], const char *key, size_t klen,
-                         struct mg_slice args, struct mg_slice data, bool ms)
+                         struct mg_slice args, struct mg_slice data, bool ms, bool drop_k)
 {
     meta_key(wb, cmd, key, klen);
     if (ms) {
@@ -41,7 +41,7 @@ void meta_render_forward(struct buf *wb, const char cmd[3], const char *key, siz
     uint32_t pos = 0;
     struct mg_slice tok;
     while (mg_text_next_token(args, &pos, &tok)) { /* checked by the parser */
-        if (tok.p[0] == 'q')
+        if (tok.p[0] == 'q' || (drop_k && tok.p[0] == 'k'))
             continue;
         wb->data[wb->len++] = ' ';
         buf_put(wb, tok.p, tok.len);

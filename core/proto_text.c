@@ -461,17 +461,12 @@ static const struct meta_grammar meta_grammar[] = {
     [MG_CMD_MS] = { "bcIkq", "CEFMOT" },
     [MG_CMD_MD] = { "bIkqx", "CEOT" },
     [MG_CMD_MA] = { "bcktqv", "CDEJMNOT" },
-    [MG_CMD_ME] = { "b", "" },
+    /* no b: memcached 1.6 answers `me` for an item that mg's N flag created with the
+     * decoded key bytes, which may hold \r\n and split the reply line */
+    [MG_CMD_ME] = { "", "" },
 };
 
-static inline int letter_bit(unsigned char c)
-{
-    if (c >= 'a' && c <= 'z')
-        return c - 'a';
-    if (c >= 'A' && c <= 'Z')
-        return 26 + (c - 'A');
-    return -1;
-}
+#define letter_bit mg_meta_letter_bit
 
 /* Check req->args flag by flag for req->cmd (see proto_text.h); sets b64 and quiet.
  * Returns NULL when good, else the error line. */
@@ -480,6 +475,7 @@ static const char *meta_check_flags(struct mg_text_req *req)
     const struct meta_grammar *g = &meta_grammar[req->cmd];
     const char *p = req->args.p, *end = p + req->args.len;
     uint64_t seen = 0;
+    req->k_after = 0;
 
     while ((p = skip_spaces(p, end)) < end) {
         const char *e = skip_word(p, end);
@@ -499,11 +495,14 @@ static const char *meta_check_flags(struct mg_text_req *req)
                 return ERR_FLAG;
         if (seen & (1ull << bit))
             return ERR_FLAG_DUP;
+        if (seen & (1ull << letter_bit('k')))
+            req->k_after |= 1ull << bit;
         seen |= 1ull << bit;
         p = e;
     }
     req->b64 = (seen >> letter_bit('b')) & 1;
     req->quiet = (seen >> letter_bit('q')) & 1;
+    req->echo_key = (seen >> letter_bit('k')) & 1;
     return NULL;
 }
 

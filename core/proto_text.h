@@ -59,12 +59,24 @@ struct mg_text_req {
     bool partial;         /* retrieval: more keys of the same line follow (see below) */
     uint32_t prefix_len;  /* partial: bytes of the line before its first key */
     bool quiet;           /* meta: the q flag */
+    bool echo_key;        /* meta: the k flag (return the key) */
+    uint64_t k_after;     /* meta: the flags after k (mg_meta_letter_bit) */
     struct mg_slice args; /* meta flags (checked: see below); stats arguments; unknown: line */
     struct mg_slice line; /* the command line without \r\n (always set when a line was seen) */
     /* errors */
     const char *err;  /* on MG_ECLIENT/MG_ECLOSE/MG_ESWALLOW: full reply line without \r\n */
     uint64_t swallow; /* on MG_ESWALLOW: bytes still to drop after *consumed */
 };
+
+/* A meta flag letter's bit in a 64-bit set: a-z 0..25, A-Z 26..51; -1 for anything else. */
+static inline int mg_meta_letter_bit(unsigned char c)
+{
+    if (c >= 'a' && c <= 'z')
+        return c - 'a';
+    if (c >= 'A' && c <= 'Z')
+        return 26 + (c - 'A');
+    return -1;
+}
 
 /* Meta flags (mg/ms/md/ma/me) are checked flag by flag, so that every command forwarded
  * has exactly one reply of a known shape: each flag is one letter the command knows

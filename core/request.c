@@ -71,6 +71,7 @@ int request_ops(struct request *r, uint32_t n)
         op->followers = op->next_follower = NULL;
         op->leading = false;
         op->rekey = false;
+        op->add_k = false;
         op->herd_lease = false;
         op->no_wait = false;
         op->ckey = (struct mg_slice){ NULL, 0 };
@@ -272,6 +273,27 @@ void op_fail(struct op *op, enum op_fail why, const char *err)
     op_finish(op);
 }
 
+/* Where in rep's line a k flag goes: before the first returned flag that the request had
+ * after k (after: their mg_meta_letter_bit set), or before the W, X and Z marks. */
+static size_t k_position(const struct mg_meta_reply *rep, uint64_t after)
+{
+    if (rep->flags.len == 0)
+        return rep->line.len;
+    const char *p = rep->flags.p, *end = p + rep->flags.len;
+    while (p < end) {
+        while (p < end && *p == ' ')
+            p++;
+        if (p == end)
+            break;
+        int bit = mg_meta_letter_bit((unsigned char)*p);
+        if (bit >= 0 && (((after >> bit) & 1) || strchr("WXZ", *p)))
+            return (size_t)(p - rep->line.p) - 1; /* the space before it */
+        while (p < end && *p != ' ')
+            p++;
+    }
+    return (size_t)(end - rep->line.p);
+}
+
 /* Pass a reply through verbatim (meta clients, and errors). A k flag carrying a
  * transformed key is given the client's key back. */
 static void out_verbatim(struct op *op, const struct mg_meta_reply *rep)
@@ -282,6 +304,14 @@ static void out_verbatim(struct op *op, const struct mg_meta_reply *rep)
         buf_append(&op->out, rep->line.p, head);
         buf_append(&op->out, op->ckey.p, op->ckey.len);
         put_line(&op->out, kv.p + kv.len, tail);
+    } else if (op->add_k && rep->status >= MG_R_VA && rep->status <= MG_R_EX) {
+        /* where memcached puts it: flags answer in the request's order, then W, X, Z */
+        size_t at = k_position(rep, op->k_after);
+        buf_append(&op->out, rep->line.p, at);
+        buf_append(&op->out, " k", 2);
+        buf_append(&op->out, op->ckey.p, op->ckey.len);
+        buf_append(&op->out, " b", 2);
+        put_line(&op->out, rep->line.p + at, rep->line.len - at);
     } else {
         put_line(&op->out, rep->line.p, rep->line.len);
     }

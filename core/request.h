@@ -54,6 +54,8 @@ struct op {
     struct op *next_follower;
     bool leading;          /* in the worker's in-flight table (herd.c) */
     bool rekey;            /* the backend key differs: meta replies' k flag is rewritten */
+    bool add_k;            /* mg k on a base64 key: sent without k, the reply gets "k<key> b" */
+    uint64_t k_after;      /* add_k: the request's flags after k (mg_meta_letter_bit) */
     bool herd_lease;       /* the op's command on the wire is its cold-miss lease add */
     bool no_wait;          /* its connection wrote the key since: never wait for a value */
     struct mg_slice ckey;  /* the client's key (borrows the request's own copy) */

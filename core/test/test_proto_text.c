@@ -1111,7 +1111,7 @@ static void test_meta_flags(void)
         { "ms k 1 b c I k q C1 E1 F5 MS O2 T9\r\nx\r\n", NULL, true, true },
         { "md k b I k q x C1 E1 O3 T3\r\n", NULL, true, true },
         { "ma k b c k t q v C1 D2 E3 J4 MI N5 O6 T7\r\n", NULL, true, true },
-        { "me k b\r\n", NULL, true, false },
+        { "me k b\r\n", "CLIENT_ERROR invalid flag", false, false }, /* see meta_grammar */
         { "mg k qx\r\n", "CLIENT_ERROR invalid flag", false, false },
         { "mg k q1\r\n", "CLIENT_ERROR invalid flag", false, false },
         { "mg k vq\r\n", "CLIENT_ERROR invalid flag", false, false },
@@ -1126,7 +1126,7 @@ static void test_meta_flags(void)
         { "md k v\r\n", "CLIENT_ERROR invalid flag", false, false },
         { "ma k f\r\n", "CLIENT_ERROR invalid flag", false, false },
         { "me k v\r\n", "CLIENT_ERROR invalid flag", false, false },
-        { "me k b b\r\n", "CLIENT_ERROR duplicate flag", false, false },
+        { "mg k b b\r\n", "CLIENT_ERROR duplicate flag", false, false },
         { "mg k v v\r\n", "CLIENT_ERROR duplicate flag", false, false },
         { "mg k T1 T2\r\n", "CLIENT_ERROR duplicate flag", false, false },
         { "mg k O12345678901234567890123456789012345678901234567890123456789012345\r\n",

@@ -18,6 +18,31 @@ end
 -- A direct connection to memcached, for what really landed there.
 local function direct(port) return client.connect(port) end
 
+-- memcached 1.6 echoes k for an item that mg's N flag created with the decoded bytes of a
+-- base64 key, not base64: "x\r\nEN" split the reply line, and the backend connection every
+-- client shares was out of step (found by the wire fuzzer). The gateway sends such an mg
+-- without k and adds the client's key itself; `me` takes no b flag.
+local function vivified_b64_key(connect, stats)
+  local x, a = connect(), connect()
+  assert.equal("STORED", a:set("alpha", "AAAAA"))
+  local enc = b64("x\r\nEN")
+  assert.equal("HD s0 k" .. enc .. " b W", x:cmd("mg " .. enc .. " b N30 s k"))
+  x:send("mg " .. enc .. " b s v k\r\n")
+  local line, v = x:meta_reply()
+  assert.equal("VA 0 s0 k" .. enc .. " b Z", line)
+  assert.equal("", v)
+  assert.equal("EN k" .. b64("nokey") .. " b", x:cmd("mg " .. b64("nokey") .. " b k"))
+  -- k where memcached puts it: returned flags in the request's order, then W/X/Z
+  local l = x:cmd("mg " .. enc .. " b c k t O7")
+  assert.truthy(l:match("^HD c%d+ k" .. (enc:gsub("%p", "%%%0")) .. " b t%-?%d+ O7 Z$"), l)
+  assert.equal("CLIENT_ERROR invalid flag", x:cmd("me " .. enc .. " b"))
+  assert.equal("AAAAA", a:value("alpha"))
+  local st = stats()
+  for k, n in pairs(st) do
+    if k:match(":ejections$") or k:match(":errors$") then assert.equal("0", n, k) end
+  end
+end
+
 -- One memcached and a gateway with one worker (so every client shares one backend
 -- connection) for a describe block: with `script`, a config declaring pool "main" on that
 -- memcached followed by `script`; else plain -s. `args(mc)` gives extra arguments. set(E,
@@ -101,6 +126,10 @@ describe("meta flags a backend would answer differently", function()
     assert.equal("HD O12", c:cmd("mg qk O12 q"), "q hides EN, not HD")
   end)
 
+  it("k on an item mg's N created echoes the base64 key, not its raw bytes", function()
+    vivified_b64_key(connect, function() return connect():stats("stats backends") end)
+  end)
+
   it("never blames the backend for a client's bytes", function()
     local x = connect()
     for _ = 1, 3 do
@@ -159,6 +188,10 @@ describe("base64 keys and the key transform", function()
 
   it("answers bad base64 without touching the backend", function()
     assert.equal("CLIENT_ERROR error decoding key", connect():cmd("mg !!!! b v"))
+  end)
+
+  it("k on an item mg's N created echoes the base64 key, not its raw bytes", function()
+    vivified_b64_key(connect, function() return connect():stats("stats backends") end)
   end)
 end)
 
