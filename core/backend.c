@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "health.h"
 #include "log.h"
 #include "proto_meta.h"
 #include "request.h"
@@ -48,6 +49,7 @@ struct backend *backend_new(struct worker *w, const struct server *srv)
     b->addr = srv->addr;
     b->addrlen = srv->addrlen;
     b->opts = srv->opts;
+    b->health = health_get(srv->name);
     b->fd = -1;
     backend_set_state(b, BE_IDLE);
     ev_init(&b->rio, backend_read_cb);
@@ -98,11 +100,20 @@ const char *backend_state_name(const struct backend *b)
     return "?";
 }
 
+static inline int64_t now_us(const struct backend *b)
+{
+    return (int64_t)(ev_now(b->w->loop) * 1e6);
+}
+
 bool backend_usable(struct backend *b)
 {
-    if (MG_LIKELY(b->state != BE_DOWN))
+    if (MG_LIKELY(b->state != BE_DOWN)) {
+        /* another worker may have ejected the server */
+        if (MG_UNLIKELY(health_until(b->health) != 0))
+            return !health_is_down(b->health, now_us(b));
         return true;
-    if (ev_now(b->w->loop) >= b->retry_at) {
+    }
+    if (ev_now(b->w->loop) >= b->retry_at && !health_is_down(b->health, now_us(b))) {
         log_info("backend %s: retry after ejection", b->name);
         backend_set_state(b, BE_IDLE);
         return true;
@@ -207,6 +218,7 @@ static void backend_fail(struct backend *b, enum op_fail why, const char *err)
         }
         backend_set_state(b, BE_DOWN);
         b->retry_at = ev_now(b->w->loop) + b->opts.retry_timeout;
+        health_down(b->health, (int64_t)(b->retry_at * 1e6));
     } else {
         backend_set_state(b, BE_IDLE);
     }
@@ -306,6 +318,9 @@ static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
             b->qtail = NULL;
         b->nq--;
         b->failures = 0;
+        /* a reply after the ejection ran out: the server is back for every worker */
+        if (MG_UNLIKELY(health_until(b->health) != 0) && !health_is_down(b->health, now_us(b)))
+            health_up(b->health);
         STAT_DEC(b->st.inflight);
         op->next = NULL;
         op_reply(op, &rep);

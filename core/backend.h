@@ -53,6 +53,7 @@ struct backend {
     struct backend *next_dirty;
     struct backend *next_retired; /* on the worker's retired list after a reload */
     struct backend_stats st;
+    struct health *health; /* shared with the other workers' backends of this server */
 };
 
 struct backend *backend_new(struct worker *w, const struct server *srv);

@@ -53,6 +53,7 @@ struct pool {
     struct server **servers; /* borrowed from config->servers, in ring order */
     uint32_t nservers;
     struct ketama *ring;
+    bool remap; /* eject = "remap": an ejected server's keys go over the live servers */
     struct pool_opts opts;
     struct stale_policy own_stale;
     bool has_stale;
@@ -111,6 +112,7 @@ struct settings {
     int max_conns;
     uint32_t value_max;
     int batch_loops;       /* loop iterations a backend write may wait to gather more */
+    bool eject_remap;      /* --eject remap: for the -s pool */
     struct pool_opts opts; /* defaults for pools, from flags */
     bool opts_set[4];      /* which of opts came from flags (they override the script) */
 };

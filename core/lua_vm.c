@@ -184,6 +184,10 @@ static int compile_pools(lua_State *L, struct config *c, const struct settings *
             p->has_keys = k > 0;
             if (k > 0 && p->own_keys.hash_long)
                 c->long_keys = true;
+            lua_getfield(L, -1, "eject");
+            const char *ej = lua_tostring(L, -1);
+            p->remap = ej && strcmp(ej, "remap") == 0;
+            lua_pop(L, 1);
         }
         lua_pop(L, 1); /* pool */
         if (rc < 0)

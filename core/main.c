@@ -18,6 +18,7 @@
 #include "admin.h"
 #include "config.h"
 #include "conn.h"
+#include "health.h"
 #include "log.h"
 #include "lua_vm.h"
 #include "proto_text.h"
@@ -41,6 +42,8 @@ static void usage(FILE *f)
                "      --timeout SEC           backend reply timeout (default 1)\n"
                "      --failure-limit N       failures in a row before a backend is ejected (2)\n"
                "      --retry-timeout SEC     how long an ejected backend rests (default 2)\n"
+               "      --eject fail|remap      -s pool: an ejected server's keys fail (default)\n"
+               "                              or go over the live servers (auto_eject_hosts)\n"
                "      --batch-loops N         loop iterations a backend write may wait while more\n"
                "                              requests keep arriving (default 3; 0: never wait)\n"
                "  -v, -vv                     log more (info, debug)\n"
@@ -93,7 +96,8 @@ enum {
     OPT_BATCH_LOOPS,
     OPT_CHECK,
     OPT_ADMIN_PUBLIC,
-    OPT_ADMIN_SECRET_FILE
+    OPT_ADMIN_SECRET_FILE,
+    OPT_EJECT
 };
 
 /* Fills settings from argv. Exits 2 on bad usage. Returns the --check script or NULL. */
@@ -110,6 +114,7 @@ static const char *parse_args(int argc, char **argv)
         { "timeout", required_argument, NULL, OPT_TIMEOUT },
         { "failure-limit", required_argument, NULL, OPT_FAILURE_LIMIT },
         { "retry-timeout", required_argument, NULL, OPT_RETRY_TIMEOUT },
+        { "eject", required_argument, NULL, OPT_EJECT },
         { "batch-loops", required_argument, NULL, OPT_BATCH_LOOPS },
         { "check", required_argument, NULL, OPT_CHECK },
         { "admin-public", no_argument, NULL, OPT_ADMIN_PUBLIC },
@@ -171,6 +176,11 @@ static const char *parse_args(int argc, char **argv)
                 die_usage("--failure-limit wants a whole number from 0 to 1000, not '%s'", optarg);
             settings.opts.failure_limit = (uint32_t)v;
             break;
+        case OPT_EJECT:
+            if (strcmp(optarg, "remap") != 0 && strcmp(optarg, "fail") != 0)
+                die_usage("--eject wants fail or remap, not '%s'", optarg);
+            settings.eject_remap = strcmp(optarg, "remap") == 0;
+            break;
         case OPT_BATCH_LOOPS:
             if (parse_num(optarg, 0, 16, &v) != MG_OK || v != (int)v)
                 die_usage("--batch-loops wants a whole number from 0 to 16, not '%s'", optarg);
@@ -220,8 +230,10 @@ static struct config *config_from_servers(const char *arg, char *err, size_t err
          tok = strtok_r(NULL, ",", &save))
         names[n++] = tok;
     struct config *c = config_new();
-    if (config_add_pool(c, "default", names, n, &settings.opts, err, errlen) < 0 ||
-        config_finish(c, err, errlen) != MG_OK) {
+    int pi = config_add_pool(c, "default", names, n, &settings.opts, err, errlen);
+    if (pi >= 0)
+        c->pools[pi].remap = settings.eject_remap;
+    if (pi < 0 || config_finish(c, err, errlen) != MG_OK) {
         config_unref(c);
         c = NULL;
     }
@@ -516,6 +528,7 @@ int main(int argc, char **argv)
         free(settings.admin[i]);
     free(settings.admin_secret_file);
     admin_secret_free();
+    health_free_all();
     ev_loop_destroy(EV_DEFAULT);
     return rc;
 }

@@ -14,6 +14,7 @@
 #include "admin.h"
 #include "backend.h"
 #include "conn.h"
+#include "health.h"
 #include "herd.h"
 #include "fleet.h"
 #include "lua_api.h"
@@ -161,6 +162,94 @@ static bool backend_waited_on(struct worker *w, struct backend *b)
     return false;
 }
 
+/* --- eject = "remap" ---------------------------------------------------------------------- */
+
+/* A pool's ring over its live servers, rebuilt when server health changed. */
+struct live_ring {
+    struct ketama *ring;
+    uint32_t *ids; /* server id of each ring index */
+    uint32_t n;
+    uint32_t epoch;     /* health_epoch() it was built at */
+    int64_t recheck_us; /* the earliest retry of a server it left out (0: none) */
+    bool built;
+};
+
+static void live_rings_free(struct worker *w)
+{
+    for (uint32_t i = 0; i < w->nlive; i++) {
+        if (w->live[i].ring)
+            ketama_free(w->live[i].ring);
+        free(w->live[i].ids);
+    }
+    free(w->live);
+    w->live = NULL;
+    w->nlive = 0;
+}
+
+/* For the worker's current config: one empty slot per pool, built on first use. */
+static void live_rings_reset(struct worker *w)
+{
+    live_rings_free(w);
+    w->live = calloc(w->cfg->npools, sizeof(*w->live));
+    if (w->live)
+        w->nlive = w->cfg->npools;
+}
+
+static void live_ring_build(struct worker *w, const struct pool *p, struct live_ring *lr,
+                            uint32_t epoch, int64_t now_us)
+{
+    if (lr->ring)
+        ketama_free(lr->ring);
+    lr->ring = NULL;
+    lr->n = 0;
+    lr->recheck_us = 0;
+    lr->epoch = epoch;
+    lr->built = true;
+    if (lr->ids == NULL && (lr->ids = calloc(p->nservers, sizeof(*lr->ids))) == NULL)
+        return;
+    const char **names = calloc(p->nservers, sizeof(*names));
+    if (names == NULL)
+        return;
+    for (uint32_t i = 0; i < p->nservers; i++) {
+        const struct server *srv = p->servers[i];
+        struct backend *b = w->backends[srv->id];
+        if (backend_usable(b)) {
+            names[lr->n] = srv->name;
+            lr->ids[lr->n++] = srv->id;
+            continue;
+        }
+        int64_t back = (int64_t)(b->retry_at * 1e6);
+        int64_t shared = health_until(b->health);
+        if (shared > back)
+            back = shared;
+        if (back > now_us && (lr->recheck_us == 0 || back < lr->recheck_us))
+            lr->recheck_us = back;
+    }
+    char err[128];
+    if (lr->n > 0) /* the same names in the same order: libmemcached's ring over them */
+        lr->ring = ketama_new(names, NULL, lr->n, err, sizeof(err));
+    if (lr->n > 0 && lr->ring == NULL) {
+        log_warn("pool %s: no ring over the live servers: %s", p->name, err);
+        lr->n = 0;
+    }
+    free(names);
+}
+
+struct backend *worker_pick_live(struct worker *w, const struct pool *p, const char *key,
+                                 size_t klen, struct backend *primary)
+{
+    if (p->id >= w->nlive)
+        return primary;
+    struct live_ring *lr = &w->live[p->id];
+    uint32_t epoch = health_epoch();
+    int64_t now = (int64_t)(ev_now(w->loop) * 1e6);
+    if (!lr->built || lr->epoch != epoch || (lr->recheck_us && now >= lr->recheck_us))
+        live_ring_build(w, p, lr, epoch, now);
+    if (lr->n == 0)
+        return primary;
+    return w->backends[lr->ids[lr->n == 1 ? 0 : ketama_pick(lr->ring, key, klen)]];
+}
+
 /* Free retired backends nobody uses any more. */
 static void worker_free_retired(struct worker *w)
 {
@@ -282,6 +371,7 @@ static void worker_apply(struct worker *w, struct config *nc)
     }
     pthread_mutex_unlock(&worker_config_lock);
     cfg_retire(w, old);
+    live_rings_reset(w);
     mg_text_set_key_max(nc->long_keys ? KEYS_IN_MAX : MG_KEY_MAX);
     if (oldvm)
         lua_api_vm_release(oldvm);
@@ -491,6 +581,7 @@ int worker_init(struct worker *w, int id, const struct listener *ls, int n, stru
         if (w->backends[i] == NULL)
             goto oom;
     }
+    live_rings_reset(w);
     if (settings.script && lua_api_worker_init(w, settings.script, err, errlen) != MG_OK)
         return MG_ERR;
     atomic_store(&w->cfg_gen, cfg->generation);
@@ -570,6 +661,7 @@ void worker_destroy(struct worker *w)
         config_unref(nc);
     free(w->backends);
     w->backends = NULL;
+    live_rings_free(w);
     herd_worker_destroy(w); /* after the backends: no wait is polling any more */
     admin_worker_destroy(w);
     worker_flush_all(w);

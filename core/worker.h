@@ -5,6 +5,7 @@
 #include <ev.h>
 #include <pthread.h>
 
+#include "backend.h"
 #include "buf.h"
 #include "config.h"
 #include "ketama.h"
@@ -92,6 +93,8 @@ struct worker {
     ev_tstamp drain_deadline;
     struct stats st;
     struct pool_herd *pool_herd; /* by pool index of cfg */
+    struct live_ring *live;      /* by pool index of cfg: rings over live servers (remap) */
+    uint32_t nlive;
     uint32_t npool_herd;
 };
 
@@ -129,12 +132,21 @@ static inline struct backend *worker_backend(struct worker *w, uint32_t server_i
     return w->backends[server_id];
 }
 
+/* For a pool with eject = "remap" whose ketama server for key is ejected: the backend that
+ * libmemcached's ketama over the pool's live servers gives key (primary when none is). */
+struct backend *worker_pick_live(struct worker *w, const struct pool *p, const char *key,
+                                 size_t klen, struct backend *primary);
+
 /* The backend of pool p (of the worker's current config) that key goes to: the one place
  * a key is mapped to a server (ketama over the backend key). */
 static inline struct backend *worker_pick(struct worker *w, const struct pool *p, const char *key,
                                           size_t klen)
 {
-    return w->backends[p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, key, klen)]->id];
+    struct backend *b =
+        w->backends[p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, key, klen)]->id];
+    if (MG_UNLIKELY(p->remap) && !backend_usable(b))
+        return worker_pick_live(w, p, key, klen, b);
+    return b;
 }
 
 #endif

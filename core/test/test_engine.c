@@ -47,6 +47,17 @@ void worker_cfg_release(struct worker *w, const struct config *cfg)
     w->cfg_live--;
 }
 
+/* The rig's pools never remap (p->remap is false), so this is never called. */
+struct backend *worker_pick_live(struct worker *w, const struct pool *p, const char *key,
+                                 size_t klen, struct backend *primary)
+{
+    MG_UNUSED(w);
+    MG_UNUSED(p);
+    MG_UNUSED(key);
+    MG_UNUSED(klen);
+    return primary;
+}
+
 /* --- the rig ---------------------------------------------------------------------------- */
 
 static struct worker W;

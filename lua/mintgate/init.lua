@@ -119,7 +119,10 @@ end
 
 --- Declare a pool of memcached servers.
 -- @tparam table t `name` (string), `servers` (list of "host:port"), and optionally
--- `connect_timeout`, `timeout`, `retry_timeout` (seconds) and `failure_limit`.
+-- `connect_timeout`, `timeout`, `retry_timeout` (seconds), `failure_limit`, and `eject`:
+-- "fail" (the default: keys of an ejected server get `SERVER_ERROR backend down`) or
+-- "remap" (they go where libmemcached's ketama over the live servers puts them, as
+-- pylibmc's auto_eject_hosts does, and move back once the server answers again).
 -- @return a pool object to use in routes
 function M.pool(t)
   if type(t) ~= "table" then error("mg.pool: expected a table", 2) end
@@ -137,8 +140,14 @@ function M.pool(t)
   end
   if t.stale ~= nil then p.stale = stale.normalize(t.stale, 2) end
   if t.keys ~= nil then p.keys = key_style(t.keys, 2) end
+  if t.eject ~= nil then
+    if t.eject ~= "fail" and t.eject ~= "remap" then
+      error("mg.pool '" .. t.name .. "': 'eject' must be \"fail\" or \"remap\"", 2)
+    end
+    p.eject = t.eject
+  end
   for k, v in pairs(t) do
-    if k ~= "name" and k ~= "servers" and k ~= "stale" and k ~= "keys" then
+    if k ~= "name" and k ~= "servers" and k ~= "stale" and k ~= "keys" and k ~= "eject" then
       local want = POOL_OPTS[k]
       if not want then error("mg.pool '" .. t.name .. "': unknown option '" .. tostring(k) .. "'", 2) end
       if type(v) ~= want or v < 0 then

@@ -1,0 +1,83 @@
+/* health.c: the process-wide table of server health (see health.h). */
+#include "health.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* More distinct servers than this over the process's life share no health. */
+#define HEALTH_MAX 4096
+
+struct health_entry {
+    struct health h; /* first: the pointer handed out is the entry's */
+    char *name;
+    struct health_entry *next;
+};
+
+static pthread_mutex_t health_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct health_entry *health_list;
+static uint32_t health_n;
+static _Atomic uint32_t epoch;
+
+struct health *health_get(const char *name)
+{
+    struct health *found = NULL;
+    pthread_mutex_lock(&health_lock);
+    for (struct health_entry *e = health_list; e; e = e->next) {
+        if (strcmp(e->name, name) == 0) {
+            found = &e->h;
+            break;
+        }
+    }
+    if (found == NULL && health_n < HEALTH_MAX) {
+        struct health_entry *e = calloc(1, sizeof(*e));
+        if (e && (e->name = strdup(name)) != NULL) {
+            atomic_init(&e->h.down_until_us, 0);
+            e->next = health_list;
+            health_list = e;
+            health_n++;
+            found = &e->h;
+        } else {
+            free(e);
+        }
+    }
+    pthread_mutex_unlock(&health_lock);
+    return found;
+}
+
+void health_down(struct health *h, int64_t until_us)
+{
+    if (h == NULL)
+        return;
+    int64_t cur = atomic_load_explicit(&h->down_until_us, memory_order_relaxed);
+    while (cur < until_us &&
+           !atomic_compare_exchange_weak_explicit(&h->down_until_us, &cur, until_us,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+    atomic_fetch_add_explicit(&epoch, 1, memory_order_release);
+}
+
+void health_up(struct health *h)
+{
+    if (h == NULL || atomic_exchange_explicit(&h->down_until_us, 0, memory_order_relaxed) == 0)
+        return;
+    atomic_fetch_add_explicit(&epoch, 1, memory_order_release);
+}
+
+uint32_t health_epoch(void)
+{
+    return atomic_load_explicit(&epoch, memory_order_acquire);
+}
+
+void health_free_all(void)
+{
+    pthread_mutex_lock(&health_lock);
+    while (health_list) {
+        struct health_entry *e = health_list;
+        health_list = e->next;
+        free(e->name);
+        free(e);
+    }
+    health_n = 0;
+    pthread_mutex_unlock(&health_lock);
+}

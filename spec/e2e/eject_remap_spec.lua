@@ -1,0 +1,136 @@
+-- eject = "remap" (pylibmc's auto_eject_hosts, twemproxy's auto_eject_hosts: true): while a
+-- server is ejected its keys go where libmemcached's ketama over the live servers puts
+-- them, for every worker at once (server health is shared), and they move back once the
+-- server answers again. build/lmc_fill, a libmemcached client set up as pylibmc's
+-- Client(servers, behaviors={"ketama": True}), checks where the keys landed.
+assert(jit ~= nil, "specs must run under LuaJIT")
+
+local env = require "spec.helpers.env"
+
+local function lmc_fill(servers, mode, prefix, count)
+  local rc, out, err = env.run({ env.lmc_fill, "--servers", table.concat(servers, ","), "--count",
+    tostring(count), "--prefix", prefix, "--mode", mode }, { timeout = 60 })
+  return rc, out .. err
+end
+
+local function addr(p) return "127.0.0.1:" .. p.port end
+
+-- Set prefix0..prefix(n-1) = "v<i>" through the gateway over 4 connections (the workers
+-- take them in turn); returns up to 5 replies that were not STORED.
+local function set_all(E, gw, prefix, n)
+  local conns, bad = {}, {}
+  for j = 1, 4 do
+    local c, req = E:client(gw.port), {}
+    for i = j - 1, n - 1, 4 do
+      local v = "v" .. i
+      req[#req + 1] = string.format("set %s%d 0 0 %d\r\n%s\r\n", prefix, i, #v, v)
+    end
+    c:send(table.concat(req))
+    conns[j] = c
+  end
+  for j, c in ipairs(conns) do
+    for i = j - 1, n - 1, 4 do
+      local l = c:line(10)
+      if l ~= "STORED" and #bad < 5 then bad[#bad + 1] = prefix .. i .. ": " .. l end
+    end
+  end
+  return bad
+end
+
+-- Read prefix0..prefix(n-1) through the gateway, ignoring the answers (they eject a dead server).
+local function touch_all(E, gw, prefix, n)
+  local c = E:client(gw.port)
+  for i = 0, n - 1 do c:send("get " .. prefix .. i .. "\r\n") end
+  for _ = 0, n - 1 do
+    local l = c:line(10)
+    while l:match("^VALUE ") do c:line(10); l = c:line(10) end
+  end
+end
+
+local function pool_script(servers, eject)
+  return string.format([[
+    local mg = require "mintgate"
+    local main = mg.pool { name = "main", servers = { "%s" }, eject = %q,
+      failure_limit = 1, retry_timeout = 3, timeout = 0.5, connect_timeout = 0.5 }
+    mg.route { default = main }
+  ]], table.concat(servers, '", "'), eject)
+end
+
+describe("eject = \"remap\"", function()
+  local E, A, B, C, gw
+  lazy_setup(function()
+    if not env.file_exists(env.lmc_fill) then
+      env.run({ "make", "-s", env.lmc_fill }, { timeout = 120 })
+    end
+    assert(env.file_exists(env.lmc_fill), env.lmc_fill .. " is missing")
+    E = env.new("eject_remap")
+    A, B, C = E:memcached(), E:memcached(), E:memcached()
+    gw = E:gateway { threads = 2, config = pool_script({ addr(A), addr(B), addr(C) }, "remap") }
+  end)
+  lazy_teardown(function() if E then E:teardown() end end)
+  after_each(function() if E then E:close_clients() end end)
+
+  it("places keys as libmemcached does while every server is up", function()
+    assert.same({}, set_all(E, gw, "pre:", 600))
+    local rc, out = lmc_fill({ addr(A), addr(B), addr(C) }, "check", "pre:", 600)
+    assert(rc == 0, out)
+  end)
+
+  it("sends a dead server's keys where ketama over the live servers puts them, in every worker", function()
+    E:stop(C)
+    touch_all(E, gw, "pre:", 60) -- some of these are C's: it is ejected
+    assert.same({}, set_all(E, gw, "rm:", 1000))
+    local rc, out = lmc_fill({ addr(A), addr(B) }, "check", "rm:", 1000)
+    assert(rc == 0, "a libmemcached client over the live servers: " .. out)
+    local st = E:client(gw.port):stats("stats backends")
+    assert.equal("down", st["backend:" .. addr(C) .. ":state"])
+  end)
+
+  it("moves the keys back once the server answers again after the retry timeout", function()
+    C = E:memcached { port = C.port }
+    env.sleep(3.3)
+    touch_all(E, gw, "pre:", 60) -- the retry reaches C, which answers: up for every worker
+    assert.same({}, set_all(E, gw, "back:", 1000))
+    local rc, out = lmc_fill({ addr(A), addr(B), addr(C) }, "check", "back:", 1000)
+    assert(rc == 0, "a libmemcached client over all three servers: " .. out)
+  end)
+end)
+
+describe("eject = \"fail\" (the default) and --eject", function()
+  local E, A, B
+  lazy_setup(function()
+    E = env.new("eject_fail")
+    A, B = E:memcached(), E:memcached()
+  end)
+  lazy_teardown(function() if E then E:teardown() end end)
+  after_each(function() if E then E:close_clients() end end)
+
+  it("fails a dead server's keys with SERVER_ERROR backend down", function()
+    local gw = E:gateway { threads = 2, config = pool_script({ addr(A), addr(B) }, "fail") }
+    local dead = E:memcached()
+    local gw2 = E:gateway { threads = 1, config = pool_script({ addr(A), addr(dead) }, "fail") }
+    E:stop(dead)
+    touch_all(E, gw2, "f:", 40)
+    local bad = set_all(E, gw2, "f:", 200)
+    assert.is_true(#bad > 0, "some keys were on the dead server")
+    assert.truthy(bad[1]:match("SERVER_ERROR backend down$"), bad[1])
+    assert.same({}, set_all(E, gw, "ok:", 100))
+  end)
+
+  it("--eject remap does the same for the -s pool", function()
+    local dead = E:memcached()
+    local gw = E:gateway { threads = 2, servers = { A.port, dead.port },
+      args = { "--eject", "remap", "--failure-limit", "1", "--retry-timeout", "30" } }
+    E:stop(dead)
+    touch_all(E, gw, "s:", 40)
+    assert.same({}, set_all(E, gw, "s:", 400))
+    local rc, out = lmc_fill({ addr(A) }, "check", "s:", 400)
+    assert(rc == 0, out)
+  end)
+
+  it("refuses another eject mode", function()
+    local rc, out, err = env.run({ env.bin, "--eject", "spread" }, { timeout = 10 })
+    assert.equal(2, rc)
+    assert.truthy((out .. err):match("%-%-eject wants fail or remap"))
+  end)
+end)
