@@ -20,11 +20,16 @@
 #define BACKEND_VALUE_MAX (256u * 1024 * 1024)
 #define BACKEND_READ_CHUNK (16 * 1024)
 #define BACKEND_BUF_KEEP (64 * 1024)
+/* A server up for less than this when it fails again is flapping: each such ejection
+ * doubles its rest, up to 2^BACKEND_BACKOFF_MAX times retry_timeout. */
+#define BACKEND_STEADY 30.0
+#define BACKEND_BACKOFF_MAX 4u
 
 static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_fail(struct backend *b, enum op_fail why, const char *err);
+static void backend_connect(struct backend *b);
 
 /* Every state change goes through here, so that st.down tells other threads (stats) what
  * they may not read from state itself. */
@@ -87,6 +92,8 @@ void backend_free(struct backend *b)
 
 const char *backend_state_name(const struct backend *b)
 {
+    if (b->probing)
+        return "probing";
     switch (b->state) {
     case BE_IDLE:
         return b->failures ? "retrying" : "idle";
@@ -105,15 +112,44 @@ static inline int64_t now_us(const struct backend *b)
     return (int64_t)(ev_now(b->w->loop) * 1e6);
 }
 
+/* An ejected server's retry: connect and send `mn`; its MN brings the server back for
+ * every worker (backend_read_cb), a failure ejects it again for longer (backend_fail).
+ * Meanwhile the shared health says down, so no worker sends it a client request. */
+static void backend_probe(struct backend *b)
+{
+    double bound = b->opts.connect_timeout + b->opts.timeout;
+    log_info("backend %s: probing after ejection", b->name);
+    health_down(b->health, (int64_t)((ev_now(b->w->loop) + bound) * 1e6));
+    backend_set_state(b, BE_IDLE);
+    b->probing = true;
+    if (buf_append(&b->wbuf, "mn\r\n", 4) != MG_OK) {
+        backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
+        return;
+    }
+    backend_connect(b);
+}
+
 bool backend_usable(struct backend *b)
 {
     if (MG_LIKELY(b->state != BE_DOWN)) {
-        /* another worker may have ejected the server */
-        if (MG_UNLIKELY(health_until(b->health) != 0))
-            return !health_is_down(b->health, now_us(b));
+        /* another worker may have ejected the server (or be probing it) */
+        int64_t until = health_until(b->health);
+        if (MG_UNLIKELY(until != 0)) {
+            if (now_us(b) < until)
+                return false;
+            if (b->state == BE_IDLE && !b->probing) { /* its rest is over: test it */
+                backend_probe(b);
+                return false;
+            }
+            return !b->probing;
+        }
         return true;
     }
     if (ev_now(b->w->loop) >= b->retry_at && !health_is_down(b->health, now_us(b))) {
+        if (b->health) { /* a probe decides; no client request is risked on it */
+            backend_probe(b);
+            return false;
+        }
         log_info("backend %s: retry after ejection", b->name);
         backend_set_state(b, BE_IDLE);
         return true;
@@ -132,6 +168,8 @@ static void backend_arm_timer(struct backend *b)
         after = b->qhead->sent + b->opts.timeout - ev_now(loop);
         if (after < 0.001)
             after = 0.001;
+    } else if (b->probing) {
+        after = b->opts.timeout;
     } else {
         ev_timer_stop(loop, &b->timer);
         return;
@@ -201,7 +239,9 @@ void backend_push(struct backend *b, struct op *op)
 static void backend_fail(struct backend *b, enum op_fail why, const char *err)
 {
     bool had_conn = b->fd >= 0 || b->state == BE_CONNECTING;
+    bool was_probing = b->probing;
     backend_close(b);
+    b->probing = false;
     struct op *q = b->qhead;
     b->qhead = b->qtail = NULL;
     b->nq = 0;
@@ -212,12 +252,22 @@ static void backend_fail(struct backend *b, enum op_fail why, const char *err)
         b->failures++;
     }
     if (b->failures >= b->opts.failure_limit && b->opts.failure_limit > 0) {
-        if (b->state != BE_DOWN) {
+        /* a server that fails again soon after coming back rests longer each time */
+        ev_tstamp now = ev_now(b->w->loop);
+        if (was_probing) { /* still down */
+            if (b->streak < BACKEND_BACKOFF_MAX)
+                b->streak++;
+        } else if (b->state != BE_DOWN) {
+            b->streak = b->up_since > 0 && now - b->up_since < BACKEND_STEADY ? b->streak + 1 : 0;
             STAT_INC(b->st.ejections);
-            log_warn("backend %s ejected for %.1fs: %s", b->name, b->opts.retry_timeout, err);
         }
+        double rest = b->opts.retry_timeout * (double)(1u << b->streak);
+        if (was_probing)
+            log_info("backend %s: probe failed, resting %.1fs: %s", b->name, rest, err);
+        else if (b->state != BE_DOWN)
+            log_warn("backend %s ejected for %.1fs: %s", b->name, rest, err);
         backend_set_state(b, BE_DOWN);
-        b->retry_at = ev_now(b->w->loop) + b->opts.retry_timeout;
+        b->retry_at = now + rest;
         health_down(b->health, (int64_t)(b->retry_at * 1e6));
     } else {
         backend_set_state(b, BE_IDLE);
@@ -298,9 +348,27 @@ static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     b->rbuf.len += (size_t)n;
-    while (b->qhead && buf_unread(&b->rbuf)) {
+    while ((b->qhead || b->probing) && buf_unread(&b->rbuf)) {
         struct mg_meta_reply rep;
         size_t used = 0;
+        if (MG_UNLIKELY(b->probing)) { /* the probe's answer comes first */
+            int rc = mg_meta_parse_reply(buf_head(&b->rbuf), buf_unread(&b->rbuf), 0, &rep, &used);
+            if (rc == MG_EAGAIN)
+                break;
+            if (rc != MG_OK || rep.status != MG_R_MN) {
+                backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR backend protocol error");
+                return;
+            }
+            b->rbuf.off += used;
+            b->probing = false;
+            b->failures = 0;
+            b->up_since = ev_now(b->w->loop);
+            backend_set_state(b, BE_UP);
+            health_up(b->health);
+            log_warn("backend %s: back after its probe", b->name);
+            backend_arm_timer(b);
+            continue;
+        }
         int rc = mg_meta_parse_reply(buf_head(&b->rbuf), buf_unread(&b->rbuf), BACKEND_VALUE_MAX,
                                      &rep, &used);
         if (rc == MG_EAGAIN)
@@ -350,8 +418,13 @@ static void backend_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         backend_fail(b, OP_FAIL_TIMEOUT, "SERVER_ERROR backend connect timeout");
         return;
     }
-    if (b->qhead == NULL)
+    if (b->qhead == NULL) {
+        if (b->probing) {
+            log_info("backend %s: probe timeout", b->name);
+            backend_fail(b, OP_FAIL_TIMEOUT, "SERVER_ERROR backend timeout");
+        }
         return;
+    }
     if (ev_now(loop) - b->qhead->sent >= b->opts.timeout - 0.0005) {
         log_info("backend %s: read timeout", b->name);
         backend_fail(b, OP_FAIL_TIMEOUT, "SERVER_ERROR backend timeout");

@@ -45,6 +45,9 @@ struct backend {
     ev_timer timer;     /* connect timeout, then the oldest request's read timeout */
     uint32_t failures;  /* consecutive */
     ev_tstamp retry_at; /* BE_DOWN until then */
+    bool probing;       /* its connection carries the `mn` that tests an ejected server */
+    uint32_t streak;    /* ejections with less than BACKEND_STEADY s up between them */
+    ev_tstamp up_since; /* the last probe that got its answer */
     struct buf wbuf;    /* commands rendered but not yet written */
     struct buf rbuf;
     struct op *qhead, *qtail; /* every op whose command is in wbuf or on the wire */

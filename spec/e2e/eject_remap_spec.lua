@@ -89,10 +89,18 @@ describe("eject = \"remap\"", function()
   it("moves the keys back once the server answers again after the retry timeout", function()
     C = E:memcached { port = C.port }
     env.sleep(3.3)
-    touch_all(E, gw, "pre:", 60) -- the retry reaches C, which answers: up for every worker
-    assert.same({}, set_all(E, gw, "back:", 1000))
-    local rc, out = lmc_fill({ addr(A), addr(B), addr(C) }, "check", "back:", 1000)
-    assert(rc == 0, "a libmemcached client over all three servers: " .. out)
+    -- the first request after the rest starts a probe (`mn`) in each worker; C answers it
+    -- and is up for all of them: every key then goes back to its own server
+    local rc, out
+    local back = env.wait_until(5, function()
+      touch_all(E, gw, "pre:", 60)
+      assert.same({}, set_all(E, gw, "back:", 1000))
+      rc, out = lmc_fill({ addr(A), addr(B), addr(C) }, "check", "back:", 1000)
+      return rc == 0
+    end, 0.1)
+    assert(back, "a libmemcached client over all three servers: " .. out)
+    local st = E:client(gw.port):stats("stats backends")
+    assert.equal("0", st["backend:" .. addr(A) .. ":errors"])
   end)
 end)
 
@@ -132,5 +140,47 @@ describe("eject = \"fail\" (the default) and --eject", function()
     local rc, out, err = env.run({ env.bin, "--eject", "spread" }, { timeout = 10 })
     assert.equal(2, rc)
     assert.truthy((out .. err):match("%-%-eject wants fail or remap"))
+  end)
+end)
+
+describe("an ejected server is probed, not tried with client requests", function()
+  local E
+  lazy_setup(function() E = env.new("eject_probe") end)
+  lazy_teardown(function() if E then E:teardown() end end)
+  after_each(function() if E then E:close_clients() end end)
+
+  it("answers its keys at once while a probe waits on a hanging server, and rests longer each time", function()
+    local M = E:memcached()
+    local port = M.port
+    local gw = E:gateway { threads = 1, servers = { port }, args = { "-v", "--failure-limit", "1",
+      "--retry-timeout", "0.4", "--timeout", "0.3", "--connect-timeout", "0.3" } }
+    local c = E:client(gw.port)
+    assert.equal("STORED", c:set("pk", "one"))
+    E:stop(M)
+    local fake = E:fake_backend(port, "hang", 30) -- accepts, reads, never answers
+    assert.matches("^SERVER_ERROR", c:cmd("get pk", 5)) -- ejected
+    -- for 2.5 s (several rests and probes) every request answers at once: none waits on it
+    local t_end, worst, n = env.now() + 2.5, 0, 0
+    while env.now() < t_end do
+      local t0 = env.now()
+      assert.equal("SERVER_ERROR backend down", c:cmd("get pk", 5))
+      worst = math.max(worst, env.now() - t0)
+      n = n + 1
+      env.sleep(0.02)
+    end
+    assert(worst < 0.2, string.format("a request waited %.3f s on the hanging server", worst))
+    local log = gw:stderr()
+    assert.matches("probe failed, resting 0%.8s", log) -- 0.4 s, then doubled
+    assert.matches("probe failed, resting 1%.6s", log)
+    -- a real memcached on the port answers the probe: the key's server is back
+    E:stop(fake)
+    E:memcached { port = port }
+    local back = env.wait_until(10, function()
+      return c:cmd("set pk 0 0 3\r\ntwo", 5) == "STORED"
+    end, 0.1)
+    assert(back, "the server is not back 10 s after it answers again")
+    assert.equal("two", c:value("pk"))
+    assert.matches("back after its probe", gw:stderr())
+    assert(n > 20)
   end)
 end)
