@@ -440,6 +440,7 @@ void backend_stats_add(struct backend_totals *t, const struct backend *b)
     t->errors += STAT_GET(b->st.errors);
     t->timeouts += STAT_GET(b->st.timeouts);
     t->ejections += STAT_GET(b->st.ejections);
+    t->busy += STAT_GET(b->st.busy);
     t->inflight += STAT_GET(b->st.inflight);
     if (STAT_GET(b->st.down))
         t->state = "down";
@@ -453,5 +454,6 @@ void backend_stats_lines(struct buf *out, const char *name, const struct backend
     buf_printf(out, "STAT backend:%s:errors %llu\r\n", name, (unsigned long long)t->errors);
     buf_printf(out, "STAT backend:%s:timeouts %llu\r\n", name, (unsigned long long)t->timeouts);
     buf_printf(out, "STAT backend:%s:ejections %llu\r\n", name, (unsigned long long)t->ejections);
+    buf_printf(out, "STAT backend:%s:busy %llu\r\n", name, (unsigned long long)t->busy);
     buf_printf(out, "STAT backend:%s:inflight %llu\r\n", name, (unsigned long long)t->inflight);
 }

@@ -21,13 +21,14 @@ enum backend_state {
 /* Per-backend counters, written by the owning worker only, read by any thread (stats). */
 struct backend_stats {
     atomic_uint_fast64_t requests, writes, errors, timeouts, ejections, inflight;
+    atomic_uint_fast64_t busy; /* requests refused past max_inflight */
     atomic_uint_fast64_t down; /* 1 while ejected: what other threads may read of state */
 };
 
 /* One server's counters summed over workers, and the state to show (stats backends). */
 struct backend_totals {
     const char *state;
-    uint64_t requests, writes, errors, timeouts, ejections, inflight;
+    uint64_t requests, writes, errors, timeouts, ejections, inflight, busy;
 };
 
 /* Owned by its worker (worker->backends[server id]); ops point back to it while queued.

@@ -20,6 +20,7 @@ void config_default_opts(struct pool_opts *o)
     o->timeout = 1.0;
     o->failure_limit = 2;
     o->retry_timeout = 2.0;
+    o->max_inflight = UINT32_MAX; /* no limit */
 }
 
 struct config *config_new(void)

@@ -18,6 +18,7 @@ struct pool_opts {
     double timeout;         /* seconds a request may wait for its reply */
     uint32_t failure_limit; /* consecutive failures before ejection */
     double retry_timeout;   /* seconds an ejected backend rests before a retry */
+    uint32_t max_inflight;  /* requests queued on one backend connection; past it "busy" */
 };
 
 /* A staleness policy (DESIGN.md §5): how classic clients are shielded from herds.

@@ -103,6 +103,11 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
         op_fail(op, OP_FAIL_DOWN, "SERVER_ERROR backend down");
         return MG_ERR;
     }
+    if (MG_UNLIKELY(tg->b->nq >= tg->b->opts.max_inflight)) {
+        STAT_INC(tg->b->st.busy);
+        op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR backend busy");
+        return MG_ERR;
+    }
     return MG_OK;
 bad_key:
     op_fail(op, OP_FAIL_CLIENT, "CLIENT_ERROR bad command line format");

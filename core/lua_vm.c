@@ -145,15 +145,18 @@ static int compile_pools(lua_State *L, struct config *c, const struct settings *
         const char *name = lua_tostring(L, -1);
         lua_pop(L, 1);
         struct pool_opts o = s->opts;
-        double fl = o.failure_limit;
+        double fl = o.failure_limit, mi = -1;
         if (opt_number(L, "connect_timeout", &o.connect_timeout) != MG_OK ||
             opt_number(L, "timeout", &o.timeout) != MG_OK ||
             opt_number(L, "retry_timeout", &o.retry_timeout) != MG_OK ||
-            opt_number(L, "failure_limit", &fl) != MG_OK) {
+            opt_number(L, "failure_limit", &fl) != MG_OK ||
+            opt_number(L, "max_inflight", &mi) != MG_OK) {
             snprintf(err, errlen, "pool '%s': bad option", name ? name : "?");
             return MG_ERR;
         }
         o.failure_limit = (uint32_t)fl;
+        if (mi >= 1 && mi < UINT32_MAX)
+            o.max_inflight = (uint32_t)mi;
         lua_getfield(L, -1, "servers");
         int ns = (int)lua_objlen(L, -1);
         const char **names = calloc((size_t)ns + 1, sizeof(char *));

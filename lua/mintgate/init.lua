@@ -91,7 +91,7 @@ end
 
 local POOL_OPTS = {
   connect_timeout = "number", timeout = "number", failure_limit = "number",
-  retry_timeout = "number",
+  retry_timeout = "number", max_inflight = "number",
 }
 
 local function check_addr(what, s, level, unix_ok)
@@ -119,7 +119,9 @@ end
 
 --- Declare a pool of memcached servers.
 -- @tparam table t `name` (string), `servers` (list of "host:port"), and optionally
--- `connect_timeout`, `timeout`, `retry_timeout` (seconds), `failure_limit`, and `eject`:
+-- `connect_timeout`, `timeout`, `retry_timeout` (seconds), `failure_limit`, `max_inflight`
+-- (requests waiting on one server connection of a worker; more get `SERVER_ERROR backend
+-- busy`), and `eject`:
 -- "fail" (the default: keys of an ejected server get `SERVER_ERROR backend down`) or
 -- "remap" (they go where libmemcached's ketama over the live servers puts them, as
 -- pylibmc's auto_eject_hosts does, and move back once the server answers again).

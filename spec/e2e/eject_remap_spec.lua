@@ -184,3 +184,45 @@ describe("an ejected server is probed, not tried with client requests", function
     assert(n > 20)
   end)
 end)
+
+describe("max_inflight", function()
+  local E
+  lazy_setup(function() E = env.new("max_inflight") end)
+  lazy_teardown(function() if E then E:teardown() end end)
+  after_each(function() if E then E:close_clients() end end)
+
+  local SIGSTOP, SIGCONT = 19, 18
+
+  it("past the limit a hung server's keys get SERVER_ERROR backend busy at once; the rest wait", function()
+    local M = E:memcached()
+    local gw = E:gateway { threads = 1, config = string.format([[
+      local mg = require "mintgate"
+      mg.route { default = mg.pool { name = "m", servers = { "127.0.0.1:%d" },
+        max_inflight = 4, timeout = 5 } }
+    ]], M.port) }
+    local c = E:client(gw.port)
+    assert.equal("STORED", c:set("mi", "v"))
+    M:signal(SIGSTOP)
+    local t0 = env.now()
+    c:send(string.rep("get mi\r\n", 10))
+    env.sleep(0.3)
+    M:signal(SIGCONT)
+    for i = 1, 4 do
+      assert.equal("VALUE mi 0 1", c:line(5), "get " .. i)
+      assert.equal("v", c:line(5))
+      assert.equal("END", c:line(5))
+    end
+    for i = 5, 10 do assert.equal("SERVER_ERROR backend busy", c:line(5), "get " .. i) end
+    assert(env.now() - t0 < 4, "the queued gets timed out instead")
+    local st = E:client(gw.port):stats("stats backends")
+    assert.equal("6", st["backend:127.0.0.1:" .. M.port .. ":busy"])
+    assert.equal("0", st["backend:127.0.0.1:" .. M.port .. ":errors"])
+    assert.equal("v", c:value("mi"))
+  end)
+
+  it("--max-inflight wants a whole number of at least 1", function()
+    local rc, out, err = env.run({ env.bin, "--max-inflight", "0" }, { timeout = 10 })
+    assert.equal(2, rc)
+    assert.truthy((out .. err):match("%-%-max%-inflight wants"))
+  end)
+end)
