@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "ketama.h"
 
@@ -119,8 +120,10 @@ int config_add_pool(struct config *c, const char *name, const char *const *serve
     for (uint32_t i = 0; i < n; i++) {
         char host[256];
         uint16_t port;
-        if (config_split_hostport(servers[i], host, sizeof(host), &port) != MG_OK) {
-            snprintf(err, errlen, "pool '%s': bad server '%s' (want host:port)", name, servers[i]);
+        bool unix_ok = strncmp(servers[i], "unix:/", 6) == 0 && strlen(servers[i]) < 5 + 108;
+        if (!unix_ok && config_split_hostport(servers[i], host, sizeof(host), &port) != MG_OK) {
+            snprintf(err, errlen, "pool '%s': bad server '%s' (want host:port or unix:/path)", name,
+                     servers[i]);
             free(p->name);
             free(p->servers);
             return MG_ERR;
@@ -180,6 +183,19 @@ static int route_cmp(const void *a, const void *b)
 
 static int resolve(struct server *s, char *err, size_t errlen)
 {
+    if (strncmp(s->name, "unix:", 5) == 0) { /* the ring (ketama.c) checked the path */
+        struct sockaddr_un *un = (struct sockaddr_un *)&s->addr;
+        size_t len = strlen(s->name + 5);
+        if (len == 0 || len >= sizeof(un->sun_path)) {
+            snprintf(err, errlen, "bad unix socket path in '%s'", s->name);
+            return MG_ERR;
+        }
+        memset(un, 0, sizeof(*un));
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, s->name + 5, len);
+        s->addrlen = (socklen_t)sizeof(*un);
+        return MG_OK;
+    }
     char host[256];
     uint16_t port;
     if (config_split_hostport(s->name, host, sizeof(host), &port) != MG_OK) {

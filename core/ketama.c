@@ -55,6 +55,7 @@
 
 #define KETAMA_MAX_SERVERS (MEMCACHED_CONTINUUM_SIZE / MEMCACHED_POINTS_PER_SERVER)
 #define KETAMA_HOST_MAX 255 /* longest DNS name is 253; libmemcached itself allows 1024 */
+#define KETAMA_PATH_MAX 108 /* sizeof(((struct sockaddr_un *)0)->sun_path) on Linux */
 
 /* Owns mc. Immutable after ketama_new returns; shared read-only by every worker thread. */
 struct ketama {
@@ -86,6 +87,19 @@ static bool ketama_host_ok(const char *host, size_t len, bool bracketed)
         if (!isgraph(c) || c == '[' || c == ']' || c == ',' || (c == ':' && !bracketed))
             return false;
     }
+    return true;
+}
+
+/* A unix socket path libmemcached and connect(2) take: absolute, printable, no ',' (the
+ * server list separator), shorter than sockaddr_un's sun_path. */
+static bool ketama_path_ok(const char *path)
+{
+    size_t len = strlen(path);
+    if (len < 2 || len >= KETAMA_PATH_MAX || path[0] != '/')
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isgraph((unsigned char)path[i]) || path[i] == ',')
+            return false;
     return true;
 }
 
@@ -205,9 +219,21 @@ struct ketama *ketama_new(const char *const *servers, const uint32_t *weights, u
         char host[KETAMA_HOST_MAX + 1];
         in_port_t port;
 
-        if (ketama_parse_server(servers[i], i, host, &port, err, errlen) != MG_OK)
+        if (strncmp(servers[i], "unix:", 5) == 0) {
+            /* pylibmc's "/path" server: libmemcached points "/path:0-i" on the ring */
+            const char *path = servers[i] + 5;
+            if (!ketama_path_ok(path)) {
+                ketama_errorf(err, errlen, "server %u \"%s\": bad unix socket path", i,
+                              servers[i]);
+                goto fail;
+            }
+            rc = memcached_server_add_unix_socket_with_weight(k->mc, path,
+                                                              weights ? weights[i] : 1);
+        } else if (ketama_parse_server(servers[i], i, host, &port, err, errlen) != MG_OK) {
             goto fail;
-        rc = memcached_server_add_with_weight(k->mc, host, port, weights ? weights[i] : 1);
+        } else {
+            rc = memcached_server_add_with_weight(k->mc, host, port, weights ? weights[i] : 1);
+        }
         if (rc != MEMCACHED_SUCCESS) {
             ketama_errorf(err, errlen, "server %u \"%s\": libmemcached: %s", i, servers[i],
                           memcached_last_error_message(k->mc));

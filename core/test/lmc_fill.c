@@ -79,7 +79,8 @@ static unsigned long fill_number(const char *what, const char *s, unsigned long 
     return v;
 }
 
-/* Add one "host:port" / "[v6addr]:port" server (brackets dropped, as pylibmc does). */
+/* Add one "host:port" / "[v6addr]:port" server (brackets dropped, as pylibmc does), or a
+ * unix socket "/path". */
 static void fill_add_server(memcached_st *mc, const char *spec, size_t len)
 {
     char buf[FILL_HOST_MAX + 16], *host = buf, *colon;
@@ -90,6 +91,12 @@ static void fill_add_server(memcached_st *mc, const char *spec, size_t len)
         fill_die("bad server \"%.*s\"", (int)len, spec);
     memcpy(buf, spec, len);
     buf[len] = '\0';
+    if (buf[0] == '/') { /* a unix socket, as pylibmc takes it */
+        rc = memcached_server_add_unix_socket_with_weight(mc, buf, 1);
+        if (rc != MEMCACHED_SUCCESS)
+            fill_die("server \"%s\": %s", buf, memcached_last_error_message(mc));
+        return;
+    }
     if (buf[0] == '[') {
         char *close = strchr(buf, ']');
         if (close == NULL || close[1] != ':')

@@ -137,7 +137,7 @@ function M.pool(t)
   end
   local p = setmetatable({ name = t.name, servers = {} }, Pool)
   for i, s in ipairs(t.servers) do
-    check_addr("mg.pool '" .. t.name .. "' server " .. i, s, 2)
+    check_addr("mg.pool '" .. t.name .. "' server " .. i, s, 2, true)
     p.servers[i] = s
   end
   if t.stale ~= nil then p.stale = stale.normalize(t.stale, 2) end

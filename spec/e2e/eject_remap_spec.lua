@@ -226,3 +226,39 @@ describe("max_inflight", function()
     assert.truthy((out .. err):match("%-%-max%-inflight wants"))
   end)
 end)
+
+describe("unix socket servers", function()
+  local E
+  lazy_setup(function() E = env.new("unix_servers") end)
+  lazy_teardown(function() if E then E:teardown() end end)
+  after_each(function() if E then E:close_clients() end end)
+
+  it("\"unix:/path\" in a pool: served, and placed as libmemcached places a \"/path\" server", function()
+    local sock = E.dir .. "/mc.sock"
+    E:memcached_unix(sock)
+    local A = E:memcached()
+    local gw = E:gateway { threads = 2, config = string.format([[
+      local mg = require "mintgate"
+      mg.route { default = mg.pool { name = "m", servers = { "unix:%s", "127.0.0.1:%d" } } }
+    ]], sock, A.port) }
+    assert.same({}, set_all(E, gw, "u:", 1000))
+    local rc, out = lmc_fill({ sock, addr(A) }, "check", "u:", 1000)
+    assert(rc == 0, "libmemcached over the same two servers: " .. out)
+    local _, alone = lmc_fill({ sock }, "check", "u:", 1000)
+    local on_sock = tonumber(alone:match("ok (%d+)"))
+    assert(on_sock and on_sock > 300 and on_sock < 700, "keys on the socket server: " .. alone)
+  end)
+
+  it("-s takes unix:/path too; a bad path is refused", function()
+    local sock = E.dir .. "/mc2.sock"
+    E:memcached_unix(sock)
+    local gw = E:gateway { threads = 1, servers = { "unix:" .. sock } }
+    local c = E:client(gw.port)
+    assert.equal("STORED", c:set("x", "y"))
+    assert.equal("y", c:value("x"))
+    local rc, out, err = env.run({ env.bin, "-l", "127.0.0.1:" .. env.free_port(), "-s",
+      "unix:rel,127.0.0.1:1" }, { timeout = 10 })
+    assert.is_not.equal(0, rc, out .. err)
+    assert.truthy((out .. err):match("bad server 'unix:rel'"), out .. err)
+  end)
+end)

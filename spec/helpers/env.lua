@@ -380,6 +380,17 @@ function Env:memcached(opts)
   error(last_err, 2)
 end
 
+--- Start a real memcached listening on the unix socket path only (memcached -s); waits
+-- until the socket exists.
+function Env:memcached_unix(path)
+  local argv = { M.memcached_bin, "-s", path, "-t", "1" }
+  if is_root() then argv[#argv + 1] = "-u"; argv[#argv + 1] = "root" end
+  local p = self:spawn(argv, { name = "memcached:unix", kind = "memcached" })
+  assert(M.wait_until(10, function() return M.file_exists(path) end, 0.02),
+    "memcached did not create " .. path .. ": " .. p:stderr())
+  return p
+end
+
 --- Start a fake broken backend (spec/helpers/fake_backend.lua) on port in mode
 -- hang | garbage | close_mid_value. It exits by itself after `lifetime` s (default 60).
 function Env:fake_backend(port, mode, lifetime)
