@@ -223,12 +223,11 @@ struct ketama *ketama_new(const char *const *servers, const uint32_t *weights, u
             /* pylibmc's "/path" server: libmemcached points "/path:0-i" on the ring */
             const char *path = servers[i] + 5;
             if (!ketama_path_ok(path)) {
-                ketama_errorf(err, errlen, "server %u \"%s\": bad unix socket path", i,
-                              servers[i]);
+                ketama_errorf(err, errlen, "server %u \"%s\": bad unix socket path", i, servers[i]);
                 goto fail;
             }
-            rc = memcached_server_add_unix_socket_with_weight(k->mc, path,
-                                                              weights ? weights[i] : 1);
+            rc =
+                memcached_server_add_unix_socket_with_weight(k->mc, path, weights ? weights[i] : 1);
         } else if (ketama_parse_server(servers[i], i, host, &port, err, errlen) != MG_OK) {
             goto fail;
         } else {
