@@ -151,6 +151,58 @@ oom:
     return MG_ERR;
 }
 
+int config_add_failover(struct config *c, const char *name, const char *const *children, uint32_t n,
+                        uint32_t on, uint32_t ttl, bool on_miss, char *err, size_t errlen)
+{
+    if (n < 2) {
+        snprintf(err, errlen, "failover '%s': needs at least two pools", name);
+        return MG_ERR;
+    }
+    if (config_find_pool(c, name) >= 0) {
+        snprintf(err, errlen, "'%s' declared twice", name);
+        return MG_ERR;
+    }
+    uint32_t *ids = calloc(n, sizeof(*ids));
+    if (ids == NULL)
+        goto oom;
+    for (uint32_t i = 0; i < n; i++) {
+        int id = config_find_pool(c, children[i]);
+        if (id < 0 || c->pools[id].kind != POOL_SERVERS) {
+            snprintf(err, errlen,
+                     "failover '%s': '%s' is not a pool declared before it (a route "
+                     "inside a failover is not supported yet)",
+                     name, children[i]);
+            free(ids);
+            return MG_ERR;
+        }
+        ids[i] = (uint32_t)id;
+    }
+    if (grow((void **)&c->pools, c->npools, &c->pools_cap, sizeof(struct pool)) != MG_OK) {
+        free(ids);
+        goto oom;
+    }
+    struct pool *p = &c->pools[c->npools];
+    memset(p, 0, sizeof(*p));
+    p->name = strdup(name);
+    if (p->name == NULL) {
+        free(ids);
+        goto oom;
+    }
+    p->id = c->npools;
+    p->kind = POOL_FAILOVER;
+    p->children = ids;
+    p->nchildren = n;
+    p->fo_on = on;
+    p->fo_ttl = ttl;
+    p->fo_on_miss = on_miss;
+    p->opts = c->pools[ids[0]].opts;
+    c->has_failover = true;
+    return (int)c->npools++;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return MG_ERR;
+}
+
 int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx,
                      const struct stale_policy *stale)
 {
@@ -228,6 +280,8 @@ int config_finish(struct config *c, char *err, size_t errlen)
             return MG_ERR;
     for (uint32_t i = 0; i < c->npools; i++) {
         struct pool *p = &c->pools[i];
+        if (p->kind != POOL_SERVERS)
+            continue;
         const char **names = calloc(p->nservers, sizeof(char *));
         if (names == NULL) {
             snprintf(err, errlen, "out of memory");
@@ -292,6 +346,7 @@ static void config_free(struct config *c)
     for (uint32_t i = 0; i < c->npools; i++) {
         free(c->pools[i].name);
         free(c->pools[i].servers);
+        free(c->pools[i].children);
         if (c->pools[i].ring)
             ketama_free(c->pools[i].ring);
     }

@@ -47,10 +47,20 @@ struct server {
     struct pool_opts opts; /* from the first pool that names the server */
 };
 
-/* A named set of servers with a ketama ring. Owned by its config. */
+/* A named set of servers with a ketama ring, or a route over such pools (a failover:
+ * kind POOL_FAILOVER, no servers). Owned by its config. Wherever a pool index is taken
+ * (route tables, route functions), a route's is too. */
+enum pool_kind { POOL_SERVERS = 0, POOL_FAILOVER };
+
 struct pool {
     char *name;
     uint32_t id;
+    enum pool_kind kind;
+    uint32_t *children; /* failover: pool indexes, tried in order */
+    uint32_t nchildren;
+    uint32_t fo_on;          /* failover: the op_fail kinds that move on (1 << kind) */
+    uint32_t fo_ttl;         /* failover: cap on the TTL of writes to a child after the first */
+    bool fo_on_miss;         /* failover: reads move on after a miss too */
     struct server **servers; /* borrowed from config->servers, in ring order */
     uint32_t nservers;
     struct ketama *ring;
@@ -90,6 +100,7 @@ struct config {
     bool has_default_stale;
     struct key_style default_keys; /* mg.keys{}: for pools without their own */
     bool has_default_keys;
+    bool has_failover;          /* some route is a failover: requests keep their own copy */
     bool long_keys;             /* some style hashes long keys: accept client keys over 250 bytes */
     struct named_policy *named; /* by index, as the script's mg.policy declared them */
     uint32_t nnamed;
@@ -126,6 +137,10 @@ struct config *config_new(void);
 int config_add_pool(struct config *c, const char *name, const char *const *servers, uint32_t n,
                     const struct pool_opts *opts, char *err, size_t errlen);
 int config_find_pool(const struct config *c, const char *name);
+/* Add a failover route over the pools named in children (server pools, declared before).
+ * Returns its pool index or MG_ERR with err filled. */
+int config_add_failover(struct config *c, const char *name, const char *const *children, uint32_t n,
+                        uint32_t on, uint32_t ttl, bool on_miss, char *err, size_t errlen);
 /* prefix NULL sets the default pool. stale may be NULL (the pool's policy applies).
  * Returns MG_OK or MG_ERR. */
 int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx,

@@ -2,6 +2,7 @@
 #include <resolv.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "conn.h"
@@ -25,6 +26,7 @@ struct target {
     struct mg_slice plain; /* the backend key's bytes (what memcached stores) */
     char kbuf[MG_KEY_MAX + 1];
     char ebuf[B64_LEN(MG_KEY_MAX) + 1]; /* a base64 key's backend key, re-encoded */
+    uint32_t ttl_cap; /* a failover route's child after the first: writes live at most this */
 };
 
 /* Keys the gateway keeps for itself (herd leases, fleet switches) start with this; a
@@ -69,6 +71,19 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
     if (policy_idx >= 0 && (uint32_t)policy_idx < cfg->nnamed) { /* chosen per request */
         const struct stale_policy *np = &cfg->named[policy_idx].pol;
         tg->pol = np->off ? NULL : np;
+    }
+    tg->ttl_cap = 0;
+    if (MG_UNLIKELY(p->kind == POOL_FAILOVER)) {
+        if (op->route < 0) {
+            op->route = (int)p->id;
+            op->child = 0;
+            ROUTE_COUNT(w, op->route, requests);
+        }
+        if (op->child > 0)
+            tg->ttl_cap = p->fo_ttl;
+        tg->pol = NULL; /* no herd policy through a failover route (yet) */
+        p = &cfg->pools[p->children[op->child]];
+        op->pool = (int)p->id;
     }
     struct mg_slice bk = place;
     if (lkey.len) {
@@ -121,6 +136,19 @@ static bool op_keep_key(struct op *op, const char *key, size_t klen)
     return buf_append(&op->key, key, klen) == MG_OK;
 }
 
+/* A TTL (memcached's: 0 never expires, over 30 days an absolute time, negative already
+ * expired) capped at cap seconds; cap 0: as is. */
+static int64_t cap_ttl(int64_t ttl, uint32_t cap)
+{
+    if (MG_LIKELY(cap == 0) || ttl < 0)
+        return ttl;
+    if (ttl > 2592000) { /* absolute: what is left of it */
+        int64_t left = ttl - (int64_t)time(NULL);
+        return left > 0 && left <= (int64_t)cap ? ttl : left > 0 ? (int64_t)cap : ttl;
+    }
+    return ttl == 0 || ttl > (int64_t)cap ? (int64_t)cap : ttl;
+}
+
 static void send_retrieval(struct request *r, struct op *op, const struct mg_text_req *t,
                            struct mg_slice k, struct target *tg)
 {
@@ -150,7 +178,7 @@ static void send_retrieval(struct request *r, struct op *op, const struct mg_tex
     }
     /* gat/gats: a plain read, but the new TTL gets the grace like touch */
     meta_render_get(wb, tg->bkey, tg->bklen, cas, touch,
-                    touch ? herd_store_ttl(t->exptime, tg->pol) : 0);
+                    touch ? cap_ttl(herd_store_ttl(t->exptime, tg->pol), tg->ttl_cap) : 0);
     backend_push(b, op);
 }
 
@@ -172,6 +200,7 @@ static void send_storage(struct request *r, struct op *op, const struct mg_text_
         if (op_keep_key(op, tg->bkey, tg->bklen))
             op->pol = tg->pol; /* so a STORED wakes local waiters */
     }
+    ttl = cap_ttl(ttl, tg->ttl_cap);
     if (buf_reserve(wb, tg->bklen + t->data.len + META_EXTRA) != MG_OK) {
         op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
@@ -191,7 +220,8 @@ static void send_keyed(struct request *r, struct op *op, const struct mg_text_re
         return;
     }
     if (t->cmd == MG_CMD_TOUCH) {
-        meta_render_touch(wb, tg->bkey, tg->bklen, herd_store_ttl(t->exptime, tg->pol));
+        meta_render_touch(wb, tg->bkey, tg->bklen,
+                          cap_ttl(herd_store_ttl(t->exptime, tg->pol), tg->ttl_cap));
     } else if (t->cmd == MG_CMD_DELETE && tg->pol && tg->pol->mark_stale) {
         /* fill on invalidate: the next reader refreshes, the rest get stale */
         meta_render_invalidate(wb, tg->bkey, tg->bklen, tg->pol->grace, false, 0);
@@ -220,7 +250,7 @@ static void send_meta(struct request *r, struct op *op, const struct mg_text_req
     }
     r->quiet = t->quiet;
     meta_render_forward(wb, names[t->cmd], tg->bkey, tg->bklen, t->args, t->data,
-                        t->cmd == MG_CMD_MS, op->add_k);
+                        t->cmd == MG_CMD_MS, op->add_k, t->cmd == MG_CMD_MS ? tg->ttl_cap : 0);
     backend_push(tg->b, op);
 }
 
@@ -230,6 +260,9 @@ static void send_op(struct request *r, struct op *op, const struct mg_text_req *
 {
     if (tg->pol && !is_retrieval(t->cmd) && t->cmd != MG_CMD_MG && t->cmd != MG_CMD_ME)
         herd_on_write(r->w, r->c, tg->b, tg->plain.p, tg->plain.len);
+    if (MG_UNLIKELY(op->route >= 0) && op->child > 0 && !is_retrieval(t->cmd) &&
+        t->cmd != MG_CMD_MG && t->cmd != MG_CMD_ME)
+        ROUTE_COUNT(r->w, op->route, fallback_writes);
     switch (t->cmd) {
     case MG_CMD_GET:
     case MG_CMD_GETS:
@@ -254,6 +287,53 @@ static void send_op(struct request *r, struct op *op, const struct mg_text_req *
     default:
         send_meta(r, op, t, tg);
         break;
+    }
+}
+
+/* A delete through a failover route reaches every child, not only the one that answers
+ * the client: each other child gets an md of its own (fire and forget; a child that is
+ * down is counted as skipped). where: the key's placement bytes. */
+static void delete_on_children(struct request *r, struct op *op, const struct mg_text_req *t,
+                               struct mg_slice where)
+{
+    struct worker *w = r->w;
+    const struct config *cfg = w->cfg;
+    const struct pool *fo = &cfg->pools[op->route];
+    for (uint32_t i = 0; i < fo->nchildren; i++) {
+        if (i == op->child)
+            continue;
+        const struct pool *p = &cfg->pools[fo->children[i]];
+        char kbuf[MG_KEY_MAX + 1], ebuf[B64_LEN(MG_KEY_MAX) + 1];
+        struct mg_slice bk = where;
+        if (p->keys) {
+            int n = keys_apply_bytes(p->keys, where.p, where.len, t->b64, kbuf, sizeof(kbuf));
+            if (n < 0)
+                continue;
+            bk = (struct mg_slice){ kbuf, (uint32_t)n };
+        }
+        if (bk.len > MG_KEY_MAX || key_reserved(r, bk))
+            continue;
+        const char *sk = bk.p;
+        size_t sl = bk.len;
+        if (t->b64) {
+            int n = b64_ntop((const unsigned char *)bk.p, bk.len, ebuf, sizeof(ebuf));
+            if (n <= 0 || n > MG_KEY_MAX)
+                continue;
+            sk = ebuf;
+            sl = (size_t)n;
+        }
+        struct backend *b = worker_pick(w, p, bk.p, bk.len);
+        enum op_fail why;
+        struct request *ir = request_one(w, b, sl + 2, NULL, NULL, &why);
+        if (ir == NULL) {
+            ROUTE_COUNT(w, op->route, deletes_skipped);
+            continue;
+        }
+        meta_key(&b->wbuf, "md ", sk, sl);
+        if (t->b64)
+            buf_put(&b->wbuf, " b", 2);
+        meta_end(&b->wbuf);
+        request_one_send(ir);
     }
 }
 
@@ -423,7 +503,10 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
         }
         struct mg_slice lkey = { res->key_len ? r->rkeys.data + res->key_off : NULL, res->key_len };
         struct target tg;
-        if (target_of(r, op, k, where, t->b64, res->pool, res->policy, lkey, &tg) != MG_OK)
+        int trc = target_of(r, op, k, where, t->b64, res->pool, res->policy, lkey, &tg);
+        if (MG_UNLIKELY(op->route >= 0) && (t->cmd == MG_CMD_DELETE || t->cmd == MG_CMD_MD))
+            delete_on_children(r, op, t, where); /* a value on a fallback must not outlive it */
+        if (trc != MG_OK)
             continue;
         /* mg k on a base64 key: memcached 1.6 echoes an item that mg's N flag created with
          * its decoded bytes (\r\n and all: a split reply line), so the gateway adds k */
@@ -440,6 +523,62 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
         send_op(r, op, t, k, &tg);
     }
     request_end_dispatch(r);
+}
+
+/* Send op again, to its failover route's child op->child (already advanced). True: it was
+ * sent, or failed for good through op_fail. */
+static bool redispatch(struct op *op)
+{
+    struct request *r = op->req;
+    const struct mg_text_req *t = &r->t;
+    unsigned char dec[MG_KEY_MAX + 1];
+    struct mg_slice where, none = { NULL, 0 };
+    if (placement_key(t, op->ckey, &where, dec) != NULL)
+        return false;
+    op->out.off = op->out.len = 0;
+    op->status = MG_R_NONE;
+    op->be = NULL;
+    struct target tg;
+    if (target_of(r, op, op->ckey, where, t->b64, op->route, RES_TABLE, none, &tg) == MG_OK)
+        send_op(r, op, t, op->ckey, &tg);
+    return true;
+}
+
+/* May op move on to its route's next child? Only under the config it was sent with, and
+ * with the request's own copy of the command to render it again. */
+static const struct pool *route_next(struct op *op)
+{
+    struct request *r = op->req;
+    struct worker *w = r->w;
+    if (r->cfg != w->cfg || !r->own_copy || w->tearing_down)
+        return NULL;
+    const struct pool *fo = &w->cfg->pools[op->route];
+    return op->child + 1 < fo->nchildren ? fo : NULL;
+}
+
+bool dispatch_failover(struct op *op, enum op_fail why)
+{
+    const struct pool *fo = route_next(op);
+    if (fo == NULL || !(fo->fo_on & (1u << why))) {
+        ROUTE_COUNT(op->req->w, op->route, failed);
+        return false;
+    }
+    op->child++;
+    ROUTE_COUNT(op->req->w, op->route, fallbacks);
+    return redispatch(op);
+}
+
+bool dispatch_miss_next(struct op *op)
+{
+    struct request *r = op->req;
+    if (!is_retrieval(r->cmd) && r->cmd != MG_CMD_MG)
+        return false;
+    const struct pool *fo = route_next(op);
+    if (fo == NULL || !fo->fo_on_miss)
+        return false;
+    op->child++;
+    ROUTE_COUNT(r->w, op->route, misses_moved);
+    return redispatch(op);
 }
 
 void dispatch_resume(struct request *r)
@@ -552,7 +691,8 @@ static void dispatch_keyed(struct conn *c, const struct mg_text_req *t, const ch
     if (c->line && is_retrieval(t->cmd))
         get_line_add(c->line, r, t->partial);
     count_command(w, t);
-    if (w->plugin) { /* it may wait between keys: the request keeps its own copy */
+    if (w->plugin || w->cfg->has_failover) {
+        /* it may wait between keys, or go to a route's next child: it keeps its own copy */
         if (!request_keep(r, t, raw, rawlen)) {
             for (uint32_t i = 0; i < n; i++)
                 op_fail(&r->ops[i], OP_FAIL_ERROR, "SERVER_ERROR out of memory");

@@ -541,8 +541,25 @@ static int bind_state(lua_State *L, struct lua_vm *vm, struct worker *w, char *e
         lua_setfield(L, -2, "_id");
         lua_rawseti(L, -2, id);
     }
+    lua_pushvalue(L, -1);
     vm->pools_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pop(L, 1);
+    lua_replace(L, -2);            /* the table by id, where the pools list was */
+    lua_getfield(L, -2, "routes"); /* failover routes get ids too (route functions return them) */
+    n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "name");
+        int id = config_find_pool(w->cfg, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (id < 0) {
+            snprintf(err, errlen, "the script declared routes unlike its first run");
+            return MG_ERR;
+        }
+        lua_pushinteger(L, id);
+        lua_setfield(L, -2, "_id");
+        lua_rawseti(L, -3, id);
+    }
+    lua_pop(L, 2);
     lua_getfield(L, -1, "switches");
     n = (int)lua_objlen(L, -1);
     for (int i = 1; i <= n; i++) {

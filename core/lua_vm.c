@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "request.h"
 
 /* Directory of the running binary, for finding lua/ beside it. */
 static void exe_dir(char *out, size_t len)
@@ -200,6 +201,57 @@ static int compile_pools(lua_State *L, struct config *c, const struct settings *
     return MG_OK;
 }
 
+/* Failover routes (mg.failover), after the pools they name. */
+static int compile_failovers(lua_State *L, struct config *c, char *err, size_t errlen)
+{
+    static const struct {
+        const char *name;
+        uint32_t bits;
+    } kinds[] = {
+        { "down", (1u << OP_FAIL_DOWN) | (1u << OP_FAIL_CLOSED) },
+        { "timeout", 1u << OP_FAIL_TIMEOUT },
+        { "error", 1u << OP_FAIL_ERROR },
+    };
+    lua_getfield(L, -1, "routes");
+    int n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "name");
+        const char *name = lua_tostring(L, -1);
+        lua_getfield(L, -2, "children");
+        int nc = (int)lua_objlen(L, -1);
+        const char *names[64];
+        if (name == NULL || nc < 2 || nc > 64) {
+            snprintf(err, errlen, "failover %d: bad declaration", i);
+            return MG_ERR;
+        }
+        for (int j = 1; j <= nc; j++) {
+            lua_rawgeti(L, -1, j);
+            names[j - 1] = lua_tostring(L, -1); /* kept alive by the children table */
+            lua_pop(L, 1);
+        }
+        uint32_t on = 0;
+        lua_getfield(L, -3, "on");
+        for (size_t k = 0; k < MG_ARRAY_LEN(kinds); k++) {
+            lua_getfield(L, -1, kinds[k].name);
+            if (lua_toboolean(L, -1))
+                on |= kinds[k].bits;
+            lua_pop(L, 1);
+        }
+        lua_getfield(L, -4, "ttl");
+        lua_getfield(L, -5, "on_miss");
+        double ttl = lua_tonumber(L, -2);
+        int rc = config_add_failover(c, name, names, (uint32_t)nc, on,
+                                     ttl > 0 && ttl < 4e9 ? (uint32_t)ttl : 0, lua_toboolean(L, -1),
+                                     err, errlen);
+        lua_pop(L, 6); /* on_miss, ttl, on, children, name, route */
+        if (rc < 0)
+            return MG_ERR;
+    }
+    lua_pop(L, 1);
+    return MG_OK;
+}
+
 static int compile_routes(lua_State *L, struct config *c, char *err, size_t errlen)
 {
     lua_getfield(L, -1, "route");
@@ -352,6 +404,7 @@ struct config *lua_config_load(const char *path, struct settings *s, char *err, 
     if (k > 0 && c->default_keys.hash_long)
         c->long_keys = true;
     if (compile_named(L, c, err, errlen) != MG_OK || compile_pools(L, c, s, err, errlen) != MG_OK ||
+        compile_failovers(L, c, err, errlen) != MG_OK ||
         compile_routes(L, c, err, errlen) != MG_OK || config_finish(c, err, errlen) != MG_OK) {
         config_unref(c);
         c = NULL;

@@ -31,8 +31,10 @@ void meta_render_lease(struct buf *wb, const char *key, size_t klen, uint32_t lo
 }
 
 void meta_render_forward(struct buf *wb, const char cmd[3], const char *key, size_t klen,
-                         struct mg_slice args, struct mg_slice data, bool ms, bool drop_k)
+                         struct mg_slice args, struct mg_slice data, bool ms, bool drop_k,
+                         uint32_t ttl_cap)
 {
+    bool capped = ttl_cap == 0;
     meta_key(wb, cmd, key, klen);
     if (ms) {
         wb->data[wb->len++] = ' ';
@@ -43,9 +45,28 @@ void meta_render_forward(struct buf *wb, const char cmd[3], const char *key, siz
     while (mg_text_next_token(args, &pos, &tok)) { /* checked by the parser */
         if (tok.p[0] == 'q' || (drop_k && tok.p[0] == 'k'))
             continue;
+        if (!capped && tok.p[0] == 'T') { /* a T within the cap, or negative, stays */
+            capped = true;
+            uint64_t v = 0;
+            bool keep = tok.len > 1 && tok.p[1] == '-';
+            if (!keep && tok.len > 1 && tok.len < 12) {
+                keep = true;
+                for (uint32_t i = 1; i < tok.len; i++) {
+                    keep = keep && tok.p[i] >= '0' && tok.p[i] <= '9';
+                    v = v * 10 + (uint64_t)(tok.p[i] - '0');
+                }
+                keep = keep && v > 0 && v <= ttl_cap;
+            }
+            if (!keep) {
+                meta_num(wb, " T", ttl_cap);
+                continue;
+            }
+        }
         wb->data[wb->len++] = ' ';
         buf_put(wb, tok.p, tok.len);
     }
+    if (!capped)
+        meta_num(wb, " T", ttl_cap);
     meta_end(wb);
     if (ms) {
         buf_put(wb, data.p, data.len);

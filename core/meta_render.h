@@ -119,9 +119,11 @@ void meta_render_read(struct buf *wb, const char *key, size_t klen, bool with_fl
 /* The cold-miss lease: add key with a 1-byte value for lock seconds. */
 void meta_render_lease(struct buf *wb, const char *key, size_t klen, uint32_t lock);
 /* A client's meta command forwarded (cmd "mg ", "ms ", ... with its key), its arguments
- * but the q flag (and the k flag when drop_k), and for ms its data. */
+ * but the q flag (and the k flag when drop_k), and for ms its data. ttl_cap > 0: its T
+ * flag (none: never expires) becomes at most ttl_cap. */
 void meta_render_forward(struct buf *wb, const char cmd[3], const char *key, size_t klen,
-                         struct mg_slice args, struct mg_slice data, bool ms, bool drop_k);
+                         struct mg_slice args, struct mg_slice data, bool ms, bool drop_k,
+                         uint32_t ttl_cap);
 /* flush_all, with a delay when delay > 0 (the text command: meta has none). */
 void meta_render_flush_all(struct buf *wb, int64_t delay);
 

@@ -76,6 +76,7 @@ int request_ops(struct request *r, uint32_t n)
         op->no_wait = false;
         op->ckey = (struct mg_slice){ NULL, 0 };
         op->pool = -1;
+        op->route = -1;
     }
     r->nops = n;
     return MG_OK;
@@ -254,6 +255,8 @@ void op_reply_miss(struct op *op)
 void op_fail(struct op *op, enum op_fail why, const char *err)
 {
     struct request *r = op->req;
+    if (MG_UNLIKELY(op->route >= 0) && dispatch_failover(op, why))
+        return;
     herd_forget(op);
     for (struct op *f = herd_unlead(r->w, op), *next; f; f = next) {
         next = f->next_follower;
@@ -479,6 +482,8 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
         stats_latency(r->w, op->pool, (ev_now(r->w->loop) - op->sent) * 1e6);
     struct stats *st = &r->w->st;
     enum mg_rstatus s = rep->status;
+    if (MG_UNLIKELY(op->route >= 0) && s == MG_R_EN && dispatch_miss_next(op))
+        return;
     op->status = s;
     if (op->pol && is_retrieval(r->cmd)) { /* a classic get under a staleness policy */
         struct op *f = herd_unlead(r->w, op);

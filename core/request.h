@@ -60,6 +60,8 @@ struct op {
     bool no_wait;          /* its connection wrote the key since: never wait for a value */
     struct mg_slice ckey;  /* the client's key (borrows the request's own copy) */
     int pool;              /* pool index it was routed to (hooks), -1 if none */
+    int route;             /* the failover route it goes through (pool index), -1 if none */
+    uint32_t child;        /* route: the child it was sent to */
     struct resolution res; /* the plug-in's resolution, valid below req->res_until */
 };
 
@@ -147,6 +149,12 @@ void request_internal_go(struct request *r);
 struct request *request_one(struct worker *w, struct backend *b, size_t need,
                             void (*on_done)(struct request *r), void *udata, enum op_fail *why);
 void request_one_send(struct request *r);
+
+/* Failover routes (dispatch.c): send op to its route's next child instead of failing it
+ * with why, or (after a miss, with on_miss) instead of answering the miss. True when it
+ * was sent on: the caller leaves op alone. */
+bool dispatch_failover(struct op *op, enum op_fail why);
+bool dispatch_miss_next(struct op *op);
 
 /* Shared by request.c and dispatch.c. */
 struct request *request_get(struct worker *w);

@@ -31,6 +31,11 @@ struct pool_herd {
     atomic_uint_fast64_t wins, stale_hits, waits, wait_hits, wait_timeouts, lock_expired, coalesced,
         marked_stale;
     atomic_uint_fast64_t lat[LAT_BUCKETS]; /* backend reply latency histogram */
+    /* a failover route's (stats routes): keys routed through it, sent on to the next child
+     * after a failure, writes that landed on a child after the first, reads sent on after
+     * a miss, keys every child failed, deletes a child did not get (it was down) */
+    atomic_uint_fast64_t route_requests, route_fallbacks, route_fallback_writes, route_misses_moved,
+        route_failed, route_deletes_skipped;
 };
 
 #define STAT_ADD(field, n)                                                                      \
@@ -45,6 +50,13 @@ struct pool_herd {
         STAT_INC((w)->st.herd_##f);                            \
         if ((pool) >= 0 && (uint32_t)(pool) < (w)->npool_herd) \
             STAT_INC((w)->pool_herd[(pool)].f);                \
+    } while (0)
+
+/* Count a failover route event for worker w and route (pool index) idx. */
+#define ROUTE_COUNT(w, idx, f)                               \
+    do {                                                     \
+        if ((idx) >= 0 && (uint32_t)(idx) < (w)->npool_herd) \
+            STAT_INC((w)->pool_herd[(idx)].route_##f);       \
     } while (0)
 
 struct worker;

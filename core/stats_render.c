@@ -104,6 +104,8 @@ static void render_pools(struct worker *self, struct buf *out)
     const struct config *cfg = self->cfg;
     for (uint32_t p = 0; p < cfg->npools; p++) {
         const struct pool *pool = &cfg->pools[p];
+        if (pool->kind != POOL_SERVERS)
+            continue; /* stats routes */
         buf_printf(out, "STAT pool:%s:servers %u\r\n", pool->name, pool->nservers);
         for (uint32_t i = 0; i < pool->nservers; i++)
             buf_printf(out, "STAT pool:%s:server:%u %s\r\n", pool->name, i, pool->servers[i]->name);
@@ -146,6 +148,44 @@ static void render_pools(struct worker *self, struct buf *out)
     }
 }
 
+/* Per failover route: its pools in order, options, and counters summed over workers. */
+static void render_routes(struct worker *self, struct buf *out)
+{
+    const struct config *cfg = self->cfg;
+    static const struct {
+        const char *name;
+        size_t off;
+    } f[] = {
+#define RC(x) { #x, offsetof(struct pool_herd, route_##x) }
+        RC(requests),     RC(fallbacks), RC(fallback_writes),
+        RC(misses_moved), RC(failed),    RC(deletes_skipped),
+#undef RC
+    };
+    for (uint32_t p = 0; p < cfg->npools; p++) {
+        const struct pool *r = &cfg->pools[p];
+        if (r->kind != POOL_FAILOVER)
+            continue;
+        buf_printf(out, "STAT route:%s:kind failover\r\n", r->name);
+        for (uint32_t i = 0; i < r->nchildren; i++)
+            buf_printf(out, "STAT route:%s:child:%u %s\r\n", r->name, i,
+                       cfg->pools[r->children[i]].name);
+        buf_printf(out, "STAT route:%s:ttl %u\r\n", r->name, r->fo_ttl);
+        buf_printf(out, "STAT route:%s:on_miss %s\r\n", r->name, r->fo_on_miss ? "yes" : "no");
+        for (size_t k = 0; k < MG_ARRAY_LEN(f); k++) {
+            uint64_t v = 0;
+            for (int i = 0; i < nworkers; i++) {
+                struct worker *ow = &workers[i];
+                if (ow->cfg != cfg || p >= ow->npool_herd)
+                    continue;
+                v += atomic_load_explicit(
+                    (atomic_uint_fast64_t *)((char *)&ow->pool_herd[p] + f[k].off),
+                    memory_order_relaxed);
+            }
+            buf_printf(out, "STAT route:%s:%s %llu\r\n", r->name, f[k].name, (unsigned long long)v);
+        }
+    }
+}
+
 void stats_render(struct worker *w, struct mg_slice args, struct buf *out)
 {
     while (args.len && args.p[0] == ' ') {
@@ -164,6 +204,8 @@ void stats_render(struct worker *w, struct mg_slice args, struct buf *out)
         switch_render(out);
     else if (args.len == 5 && memcmp(args.p, "pools", 5) == 0)
         render_pools(w, out);
+    else if (args.len == 6 && memcmp(args.p, "routes", 6) == 0)
+        render_routes(w, out);
     else if (args.len == 4 && memcmp(args.p, "herd", 4) == 0)
         for (size_t i = 0; i < MG_ARRAY_LEN(herd_counters); i++)
             stats_line(out, "", herd_counters[i].name + 5, sum_counter(herd_counters[i].off));

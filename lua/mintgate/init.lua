@@ -34,6 +34,7 @@ local state = {
   route_fn = nil, -- a function(req) returning a pool, when routing is a function
   hooks = {},    -- event name -> function(req, pool)
   switches = {}, -- declared switches, in order
+  routes = {},   -- declared failover routes, in order (after every pool in the C config)
   admin = {},    -- admin listener addresses
   admin_on_data_port = false,
   admin_public = false,     -- admin listeners may be on non-loopback addresses
@@ -163,10 +164,85 @@ function M.pool(t)
   return p
 end
 
-local function pool_name(v, what, fn)
-  if getmetatable(v) == Pool then return v.name end
-  if type(v) == "string" and state.by_name[v] then return v end
-  error((fn or "mg.route") .. ": " .. what .. " must be a pool (from mg.pool) or a pool's name", 3)
+local Route = {}
+Route.__index = Route
+Route.__tostring = function(r) return "mintgate.failover(" .. r.name .. ")" end
+
+-- The name of pool v (a pool object or a declared pool's name); with routes_ok, a route
+-- object (mg.failover) or its name too.
+local function pool_name(v, what, fn, routes_ok)
+  local mt = getmetatable(v)
+  if mt == Pool or (routes_ok and mt == Route) then return v.name end
+  if type(v) == "string" and state.by_name[v] and
+    (routes_ok or getmetatable(state.by_name[v]) == Pool) then
+    return v
+  end
+  error((fn or "mg.route") .. ": " .. what .. (routes_ok and
+    " must be a pool (from mg.pool), a route (mg.failover) or its name" or
+    " must be a pool (from mg.pool) or a pool's name"), 3)
+end
+
+local FAIL_KINDS = { down = true, timeout = true, error = true }
+
+--- A failover route: the first pool serves; a key whose server is down, times out or
+-- errs (`on`, default all three) moves on to the next pool. Writes that land on a pool
+-- after the first live at most `ttl` seconds (a gutter pool: they expire instead of
+-- going stale); `on_miss = true` moves reads on after a miss too; a delete goes to every
+-- pool. Accepted wherever a pool is in routes, and returned by route functions.
+-- @tparam table t pools in order, then optional `ttl`, `on`, `on_miss`, `name`
+-- @return a route object
+function M.failover(t)
+  if type(t) ~= "table" then error("mg.failover: expected a table", 2) end
+  local children, names = {}, {}
+  for i, c in ipairs(t) do
+    if getmetatable(c) == Route then
+      error("mg.failover: pool " .. i .. " is a route; a route inside a failover is not " ..
+        "supported yet", 2)
+    end
+    children[i] = pool_name(c, "pool " .. i, "mg.failover")
+    names[i] = children[i]
+  end
+  if #children < 2 then error("mg.failover: needs at least two pools", 2) end
+  if #children > 64 then error("mg.failover: at most 64 pools", 2) end
+  for k in pairs(t) do
+    if type(k) ~= "number" and k ~= "ttl" and k ~= "on" and k ~= "on_miss" and k ~= "name" then
+      error("mg.failover: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  if t.ttl ~= nil and (type(t.ttl) ~= "number" or t.ttl < 0 or t.ttl % 1 ~= 0) then
+    error("mg.failover: 'ttl' must be a whole number of seconds", 2)
+  end
+  local on = { down = true, timeout = true, error = true }
+  if t.on ~= nil then
+    if type(t.on) ~= "table" or #t.on == 0 then
+      error("mg.failover: 'on' must be a list of \"down\", \"timeout\", \"error\"", 2)
+    end
+    on = {}
+    for _, kind in ipairs(t.on) do
+      if not FAIL_KINDS[kind] then
+        error("mg.failover: 'on' must be a list of \"down\", \"timeout\", \"error\"", 2)
+      end
+      on[kind] = true
+    end
+  end
+  if t.on_miss ~= nil and type(t.on_miss) ~= "boolean" then
+    error("mg.failover: 'on_miss' must be a boolean", 2)
+  end
+  local name = t.name or ("failover(" .. table.concat(names, ",") .. ")")
+  if type(name) ~= "string" or name == "" or name:find("[%s%c]") then
+    error("mg.failover: 'name' must be a non-empty string without spaces", 2)
+  end
+  if state.by_name[name] then
+    if t.name then error("mg.failover: '" .. name .. "' declared twice", 2) end
+    local n = 2
+    while state.by_name[name .. "#" .. n] do n = n + 1 end
+    name = name .. "#" .. n
+  end
+  local r = setmetatable({ name = name, children = children, ttl = t.ttl or 0, on = on,
+    on_miss = t.on_miss or false }, Route)
+  state.routes[#state.routes + 1] = r
+  state.by_name[name] = r
+  return r
 end
 
 --- Staleness policies (herd protection) go by one name, `stale`, everywhere: `mg.stale`,
@@ -242,15 +318,15 @@ function M.route(t)
   local r = { prefixes = {} }
   for k, v in pairs(t) do
     if k == "default" then
-      r.default = pool_name(v, "default")
+      r.default = pool_name(v, "default", nil, true)
     elseif type(k) == "string" and k ~= "" then
       local what = "prefix '" .. k .. "'"
-      if type(v) == "table" and getmetatable(v) ~= Pool then
+      if type(v) == "table" and getmetatable(v) ~= Pool and getmetatable(v) ~= Route then
         local policy -- nil: the pool's policy; false: none
         if v.stale ~= nil then policy = stale.normalize(v.stale, 2) end
-        r.prefixes[#r.prefixes + 1] = { k, pool_name(v.pool, what), policy }
+        r.prefixes[#r.prefixes + 1] = { k, pool_name(v.pool, what, nil, true), policy }
       else
-        r.prefixes[#r.prefixes + 1] = { k, pool_name(v, what) }
+        r.prefixes[#r.prefixes + 1] = { k, pool_name(v, what, nil, true) }
       end
     else
       error("mg.route: keys must be prefixes (non-empty strings) or 'default'", 2)

@@ -52,6 +52,45 @@ describe("mintgate config module", function()
     mg.pool { name = "main", servers = { "127.0.0.1:1" } } -- not "declared twice"
   end)
 
+  describe("mg.failover", function()
+    it("returns a route usable as a route table's value and default", function()
+      local a = mg.pool { name = "a", servers = { "127.0.0.1:1" } }
+      local b = mg.pool { name = "b", servers = { "127.0.0.1:2" } }
+      local r = mg.failover { a, "b", ttl = 10, on = { "down" }, on_miss = true }
+      assert.equal("failover(a,b)", r.name)
+      assert.same({ "a", "b" }, r.children)
+      assert.equal(10, r.ttl)
+      assert.same({ down = true }, r.on)
+      assert.is_true(r.on_miss)
+      assert.equal(r, mg._state.routes[1])
+      local r2 = mg.failover { a, b }
+      assert.equal("failover(a,b)#2", r2.name)
+      assert.same({ down = true, timeout = true, error = true }, r2.on)
+      mg.route { ["x:"] = r, default = r2 }
+      assert.equal("failover(a,b)#2", mg._state.route.default)
+      assert.equal("failover(a,b)", mg._state.route.prefixes[1][2])
+    end)
+
+    it("refuses what it cannot take, naming it", function()
+      local a = mg.pool { name = "a", servers = { "127.0.0.1:1" } }
+      local b = mg.pool { name = "b", servers = { "127.0.0.1:2" } }
+      raises(function() mg.failover "a" end, "mg.failover: expected a table")
+      raises(function() mg.failover { a } end, "mg.failover: needs at least two pools")
+      raises(function() mg.failover { a, "nosuch" } end,
+        "mg.failover: pool 2 must be a pool (from mg.pool) or a pool's name")
+      raises(function() mg.failover { a, mg.failover { a, b } } end, "not supported yet")
+      raises(function() mg.failover { a, b, ttl = 1.5 } end, "'ttl' must be a whole number")
+      raises(function() mg.failover { a, b, on = {} } end, "'on' must be a list of")
+      raises(function() mg.failover { a, b, on = { "slow" } } end, "'on' must be a list of")
+      raises(function() mg.failover { a, b, on_miss = 1 } end, "'on_miss' must be a boolean")
+      raises(function() mg.failover { a, b, retries = 2 } end, "unknown option 'retries'")
+      mg.failover { a, b, name = "fo" }
+      raises(function() mg.failover { a, b, name = "fo" } end, "'fo' declared twice")
+      raises(function() mg.switch { name = "s", fleet = { pool = "fo" } } end,
+        "mg.switch: fleet.pool must be a pool (from mg.pool) or a pool's name")
+    end)
+  end)
+
   describe("mg.listen", function()
     it("takes a list or one string; repeated calls add", function()
       mg.listen { "127.0.0.1:11211", "[::1]:11211" }
@@ -148,6 +187,18 @@ describe("mintgate config module", function()
       end
     end)
 
+    it("takes eject, max_inflight and unix socket servers", function()
+      local p = mg.pool { name = "p", servers = { "unix:/run/mc.sock", "127.0.0.1:1" },
+        eject = "remap", max_inflight = 64 }
+      assert.equal("remap", p.eject)
+      assert.equal(64, p.max_inflight)
+      assert.equal("unix:/run/mc.sock", p.servers[1])
+      raises(function() mg.pool { name = "q", servers = { "127.0.0.1:1" }, eject = "spread" } end,
+        "mg.pool 'q': 'eject' must be \"fail\" or \"remap\"")
+      raises(function() mg.pool { name = "q", servers = { "127.0.0.1:1" }, max_inflight = -1 } end,
+        "'max_inflight' must be a non-negative number")
+    end)
+
     it("refuses a bad policy or key style", function()
       raises(function() mg.pool { name = "p", servers = { "127.0.0.1:1" }, stale = "fast" } end,
         "unknown staleness policy 'fast'")
@@ -219,10 +270,10 @@ describe("mintgate config module", function()
 
     it("refuses unknown pools", function()
       raises(function() mg.route { default = "nosuch" } end,
-        "mg.route: default must be a pool (from mg.pool) or a pool's name")
+        "mg.route: default must be a pool (from mg.pool), a route (mg.failover) or its name")
       raises(function() mg.route { default = 1 } end, "mg.route: default must be a pool")
       raises(function() mg.route { ["x:"] = "nosuch" } end,
-        "mg.route: prefix 'x:' must be a pool (from mg.pool) or a pool's name")
+        "mg.route: prefix 'x:' must be a pool (from mg.pool), a route (mg.failover) or its name")
       raises(function() mg.route { ["x:"] = true } end, "prefix 'x:' must be a pool")
       raises(function() mg.route { ["x:"] = { stale = "none" } } end, "prefix 'x:' must be a pool")
       raises(function() mg.route { ["x:"] = { pool = "nosuch" } } end, "prefix 'x:' must be a pool")
