@@ -81,8 +81,7 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
         }
         if (op->child > 0)
             tg->ttl_cap = p->fo_ttl;
-        tg->pol = NULL; /* no herd policy through a failover route (yet) */
-        p = &cfg->pools[p->children[op->child]];
+        p = &cfg->pools[p->children[op->child]]; /* the route's (or entry's) policy stays */
         op->pool = (int)p->id;
     }
     struct mg_slice bk = place;
@@ -178,7 +177,7 @@ static void send_retrieval(struct request *r, struct op *op, const struct mg_tex
     }
     /* gat/gats: a plain read, but the new TTL gets the grace like touch */
     meta_render_get(wb, tg->bkey, tg->bklen, cas, touch,
-                    touch ? cap_ttl(herd_store_ttl(t->exptime, tg->pol), tg->ttl_cap) : 0);
+                    touch ? herd_store_ttl(cap_ttl(t->exptime, tg->ttl_cap), tg->pol) : 0);
     backend_push(b, op);
 }
 
@@ -192,15 +191,15 @@ static void send_storage(struct request *r, struct op *op, const struct mg_text_
     };
     MG_UNUSED(r);
     struct buf *wb = &tg->b->wbuf;
-    int64_t ttl = t->exptime;
+    /* a failover's later pool caps the nominal TTL; a staleness policy's grace follows */
+    int64_t ttl = cap_ttl(t->exptime, tg->ttl_cap);
     /* append/prepend/cas bypass the herd logic (they keep the item's TTL or are
      * compare-and-swap by the client); set/add/replace get the grace period */
     if (tg->pol && (t->cmd == MG_CMD_SET || t->cmd == MG_CMD_ADD || t->cmd == MG_CMD_REPLACE)) {
-        ttl = herd_store_ttl(t->exptime, tg->pol);
+        ttl = herd_store_ttl(ttl, tg->pol);
         if (op_keep_key(op, tg->bkey, tg->bklen))
             op->pol = tg->pol; /* so a STORED wakes local waiters */
     }
-    ttl = cap_ttl(ttl, tg->ttl_cap);
     if (buf_reserve(wb, tg->bklen + t->data.len + META_EXTRA) != MG_OK) {
         op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
@@ -221,7 +220,7 @@ static void send_keyed(struct request *r, struct op *op, const struct mg_text_re
     }
     if (t->cmd == MG_CMD_TOUCH) {
         meta_render_touch(wb, tg->bkey, tg->bklen,
-                          cap_ttl(herd_store_ttl(t->exptime, tg->pol), tg->ttl_cap));
+                          herd_store_ttl(cap_ttl(t->exptime, tg->ttl_cap), tg->pol));
     } else if (t->cmd == MG_CMD_DELETE && tg->pol && tg->pol->mark_stale) {
         /* fill on invalidate: the next reader refreshes, the rest get stale */
         meta_render_invalidate(wb, tg->bkey, tg->bklen, tg->pol->grace, false, 0);
@@ -538,6 +537,8 @@ static bool redispatch(struct op *op)
     op->out.off = op->out.len = 0;
     op->status = MG_R_NONE;
     op->be = NULL;
+    op->pol = NULL; /* herd bookkeeping starts again on the next pool's server */
+    op->herd_lease = false;
     struct target tg;
     if (target_of(r, op, op->ckey, where, t->b64, op->route, RES_TABLE, none, &tg) == MG_OK)
         send_op(r, op, t, op->ckey, &tg);

@@ -255,13 +255,13 @@ void op_reply_miss(struct op *op)
 void op_fail(struct op *op, enum op_fail why, const char *err)
 {
     struct request *r = op->req;
-    if (MG_UNLIKELY(op->route >= 0) && dispatch_failover(op, why))
-        return;
     herd_forget(op);
     for (struct op *f = herd_unlead(r->w, op), *next; f; f = next) {
         next = f->next_follower;
-        op_fail(f, why, err);
+        op_fail(f, why, err); /* through a failover route each follower moves on itself */
     }
+    if (MG_UNLIKELY(op->route >= 0) && dispatch_failover(op, why))
+        return; /* sent to the route's next pool, with fresh herd bookkeeping there */
     op->out.off = op->out.len = 0;
     op->status = MG_R_NONE;
     op->fail = why;

@@ -124,6 +124,29 @@ describe("mg.failover", function()
     assert.equal("1", st["route:fo:failed"])
   end)
 
+  it("a staleness policy keeps working through the route, on the pool that serves", function()
+    local A, G = E:memcached(), E:memcached()
+    local gw = E:gateway { threads = 1, config = string.format([[
+      local mg = require "mintgate"
+      mg.stale { grace = 30, lock = 2, wait = 50 }
+      local main = mg.pool { name = "main", servers = { "127.0.0.1:%d" }, timeout = 0.3,
+        connect_timeout = 0.3, failure_limit = 1, retry_timeout = 30 }
+      local gutter = mg.pool { name = "gutter", servers = { "127.0.0.1:%d" } }
+      mg.route { default = mg.failover { main, gutter, name = "fo", ttl = 10 } }
+    ]], A.port, G.port) }
+    local c, c2 = E:client(gw.port), E:client(gw.port)
+    E:stop(A)
+    assert.same({}, c:get("hk")) -- a cold miss on the gutter: this client regenerates
+    local st = E:client(gw.port):stats("stats pools")
+    assert.equal("1", st["pool:gutter:herd_wins"])
+    -- a second client meanwhile waits for the value (wait = 50 ms), then misses
+    assert.same({}, c2:get("hk"))
+    assert.equal("STORED", c:set("hk", "fresh", 0, 100))
+    local t = ttl_on(G.port, "hk") -- 100 capped to 10, then the 30 s grace as for any pool
+    assert(t and t > 30 and t <= 40, "TTL on the gutter: " .. tostring(t))
+    assert.equal("fresh", c2:value("hk"))
+  end)
+
   it("every child down: the client gets the last child's error", function()
     local A, G = E:memcached(), E:memcached()
     local gw = gateway(A, G)
