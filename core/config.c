@@ -155,7 +155,7 @@ int config_add_failover(struct config *c, const char *name, const char *const *c
                         uint32_t on, uint32_t ttl, bool on_miss, char *err, size_t errlen)
 {
     if (n < 2) {
-        snprintf(err, errlen, "failover '%s': needs at least two pools", name);
+        snprintf(err, errlen, "route '%s': needs at least two pools", name);
         return MG_ERR;
     }
     if (config_find_pool(c, name) >= 0) {
@@ -169,8 +169,8 @@ int config_add_failover(struct config *c, const char *name, const char *const *c
         int id = config_find_pool(c, children[i]);
         if (id < 0 || c->pools[id].kind != POOL_SERVERS) {
             snprintf(err, errlen,
-                     "failover '%s': '%s' is not a pool declared before it (a route "
-                     "inside a failover is not supported yet)",
+                     "route '%s': '%s' is not a pool declared before it (a route "
+                     "inside a route is not supported yet)",
                      name, children[i]);
             free(ids);
             return MG_ERR;
@@ -201,6 +201,16 @@ int config_add_failover(struct config *c, const char *name, const char *const *c
 oom:
     snprintf(err, errlen, "out of memory");
     return MG_ERR;
+}
+
+int config_add_warmup(struct config *c, const char *name, const char *cold, const char *warm,
+                      uint32_t ttl, char *err, size_t errlen)
+{
+    const char *children[2] = { cold, warm };
+    int id = config_add_failover(c, name, children, 2, 0, ttl, true, err, errlen);
+    if (id >= 0)
+        c->pools[id].kind = POOL_WARMUP;
+    return id;
 }
 
 int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx,

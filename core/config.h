@@ -47,10 +47,11 @@ struct server {
     struct pool_opts opts; /* from the first pool that names the server */
 };
 
-/* A named set of servers with a ketama ring, or a route over such pools (a failover:
- * kind POOL_FAILOVER, no servers). Owned by its config. Wherever a pool index is taken
- * (route tables, route functions), a route's is too. */
-enum pool_kind { POOL_SERVERS = 0, POOL_FAILOVER };
+/* A named set of servers with a ketama ring, or a route over such pools (kind
+ * POOL_FAILOVER, or POOL_WARMUP: children cold then warm, fo_ttl the fill TTL; no servers). Owned
+ * by its config. Wherever a pool index is taken (route tables, route functions), a route's is too.
+ */
+enum pool_kind { POOL_SERVERS = 0, POOL_FAILOVER, POOL_WARMUP };
 
 struct pool {
     char *name;
@@ -141,6 +142,10 @@ int config_find_pool(const struct config *c, const char *name);
  * Returns its pool index or MG_ERR with err filled. */
 int config_add_failover(struct config *c, const char *name, const char *const *children, uint32_t n,
                         uint32_t on, uint32_t ttl, bool on_miss, char *err, size_t errlen);
+/* Add a warm-up route: reads try cold, a miss reads warm, whose hit is added to cold with
+ * its remaining TTL (else ttl); writes go to cold, deletes to both. */
+int config_add_warmup(struct config *c, const char *name, const char *cold, const char *warm,
+                      uint32_t ttl, char *err, size_t errlen);
 /* prefix NULL sets the default pool. stale may be NULL (the pool's policy applies).
  * Returns MG_OK or MG_ERR. */
 int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx,

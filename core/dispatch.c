@@ -73,14 +73,16 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
         tg->pol = np->off ? NULL : np;
     }
     tg->ttl_cap = 0;
-    if (MG_UNLIKELY(p->kind == POOL_FAILOVER)) {
+    if (MG_UNLIKELY(p->kind != POOL_SERVERS)) {
         if (op->route < 0) {
             op->route = (int)p->id;
             op->child = 0;
             ROUTE_COUNT(w, op->route, requests);
         }
-        if (op->child > 0)
+        if (p->kind == POOL_FAILOVER && op->child > 0)
             tg->ttl_cap = p->fo_ttl;
+        if (p->kind == POOL_WARMUP)
+            tg->pol = NULL;                      /* a herd win on cold would hide warm's value */
         p = &cfg->pools[p->children[op->child]]; /* the route's (or entry's) policy stays */
         op->pool = (int)p->id;
     }
@@ -177,7 +179,8 @@ static void send_retrieval(struct request *r, struct op *op, const struct mg_tex
     }
     /* gat/gats: a plain read, but the new TTL gets the grace like touch */
     meta_render_get(wb, tg->bkey, tg->bklen, cas, touch,
-                    touch ? herd_store_ttl(cap_ttl(t->exptime, tg->ttl_cap), tg->pol) : 0);
+                    touch ? herd_store_ttl(cap_ttl(t->exptime, tg->ttl_cap), tg->pol) : 0,
+                    op->route >= 0 && op->child > 0); /* a warm-up's fill takes warm's TTL */
     backend_push(b, op);
 }
 
@@ -289,9 +292,45 @@ static void send_op(struct request *r, struct op *op, const struct mg_text_req *
     }
 }
 
-/* A delete through a failover route reaches every child, not only the one that answers
- * the client: each other child gets an md of its own (fire and forget; a child that is
- * down is counted as skipped). where: the key's placement bytes. */
+/* A key as a route's child pool p stores it: its backend (*b), and the key as sent (in
+ * kbuf or ebuf, base64 again for a b-flag key). where: the key's placement bytes. Returns
+ * false when p's key style refuses it or it is one of the gateway's own keys. */
+struct child_key {
+    struct backend *b;
+    const char *key;
+    size_t klen;
+    char kbuf[MG_KEY_MAX + 1];
+    char ebuf[B64_LEN(MG_KEY_MAX) + 1];
+};
+
+static bool child_key(struct request *r, const struct pool *p, struct mg_slice where, bool b64,
+                      struct child_key *ck)
+{
+    struct mg_slice bk = where;
+    if (p->keys) {
+        int n = keys_apply_bytes(p->keys, where.p, where.len, b64, ck->kbuf, sizeof(ck->kbuf));
+        if (n < 0)
+            return false;
+        bk = (struct mg_slice){ ck->kbuf, (uint32_t)n };
+    }
+    if (bk.len > MG_KEY_MAX || key_reserved(r, bk))
+        return false;
+    ck->key = bk.p;
+    ck->klen = bk.len;
+    if (b64) {
+        int n = b64_ntop((const unsigned char *)bk.p, bk.len, ck->ebuf, sizeof(ck->ebuf));
+        if (n <= 0 || n > MG_KEY_MAX)
+            return false;
+        ck->key = ck->ebuf;
+        ck->klen = (size_t)n;
+    }
+    ck->b = worker_pick(r->w, p, bk.p, bk.len);
+    return true;
+}
+
+/* A delete through a route reaches every child, not only the one that answers the
+ * client: each other child gets an md of its own (fire and forget; a child that is down
+ * is counted as skipped). where: the key's placement bytes. */
 static void delete_on_children(struct request *r, struct op *op, const struct mg_text_req *t,
                                struct mg_slice where)
 {
@@ -299,41 +338,58 @@ static void delete_on_children(struct request *r, struct op *op, const struct mg
     const struct config *cfg = w->cfg;
     const struct pool *fo = &cfg->pools[op->route];
     for (uint32_t i = 0; i < fo->nchildren; i++) {
-        if (i == op->child)
+        struct child_key ck;
+        if (i == op->child || !child_key(r, &cfg->pools[fo->children[i]], where, t->b64, &ck))
             continue;
-        const struct pool *p = &cfg->pools[fo->children[i]];
-        char kbuf[MG_KEY_MAX + 1], ebuf[B64_LEN(MG_KEY_MAX) + 1];
-        struct mg_slice bk = where;
-        if (p->keys) {
-            int n = keys_apply_bytes(p->keys, where.p, where.len, t->b64, kbuf, sizeof(kbuf));
-            if (n < 0)
-                continue;
-            bk = (struct mg_slice){ kbuf, (uint32_t)n };
-        }
-        if (bk.len > MG_KEY_MAX || key_reserved(r, bk))
-            continue;
-        const char *sk = bk.p;
-        size_t sl = bk.len;
-        if (t->b64) {
-            int n = b64_ntop((const unsigned char *)bk.p, bk.len, ebuf, sizeof(ebuf));
-            if (n <= 0 || n > MG_KEY_MAX)
-                continue;
-            sk = ebuf;
-            sl = (size_t)n;
-        }
-        struct backend *b = worker_pick(w, p, bk.p, bk.len);
         enum op_fail why;
-        struct request *ir = request_one(w, b, sl + 2, NULL, NULL, &why);
+        struct request *ir = request_one(w, ck.b, ck.klen + 2, NULL, NULL, &why);
         if (ir == NULL) {
             ROUTE_COUNT(w, op->route, deletes_skipped);
             continue;
         }
-        meta_key(&b->wbuf, "md ", sk, sl);
+        meta_key(&ck.b->wbuf, "md ", ck.key, ck.klen);
         if (t->b64)
-            buf_put(&b->wbuf, " b", 2);
-        meta_end(&b->wbuf);
+            buf_put(&ck.b->wbuf, " b", 2);
+        meta_end(&ck.b->wbuf);
         request_one_send(ir);
     }
+}
+
+void dispatch_warm_fill(struct op *op, const struct mg_meta_reply *rep)
+{
+    struct request *r = op->req;
+    struct worker *w = r->w;
+    const struct config *cfg = w->cfg;
+    const struct mg_text_req *t = &r->t;
+    if (r->cfg != cfg || !r->own_copy || t->b64)
+        return;
+    const struct pool *wu = &cfg->pools[op->route];
+    struct mg_slice where = op->ckey, v;
+    struct child_key ck;
+    if (wu->kind != POOL_WARMUP || op->child != 1 ||
+        !child_key(r, &cfg->pools[wu->children[0]], where, false, &ck))
+        return;
+    int64_t ttl = wu->fo_ttl; /* warm's remaining TTL when it has one */
+    uint64_t flags = 0;
+    if (mg_meta_flag(rep->flags, 't', &v) && v.len && v.p[0] != '-') {
+        int64_t left = 0;
+        for (uint32_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9'; i++)
+            left = left * 10 + (v.p[i] - '0');
+        if (left > 0)
+            ttl = left;
+    }
+    if (mg_meta_flag(rep->flags, 'f', &v))
+        for (uint32_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9' && i < 10; i++)
+            flags = flags * 10 + (uint64_t)(v.p[i] - '0');
+    enum op_fail why;
+    struct request *ir = request_one(w, ck.b, ck.klen + rep->data.len + 64, NULL, NULL, &why);
+    if (ir == NULL)
+        return;
+    /* add: a value written to cold meanwhile wins */
+    meta_render_store(&ck.b->wbuf, ck.key, ck.klen, rep->data, (uint32_t)flags, ttl, META_ADD,
+                      false, 0);
+    request_one_send(ir);
+    ROUTE_COUNT(w, op->route, fills);
 }
 
 /* Count a command once, whichever path it takes. */

@@ -201,7 +201,7 @@ static int compile_pools(lua_State *L, struct config *c, const struct settings *
     return MG_OK;
 }
 
-/* Failover routes (mg.failover), after the pools they name. */
+/* Routes (mg.failover, mg.warmup), after the pools they name. */
 static int compile_failovers(lua_State *L, struct config *c, char *err, size_t errlen)
 {
     static const struct {
@@ -240,11 +240,15 @@ static int compile_failovers(lua_State *L, struct config *c, char *err, size_t e
         }
         lua_getfield(L, -4, "ttl");
         lua_getfield(L, -5, "on_miss");
-        double ttl = lua_tonumber(L, -2);
-        int rc = config_add_failover(c, name, names, (uint32_t)nc, on,
-                                     ttl > 0 && ttl < 4e9 ? (uint32_t)ttl : 0, lua_toboolean(L, -1),
-                                     err, errlen);
-        lua_pop(L, 6); /* on_miss, ttl, on, children, name, route */
+        lua_getfield(L, -6, "kind");
+        double ttl = lua_tonumber(L, -3);
+        uint32_t t = ttl > 0 && ttl < 4e9 ? (uint32_t)ttl : 0;
+        const char *kind = lua_tostring(L, -1);
+        int rc = kind && strcmp(kind, "warmup") == 0 && nc == 2
+                     ? config_add_warmup(c, name, names[0], names[1], t, err, errlen)
+                     : config_add_failover(c, name, names, (uint32_t)nc, on, t,
+                                           lua_toboolean(L, -2), err, errlen);
+        lua_pop(L, 7); /* kind, on_miss, ttl, on, children, name, route */
         if (rc < 0)
             return MG_ERR;
     }

@@ -482,8 +482,12 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
         stats_latency(r->w, op->pool, (ev_now(r->w->loop) - op->sent) * 1e6);
     struct stats *st = &r->w->st;
     enum mg_rstatus s = rep->status;
-    if (MG_UNLIKELY(op->route >= 0) && s == MG_R_EN && dispatch_miss_next(op))
-        return;
+    if (MG_UNLIKELY(op->route >= 0)) {
+        if (s == MG_R_EN && dispatch_miss_next(op))
+            return;
+        if (s == MG_R_VA && op->child > 0 && is_retrieval(r->cmd))
+            dispatch_warm_fill(op, rep);
+    }
     op->status = s;
     if (op->pol && is_retrieval(r->cmd)) { /* a classic get under a staleness policy */
         struct op *f = herd_unlead(r->w, op);

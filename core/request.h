@@ -155,6 +155,8 @@ void request_one_send(struct request *r);
  * was sent on: the caller leaves op alone. */
 bool dispatch_failover(struct op *op, enum op_fail why);
 bool dispatch_miss_next(struct op *op);
+/* A warm-up route's read answered by warm (rep, a VA): add the value to cold. */
+void dispatch_warm_fill(struct op *op, const struct mg_meta_reply *rep);
 
 /* Shared by request.c and dispatch.c. */
 struct request *request_get(struct worker *w);

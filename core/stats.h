@@ -33,9 +33,10 @@ struct pool_herd {
     atomic_uint_fast64_t lat[LAT_BUCKETS]; /* backend reply latency histogram */
     /* a failover route's (stats routes): keys routed through it, sent on to the next child
      * after a failure, writes that landed on a child after the first, reads sent on after
-     * a miss, keys every child failed, deletes a child did not get (it was down) */
+     * a miss, keys every child failed, deletes a child did not get (it was down), warm-up
+     * hits added to the cold pool */
     atomic_uint_fast64_t route_requests, route_fallbacks, route_fallback_writes, route_misses_moved,
-        route_failed, route_deletes_skipped;
+        route_failed, route_deletes_skipped, route_fills;
 };
 
 #define STAT_ADD(field, n)                                                                      \

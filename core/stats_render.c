@@ -157,15 +157,16 @@ static void render_routes(struct worker *self, struct buf *out)
         size_t off;
     } f[] = {
 #define RC(x) { #x, offsetof(struct pool_herd, route_##x) }
-        RC(requests),     RC(fallbacks), RC(fallback_writes),
-        RC(misses_moved), RC(failed),    RC(deletes_skipped),
+        RC(requests), RC(fallbacks),       RC(fallback_writes), RC(misses_moved),
+        RC(failed),   RC(deletes_skipped), RC(fills),
 #undef RC
     };
     for (uint32_t p = 0; p < cfg->npools; p++) {
         const struct pool *r = &cfg->pools[p];
-        if (r->kind != POOL_FAILOVER)
+        if (r->kind == POOL_SERVERS)
             continue;
-        buf_printf(out, "STAT route:%s:kind failover\r\n", r->name);
+        buf_printf(out, "STAT route:%s:kind %s\r\n", r->name,
+                   r->kind == POOL_WARMUP ? "warmup" : "failover");
         for (uint32_t i = 0; i < r->nchildren; i++)
             buf_printf(out, "STAT route:%s:child:%u %s\r\n", r->name, i,
                        cfg->pools[r->children[i]].name);

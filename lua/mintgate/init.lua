@@ -34,7 +34,7 @@ local state = {
   route_fn = nil, -- a function(req) returning a pool, when routing is a function
   hooks = {},    -- event name -> function(req, pool)
   switches = {}, -- declared switches, in order
-  routes = {},   -- declared failover routes, in order (after every pool in the C config)
+  routes = {},   -- declared routes (failover, warmup), in order (after every pool in C)
   admin = {},    -- admin listener addresses
   admin_on_data_port = false,
   admin_public = false,     -- admin listeners may be on non-loopback addresses
@@ -166,7 +166,7 @@ end
 
 local Route = {}
 Route.__index = Route
-Route.__tostring = function(r) return "mintgate.failover(" .. r.name .. ")" end
+Route.__tostring = function(r) return "mintgate." .. r.kind .. "(" .. r.name .. ")" end
 
 -- The name of pool v (a pool object or a declared pool's name); with routes_ok, a route
 -- object (mg.failover) or its name too.
@@ -238,8 +238,49 @@ function M.failover(t)
     while state.by_name[name .. "#" .. n] do n = n + 1 end
     name = name .. "#" .. n
   end
-  local r = setmetatable({ name = name, children = children, ttl = t.ttl or 0, on = on,
-    on_miss = t.on_miss or false }, Route)
+  local r = setmetatable({ kind = "failover", name = name, children = children, ttl = t.ttl or 0,
+    on = on, on_miss = t.on_miss or false }, Route)
+  state.routes[#state.routes + 1] = r
+  state.by_name[name] = r
+  return r
+end
+
+--- A warm-up route (mcrouter's WarmUpRoute): reads try `cold`; a miss there reads `warm`,
+-- and a hit there is returned and added to `cold` with its remaining TTL (or `ttl` when it
+-- has none). Writes go to `cold`; deletes to both. With a switch in a route function, it
+-- moves keys to a new pool without a miss storm.
+-- @tparam table t `cold`, `warm` (pools), optional `ttl` (seconds), `name`
+-- @return a route object
+function M.warmup(t)
+  if type(t) ~= "table" then error("mg.warmup: expected a table", 2) end
+  for k in pairs(t) do
+    if k ~= "cold" and k ~= "warm" and k ~= "ttl" and k ~= "name" then
+      error("mg.warmup: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  for _, k in ipairs { "cold", "warm" } do
+    if getmetatable(t[k]) == Route then
+      error("mg.warmup: '" .. k .. "' is a route; a route inside a route is not supported yet", 2)
+    end
+  end
+  local cold = pool_name(t.cold, "'cold'", "mg.warmup")
+  local warm = pool_name(t.warm, "'warm'", "mg.warmup")
+  if cold == warm then error("mg.warmup: 'cold' and 'warm' must be two pools", 2) end
+  if t.ttl ~= nil and (type(t.ttl) ~= "number" or t.ttl < 0 or t.ttl % 1 ~= 0) then
+    error("mg.warmup: 'ttl' must be a whole number of seconds", 2)
+  end
+  local name = t.name or ("warmup(" .. cold .. "<" .. warm .. ")")
+  if type(name) ~= "string" or name == "" or name:find("[%s%c]") then
+    error("mg.warmup: 'name' must be a non-empty string without spaces", 2)
+  end
+  if state.by_name[name] then
+    if t.name then error("mg.warmup: '" .. name .. "' declared twice", 2) end
+    local n = 2
+    while state.by_name[name .. "#" .. n] do n = n + 1 end
+    name = name .. "#" .. n
+  end
+  local r = setmetatable({ kind = "warmup", name = name, children = { cold, warm },
+    ttl = t.ttl or 0, on = {}, on_miss = true }, Route)
   state.routes[#state.routes + 1] = r
   state.by_name[name] = r
   return r

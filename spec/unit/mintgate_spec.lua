@@ -91,6 +91,31 @@ describe("mintgate config module", function()
     end)
   end)
 
+  describe("mg.warmup", function()
+    it("returns a warm-up route over cold and warm", function()
+      local old = mg.pool { name = "old", servers = { "127.0.0.1:1" } }
+      local new = mg.pool { name = "new", servers = { "127.0.0.1:2" } }
+      local r = mg.warmup { cold = new, warm = old, ttl = 3600 }
+      assert.equal("warmup", r.kind)
+      assert.equal("warmup(new<old)", r.name)
+      assert.same({ "new", "old" }, r.children)
+      assert.equal(3600, r.ttl)
+      mg.route { default = r }
+      assert.equal("warmup(new<old)", mg._state.route.default)
+    end)
+
+    it("refuses what it cannot take", function()
+      local a = mg.pool { name = "a", servers = { "127.0.0.1:1" } }
+      local b = mg.pool { name = "b", servers = { "127.0.0.1:2" } }
+      raises(function() mg.warmup { cold = a } end, "mg.warmup: 'warm' must be a pool")
+      raises(function() mg.warmup { cold = a, warm = a } end, "must be two pools")
+      raises(function() mg.warmup { cold = a, warm = b, ttl = -5 } end, "'ttl' must be a whole")
+      raises(function() mg.warmup { cold = a, warm = b, fill = true } end, "unknown option 'fill'")
+      raises(function() mg.warmup { cold = mg.failover { a, b }, warm = b } end,
+        "a route inside a route is not supported yet")
+    end)
+  end)
+
   describe("mg.listen", function()
     it("takes a list or one string; repeated calls add", function()
       mg.listen { "127.0.0.1:11211", "[::1]:11211" }
