@@ -129,21 +129,22 @@ static void backend_probe(struct backend *b)
     backend_connect(b);
 }
 
-bool backend_usable(struct backend *b)
+bool backend_usable_slow(struct backend *b)
 {
-    if (MG_LIKELY(b->state != BE_DOWN)) {
-        /* another worker may have ejected the server (or be probing it) */
+    if (b->state != BE_DOWN) {
+        /* another worker ejected the server (or is probing it) */
         int64_t until = health_until(b->health);
-        if (MG_UNLIKELY(until != 0)) {
-            if (now_us(b) < until)
-                return false;
-            if (b->state == BE_IDLE && !b->probing) { /* its rest is over: test it */
-                backend_probe(b);
-                return false;
-            }
-            return !b->probing;
+        if (until == 0)
+            return true;
+        if (now_us(b) < until)
+            return false;
+        if (b->state == BE_IDLE && !b->probing) { /* its rest is over: test it */
+            backend_probe(b);
+            return false;
         }
-        return true;
+        if (b->state == BE_UP && !b->probing) /* this worker's connection kept working */
+            health_up(b->health);
+        return !b->probing;
     }
     if (ev_now(b->w->loop) >= b->retry_at && !health_is_down(b->health, now_us(b))) {
         if (b->health) { /* a probe decides; no client request is risked on it */
@@ -348,27 +349,28 @@ static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     b->rbuf.len += (size_t)n;
-    while ((b->qhead || b->probing) && buf_unread(&b->rbuf)) {
+    if (MG_UNLIKELY(b->probing)) { /* the probe's answer comes first */
         struct mg_meta_reply rep;
         size_t used = 0;
-        if (MG_UNLIKELY(b->probing)) { /* the probe's answer comes first */
-            int rc = mg_meta_parse_reply(buf_head(&b->rbuf), buf_unread(&b->rbuf), 0, &rep, &used);
-            if (rc == MG_EAGAIN)
-                break;
-            if (rc != MG_OK || rep.status != MG_R_MN) {
-                backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR backend protocol error");
-                return;
-            }
-            b->rbuf.off += used;
-            b->probing = false;
-            b->failures = 0;
-            b->up_since = ev_now(b->w->loop);
-            backend_set_state(b, BE_UP);
-            health_up(b->health);
-            log_warn("backend %s: back after its probe", b->name);
-            backend_arm_timer(b);
-            continue;
+        int rc = mg_meta_parse_reply(buf_head(&b->rbuf), buf_unread(&b->rbuf), 0, &rep, &used);
+        if (rc == MG_EAGAIN)
+            return;
+        if (rc != MG_OK || rep.status != MG_R_MN) {
+            backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR backend protocol error");
+            return;
         }
+        b->rbuf.off += used;
+        b->probing = false;
+        b->failures = 0;
+        b->up_since = ev_now(b->w->loop);
+        backend_set_state(b, BE_UP);
+        health_up(b->health);
+        log_warn("backend %s: back after its probe", b->name);
+        backend_arm_timer(b);
+    }
+    while (b->qhead && buf_unread(&b->rbuf)) {
+        struct mg_meta_reply rep;
+        size_t used = 0;
         int rc = mg_meta_parse_reply(buf_head(&b->rbuf), buf_unread(&b->rbuf), BACKEND_VALUE_MAX,
                                      &rep, &used);
         if (rc == MG_EAGAIN)
@@ -386,9 +388,6 @@ static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
             b->qtail = NULL;
         b->nq--;
         b->failures = 0;
-        /* a reply after the ejection ran out: the server is back for every worker */
-        if (MG_UNLIKELY(health_until(b->health) != 0) && !health_is_down(b->health, now_us(b)))
-            health_up(b->health);
         STAT_DEC(b->st.inflight);
         op->next = NULL;
         op_reply(op, &rep);

@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "health.h"
 
 struct worker;
 struct op;
@@ -65,7 +66,13 @@ void backend_free(struct backend *b);
 
 /* True when a request may be queued now (connected, connecting, or worth a reconnect).
  * False while ejected: the caller fails the request at once. */
-bool backend_usable(struct backend *b);
+bool backend_usable_slow(struct backend *b);
+static inline bool backend_usable(struct backend *b)
+{
+    if (MG_LIKELY(b->state != BE_DOWN && health_until(b->health) == 0))
+        return true;
+    return backend_usable_slow(b);
+}
 /* Queue op whose command the caller has just appended to b->wbuf. Starts a connect when
  * idle and schedules a flush before the loop sleeps. */
 void backend_push(struct backend *b, struct op *op);

@@ -150,8 +150,9 @@ static int64_t cap_ttl(int64_t ttl, uint32_t cap)
     return ttl == 0 || ttl > (int64_t)cap ? (int64_t)cap : ttl;
 }
 
-static void send_retrieval(struct request *r, struct op *op, const struct mg_text_req *t,
-                           struct mg_slice k, struct target *tg)
+static MG_ALWAYS_INLINE void send_retrieval(struct request *r, struct op *op,
+                                            const struct mg_text_req *t, struct mg_slice k,
+                                            struct target *tg)
 {
     struct worker *w = r->w;
     bool cas = t->cmd == MG_CMD_GETS || t->cmd == MG_CMD_GATS;
@@ -184,8 +185,8 @@ static void send_retrieval(struct request *r, struct op *op, const struct mg_tex
     backend_push(b, op);
 }
 
-static void send_storage(struct request *r, struct op *op, const struct mg_text_req *t,
-                         struct target *tg)
+static MG_ALWAYS_INLINE void send_storage(struct request *r, struct op *op,
+                                          const struct mg_text_req *t, struct target *tg)
 {
     static const enum meta_mode modes[] = {
         [MG_CMD_SET] = META_SET,         [MG_CMD_ADD] = META_ADD,
@@ -213,8 +214,8 @@ static void send_storage(struct request *r, struct op *op, const struct mg_text_
 }
 
 /* delete, incr, decr, touch */
-static void send_keyed(struct request *r, struct op *op, const struct mg_text_req *t,
-                       struct target *tg)
+static MG_ALWAYS_INLINE void send_keyed(struct request *r, struct op *op,
+                                        const struct mg_text_req *t, struct target *tg)
 {
     struct buf *wb = &tg->b->wbuf;
     if (buf_reserve(wb, tg->bklen + META_EXTRA) != MG_OK) {
@@ -238,8 +239,8 @@ static void send_keyed(struct request *r, struct op *op, const struct mg_text_re
 
 /* mg/ms/md/ma/me: forwarded with their flags; q is kept here (hidden replies are dropped
  * by the gateway) so every backend request has exactly one reply to match. */
-static void send_meta(struct request *r, struct op *op, const struct mg_text_req *t,
-                      struct target *tg)
+static MG_ALWAYS_INLINE void send_meta(struct request *r, struct op *op,
+                                       const struct mg_text_req *t, struct target *tg)
 {
     static const char *names[] = {
         [MG_CMD_MG] = "mg ", [MG_CMD_MS] = "ms ", [MG_CMD_MD] = "md ",
@@ -256,9 +257,10 @@ static void send_meta(struct request *r, struct op *op, const struct mg_text_req
     backend_push(tg->b, op);
 }
 
-/* Send op for key k once its target is known. */
-static void send_op(struct request *r, struct op *op, const struct mg_text_req *t,
-                    struct mg_slice k, struct target *tg)
+/* Send op for key k once its target is known. Inlined: the per-key hot path (dispatch_keys)
+ * lost ~50 instructions per get when a second caller (redispatch) made it a call. */
+static MG_ALWAYS_INLINE void send_op(struct request *r, struct op *op, const struct mg_text_req *t,
+                                     struct mg_slice k, struct target *tg)
 {
     if (tg->pol && !is_retrieval(t->cmd) && t->cmd != MG_CMD_MG && t->cmd != MG_CMD_ME)
         herd_on_write(r->w, r->c, tg->b, tg->plain.p, tg->plain.len);
@@ -565,15 +567,17 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
             continue;
         /* mg k on a base64 key: memcached 1.6 echoes an item that mg's N flag created with
          * its decoded bytes (\r\n and all: a split reply line), so the gateway adds k */
-        op->add_k = t->b64 && t->echo_key && t->cmd == MG_CMD_MG;
-        op->k_after = t->k_after;
-        if ((op->rekey || op->add_k) && !r->own_copy && t->cmd >= MG_CMD_MG) {
+        if (t->cmd >= MG_CMD_MG) {
+            op->add_k = t->b64 && t->echo_key && t->cmd == MG_CMD_MG;
+            op->k_after = t->k_after;
             /* its reply's k flag gets the client's key back, after the read buffer moved */
-            if (!op_keep_key(op, k.p, k.len)) {
-                op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
-                continue;
+            if ((op->rekey || op->add_k) && !r->own_copy) {
+                if (!op_keep_key(op, k.p, k.len)) {
+                    op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
+                    continue;
+                }
+                op->ckey = (struct mg_slice){ buf_head(&op->key), k.len };
             }
-            op->ckey = (struct mg_slice){ buf_head(&op->key), k.len };
         }
         send_op(r, op, t, k, &tg);
     }

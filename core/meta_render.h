@@ -33,8 +33,8 @@ static inline void meta_end(struct buf *wb)
 }
 
 /* A classic read: value and flags (cas: and the CAS); touch: a new TTL too (gat). */
-static inline void meta_render_get(struct buf *wb, const char *key, size_t klen, bool cas,
-                                   bool touch, int64_t ttl, bool with_ttl)
+static MG_ALWAYS_INLINE void meta_render_get(struct buf *wb, const char *key, size_t klen, bool cas,
+                                             bool touch, int64_t ttl, bool with_ttl)
 {
     meta_key(wb, "mg ", key, klen);
     buf_put(wb, cas ? " v f c" : " v f", cas ? 6 : 4);

@@ -44,9 +44,11 @@ struct mg_slice {
 #if defined(__GNUC__)
 #define MG_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MG_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MG_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define MG_LIKELY(x) (x)
 #define MG_UNLIKELY(x) (x)
+#define MG_ALWAYS_INLINE inline
 #endif
 
 #endif
