@@ -213,6 +213,18 @@ int config_add_warmup(struct config *c, const char *name, const char *cold, cons
     return id;
 }
 
+int config_add_shadow(struct config *c, const char *name, const char *main, const char *copy,
+                      int sw, char *err, size_t errlen)
+{
+    const char *children[2] = { main, copy };
+    int id = config_add_failover(c, name, children, 2, 0, 0, false, err, errlen);
+    if (id >= 0) {
+        c->pools[id].kind = POOL_SHADOW;
+        c->pools[id].shadow_switch = sw;
+    }
+    return id;
+}
+
 int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx,
                      const struct stale_policy *stale)
 {

@@ -51,7 +51,7 @@ struct server {
  * POOL_FAILOVER, or POOL_WARMUP: children cold then warm, fo_ttl the fill TTL; no servers). Owned
  * by its config. Wherever a pool index is taken (route tables, route functions), a route's is too.
  */
-enum pool_kind { POOL_SERVERS = 0, POOL_FAILOVER, POOL_WARMUP };
+enum pool_kind { POOL_SERVERS = 0, POOL_FAILOVER, POOL_WARMUP, POOL_SHADOW };
 
 struct pool {
     char *name;
@@ -62,6 +62,7 @@ struct pool {
     uint32_t fo_on;          /* failover: the op_fail kinds that move on (1 << kind) */
     uint32_t fo_ttl;         /* failover: cap on the TTL of writes to a child after the first */
     bool fo_on_miss;         /* failover: reads move on after a miss too */
+    int shadow_switch;       /* shadow: the switch whose share of keys is copied to children[1] */
     struct server **servers; /* borrowed from config->servers, in ring order */
     uint32_t nservers;
     struct ketama *ring;
@@ -146,6 +147,10 @@ int config_add_failover(struct config *c, const char *name, const char *const *c
  * its remaining TTL (else ttl); writes go to cold, deletes to both. */
 int config_add_warmup(struct config *c, const char *name, const char *cold, const char *warm,
                       uint32_t ttl, char *err, size_t errlen);
+/* Add a shadow route: main serves; the keys switch sw (an id) has on are also sent to copy,
+ * whose replies only count. */
+int config_add_shadow(struct config *c, const char *name, const char *main, const char *copy,
+                      int sw, char *err, size_t errlen);
 /* prefix NULL sets the default pool. stale may be NULL (the pool's policy applies).
  * Returns MG_OK or MG_ERR. */
 int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx,

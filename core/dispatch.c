@@ -12,6 +12,7 @@
 #include "plugin.h"
 #include "request.h"
 #include "stats.h"
+#include "switch.h"
 #include "worker.h"
 
 /* Characters of the base64 encoding of n bytes. */
@@ -357,6 +358,156 @@ static void delete_on_children(struct request *r, struct op *op, const struct mg
     }
 }
 
+/* A shadow route's copy of a command, and for a read the comparison of both answers: each
+ * side settles once (its reply, or a failure); the second one compares. */
+struct shadow_read {
+    struct worker *w;
+    int route;
+    int pending;  /* sides still to answer */
+    bool compare; /* a classic read: count a mismatch */
+    bool failed;  /* a side failed: nothing to compare */
+    bool hit[2];  /* main, copy */
+    uint64_t hash[2];
+};
+
+/* FNV-1a over a value and its client flags. */
+static uint64_t shadow_hash(const struct mg_meta_reply *rep)
+{
+    uint64_t h = 1469598103934665603ull;
+    struct mg_slice f;
+    if (mg_meta_flag(rep->flags, 'f', &f))
+        for (uint32_t i = 0; i < f.len; i++)
+            h = (h ^ (unsigned char)f.p[i]) * 1099511628211ull;
+    h = (h ^ '|') * 1099511628211ull;
+    for (uint32_t i = 0; i < rep->data.len; i++)
+        h = (h ^ (unsigned char)rep->data.p[i]) * 1099511628211ull;
+    return h;
+}
+
+static void shadow_side(struct shadow_read *s, int side, const struct mg_meta_reply *rep)
+{
+    if (rep == NULL || (rep->status != MG_R_VA && rep->status != MG_R_EN)) {
+        s->failed = true;
+    } else {
+        s->hit[side] = rep->status == MG_R_VA;
+        s->hash[side] = s->hit[side] ? shadow_hash(rep) : 0;
+    }
+    if (--s->pending > 0)
+        return;
+    if (s->compare && !s->failed && (s->hit[0] != s->hit[1] || s->hash[0] != s->hash[1]))
+        ROUTE_COUNT(s->w, s->route, shadow_mismatches);
+    free(s);
+}
+
+void dispatch_shadow_main(struct op *op, const struct mg_meta_reply *rep)
+{
+    struct shadow_read *s = op->shadow;
+    op->shadow = NULL;
+    shadow_side(s, 0, rep);
+}
+
+static void shadow_copy_done(struct request *ir)
+{
+    struct shadow_read *s = ir->udata;
+    struct op *o = &ir->ops[0];
+    struct mg_meta_reply rep;
+    size_t used;
+    bool ok = o->fail == OP_FAIL_NONE &&
+              mg_meta_parse_reply(buf_head(&o->out), buf_unread(&o->out), UINT32_MAX, &rep,
+                                  &used) == MG_OK &&
+              rep.status != MG_R_ERROR && rep.status != MG_R_CLIENT_ERROR &&
+              rep.status != MG_R_SERVER_ERROR;
+    if (!ok)
+        ROUTE_COUNT(s->w, s->route, shadow_errors);
+    if (s->compare)
+        shadow_side(s, 1, ok ? &rep : NULL);
+    else
+        free(s);
+    request_release(ir);
+}
+
+/* Send a copy of op's command (t) to the shadow route's copy pool when its switch has
+ * the key on. Never delays or changes the client's answer. where: placement bytes. */
+static void shadow_copy(struct request *r, struct op *op, const struct mg_text_req *t,
+                        struct mg_slice where)
+{
+    static const enum meta_mode modes[] = {
+        [MG_CMD_SET] = META_SET,         [MG_CMD_ADD] = META_ADD,
+        [MG_CMD_REPLACE] = META_REPLACE, [MG_CMD_APPEND] = META_APPEND,
+        [MG_CMD_PREPEND] = META_PREPEND, [MG_CMD_CAS] = META_SET,
+    };
+    static const char *names[] = {
+        [MG_CMD_MG] = "mg ",
+        [MG_CMD_MS] = "ms ",
+        [MG_CMD_MD] = "md ",
+        [MG_CMD_MA] = "ma ",
+    };
+    struct worker *w = r->w;
+    const struct pool *sh = &w->cfg->pools[op->route];
+    struct child_key ck;
+    if (t->cmd == MG_CMD_ME || !switch_on(sh->shadow_switch, where.p, where.len) ||
+        !child_key(r, &w->cfg->pools[sh->children[1]], where, t->b64, &ck))
+        return;
+    struct shadow_read *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return;
+    s->w = w;
+    s->route = op->route;
+    s->pending = 1;
+    /* a classic read still waiting for its own answer, with no herd bookkeeping: compare */
+    if (is_retrieval(t->cmd) && op->be && op->pol == NULL && op->fail == OP_FAIL_NONE &&
+        op->status == MG_R_NONE) {
+        s->compare = true;
+        s->pending = 2;
+        op->shadow = s;
+    }
+    enum op_fail why;
+    struct request *ir =
+        request_one(w, ck.b, ck.klen + t->data.len + t->args.len + 64, shadow_copy_done, s, &why);
+    ROUTE_COUNT(w, s->route, shadow_copies);
+    if (ir == NULL) {
+        ROUTE_COUNT(w, s->route, shadow_errors);
+        if (s->compare) {
+            op->shadow = NULL;
+            s->pending = 1;
+            s->failed = true;
+        }
+        free(s);
+        return;
+    }
+    struct buf *wb = &ck.b->wbuf;
+    switch (t->cmd) {
+    case MG_CMD_GET:
+    case MG_CMD_GETS:
+    case MG_CMD_GAT:
+    case MG_CMD_GATS:
+        meta_render_get(wb, ck.key, ck.klen, false, false, 0, false);
+        break;
+    case MG_CMD_DELETE:
+        meta_render_delete(wb, ck.key, ck.klen);
+        break;
+    case MG_CMD_INCR:
+    case MG_CMD_DECR:
+        meta_render_arith(wb, ck.key, ck.klen, t->cmd == MG_CMD_DECR, t->delta);
+        break;
+    case MG_CMD_TOUCH:
+        meta_render_touch(wb, ck.key, ck.klen, t->exptime);
+        break;
+    case MG_CMD_MG:
+    case MG_CMD_MS:
+    case MG_CMD_MD:
+    case MG_CMD_MA:
+        meta_render_forward(wb, names[t->cmd], ck.key, ck.klen, t->args, t->data,
+                            t->cmd == MG_CMD_MS, op->add_k, 0);
+        break;
+    default:
+        meta_render_store(wb, ck.key, ck.klen, t->data, t->flags, t->exptime, modes[t->cmd], false,
+                          0);
+        break;
+    }
+    request_one_send(ir);
+}
+
 void dispatch_warm_fill(struct op *op, const struct mg_meta_reply *rep)
 {
     struct request *r = op->req;
@@ -561,7 +712,8 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
         struct mg_slice lkey = { res->key_len ? r->rkeys.data + res->key_off : NULL, res->key_len };
         struct target tg;
         int trc = target_of(r, op, k, where, t->b64, res->pool, res->policy, lkey, &tg);
-        if (MG_UNLIKELY(op->route >= 0) && (t->cmd == MG_CMD_DELETE || t->cmd == MG_CMD_MD))
+        if (MG_UNLIKELY(op->route >= 0) && (t->cmd == MG_CMD_DELETE || t->cmd == MG_CMD_MD) &&
+            r->w->cfg->pools[op->route].kind != POOL_SHADOW)
             delete_on_children(r, op, t, where); /* a value on a fallback must not outlive it */
         if (trc != MG_OK)
             continue;
@@ -580,6 +732,8 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
             }
         }
         send_op(r, op, t, k, &tg);
+        if (MG_UNLIKELY(op->route >= 0) && r->w->cfg->pools[op->route].kind == POOL_SHADOW)
+            shadow_copy(r, op, t, where);
     }
     request_end_dispatch(r);
 }

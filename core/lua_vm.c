@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "request.h"
+#include "switch.h"
 
 /* Directory of the running binary, for finding lua/ beside it. */
 static void exe_dir(char *out, size_t len)
@@ -244,10 +245,22 @@ static int compile_failovers(lua_State *L, struct config *c, char *err, size_t e
         double ttl = lua_tonumber(L, -3);
         uint32_t t = ttl > 0 && ttl < 4e9 ? (uint32_t)ttl : 0;
         const char *kind = lua_tostring(L, -1);
-        int rc = kind && strcmp(kind, "warmup") == 0 && nc == 2
-                     ? config_add_warmup(c, name, names[0], names[1], t, err, errlen)
-                     : config_add_failover(c, name, names, (uint32_t)nc, on, t,
-                                           lua_toboolean(L, -2), err, errlen);
+        int rc;
+        if (kind && strcmp(kind, "warmup") == 0 && nc == 2) {
+            rc = config_add_warmup(c, name, names[0], names[1], t, err, errlen);
+        } else if (kind && strcmp(kind, "shadow") == 0 && nc == 2) {
+            lua_getfield(L, -7, "switch");
+            lua_getfield(L, -8, "percent");
+            const char *swname = lua_tostring(L, -2);
+            int sw = swname ? switch_register(swname, lua_tonumber(L, -1), NULL, NULL) : -1;
+            lua_pop(L, 2);
+            rc = sw < 0 ? MG_ERR : config_add_shadow(c, name, names[0], names[1], sw, err, errlen);
+            if (sw < 0)
+                snprintf(err, errlen, "shadow '%s': cannot register its switch", name);
+        } else {
+            rc = config_add_failover(c, name, names, (uint32_t)nc, on, t, lua_toboolean(L, -2), err,
+                                     errlen);
+        }
         lua_pop(L, 7); /* kind, on_miss, ttl, on, children, name, route */
         if (rc < 0)
             return MG_ERR;

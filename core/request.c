@@ -77,6 +77,7 @@ int request_ops(struct request *r, uint32_t n)
         op->ckey = (struct mg_slice){ NULL, 0 };
         op->pool = -1;
         op->route = -1;
+        op->shadow = NULL;
     }
     r->nops = n;
     return MG_OK;
@@ -260,6 +261,8 @@ void op_fail(struct op *op, enum op_fail why, const char *err)
         next = f->next_follower;
         op_fail(f, why, err); /* through a failover route each follower moves on itself */
     }
+    if (MG_UNLIKELY(op->shadow != NULL))
+        dispatch_shadow_main(op, NULL);
     if (MG_UNLIKELY(op->route >= 0) && dispatch_failover(op, why))
         return; /* sent to the route's next pool, with fresh herd bookkeeping there */
     op->out.off = op->out.len = 0;
@@ -483,6 +486,8 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
     struct stats *st = &r->w->st;
     enum mg_rstatus s = rep->status;
     if (MG_UNLIKELY(op->route >= 0)) {
+        if (MG_UNLIKELY(op->shadow != NULL))
+            dispatch_shadow_main(op, rep);
         if (s == MG_R_EN && dispatch_miss_next(op))
             return;
         if (s == MG_R_VA && op->child > 0 && is_retrieval(r->cmd))

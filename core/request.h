@@ -52,17 +52,18 @@ struct op {
     struct herd_wait *hw;           /* set while the op waits for a value (herd.c owns it) */
     struct op *followers;           /* coalesced gets answered with this op's reply */
     struct op *next_follower;
-    bool leading;          /* in the worker's in-flight table (herd.c) */
-    bool rekey;            /* the backend key differs: meta replies' k flag is rewritten */
-    bool add_k;            /* mg k on a base64 key: sent without k, the reply gets "k<key> b" */
-    uint64_t k_after;      /* add_k: the request's flags after k (mg_meta_letter_bit) */
-    bool herd_lease;       /* the op's command on the wire is its cold-miss lease add */
-    bool no_wait;          /* its connection wrote the key since: never wait for a value */
-    struct mg_slice ckey;  /* the client's key (borrows the request's own copy) */
-    int pool;              /* pool index it was routed to (hooks), -1 if none */
-    int route;             /* the failover route it goes through (pool index), -1 if none */
-    uint32_t child;        /* route: the child it was sent to */
-    struct resolution res; /* the plug-in's resolution, valid below req->res_until */
+    bool leading;         /* in the worker's in-flight table (herd.c) */
+    bool rekey;           /* the backend key differs: meta replies' k flag is rewritten */
+    bool add_k;           /* mg k on a base64 key: sent without k, the reply gets "k<key> b" */
+    uint64_t k_after;     /* add_k: the request's flags after k (mg_meta_letter_bit) */
+    bool herd_lease;      /* the op's command on the wire is its cold-miss lease add */
+    bool no_wait;         /* its connection wrote the key since: never wait for a value */
+    struct mg_slice ckey; /* the client's key (borrows the request's own copy) */
+    int pool;             /* pool index it was routed to (hooks), -1 if none */
+    int route;            /* the failover route it goes through (pool index), -1 if none */
+    uint32_t child;       /* route: the child it was sent to */
+    struct shadow_read *shadow; /* a shadowed read: its outcome goes there (dispatch.c) */
+    struct resolution res;      /* the plug-in's resolution, valid below req->res_until */
 };
 
 /* The pieces of one get line taken MG_GET_CHUNK_KEYS keys at a time: the last piece's
@@ -157,6 +158,8 @@ bool dispatch_failover(struct op *op, enum op_fail why);
 bool dispatch_miss_next(struct op *op);
 /* A warm-up route's read answered by warm (rep, a VA): add the value to cold. */
 void dispatch_warm_fill(struct op *op, const struct mg_meta_reply *rep);
+/* A shadowed read's own outcome (rep, or NULL when it failed), for the comparison. */
+void dispatch_shadow_main(struct op *op, const struct mg_meta_reply *rep);
 
 /* Shared by request.c and dispatch.c. */
 struct request *request_get(struct worker *w);

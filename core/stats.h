@@ -31,12 +31,14 @@ struct pool_herd {
     atomic_uint_fast64_t wins, stale_hits, waits, wait_hits, wait_timeouts, lock_expired, coalesced,
         marked_stale;
     atomic_uint_fast64_t lat[LAT_BUCKETS]; /* backend reply latency histogram */
-    /* a failover route's (stats routes): keys routed through it, sent on to the next child
-     * after a failure, writes that landed on a child after the first, reads sent on after
-     * a miss, keys every child failed, deletes a child did not get (it was down), warm-up
-     * hits added to the cold pool */
+    /* a route's (stats routes): keys routed through it, sent on to the next child after
+     * a failure, writes that landed on a child after the first, reads sent on after a miss,
+     * keys every child failed, deletes a child did not get (it was down), warm-up hits
+     * added to the cold pool, shadow copies sent, shadow copies that failed, and shadowed
+     * reads whose copy answered differently (hit/miss, value or flags) */
     atomic_uint_fast64_t route_requests, route_fallbacks, route_fallback_writes, route_misses_moved,
-        route_failed, route_deletes_skipped, route_fills;
+        route_failed, route_deletes_skipped, route_fills, route_shadow_copies, route_shadow_errors,
+        route_shadow_mismatches;
 };
 
 #define STAT_ADD(field, n)                                                                      \

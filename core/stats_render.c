@@ -157,8 +157,9 @@ static void render_routes(struct worker *self, struct buf *out)
         size_t off;
     } f[] = {
 #define RC(x) { #x, offsetof(struct pool_herd, route_##x) }
-        RC(requests), RC(fallbacks),       RC(fallback_writes), RC(misses_moved),
-        RC(failed),   RC(deletes_skipped), RC(fills),
+        RC(requests),      RC(fallbacks),         RC(fallback_writes), RC(misses_moved),
+        RC(failed),        RC(deletes_skipped),   RC(fills),           RC(shadow_copies),
+        RC(shadow_errors), RC(shadow_mismatches),
 #undef RC
     };
     for (uint32_t p = 0; p < cfg->npools; p++) {
@@ -166,7 +167,9 @@ static void render_routes(struct worker *self, struct buf *out)
         if (r->kind == POOL_SERVERS)
             continue;
         buf_printf(out, "STAT route:%s:kind %s\r\n", r->name,
-                   r->kind == POOL_WARMUP ? "warmup" : "failover");
+                   r->kind == POOL_WARMUP   ? "warmup"
+                   : r->kind == POOL_SHADOW ? "shadow"
+                                            : "failover");
         for (uint32_t i = 0; i < r->nchildren; i++)
             buf_printf(out, "STAT route:%s:child:%u %s\r\n", r->name, i,
                        cfg->pools[r->children[i]].name);

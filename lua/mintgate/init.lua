@@ -245,6 +245,56 @@ function M.failover(t)
   return r
 end
 
+--- A shadow route (mcrouter's ShadowRoute): `main` serves every key; a deterministic share
+-- of keys (`percent`, hashed as switches hash) is also sent to `copy`, whose replies
+-- never reach the client and whose failures never slow it; classic reads count a
+-- mismatch when the copy answers differently (hit/miss or value). The share is the switch
+-- `switch` (default "shadow." .. copy's name): change it at run time like any switch.
+-- @tparam table t `main` (or t[1]), `copy`, `percent` (0..100), optional `switch`, `name`
+-- @return a route object
+function M.shadow(t)
+  if type(t) ~= "table" then error("mg.shadow: expected a table", 2) end
+  for k in pairs(t) do
+    if k ~= 1 and k ~= "main" and k ~= "copy" and k ~= "percent" and k ~= "switch" and
+      k ~= "name" then
+      error("mg.shadow: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  local main_v = t.main or t[1]
+  for _, v in ipairs { main_v, t.copy } do
+    if getmetatable(v) == Route then
+      error("mg.shadow: a route inside a route is not supported yet", 2)
+    end
+  end
+  local main = pool_name(main_v, "'main'", "mg.shadow")
+  local copy = pool_name(t.copy, "'copy'", "mg.shadow")
+  if main == copy then error("mg.shadow: 'main' and 'copy' must be two pools", 2) end
+  local pct = t.percent
+  if pct == nil then pct = 0 end
+  if type(pct) ~= "number" or pct < 0 or pct > 100 then
+    error("mg.shadow: 'percent' must be a number from 0 to 100", 2)
+  end
+  local sw = t.switch or ("shadow." .. copy)
+  if type(sw) ~= "string" or not sw:match("^[%w_.:-]+$") or #sw > 63 then
+    error("mg.shadow: 'switch' must be a word (letters, digits, _ . : -)", 2)
+  end
+  local name = t.name or ("shadow(" .. main .. ">" .. copy .. ")")
+  if type(name) ~= "string" or name == "" or name:find("[%s%c]") then
+    error("mg.shadow: 'name' must be a non-empty string without spaces", 2)
+  end
+  if state.by_name[name] then
+    if t.name then error("mg.shadow: '" .. name .. "' declared twice", 2) end
+    local n = 2
+    while state.by_name[name .. "#" .. n] do n = n + 1 end
+    name = name .. "#" .. n
+  end
+  local r = setmetatable({ kind = "shadow", name = name, children = { main, copy },
+    percent = pct, switch = sw, ttl = 0, on = {}, on_miss = false }, Route)
+  state.routes[#state.routes + 1] = r
+  state.by_name[name] = r
+  return r
+end
+
 --- A warm-up route (mcrouter's WarmUpRoute): reads try `cold`; a miss there reads `warm`,
 -- and a hit there is returned and added to `cold` with its remaining TTL (or `ttl` when it
 -- has none). Writes go to `cold`; deletes to both. With a switch in a route function, it

@@ -114,6 +114,28 @@ describe("mintgate config module", function()
       raises(function() mg.warmup { cold = mg.failover { a, b }, warm = b } end,
         "a route inside a route is not supported yet")
     end)
+  end)  describe("mg.shadow", function()
+    it("returns a shadow route with its switch", function()
+      local main = mg.pool { name = "main", servers = { "127.0.0.1:1" } }
+      local test = mg.pool { name = "test", servers = { "127.0.0.1:2" } }
+      local r = mg.shadow { main, copy = test, percent = 5 }
+      assert.equal("shadow", r.kind)
+      assert.equal("shadow(main>test)", r.name)
+      assert.same({ "main", "test" }, r.children)
+      assert.equal(5, r.percent)
+      assert.equal("shadow.test", r.switch)
+      assert.equal("sw2", mg.shadow { main = main, copy = test, switch = "sw2" }.switch)
+    end)
+
+    it("refuses what it cannot take", function()
+      local a = mg.pool { name = "a", servers = { "127.0.0.1:1" } }
+      local b = mg.pool { name = "b", servers = { "127.0.0.1:2" } }
+      raises(function() mg.shadow { a } end, "mg.shadow: 'copy' must be a pool")
+      raises(function() mg.shadow { a, copy = a } end, "must be two pools")
+      raises(function() mg.shadow { a, copy = b, percent = 101 } end, "'percent' must be a number")
+      raises(function() mg.shadow { a, copy = b, switch = "a b" } end, "'switch' must be a word")
+      raises(function() mg.shadow { a, copy = b, mirror = true } end, "unknown option 'mirror'")
+    end)
   end)
 
   describe("mg.listen", function()
