@@ -39,7 +39,7 @@ static void backend_set_state(struct backend *b, enum backend_state st)
     atomic_store_explicit(&b->st.down, st == BE_DOWN, memory_order_relaxed);
 }
 
-struct backend *backend_new(struct worker *w, const struct server *srv)
+static struct backend *backend_new_one(struct worker *w, const struct server *srv)
 {
     struct backend *b = calloc(1, sizeof(*b));
     if (b == NULL)
@@ -77,10 +77,55 @@ static void backend_close(struct backend *b)
     b->rbuf.off = b->rbuf.len = 0;
 }
 
+struct backend *backend_new(struct worker *w, const struct server *srv)
+{
+    struct backend *b = backend_new_one(w, srv);
+    uint32_t n = srv->opts.connections;
+    if (b == NULL || n <= 1)
+        return b;
+    b->conns = calloc(n, sizeof(*b->conns));
+    if (b->conns == NULL) {
+        backend_free(b);
+        return NULL;
+    }
+    b->conns[0] = b;
+    b->nconns = 1;
+    for (uint32_t i = 1; i < n; i++) {
+        struct backend *x = backend_new_one(w, srv);
+        if (x == NULL) {
+            backend_free(b);
+            return NULL;
+        }
+        x->extra = true;
+        b->conns[b->nconns++] = x;
+    }
+    return b;
+}
+
+uint32_t backend_queued(const struct backend *b)
+{
+    uint32_t n = b->nq;
+    for (uint32_t i = 1; i < b->nconns; i++)
+        n += b->conns[i]->nq;
+    return n;
+}
+
+void backend_set_opts(struct backend *b, const struct pool_opts *o)
+{
+    b->opts = *o;
+    for (uint32_t i = 1; i < b->nconns; i++)
+        b->conns[i]->opts = *o;
+}
+
 void backend_free(struct backend *b)
 {
     if (b == NULL)
         return;
+    for (uint32_t i = 1; i < b->nconns; i++)
+        backend_free(b->conns[i]);
+    free(b->conns);
+    b->conns = NULL;
+    b->nconns = 0;
     /* Ops still queued belong to requests being torn down with the worker. */
     backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR gateway shutting down");
     backend_close(b);
@@ -434,6 +479,8 @@ static void backend_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 void backend_stats_add(struct backend_totals *t, const struct backend *b)
 {
+    for (uint32_t i = 1; i < b->nconns; i++)
+        backend_stats_add(t, b->conns[i]);
     t->requests += STAT_GET(b->st.requests);
     t->writes += STAT_GET(b->st.writes);
     t->errors += STAT_GET(b->st.errors);

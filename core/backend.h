@@ -59,9 +59,29 @@ struct backend {
     struct backend *next_retired; /* on the worker's retired list after a reload */
     struct backend_stats st;
     struct health *health; /* shared with the other workers' backends of this server */
+    /* connections = N > 1: the server's connections, conns[0] the backend itself (the one
+     * the worker's array holds); a key always takes the same one, so its commands stay in
+     * order. NULL on the others (extra) and when there is one. */
+    struct backend **conns;
+    uint32_t nconns;
+    bool extra;
 };
 
 struct backend *backend_new(struct worker *w, const struct server *srv);
+/* The connection of b's server that key takes (b itself with one connection). */
+static inline struct backend *backend_conn(struct backend *b, const char *key, size_t klen)
+{
+    if (MG_LIKELY(b->nconns <= 1))
+        return b;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return b->conns[h % b->nconns];
+}
+/* Requests queued on any of b's connections. */
+uint32_t backend_queued(const struct backend *b);
+/* New options (a reload) for b and its other connections. */
+void backend_set_opts(struct backend *b, const struct pool_opts *o);
 void backend_free(struct backend *b);
 
 /* True when a request may be queued now (connected, connecting, or worth a reconnect).

@@ -22,6 +22,7 @@ void config_default_opts(struct pool_opts *o)
     o->failure_limit = 2;
     o->retry_timeout = 2.0;
     o->max_inflight = UINT32_MAX; /* no limit */
+    o->connections = 1;
 }
 
 struct config *config_new(void)

@@ -19,6 +19,7 @@ struct pool_opts {
     uint32_t failure_limit; /* consecutive failures before ejection */
     double retry_timeout;   /* seconds an ejected backend rests before a retry */
     uint32_t max_inflight;  /* requests queued on one backend connection; past it "busy" */
+    uint32_t connections;   /* connections per server per worker (1..64) */
 };
 
 /* A staleness policy (DESIGN.md §5): how classic clients are shielded from herds.

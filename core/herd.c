@@ -131,7 +131,8 @@ static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
     ev_timer_stop(loop, t);
     lock_unlink(l);
     if (!l->lease && l->gen == w->cfg->generation && l->server < w->nbackends) {
-        struct backend *b = worker_backend(w, l->server);
+        /* the connection the key's own commands take, so this cannot overtake them */
+        struct backend *b = backend_conn(worker_backend(w, l->server), l->key, l->klen);
         enum op_fail why;
         struct request *r = request_one(w, b, l->klen, NULL, NULL, &why);
         if (r) {
@@ -305,7 +306,8 @@ void herd_on_stored(struct worker *w, const char *key, size_t klen)
             ev_timer_stop(w->loop, &l->timer);
             lock_unlink(l);
             if (l->lease && l->gen == w->cfg->generation && l->server < w->nbackends)
-                lease_release(w, worker_backend(w, l->server), l->key, l->klen);
+                lease_release(w, backend_conn(worker_backend(w, l->server), l->key, l->klen),
+                              l->key, l->klen);
             free(l);
         }
     }

@@ -147,18 +147,20 @@ static int compile_pools(lua_State *L, struct config *c, const struct settings *
         const char *name = lua_tostring(L, -1);
         lua_pop(L, 1);
         struct pool_opts o = s->opts;
-        double fl = o.failure_limit, mi = -1;
+        double fl = o.failure_limit, mi = -1, nc = o.connections;
         if (opt_number(L, "connect_timeout", &o.connect_timeout) != MG_OK ||
             opt_number(L, "timeout", &o.timeout) != MG_OK ||
             opt_number(L, "retry_timeout", &o.retry_timeout) != MG_OK ||
             opt_number(L, "failure_limit", &fl) != MG_OK ||
-            opt_number(L, "max_inflight", &mi) != MG_OK) {
+            opt_number(L, "max_inflight", &mi) != MG_OK ||
+            opt_number(L, "connections", &nc) != MG_OK || nc < 1 || nc > 64 || nc != (int)nc) {
             snprintf(err, errlen, "pool '%s': bad option", name ? name : "?");
             return MG_ERR;
         }
         o.failure_limit = (uint32_t)fl;
         if (mi >= 1 && mi < UINT32_MAX)
             o.max_inflight = (uint32_t)mi;
+        o.connections = (uint32_t)nc;
         lua_getfield(L, -1, "servers");
         int ns = (int)lua_objlen(L, -1);
         const char **names = calloc((size_t)ns + 1, sizeof(char *));

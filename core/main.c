@@ -42,6 +42,7 @@ static void usage(FILE *f)
                "      --timeout SEC           backend reply timeout (default 1)\n"
                "      --failure-limit N       failures in a row before a backend is ejected (2)\n"
                "      --retry-timeout SEC     how long an ejected backend rests (default 2)\n"
+               "      --connections N         connections per backend server per worker (1)\n"
                "      --max-inflight N        requests waiting on one backend connection before\n"
                "                              SERVER_ERROR backend busy (default: no limit)\n"
                "      --eject fail|remap      -s pool: an ejected server's keys fail (default)\n"
@@ -100,7 +101,8 @@ enum {
     OPT_ADMIN_PUBLIC,
     OPT_ADMIN_SECRET_FILE,
     OPT_EJECT,
-    OPT_MAX_INFLIGHT
+    OPT_MAX_INFLIGHT,
+    OPT_CONNECTIONS
 };
 
 /* Fills settings from argv. Exits 2 on bad usage. Returns the --check script or NULL. */
@@ -119,6 +121,7 @@ static const char *parse_args(int argc, char **argv)
         { "retry-timeout", required_argument, NULL, OPT_RETRY_TIMEOUT },
         { "eject", required_argument, NULL, OPT_EJECT },
         { "max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT },
+        { "connections", required_argument, NULL, OPT_CONNECTIONS },
         { "batch-loops", required_argument, NULL, OPT_BATCH_LOOPS },
         { "check", required_argument, NULL, OPT_CHECK },
         { "admin-public", no_argument, NULL, OPT_ADMIN_PUBLIC },
@@ -179,6 +182,11 @@ static const char *parse_args(int argc, char **argv)
             if (parse_num(optarg, 0, 1000, &v) != MG_OK || v != (int)v)
                 die_usage("--failure-limit wants a whole number from 0 to 1000, not '%s'", optarg);
             settings.opts.failure_limit = (uint32_t)v;
+            break;
+        case OPT_CONNECTIONS:
+            if (parse_num(optarg, 1, 64, &v) != MG_OK || v != (int)v)
+                die_usage("--connections wants a whole number from 1 to 64, not '%s'", optarg);
+            settings.opts.connections = (uint32_t)v;
             break;
         case OPT_MAX_INFLIGHT:
             if (parse_num(optarg, 1, 1e9, &v) != MG_OK || v != (int)v)

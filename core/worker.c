@@ -136,7 +136,7 @@ static bool conn_busy(struct conn *c)
 static bool worker_idle(struct worker *w)
 {
     for (uint32_t i = 0; i < w->nbackends; i++)
-        if (w->backends[i]->nq)
+        if (backend_queued(w->backends[i]))
             return false;
     for (struct conn *c = w->conns; c; c = c->next)
         if (conn_busy(c))
@@ -256,7 +256,12 @@ static void worker_free_retired(struct worker *w)
     struct backend **pp = &w->retired;
     while (*pp) {
         struct backend *b = *pp;
-        if (b->nq == 0 && !b->dirty && !backend_waited_on(w, b)) {
+        bool busy = false;
+        for (uint32_t i = 0; i < (b->nconns ? b->nconns : 1); i++) {
+            struct backend *x = b->nconns ? b->conns[i] : b;
+            busy = busy || x->nq || x->dirty || backend_waited_on(w, x);
+        }
+        if (!busy) {
             *pp = b->next_retired;
             backend_free(b);
         } else {
@@ -344,9 +349,13 @@ static void worker_apply(struct worker *w, struct config *nc)
         const struct server *srv = &nc->servers[i];
         for (uint32_t j = 0; j < w->nbackends; j++) {
             struct backend *b = w->backends[j];
-            if (b && strcmp(b->name, srv->name) == 0) {
+            /* the same server with as many connections as before */
+            if (b && strcmp(b->name, srv->name) == 0 &&
+                (b->nconns ? b->nconns : 1) == srv->opts.connections) {
                 b->server_id = i;
-                b->opts = srv->opts;
+                for (uint32_t k = 1; k < b->nconns; k++)
+                    b->conns[k]->server_id = i;
+                backend_set_opts(b, &srv->opts);
                 nb[i] = b;
                 w->backends[j] = NULL;
                 break;

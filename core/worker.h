@@ -145,8 +145,8 @@ static inline struct backend *worker_pick(struct worker *w, const struct pool *p
     struct backend *b =
         w->backends[p->servers[p->nservers == 1 ? 0 : ketama_pick(p->ring, key, klen)]->id];
     if (MG_UNLIKELY(p->remap) && !backend_usable(b))
-        return worker_pick_live(w, p, key, klen, b);
-    return b;
+        b = worker_pick_live(w, p, key, klen, b);
+    return backend_conn(b, key, klen);
 }
 
 #endif

@@ -92,7 +92,7 @@ end
 
 local POOL_OPTS = {
   connect_timeout = "number", timeout = "number", failure_limit = "number",
-  retry_timeout = "number", max_inflight = "number",
+  retry_timeout = "number", max_inflight = "number", connections = "number",
 }
 
 local function check_addr(what, s, level, unix_ok)

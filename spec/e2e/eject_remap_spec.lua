@@ -262,3 +262,59 @@ describe("unix socket servers", function()
     assert.truthy((out .. err):match("bad server 'unix:rel'"), out .. err)
   end)
 end)
+
+describe("connections = N", function()
+  local E
+  lazy_setup(function() E = env.new("connections") end)
+  lazy_teardown(function() if E then E:teardown() end end)
+  after_each(function() if E then E:close_clients() end end)
+
+  -- memcached's own count of client connections (ours included), minus the asking one.
+  local function conns_on(port)
+    local d = require("spec.helpers.client").connect(port)
+    local st = d:stats("stats")
+    d:close()
+    return tonumber(st.curr_connections) - 1
+  end
+
+  it("opens N connections per server per worker; a key's commands stay in order", function()
+    local M = E:memcached()
+    local base = conns_on(M.port)
+    local gw = E:gateway { threads = 2, config = string.format([[
+      local mg = require "mintgate"
+      mg.route { default = mg.pool { name = "m", servers = { "127.0.0.1:%d" }, connections = 4 } }
+    ]], M.port) }
+    local cs = {}
+    for j = 1, 8 do cs[j] = E:client(gw.port) end
+    -- every client pipelines, per key, set v1 / get / set v2 / get
+    for j, c in ipairs(cs) do
+      local req = {}
+      for i = 1, 200 do
+        local k = "c" .. j .. ":" .. i
+        req[#req + 1] = string.format("set %s 0 0 2\r\nv1\r\nget %s\r\nset %s 0 0 2\r\nv2\r\nget %s\r\n",
+          k, k, k, k)
+      end
+      c:send(table.concat(req))
+    end
+    for j, c in ipairs(cs) do
+      for i = 1, 200 do
+        local k = "c" .. j .. ":" .. i
+        assert.equal("STORED", c:line(10))
+        assert.equal("v1", c:get_reply(10)[k].value, k)
+        assert.equal("STORED", c:line(10))
+        assert.equal("v2", c:get_reply(10)[k].value, k)
+      end
+    end
+    local n = conns_on(M.port) - base
+    assert(n >= 4 and n <= 8, "gateway connections to memcached: " .. n) -- 4 per worker
+    local st = E:client(gw.port):stats("stats backends")
+    local reqs = tonumber(st["backend:127.0.0.1:" .. M.port .. ":requests"])
+    assert(reqs >= 8 * 200 * 4, "requests counted over every connection: " .. tostring(reqs))
+  end)
+
+  it("--connections wants 1 to 64", function()
+    local rc, out, err = env.run({ env.bin, "--connections", "65" }, { timeout = 10 })
+    assert.equal(2, rc)
+    assert.truthy((out .. err):match("%-%-connections wants"))
+  end)
+end)
