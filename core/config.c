@@ -226,6 +226,20 @@ int config_add_shadow(struct config *c, const char *name, const char *main, cons
     return id;
 }
 
+int config_add_replicate(struct config *c, const char *name, const char *const *children,
+                         uint32_t n, enum rep_reads reads, enum rep_writes writes, uint32_t on,
+                         char *err, size_t errlen)
+{
+    int id = config_add_failover(c, name, children, n, reads == REP_READS_FAILOVER ? on : 0, 0,
+                                 false, err, errlen);
+    if (id >= 0) {
+        c->pools[id].kind = POOL_REPLICATE;
+        c->pools[id].rep_reads = reads;
+        c->pools[id].rep_writes = writes;
+    }
+    return id;
+}
+
 int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx,
                      const struct stale_policy *stale)
 {

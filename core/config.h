@@ -52,7 +52,10 @@ struct server {
  * POOL_FAILOVER, or POOL_WARMUP: children cold then warm, fo_ttl the fill TTL; no servers). Owned
  * by its config. Wherever a pool index is taken (route tables, route functions), a route's is too.
  */
-enum pool_kind { POOL_SERVERS = 0, POOL_FAILOVER, POOL_WARMUP, POOL_SHADOW };
+enum pool_kind { POOL_SERVERS = 0, POOL_FAILOVER, POOL_WARMUP, POOL_SHADOW, POOL_REPLICATE };
+/* A replicated route's read and write modes (mg.replicate). */
+enum rep_reads { REP_READS_FIRST = 0, REP_READS_FASTEST, REP_READS_FAILOVER, REP_READS_RANDOM };
+enum rep_writes { REP_WRITES_ALL = 0, REP_WRITES_MAJORITY, REP_WRITES_ASYNC };
 
 struct pool {
     char *name;
@@ -60,11 +63,13 @@ struct pool {
     enum pool_kind kind;
     uint32_t *children; /* failover: pool indexes, tried in order */
     uint32_t nchildren;
-    uint32_t fo_on;          /* failover: the op_fail kinds that move on (1 << kind) */
-    uint32_t fo_ttl;         /* failover: cap on the TTL of writes to a child after the first */
-    bool fo_on_miss;         /* failover: reads move on after a miss too */
-    int shadow_switch;       /* shadow: the switch whose share of keys is copied to children[1] */
-    struct server **servers; /* borrowed from config->servers, in ring order */
+    uint32_t fo_on;           /* failover: the op_fail kinds that move on (1 << kind) */
+    uint32_t fo_ttl;          /* failover: cap on the TTL of writes to a child after the first */
+    bool fo_on_miss;          /* failover: reads move on after a miss too */
+    int shadow_switch;        /* shadow: the switch whose share of keys is copied to children[1] */
+    enum rep_reads rep_reads; /* replicate: which replica serves a read */
+    enum rep_writes rep_writes; /* replicate: how many replicas a write waits for */
+    struct server **servers;    /* borrowed from config->servers, in ring order */
     uint32_t nservers;
     struct ketama *ring;
     bool remap; /* eject = "remap": an ejected server's keys go over the live servers */
@@ -152,6 +157,11 @@ int config_add_warmup(struct config *c, const char *name, const char *cold, cons
  * whose replies only count. */
 int config_add_shadow(struct config *c, const char *name, const char *main, const char *copy,
                       int sw, char *err, size_t errlen);
+/* Add a replicated route over children (every write and delete to each). on: the failure
+ * kinds a read moves on after (reads = failover). */
+int config_add_replicate(struct config *c, const char *name, const char *const *children,
+                         uint32_t n, enum rep_reads reads, enum rep_writes writes, uint32_t on,
+                         char *err, size_t errlen);
 /* prefix NULL sets the default pool. stale may be NULL (the pool's policy applies).
  * Returns MG_OK or MG_ERR. */
 int config_add_route(struct config *c, const char *prefix, size_t len, int pool_idx,

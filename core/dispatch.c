@@ -45,6 +45,15 @@ static bool key_reserved(const struct request *r, struct mg_slice bk)
     return r->c != NULL && !r->c->trusted;
 }
 
+/* A read: what a replicated route serves from one replica. */
+static inline bool is_read(enum mg_cmd cmd)
+{
+    return is_retrieval(cmd) || cmd == MG_CMD_MG || cmd == MG_CMD_ME;
+}
+
+static uint32_t replica_for_read(struct request *r, const struct pool *rp, struct mg_slice place,
+                                 bool b64);
+
 /* Resolve key k for op: the pool (pool_idx, or the prefix table when RES_TABLE), the
  * backend key (lkey when the resolver gave one, else the pool's key style), the backend by ketama
  * over the backend key. For a base64 meta key (b64), place holds its decoded bytes: routing, the
@@ -58,6 +67,7 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
     struct worker *w = r->w;
     const struct config *cfg = w->cfg;
     const struct pool *p;
+    tg->b = NULL;
     if (MG_UNLIKELY(w->tearing_down)) {
         op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR gateway shutting down");
         return MG_ERR;
@@ -79,6 +89,8 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
             op->route = (int)p->id;
             op->child = 0;
             ROUTE_COUNT(w, op->route, requests);
+            if (p->kind == POOL_REPLICATE && is_read(r->cmd))
+                op->child = replica_for_read(r, p, place, b64);
         }
         if (p->kind == POOL_FAILOVER && op->child > 0)
             tg->ttl_cap = p->fo_ttl;
@@ -358,6 +370,53 @@ static void delete_on_children(struct request *r, struct op *op, const struct mg
     }
 }
 
+/* A route's copy of command t for another pool's backend (ck): reads as a plain mg, the
+ * rest as the client sent it (cas as a set: the copy has its own cas values). */
+static void render_copy(struct buf *wb, const struct mg_text_req *t, const struct child_key *ck,
+                        bool drop_k)
+{
+    static const enum meta_mode modes[] = {
+        [MG_CMD_SET] = META_SET,         [MG_CMD_ADD] = META_ADD,
+        [MG_CMD_REPLACE] = META_REPLACE, [MG_CMD_APPEND] = META_APPEND,
+        [MG_CMD_PREPEND] = META_PREPEND, [MG_CMD_CAS] = META_SET,
+    };
+    static const char *names[] = {
+        [MG_CMD_MG] = "mg ",
+        [MG_CMD_MS] = "ms ",
+        [MG_CMD_MD] = "md ",
+        [MG_CMD_MA] = "ma ",
+    };
+    switch (t->cmd) {
+    case MG_CMD_GET:
+    case MG_CMD_GETS:
+    case MG_CMD_GAT:
+    case MG_CMD_GATS:
+        meta_render_get(wb, ck->key, ck->klen, false, false, 0, false);
+        break;
+    case MG_CMD_DELETE:
+        meta_render_delete(wb, ck->key, ck->klen);
+        break;
+    case MG_CMD_INCR:
+    case MG_CMD_DECR:
+        meta_render_arith(wb, ck->key, ck->klen, t->cmd == MG_CMD_DECR, t->delta);
+        break;
+    case MG_CMD_TOUCH:
+        meta_render_touch(wb, ck->key, ck->klen, t->exptime);
+        break;
+    case MG_CMD_MG:
+    case MG_CMD_MS:
+    case MG_CMD_MD:
+    case MG_CMD_MA:
+        meta_render_forward(wb, names[t->cmd], ck->key, ck->klen, t->args, t->data,
+                            t->cmd == MG_CMD_MS, drop_k, 0);
+        break;
+    default:
+        meta_render_store(wb, ck->key, ck->klen, t->data, t->flags, t->exptime, modes[t->cmd],
+                          false, 0);
+        break;
+    }
+}
+
 /* A shadow route's copy of a command, and for a read the comparison of both answers: each
  * side settles once (its reply, or a failure); the second one compares. */
 struct shadow_read {
@@ -431,17 +490,6 @@ static void shadow_copy_done(struct request *ir)
 static void shadow_copy(struct request *r, struct op *op, const struct mg_text_req *t,
                         struct mg_slice where)
 {
-    static const enum meta_mode modes[] = {
-        [MG_CMD_SET] = META_SET,         [MG_CMD_ADD] = META_ADD,
-        [MG_CMD_REPLACE] = META_REPLACE, [MG_CMD_APPEND] = META_APPEND,
-        [MG_CMD_PREPEND] = META_PREPEND, [MG_CMD_CAS] = META_SET,
-    };
-    static const char *names[] = {
-        [MG_CMD_MG] = "mg ",
-        [MG_CMD_MS] = "ms ",
-        [MG_CMD_MD] = "md ",
-        [MG_CMD_MA] = "ma ",
-    };
     struct worker *w = r->w;
     const struct pool *sh = &w->cfg->pools[op->route];
     struct child_key ck;
@@ -475,37 +523,348 @@ static void shadow_copy(struct request *r, struct op *op, const struct mg_text_r
         free(s);
         return;
     }
-    struct buf *wb = &ck.b->wbuf;
-    switch (t->cmd) {
-    case MG_CMD_GET:
-    case MG_CMD_GETS:
-    case MG_CMD_GAT:
-    case MG_CMD_GATS:
-        meta_render_get(wb, ck.key, ck.klen, false, false, 0, false);
-        break;
-    case MG_CMD_DELETE:
-        meta_render_delete(wb, ck.key, ck.klen);
-        break;
-    case MG_CMD_INCR:
-    case MG_CMD_DECR:
-        meta_render_arith(wb, ck.key, ck.klen, t->cmd == MG_CMD_DECR, t->delta);
-        break;
-    case MG_CMD_TOUCH:
-        meta_render_touch(wb, ck.key, ck.klen, t->exptime);
-        break;
-    case MG_CMD_MG:
-    case MG_CMD_MS:
-    case MG_CMD_MD:
-    case MG_CMD_MA:
-        meta_render_forward(wb, names[t->cmd], ck.key, ck.klen, t->args, t->data,
-                            t->cmd == MG_CMD_MS, op->add_k, 0);
-        break;
-    default:
-        meta_render_store(wb, ck.key, ck.klen, t->data, t->flags, t->exptime, modes[t->cmd], false,
-                          0);
-        break;
-    }
+    render_copy(&ck.b->wbuf, t, &ck, op->add_k);
     request_one_send(ir);
+}
+
+/* --- replicated routes -------------------------------------------------------------------- */
+
+/* A replicated write: the client's op (the first replica's) waits until `need` answers
+ * are in, its own included, then gets the worst of them. */
+struct repl_write {
+    struct op *op; /* the client's op until it is answered (NULL: not waited for) */
+    struct worker *w;
+    int route;
+    uint32_t n;       /* replicas */
+    uint32_t need;    /* all: n; majority: n / 2 + 1; async: 1 */
+    uint32_t ok, bad; /* answers in that did the write, that did not (the op's included) */
+    uint32_t left;    /* replica copies not back yet */
+    int worst_rank;   /* the worst replica answer so far: 0 none, 2 not done, 3 failed */
+    char worst[128];  /* its line for the client (no \r\n) */
+    uint32_t worst_len;
+    bool op_in;     /* the op's own answer is in (held in op->out) */
+    bool is_delete; /* a delete: one a replica misses is replayed later */
+    bool majority;
+};
+
+/* How bad an answer is for a write: 1 done, 2 not done (NS, EX, NF, EN), 3 failed. */
+static int write_rank(enum mg_rstatus s, bool failed)
+{
+    if (failed)
+        return 3;
+    switch (s) {
+    case MG_R_HD:
+    case MG_R_VA:
+    case MG_R_OK:
+        return 1;
+    case MG_R_NS:
+    case MG_R_EX:
+    case MG_R_NF:
+    case MG_R_EN:
+        return 2;
+    default:
+        return 3;
+    }
+}
+
+/* A replica's meta answer as the client's command would have it. */
+static void repl_client_line(struct repl_write *rw, enum mg_cmd cmd,
+                             const struct mg_meta_reply *rep, const struct buf *failed)
+{
+    const char *l;
+    size_t n;
+    if (failed) {
+        l = buf_head(failed);
+        n = buf_unread(failed);
+        while (n && (l[n - 1] == '\n' || l[n - 1] == '\r'))
+            n--;
+    } else if (cmd >= MG_CMD_MG || rep->status >= MG_R_ERROR) {
+        l = rep->line.p;
+        n = rep->line.len;
+    } else {
+        l = rep->status == MG_R_NS   ? "NOT_STORED"
+            : rep->status == MG_R_EX ? "EXISTS"
+            : rep->status == MG_R_NF || rep->status == MG_R_EN
+                ? "NOT_FOUND"
+                : "SERVER_ERROR unexpected backend reply";
+        n = strlen(l);
+    }
+    if (n > sizeof(rw->worst))
+        n = sizeof(rw->worst);
+    memcpy(rw->worst, l, n);
+    rw->worst_len = (uint32_t)n;
+}
+
+/* Can the client's op answer? all: every replica answered; majority: a majority did the
+ * write, or can no longer; async: its own answer is enough. */
+static bool repl_ready(const struct repl_write *rw)
+{
+    if (!rw->op_in)
+        return false;
+    if (rw->majority)
+        return rw->ok >= rw->need || rw->bad > rw->n - rw->need;
+    return rw->ok + rw->bad >= rw->need;
+}
+
+/* The client's op answers: with its own answer, unless the replicas it waited for make the
+ * write worse (all: the worst answer; majority: the worst when no majority did it). */
+static void repl_apply(struct repl_write *rw, struct op *op)
+{
+    int own = write_rank(op->status, op->fail != OP_FAIL_NONE);
+    bool use_worst = rw->majority ? rw->ok < rw->need : rw->worst_rank > own;
+    if (use_worst && rw->worst_rank > 0) {
+        op->out.off = op->out.len = 0;
+        put_line(&op->out, rw->worst, rw->worst_len);
+    } else if (rw->majority && own > 1 && rw->ok >= rw->need) {
+        /* a majority did it, this replica did not: the majority's answer */
+        enum mg_cmd cmd = op->req->cmd;
+        const char *l = cmd >= MG_CMD_MG                           ? "HD"
+                        : cmd == MG_CMD_DELETE                     ? "DELETED"
+                        : cmd == MG_CMD_TOUCH                      ? "TOUCHED"
+                        : cmd == MG_CMD_INCR || cmd == MG_CMD_DECR ? NULL
+                                                                   : "STORED";
+        if (l) {
+            op->out.off = op->out.len = 0;
+            put_line(&op->out, l, strlen(l));
+        }
+    }
+}
+
+static void repl_release(struct repl_write *rw)
+{
+    struct op *op = rw->op;
+    repl_apply(rw, op);
+    op->repl = NULL;
+    rw->op = NULL;
+}
+
+static void repl_maybe_free(struct repl_write *rw)
+{
+    if (rw->op == NULL && rw->left == 0)
+        free(rw);
+}
+
+bool dispatch_repl_hold(struct op *op)
+{
+    struct repl_write *rw = op->repl;
+    rw->op_in = true;
+    if (write_rank(op->status, op->fail != OP_FAIL_NONE) == 1)
+        rw->ok++;
+    else
+        rw->bad++;
+    if (!repl_ready(rw))
+        return true; /* held: the replica that makes it ready finishes it */
+    repl_release(rw);
+    repl_maybe_free(rw);
+    return false;
+}
+
+/* One replica's copy of a replicated write: its write, and for a delete the key as that
+ * replica stores it, to replay if the delete may not have reached it. */
+struct repl_copy {
+    struct repl_write *rw;
+    struct health *h;
+    bool b64;
+    uint16_t klen;
+    char key[];
+};
+
+/* Keep a delete a replica missed (h: its server); counted on the route. */
+static void repl_missed(struct repl_write *rw, struct health *h, const char *key, size_t klen,
+                        bool b64)
+{
+    if (health_replay_push(h, key, klen, b64))
+        ROUTE_COUNT(rw->w, rw->route, replays_queued);
+    else
+        ROUTE_COUNT(rw->w, rw->route, replays_dropped);
+}
+
+static void repl_done(struct request *ir)
+{
+    struct repl_copy *cp = ir->udata;
+    struct repl_write *rw = cp->rw;
+    struct op *o = &ir->ops[0];
+    struct mg_meta_reply rep;
+    size_t used;
+    bool failed =
+        o->fail != OP_FAIL_NONE || mg_meta_parse_reply(buf_head(&o->out), buf_unread(&o->out),
+                                                       UINT32_MAX, &rep, &used) != MG_OK;
+    int rank = write_rank(failed ? MG_R_NONE : rep.status, failed);
+    if (rank == 3)
+        ROUTE_COUNT(rw->w, rw->route, replica_errors);
+    if (rw->is_delete && o->fail != OP_FAIL_NONE && cp->h)
+        repl_missed(rw, cp->h, cp->key, cp->klen, cp->b64);
+    rw->left--;
+    if (rw->op) {
+        if (rank == 1)
+            rw->ok++;
+        else
+            rw->bad++;
+        if (rank > 1 && rank > rw->worst_rank) {
+            rw->worst_rank = rank;
+            repl_client_line(rw, rw->op->req->cmd, failed ? NULL : &rep, failed ? &o->out : NULL);
+        }
+        if (repl_ready(rw)) {
+            struct op *op = rw->op;
+            repl_release(rw);
+            op_finish(op);
+        }
+    }
+    repl_maybe_free(rw);
+    free(cp);
+    request_release(ir);
+}
+
+/* A write (or delete) through a replicated route: op goes to the first replica (tg, sent
+ * when sent is true); each other replica gets its own copy. The client's answer waits for
+ * `writes`' share of them and is the worst. where: the key's placement bytes. */
+static void replicate_write(struct request *r, struct op *op, const struct mg_text_req *t,
+                            struct mg_slice where, bool sent, const struct target *tg)
+{
+    struct worker *w = r->w;
+    const struct pool *rp = &w->cfg->pools[op->route];
+    struct repl_write *rw = calloc(1, sizeof(*rw));
+    if (rw == NULL)
+        return;
+    rw->w = w;
+    rw->route = op->route;
+    rw->is_delete = t->cmd == MG_CMD_DELETE || t->cmd == MG_CMD_MD;
+    uint32_t n = rp->nchildren;
+    rw->n = n;
+    rw->majority = rp->rep_writes == REP_WRITES_MAJORITY;
+    rw->need = rp->rep_writes == REP_WRITES_ALL        ? n
+               : rp->rep_writes == REP_WRITES_MAJORITY ? n / 2 + 1
+                                                       : 1;
+    if (rw->is_delete && !sent && tg->b && (op->fail == OP_FAIL_DOWN))
+        repl_missed(rw, tg->b->health, tg->bkey, tg->bklen, t->b64); /* the first replica's */
+    if (sent && rp->rep_writes != REP_WRITES_ASYNC) {
+        rw->op = op; /* dispatch_repl_hold decides when it answers */
+        op->repl = rw;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        struct child_key ck;
+        if (i == op->child || !child_key(r, &w->cfg->pools[rp->children[i]], where, t->b64, &ck))
+            continue;
+        struct repl_copy *cp = calloc(1, sizeof(*cp) + (rw->is_delete ? ck.klen : 0));
+        if (cp == NULL)
+            continue;
+        cp->rw = rw;
+        if (rw->is_delete) {
+            cp->h = ck.b->health;
+            cp->b64 = t->b64;
+            cp->klen = (uint16_t)ck.klen;
+            memcpy(cp->key, ck.key, ck.klen);
+        }
+        enum op_fail why;
+        struct request *ir =
+            request_one(w, ck.b, ck.klen + t->data.len + t->args.len + 64, repl_done, cp, &why);
+        if (ir == NULL) { /* that replica is down (or no memory): its answer is a failure */
+            ROUTE_COUNT(w, rw->route, replica_errors);
+            if (rw->is_delete && why == OP_FAIL_DOWN)
+                repl_missed(rw, ck.b->health, ck.key, ck.klen, t->b64);
+            if (rw->op) {
+                rw->bad++;
+                if (rw->worst_rank < 3) {
+                    rw->worst_rank = 3;
+                    static const char down[] = "SERVER_ERROR backend down";
+                    memcpy(rw->worst, down, sizeof(down) - 1);
+                    rw->worst_len = sizeof(down) - 1;
+                }
+            }
+            free(cp);
+            continue;
+        }
+        rw->left++;
+        render_copy(&ck.b->wbuf, t, &ck, op->add_k);
+        request_one_send(ir);
+    }
+    repl_maybe_free(rw);
+}
+
+/* Replayed deletes: each answered one lets its server serve reads again. */
+struct replay_sent {
+    struct health *h;
+    bool b64;
+    uint16_t klen;
+    char key[];
+};
+
+static void replay_done(struct request *ir)
+{
+    struct replay_sent *rs = ir->udata;
+    if (ir->ops[0].fail != OP_FAIL_NONE) /* still not there: keep it */
+        health_replay_push(rs->h, rs->key, rs->klen, rs->b64);
+    atomic_fetch_sub(&rs->h->replay_inflight, 1);
+    free(rs);
+    request_release(ir);
+}
+
+void dispatch_replay(struct worker *w, struct backend *b)
+{
+    if (!backend_usable(b))
+        return;
+    struct health_replay *list = health_replay_take(b->health);
+    while (list) {
+        char key[MG_KEY_MAX + 1];
+        size_t klen;
+        bool b64;
+        list = health_replay_next(list, key, &klen, &b64);
+        struct replay_sent *rs = malloc(sizeof(*rs) + klen);
+        struct backend *c = backend_conn(b, key, klen);
+        enum op_fail why;
+        struct request *ir = rs ? request_one(w, c, klen + 4, replay_done, rs, &why) : NULL;
+        if (ir == NULL) {
+            health_replay_push(b->health, key, klen, b64);
+            free(rs);
+            continue;
+        }
+        rs->h = b->health;
+        rs->b64 = b64;
+        rs->klen = (uint16_t)klen;
+        memcpy(rs->key, key, klen);
+        atomic_fetch_add(&b->health->replay_inflight, 1);
+        meta_key(&c->wbuf, "md ", key, klen);
+        if (b64)
+            buf_put(&c->wbuf, " b", 2);
+        meta_end(&c->wbuf);
+        request_one_send(ir);
+    }
+}
+
+static uint32_t replica_for_read(struct request *r, const struct pool *rp, struct mg_slice place,
+                                 bool b64)
+{
+    static _Thread_local uint64_t rng = 0x9e3779b97f4a7c15ull;
+    struct worker *w = r->w;
+    const struct config *cfg = w->cfg;
+    uint32_t n = rp->nchildren, pick = 0;
+    if (rp->rep_reads == REP_READS_RANDOM) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        pick = (uint32_t)(rng % n);
+    } else if (rp->rep_reads == REP_READS_FASTEST) {
+        double best = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t c = rp->children[i];
+            double e = c < w->npool_herd ? w->pool_herd[c].lat_ewma_us : 0;
+            if (i == 0 || e < best) {
+                best = e;
+                pick = i;
+            }
+        }
+    }
+    /* a replica that missed deletes serves no reads until they are replayed */
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t c = (pick + k) % n;
+        struct child_key ck;
+        if (!child_key(r, &cfg->pools[rp->children[c]], place, b64, &ck))
+            return pick;
+        if (!health_replaying(ck.b->health))
+            return c;
+        dispatch_replay(w, ck.b); /* now, if it is up: the next read may use it again */
+    }
+    return pick;
 }
 
 void dispatch_warm_fill(struct op *op, const struct mg_meta_reply *rep)
@@ -712,9 +1071,13 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
         struct mg_slice lkey = { res->key_len ? r->rkeys.data + res->key_off : NULL, res->key_len };
         struct target tg;
         int trc = target_of(r, op, k, where, t->b64, res->pool, res->policy, lkey, &tg);
-        if (MG_UNLIKELY(op->route >= 0) && (t->cmd == MG_CMD_DELETE || t->cmd == MG_CMD_MD) &&
-            r->w->cfg->pools[op->route].kind != POOL_SHADOW)
-            delete_on_children(r, op, t, where); /* a value on a fallback must not outlive it */
+        if (MG_UNLIKELY(op->route >= 0)) {
+            enum pool_kind kind = r->w->cfg->pools[op->route].kind;
+            if (kind == POOL_REPLICATE && !is_read(t->cmd))
+                replicate_write(r, op, t, where, trc == MG_OK, &tg);
+            else if ((t->cmd == MG_CMD_DELETE || t->cmd == MG_CMD_MD) && kind != POOL_SHADOW)
+                delete_on_children(r, op, t, where); /* a fallback's copy must not outlive it */
+        }
         if (trc != MG_OK)
             continue;
         /* mg k on a base64 key: memcached 1.6 echoes an item that mg's N flag created with
@@ -774,7 +1137,8 @@ static const struct pool *route_next(struct op *op)
 bool dispatch_failover(struct op *op, enum op_fail why)
 {
     const struct pool *fo = route_next(op);
-    if (fo == NULL || !(fo->fo_on & (1u << why))) {
+    if (fo == NULL || !(fo->fo_on & (1u << why)) ||
+        (fo->kind == POOL_REPLICATE && !is_read(op->req->cmd))) {
         ROUTE_COUNT(op->req->w, op->route, failed);
         return false;
     }

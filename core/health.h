@@ -10,11 +10,37 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+struct health_replay; /* a delete a replica missed while it was down (health.c) */
 
 struct health {
     _Atomic int64_t down_until_us; /* 0: up; else ejected until then (ev_now, in µs) */
+    /* deletes of a replicated route this server missed: replayed before it serves reads */
+    _Atomic uint32_t replay_n;        /* queued */
+    _Atomic uint32_t replay_inflight; /* sent, not answered yet */
+    struct health_replay *replay;     /* under the table's lock */
 };
+
+/* Most deletes kept for one server; more are dropped (counted by the caller). */
+#define HEALTH_REPLAY_MAX 10000
+
+/* Keep a missed delete of key (as sent to that server; b64: with the b flag). Returns
+ * false when the queue is full or out of memory. */
+bool health_replay_push(struct health *h, const char *key, size_t klen, bool b64);
+/* Take every queued delete (the caller sends them); NULL when none. */
+struct health_replay *health_replay_take(struct health *h);
+/* Walk a taken list: the key of r, and the next one (r is freed). */
+struct health_replay *health_replay_next(struct health_replay *r, char *key, size_t *klen,
+                                         bool *b64);
+
+/* True while h's server must not serve reads (missed deletes not replayed yet). */
+static inline bool health_replaying(const struct health *h)
+{
+    return h && (atomic_load_explicit(&h->replay_n, memory_order_relaxed) |
+                 atomic_load_explicit(&h->replay_inflight, memory_order_relaxed)) != 0;
+}
 
 /* The entry for server name, created on first use; NULL when out of memory or past
  * HEALTH_MAX entries (that server's ejections then stay per worker). Thread-safe. */

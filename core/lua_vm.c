@@ -259,6 +259,21 @@ static int compile_failovers(lua_State *L, struct config *c, char *err, size_t e
             rc = sw < 0 ? MG_ERR : config_add_shadow(c, name, names[0], names[1], sw, err, errlen);
             if (sw < 0)
                 snprintf(err, errlen, "shadow '%s': cannot register its switch", name);
+        } else if (kind && strcmp(kind, "replicate") == 0) {
+            lua_getfield(L, -7, "reads");
+            lua_getfield(L, -8, "writes");
+            const char *rd = lua_tostring(L, -2), *wr = lua_tostring(L, -1);
+            enum rep_reads reads = !rd                           ? REP_READS_FIRST
+                                   : strcmp(rd, "fastest") == 0  ? REP_READS_FASTEST
+                                   : strcmp(rd, "failover") == 0 ? REP_READS_FAILOVER
+                                   : strcmp(rd, "random") == 0   ? REP_READS_RANDOM
+                                                                 : REP_READS_FIRST;
+            enum rep_writes writes = !wr                           ? REP_WRITES_ALL
+                                     : strcmp(wr, "majority") == 0 ? REP_WRITES_MAJORITY
+                                     : strcmp(wr, "async") == 0    ? REP_WRITES_ASYNC
+                                                                   : REP_WRITES_ALL;
+            lua_pop(L, 2);
+            rc = config_add_replicate(c, name, names, (uint32_t)nc, reads, writes, on, err, errlen);
         } else {
             rc = config_add_failover(c, name, names, (uint32_t)nc, on, t, lua_toboolean(L, -2), err,
                                      errlen);

@@ -78,6 +78,7 @@ int request_ops(struct request *r, uint32_t n)
         op->pool = -1;
         op->route = -1;
         op->shadow = NULL;
+        op->repl = NULL;
     }
     r->nops = n;
     return MG_OK;
@@ -231,6 +232,8 @@ void request_complete(struct request *r)
 void op_finish(struct op *op)
 {
     struct request *r = op->req;
+    if (MG_UNLIKELY(op->repl != NULL) && dispatch_repl_hold(op))
+        return;
     if (--r->pending == 0)
         request_complete(r);
 }

@@ -63,6 +63,7 @@ struct op {
     int route;            /* the failover route it goes through (pool index), -1 if none */
     uint32_t child;       /* route: the child it was sent to */
     struct shadow_read *shadow; /* a shadowed read: its outcome goes there (dispatch.c) */
+    struct repl_write *repl;    /* a replicated write waiting for its replicas (dispatch.c) */
     struct resolution res;      /* the plug-in's resolution, valid below req->res_until */
 };
 
@@ -160,6 +161,11 @@ bool dispatch_miss_next(struct op *op);
 void dispatch_warm_fill(struct op *op, const struct mg_meta_reply *rep);
 /* A shadowed read's own outcome (rep, or NULL when it failed), for the comparison. */
 void dispatch_shadow_main(struct op *op, const struct mg_meta_reply *rep);
+/* A replicated write's own answer is in: true while it must wait for its replicas (the
+ * route finishes it then). */
+bool dispatch_repl_hold(struct op *op);
+/* Send the deletes b's server missed while down (a replicated route's), if it is up. */
+void dispatch_replay(struct worker *w, struct backend *b);
 
 /* Shared by request.c and dispatch.c. */
 struct request *request_get(struct worker *w);

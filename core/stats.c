@@ -16,6 +16,8 @@ void stats_latency(struct worker *w, int pool, double us)
     while (i < LAT_BUCKETS - 1 && us > stats_lat_bounds_us[i])
         i++;
     STAT_INC(w->pool_herd[pool].lat[i]);
+    double *e = &w->pool_herd[pool].lat_ewma_us;
+    *e += (us - *e) / 8;
 }
 
 void stats_line(struct buf *out, const char *prefix, const char *name, uint64_t v)

@@ -38,7 +38,9 @@ struct pool_herd {
      * reads whose copy answered differently (hit/miss, value or flags) */
     atomic_uint_fast64_t route_requests, route_fallbacks, route_fallback_writes, route_misses_moved,
         route_failed, route_deletes_skipped, route_fills, route_shadow_copies, route_shadow_errors,
-        route_shadow_mismatches;
+        route_shadow_mismatches, route_replica_errors, route_replays_queued, route_replays_dropped,
+        route_replays_sent;
+    double lat_ewma_us; /* reply latency, moving average (replicate reads = fastest); owner only */
 };
 
 #define STAT_ADD(field, n)                                                                      \

@@ -157,24 +157,32 @@ static void render_routes(struct worker *self, struct buf *out)
         size_t off;
     } f[] = {
 #define RC(x) { #x, offsetof(struct pool_herd, route_##x) }
-        RC(requests),      RC(fallbacks),         RC(fallback_writes), RC(misses_moved),
-        RC(failed),        RC(deletes_skipped),   RC(fills),           RC(shadow_copies),
-        RC(shadow_errors), RC(shadow_mismatches),
+        RC(requests),        RC(fallbacks),         RC(fallback_writes), RC(misses_moved),
+        RC(failed),          RC(deletes_skipped),   RC(fills),           RC(shadow_copies),
+        RC(shadow_errors),   RC(shadow_mismatches), RC(replica_errors),  RC(replays_queued),
+        RC(replays_dropped), RC(replays_sent),
 #undef RC
     };
     for (uint32_t p = 0; p < cfg->npools; p++) {
         const struct pool *r = &cfg->pools[p];
         if (r->kind == POOL_SERVERS)
             continue;
-        buf_printf(out, "STAT route:%s:kind %s\r\n", r->name,
-                   r->kind == POOL_WARMUP   ? "warmup"
-                   : r->kind == POOL_SHADOW ? "shadow"
-                                            : "failover");
+        static const char *kinds[] = { [POOL_FAILOVER] = "failover",
+                                       [POOL_WARMUP] = "warmup",
+                                       [POOL_SHADOW] = "shadow",
+                                       [POOL_REPLICATE] = "replicate" };
+        buf_printf(out, "STAT route:%s:kind %s\r\n", r->name, kinds[r->kind]);
         for (uint32_t i = 0; i < r->nchildren; i++)
             buf_printf(out, "STAT route:%s:child:%u %s\r\n", r->name, i,
                        cfg->pools[r->children[i]].name);
         buf_printf(out, "STAT route:%s:ttl %u\r\n", r->name, r->fo_ttl);
         buf_printf(out, "STAT route:%s:on_miss %s\r\n", r->name, r->fo_on_miss ? "yes" : "no");
+        if (r->kind == POOL_REPLICATE) {
+            static const char *reads[] = { "first", "fastest", "failover", "random" };
+            static const char *writes[] = { "all", "majority", "async" };
+            buf_printf(out, "STAT route:%s:reads %s\r\n", r->name, reads[r->rep_reads]);
+            buf_printf(out, "STAT route:%s:writes %s\r\n", r->name, writes[r->rep_writes]);
+        }
         for (size_t k = 0; k < MG_ARRAY_LEN(f); k++) {
             uint64_t v = 0;
             for (int i = 0; i < nworkers; i++) {

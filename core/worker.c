@@ -446,6 +446,10 @@ static void worker_housekeeping_cb(struct ev_loop *loop, ev_timer *t, int revent
     atomic_store_explicit(&w->lua_kb, lua_api_mem_kb(w), memory_order_relaxed);
     if (w->id == 0)
         fleet_poll(w);
+    for (uint32_t i = 0; i < w->nbackends; i++) /* deletes a replica missed while down */
+        if (w->backends[i]->health &&
+            atomic_load_explicit(&w->backends[i]->health->replay_n, memory_order_relaxed))
+            dispatch_replay(w, w->backends[i]);
 }
 
 /* Another thread asked for something: a new config, or to stop (drain, then leave). */

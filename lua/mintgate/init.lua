@@ -295,6 +295,73 @@ function M.shadow(t)
   return r
 end
 
+local READS = { first = true, fastest = true, failover = true, random = true }
+local WRITES = { all = true, majority = true, async = true }
+
+--- A replicated route (mcrouter's AllSyncRoute / AllMajorityRoute / AllAsyncRoute for
+-- writes): every write and delete goes to each pool. `writes`: the client waits for
+-- "all" of them (the default), a "majority", or the first ("async": the rest go on in the
+-- background), and gets the worst answer of those it waited for. `reads`: "first" (the
+-- default), "failover" (the next pool after a failure, as mg.failover), "random", or
+-- "fastest" (the lowest recent reply latency in this worker). A delete a replica misses
+-- while down is kept and replayed before that replica serves reads again.
+-- @tparam table t pools in order, then optional `reads`, `writes`, `on`, `name`
+-- @return a route object
+function M.replicate(t)
+  if type(t) ~= "table" then error("mg.replicate: expected a table", 2) end
+  local children, names = {}, {}
+  for i, c in ipairs(t) do
+    if getmetatable(c) == Route then
+      error("mg.replicate: pool " .. i .. " is a route; a route inside a route is not " ..
+        "supported yet", 2)
+    end
+    children[i] = pool_name(c, "pool " .. i, "mg.replicate")
+    names[i] = children[i]
+  end
+  if #children < 2 then error("mg.replicate: needs at least two pools", 2) end
+  if #children > 64 then error("mg.replicate: at most 64 pools", 2) end
+  for k in pairs(t) do
+    if type(k) ~= "number" and k ~= "reads" and k ~= "writes" and k ~= "on" and k ~= "name" then
+      error("mg.replicate: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  local reads, writes = t.reads or "first", t.writes or "all"
+  if not READS[reads] then
+    error("mg.replicate: 'reads' must be \"first\", \"fastest\", \"failover\" or \"random\"", 2)
+  end
+  if not WRITES[writes] then
+    error("mg.replicate: 'writes' must be \"all\", \"majority\" or \"async\"", 2)
+  end
+  local on = { down = true, timeout = true, error = true }
+  if t.on ~= nil then
+    if type(t.on) ~= "table" or #t.on == 0 then
+      error("mg.replicate: 'on' must be a list of \"down\", \"timeout\", \"error\"", 2)
+    end
+    on = {}
+    for _, kind in ipairs(t.on) do
+      if not FAIL_KINDS[kind] then
+        error("mg.replicate: 'on' must be a list of \"down\", \"timeout\", \"error\"", 2)
+      end
+      on[kind] = true
+    end
+  end
+  local name = t.name or ("replicate(" .. table.concat(names, ",") .. ")")
+  if type(name) ~= "string" or name == "" or name:find("[%s%c]") then
+    error("mg.replicate: 'name' must be a non-empty string without spaces", 2)
+  end
+  if state.by_name[name] then
+    if t.name then error("mg.replicate: '" .. name .. "' declared twice", 2) end
+    local n = 2
+    while state.by_name[name .. "#" .. n] do n = n + 1 end
+    name = name .. "#" .. n
+  end
+  local r = setmetatable({ kind = "replicate", name = name, children = children, reads = reads,
+    writes = writes, on = on, ttl = 0, on_miss = false }, Route)
+  state.routes[#state.routes + 1] = r
+  state.by_name[name] = r
+  return r
+end
+
 --- A warm-up route (mcrouter's WarmUpRoute): reads try `cold`; a miss there reads `warm`,
 -- and a hit there is returned and added to `cold` with its remaining TTL (or `ttl` when it
 -- has none). Writes go to `cold`; deletes to both. With a switch in a route function, it

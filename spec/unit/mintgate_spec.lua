@@ -138,6 +138,31 @@ describe("mintgate config module", function()
     end)
   end)
 
+  describe("mg.replicate", function()
+    it("returns a replicated route with its modes", function()
+      local a = mg.pool { name = "a", servers = { "127.0.0.1:1" } }
+      local b = mg.pool { name = "b", servers = { "127.0.0.1:2" } }
+      local r = mg.replicate { a, b }
+      assert.equal("replicate", r.kind)
+      assert.equal("first", r.reads)
+      assert.equal("all", r.writes)
+      r = mg.replicate { a, b, reads = "fastest", writes = "majority", name = "rep" }
+      assert.equal("rep", r.name)
+      assert.equal("fastest", r.reads)
+      assert.equal("majority", r.writes)
+    end)
+
+    it("refuses what it cannot take", function()
+      local a = mg.pool { name = "a", servers = { "127.0.0.1:1" } }
+      local b = mg.pool { name = "b", servers = { "127.0.0.1:2" } }
+      raises(function() mg.replicate { a } end, "needs at least two pools")
+      raises(function() mg.replicate { a, b, reads = "nearest" } end, "'reads' must be")
+      raises(function() mg.replicate { a, b, writes = "quorum" } end, "'writes' must be")
+      raises(function() mg.replicate { a, mg.failover { a, b } } end, "not supported yet")
+      raises(function() mg.replicate { a, b, copies = 2 } end, "unknown option 'copies'")
+    end)
+  end)
+
   describe("mg.listen", function()
     it("takes a list or one string; repeated calls add", function()
       mg.listen { "127.0.0.1:11211", "[::1]:11211" }
