@@ -197,11 +197,25 @@ int config_add_failover(struct config *c, const char *name, const char *const *c
     p->fo_ttl = ttl;
     p->fo_on_miss = on_miss;
     p->opts = c->pools[ids[0]].opts;
-    c->has_failover = true;
+    c->has_failover = true; /* a shadow and a replicate with reads != failover unset it */
     return (int)c->npools++;
 oom:
     snprintf(err, errlen, "out of memory");
     return MG_ERR;
+}
+
+/* Does some route send a request again later (a failover's next pool, a warm-up's warm
+ * read)? Then requests keep their own copy of the command (has_failover). Shadow copies
+ * and replicated writes are sent while the command is still at hand. */
+static void config_update_resend(struct config *c)
+{
+    c->has_failover = false;
+    for (uint32_t i = 0; i < c->npools; i++) {
+        const struct pool *p = &c->pools[i];
+        if (p->kind == POOL_FAILOVER || p->kind == POOL_WARMUP ||
+            (p->kind == POOL_REPLICATE && p->rep_reads == REP_READS_FAILOVER))
+            c->has_failover = true;
+    }
 }
 
 int config_add_warmup(struct config *c, const char *name, const char *cold, const char *warm,
@@ -222,6 +236,7 @@ int config_add_shadow(struct config *c, const char *name, const char *main, cons
     if (id >= 0) {
         c->pools[id].kind = POOL_SHADOW;
         c->pools[id].shadow_switch = sw;
+        config_update_resend(c);
     }
     return id;
 }
@@ -236,6 +251,7 @@ int config_add_replicate(struct config *c, const char *name, const char *const *
         c->pools[id].kind = POOL_REPLICATE;
         c->pools[id].rep_reads = reads;
         c->pools[id].rep_writes = writes;
+        config_update_resend(c);
     }
     return id;
 }
