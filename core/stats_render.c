@@ -99,6 +99,19 @@ static void render_backends(struct worker *self, struct buf *out)
     }
 }
 
+/* A pool's counter at offset off in struct pool_herd, summed over the workers on cfg. */
+static uint64_t sum_pool_counter(const struct config *cfg, uint32_t p, size_t off)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < nworkers; i++) {
+        struct worker *ow = &workers[i];
+        if (ow->cfg == cfg && p < ow->npool_herd)
+            v += atomic_load_explicit((atomic_uint_fast64_t *)((char *)&ow->pool_herd[p] + off),
+                                      memory_order_relaxed);
+    }
+    return v;
+}
+
 static void render_pools(struct worker *self, struct buf *out)
 {
     const struct config *cfg = self->cfg;
@@ -119,19 +132,9 @@ static void render_pools(struct worker *self, struct buf *out)
             PH(wait_timeouts), PH(lock_expired), PH(coalesced), PH(marked_stale),
 #undef PH
         };
-        for (size_t k = 0; k < MG_ARRAY_LEN(f); k++) {
-            uint64_t v = 0;
-            for (int i = 0; i < nworkers; i++) {
-                struct worker *ow = &workers[i];
-                if (ow->cfg != cfg || p >= ow->npool_herd)
-                    continue;
-                v += atomic_load_explicit(
-                    (atomic_uint_fast64_t *)((char *)&ow->pool_herd[p] + f[k].off),
-                    memory_order_relaxed);
-            }
+        for (size_t k = 0; k < MG_ARRAY_LEN(f); k++)
             buf_printf(out, "STAT pool:%s:herd_%s %llu\r\n", pool->name, f[k].name,
-                       (unsigned long long)v);
-        }
+                       (unsigned long long)sum_pool_counter(cfg, p, f[k].off));
         /* reply latency histogram, cumulative: replies that took at most each bound */
         uint64_t cum = 0;
         for (int b = 0; b < LAT_BUCKETS; b++) {
@@ -183,18 +186,9 @@ static void render_routes(struct worker *self, struct buf *out)
             buf_printf(out, "STAT route:%s:reads %s\r\n", r->name, reads[r->rep_reads]);
             buf_printf(out, "STAT route:%s:writes %s\r\n", r->name, writes[r->rep_writes]);
         }
-        for (size_t k = 0; k < MG_ARRAY_LEN(f); k++) {
-            uint64_t v = 0;
-            for (int i = 0; i < nworkers; i++) {
-                struct worker *ow = &workers[i];
-                if (ow->cfg != cfg || p >= ow->npool_herd)
-                    continue;
-                v += atomic_load_explicit(
-                    (atomic_uint_fast64_t *)((char *)&ow->pool_herd[p] + f[k].off),
-                    memory_order_relaxed);
-            }
-            buf_printf(out, "STAT route:%s:%s %llu\r\n", r->name, f[k].name, (unsigned long long)v);
-        }
+        for (size_t k = 0; k < MG_ARRAY_LEN(f); k++)
+            buf_printf(out, "STAT route:%s:%s %llu\r\n", r->name, f[k].name,
+                       (unsigned long long)sum_pool_counter(cfg, p, f[k].off));
     }
 }
 

@@ -170,7 +170,7 @@ Route.__tostring = function(r) return "mintgate." .. r.kind .. "(" .. r.name .. 
 
 -- The name of pool v (a pool object or a declared pool's name); with routes_ok, a route
 -- object (mg.failover) or its name too.
-local function pool_name(v, what, fn, routes_ok)
+local function pool_name(v, what, fn, routes_ok, level)
   local mt = getmetatable(v)
   if mt == Pool or (routes_ok and mt == Route) then return v.name end
   if type(v) == "string" and state.by_name[v] and
@@ -179,10 +179,87 @@ local function pool_name(v, what, fn, routes_ok)
   end
   error((fn or "mg.route") .. ": " .. what .. (routes_ok and
     " must be a pool (from mg.pool), a route (mg.failover) or its name" or
-    " must be a pool (from mg.pool) or a pool's name"), 3)
+    " must be a pool (from mg.pool) or a pool's name"), level or 3)
 end
 
 local FAIL_KINDS = { down = true, timeout = true, error = true }
+
+-- Shared by the route constructors (mg.failover, mg.replicate, mg.shadow, mg.warmup): each
+-- raises its errors at the line of the script that called the constructor (level 3).
+
+-- t is a table whose keys are all in allowed (allowed[1]: a list part is allowed too).
+local function route_table(t, fn, allowed)
+  if type(t) ~= "table" then error(fn .. ": expected a table", 3) end
+  for k in pairs(t) do
+    if not (allowed[k] or (type(k) == "number" and allowed[1])) then
+      error(fn .. ": unknown option '" .. tostring(k) .. "'", 3)
+    end
+  end
+end
+
+-- The pools listed (pool objects or names, not routes), at least min of them.
+local function route_pools(list, fn, min)
+  local children = {}
+  for i, c in ipairs(list) do
+    if getmetatable(c) == Route then
+      error(fn .. ": pool " .. i .. " is a route; a route inside a route is not supported yet", 3)
+    end
+    children[i] = pool_name(c, "pool " .. i, fn, false, 4)
+  end
+  if #children < min then error(fn .. ": needs at least two pools", 3) end
+  if #children > 64 then error(fn .. ": at most 64 pools", 3) end
+  return children
+end
+
+-- One pool given by option what (a pool object or a name, not a route).
+local function route_pool(v, what, fn)
+  if getmetatable(v) == Route then
+    error(fn .. ": '" .. what .. "' is a route; a route inside a route is not supported yet", 3)
+  end
+  local name = pool_name(v, "'" .. what .. "'", fn, false, 4)
+  return name -- not a tail call: pool_name's error level counts this frame
+end
+
+-- The failure kinds of option `on` as a set; all three when absent.
+local function route_on(on, fn)
+  if on == nil then return { down = true, timeout = true, error = true } end
+  local set = {}
+  if type(on) == "table" and #on > 0 then
+    for _, kind in ipairs(on) do
+      if not FAIL_KINDS[kind] then set = nil break end
+      set[kind] = true
+    end
+    if set then return set end
+  end
+  error(fn .. ": 'on' must be a list of \"down\", \"timeout\", \"error\"", 3)
+end
+
+-- Option ttl: absent (0) or whole seconds.
+local function route_ttl(ttl, fn)
+  if ttl ~= nil and (type(ttl) ~= "number" or ttl < 0 or ttl % 1 ~= 0) then
+    error(fn .. ": 'ttl' must be a whole number of seconds", 3)
+  end
+  return ttl or 0
+end
+
+-- Register route r under its name (t.name, else default made unique with #2, #3, ...).
+local function route_add(r, name, default, fn)
+  name = name or default
+  if type(name) ~= "string" or name == "" or name:find("[%s%c]") then
+    error(fn .. ": 'name' must be a non-empty string without spaces", 3)
+  end
+  if state.by_name[name] then
+    if name ~= default then error(fn .. ": '" .. name .. "' declared twice", 3) end
+    local n = 2
+    while state.by_name[name .. "#" .. n] do n = n + 1 end
+    name = name .. "#" .. n
+  end
+  r.name = name
+  setmetatable(r, Route)
+  state.routes[#state.routes + 1] = r
+  state.by_name[name] = r
+  return r
+end
 
 --- A failover route: the first pool serves; a key whose server is down, times out or
 -- errs (`on`, default all three) moves on to the next pool. Writes that land on a pool
@@ -192,107 +269,16 @@ local FAIL_KINDS = { down = true, timeout = true, error = true }
 -- @tparam table t pools in order, then optional `ttl`, `on`, `on_miss`, `name`
 -- @return a route object
 function M.failover(t)
-  if type(t) ~= "table" then error("mg.failover: expected a table", 2) end
-  local children, names = {}, {}
-  for i, c in ipairs(t) do
-    if getmetatable(c) == Route then
-      error("mg.failover: pool " .. i .. " is a route; a route inside a failover is not " ..
-        "supported yet", 2)
-    end
-    children[i] = pool_name(c, "pool " .. i, "mg.failover")
-    names[i] = children[i]
-  end
-  if #children < 2 then error("mg.failover: needs at least two pools", 2) end
-  if #children > 64 then error("mg.failover: at most 64 pools", 2) end
-  for k in pairs(t) do
-    if type(k) ~= "number" and k ~= "ttl" and k ~= "on" and k ~= "on_miss" and k ~= "name" then
-      error("mg.failover: unknown option '" .. tostring(k) .. "'", 2)
-    end
-  end
-  if t.ttl ~= nil and (type(t.ttl) ~= "number" or t.ttl < 0 or t.ttl % 1 ~= 0) then
-    error("mg.failover: 'ttl' must be a whole number of seconds", 2)
-  end
-  local on = { down = true, timeout = true, error = true }
-  if t.on ~= nil then
-    if type(t.on) ~= "table" or #t.on == 0 then
-      error("mg.failover: 'on' must be a list of \"down\", \"timeout\", \"error\"", 2)
-    end
-    on = {}
-    for _, kind in ipairs(t.on) do
-      if not FAIL_KINDS[kind] then
-        error("mg.failover: 'on' must be a list of \"down\", \"timeout\", \"error\"", 2)
-      end
-      on[kind] = true
-    end
-  end
+  local fn = "mg.failover"
+  route_table(t, fn, { true, ttl = true, on = true, on_miss = true, name = true })
+  local children = route_pools(t, fn, 2)
+  local ttl, on = route_ttl(t.ttl, fn), route_on(t.on, fn)
   if t.on_miss ~= nil and type(t.on_miss) ~= "boolean" then
-    error("mg.failover: 'on_miss' must be a boolean", 2)
+    error(fn .. ": 'on_miss' must be a boolean", 2)
   end
-  local name = t.name or ("failover(" .. table.concat(names, ",") .. ")")
-  if type(name) ~= "string" or name == "" or name:find("[%s%c]") then
-    error("mg.failover: 'name' must be a non-empty string without spaces", 2)
-  end
-  if state.by_name[name] then
-    if t.name then error("mg.failover: '" .. name .. "' declared twice", 2) end
-    local n = 2
-    while state.by_name[name .. "#" .. n] do n = n + 1 end
-    name = name .. "#" .. n
-  end
-  local r = setmetatable({ kind = "failover", name = name, children = children, ttl = t.ttl or 0,
-    on = on, on_miss = t.on_miss or false }, Route)
-  state.routes[#state.routes + 1] = r
-  state.by_name[name] = r
-  return r
-end
-
---- A shadow route (mcrouter's ShadowRoute): `main` serves every key; a deterministic share
--- of keys (`percent`, hashed as switches hash) is also sent to `copy`, whose replies
--- never reach the client and whose failures never slow it; classic reads count a
--- mismatch when the copy answers differently (hit/miss or value). The share is the switch
--- `switch` (default "shadow." .. copy's name): change it at run time like any switch.
--- @tparam table t `main` (or t[1]), `copy`, `percent` (0..100), optional `switch`, `name`
--- @return a route object
-function M.shadow(t)
-  if type(t) ~= "table" then error("mg.shadow: expected a table", 2) end
-  for k in pairs(t) do
-    if k ~= 1 and k ~= "main" and k ~= "copy" and k ~= "percent" and k ~= "switch" and
-      k ~= "name" then
-      error("mg.shadow: unknown option '" .. tostring(k) .. "'", 2)
-    end
-  end
-  local main_v = t.main or t[1]
-  for _, v in ipairs { main_v, t.copy } do
-    if getmetatable(v) == Route then
-      error("mg.shadow: a route inside a route is not supported yet", 2)
-    end
-  end
-  local main = pool_name(main_v, "'main'", "mg.shadow")
-  local copy = pool_name(t.copy, "'copy'", "mg.shadow")
-  if main == copy then error("mg.shadow: 'main' and 'copy' must be two pools", 2) end
-  local pct = t.percent
-  if pct == nil then pct = 0 end
-  if type(pct) ~= "number" or pct < 0 or pct > 100 then
-    error("mg.shadow: 'percent' must be a number from 0 to 100", 2)
-  end
-  local sw = t.switch or ("shadow." .. copy)
-  if type(sw) ~= "string" or not sw:match("^[%w_.:-]+$") or #sw > 63 then
-    error("mg.shadow: 'switch' must be a word (letters, digits, _ . : -)", 2)
-  end
-  local name = t.name or ("shadow(" .. main .. ">" .. copy .. ")")
-  if type(name) ~= "string" or name == "" or name:find("[%s%c]") then
-    error("mg.shadow: 'name' must be a non-empty string without spaces", 2)
-  end
-  if state.by_name[name] then
-    if t.name then error("mg.shadow: '" .. name .. "' declared twice", 2) end
-    local n = 2
-    while state.by_name[name .. "#" .. n] do n = n + 1 end
-    name = name .. "#" .. n
-  end
-  local r = setmetatable({ kind = "shadow", name = name, children = { main, copy },
-    percent = pct, switch = sw, ttl = 0, on = {}, on_miss = false }, Route)
-  state.routes[#state.routes + 1] = r
-  state.by_name[name] = r
-  return r
+  local r = route_add({ kind = "failover", children = children, ttl = ttl, on = on,
+    on_miss = t.on_miss or false }, t.name, "failover(" .. table.concat(children, ",") .. ")", fn)
+  return r -- not a tail call: route_add's error level counts the caller
 end
 
 local READS = { first = true, fastest = true, failover = true, random = true }
@@ -308,58 +294,47 @@ local WRITES = { all = true, majority = true, async = true }
 -- @tparam table t pools in order, then optional `reads`, `writes`, `on`, `name`
 -- @return a route object
 function M.replicate(t)
-  if type(t) ~= "table" then error("mg.replicate: expected a table", 2) end
-  local children, names = {}, {}
-  for i, c in ipairs(t) do
-    if getmetatable(c) == Route then
-      error("mg.replicate: pool " .. i .. " is a route; a route inside a route is not " ..
-        "supported yet", 2)
-    end
-    children[i] = pool_name(c, "pool " .. i, "mg.replicate")
-    names[i] = children[i]
-  end
-  if #children < 2 then error("mg.replicate: needs at least two pools", 2) end
-  if #children > 64 then error("mg.replicate: at most 64 pools", 2) end
-  for k in pairs(t) do
-    if type(k) ~= "number" and k ~= "reads" and k ~= "writes" and k ~= "on" and k ~= "name" then
-      error("mg.replicate: unknown option '" .. tostring(k) .. "'", 2)
-    end
-  end
+  local fn = "mg.replicate"
+  route_table(t, fn, { true, reads = true, writes = true, on = true, name = true })
+  local children = route_pools(t, fn, 2)
   local reads, writes = t.reads or "first", t.writes or "all"
   if not READS[reads] then
-    error("mg.replicate: 'reads' must be \"first\", \"fastest\", \"failover\" or \"random\"", 2)
+    error(fn .. ": 'reads' must be \"first\", \"fastest\", \"failover\" or \"random\"", 2)
   end
   if not WRITES[writes] then
-    error("mg.replicate: 'writes' must be \"all\", \"majority\" or \"async\"", 2)
+    error(fn .. ": 'writes' must be \"all\", \"majority\" or \"async\"", 2)
   end
-  local on = { down = true, timeout = true, error = true }
-  if t.on ~= nil then
-    if type(t.on) ~= "table" or #t.on == 0 then
-      error("mg.replicate: 'on' must be a list of \"down\", \"timeout\", \"error\"", 2)
-    end
-    on = {}
-    for _, kind in ipairs(t.on) do
-      if not FAIL_KINDS[kind] then
-        error("mg.replicate: 'on' must be a list of \"down\", \"timeout\", \"error\"", 2)
-      end
-      on[kind] = true
-    end
+  local r = route_add({ kind = "replicate", children = children, reads = reads, writes = writes,
+    on = route_on(t.on, fn), ttl = 0, on_miss = false }, t.name,
+    "replicate(" .. table.concat(children, ",") .. ")", fn)
+  return r -- not a tail call: route_add's error level counts the caller
+end
+
+--- A shadow route (mcrouter's ShadowRoute): `main` serves every key; a deterministic share
+-- of keys (`percent`, hashed as switches hash) is also sent to `copy`, whose replies
+-- never reach the client and whose failures never slow it; classic reads count a
+-- mismatch when the copy answers differently (hit/miss or value). The share is the switch
+-- `switch` (default "shadow." .. copy's name): change it at run time like any switch.
+-- @tparam table t `main` (or t[1]), `copy`, `percent` (0..100), optional `switch`, `name`
+-- @return a route object
+function M.shadow(t)
+  local fn = "mg.shadow"
+  route_table(t, fn, { [1] = true, main = true, copy = true, percent = true, switch = true,
+    name = true })
+  local main = route_pool(t.main or t[1], "main", fn)
+  local copy = route_pool(t.copy, "copy", fn)
+  if main == copy then error(fn .. ": 'main' and 'copy' must be two pools", 2) end
+  local pct = t.percent or 0
+  if type(pct) ~= "number" or pct < 0 or pct > 100 then
+    error(fn .. ": 'percent' must be a number from 0 to 100", 2)
   end
-  local name = t.name or ("replicate(" .. table.concat(names, ",") .. ")")
-  if type(name) ~= "string" or name == "" or name:find("[%s%c]") then
-    error("mg.replicate: 'name' must be a non-empty string without spaces", 2)
+  local sw = t.switch or ("shadow." .. copy)
+  if type(sw) ~= "string" or not sw:match("^[%w_.:-]+$") or #sw > 63 then
+    error(fn .. ": 'switch' must be a word (letters, digits, _ . : -)", 2)
   end
-  if state.by_name[name] then
-    if t.name then error("mg.replicate: '" .. name .. "' declared twice", 2) end
-    local n = 2
-    while state.by_name[name .. "#" .. n] do n = n + 1 end
-    name = name .. "#" .. n
-  end
-  local r = setmetatable({ kind = "replicate", name = name, children = children, reads = reads,
-    writes = writes, on = on, ttl = 0, on_miss = false }, Route)
-  state.routes[#state.routes + 1] = r
-  state.by_name[name] = r
-  return r
+  local r = route_add({ kind = "shadow", children = { main, copy }, percent = pct, switch = sw,
+    ttl = 0, on = {}, on_miss = false }, t.name, "shadow(" .. main .. ">" .. copy .. ")", fn)
+  return r -- not a tail call: route_add's error level counts the caller
 end
 
 --- A warm-up route (mcrouter's WarmUpRoute): reads try `cold`; a miss there reads `warm`,
@@ -369,38 +344,14 @@ end
 -- @tparam table t `cold`, `warm` (pools), optional `ttl` (seconds), `name`
 -- @return a route object
 function M.warmup(t)
-  if type(t) ~= "table" then error("mg.warmup: expected a table", 2) end
-  for k in pairs(t) do
-    if k ~= "cold" and k ~= "warm" and k ~= "ttl" and k ~= "name" then
-      error("mg.warmup: unknown option '" .. tostring(k) .. "'", 2)
-    end
-  end
-  for _, k in ipairs { "cold", "warm" } do
-    if getmetatable(t[k]) == Route then
-      error("mg.warmup: '" .. k .. "' is a route; a route inside a route is not supported yet", 2)
-    end
-  end
-  local cold = pool_name(t.cold, "'cold'", "mg.warmup")
-  local warm = pool_name(t.warm, "'warm'", "mg.warmup")
-  if cold == warm then error("mg.warmup: 'cold' and 'warm' must be two pools", 2) end
-  if t.ttl ~= nil and (type(t.ttl) ~= "number" or t.ttl < 0 or t.ttl % 1 ~= 0) then
-    error("mg.warmup: 'ttl' must be a whole number of seconds", 2)
-  end
-  local name = t.name or ("warmup(" .. cold .. "<" .. warm .. ")")
-  if type(name) ~= "string" or name == "" or name:find("[%s%c]") then
-    error("mg.warmup: 'name' must be a non-empty string without spaces", 2)
-  end
-  if state.by_name[name] then
-    if t.name then error("mg.warmup: '" .. name .. "' declared twice", 2) end
-    local n = 2
-    while state.by_name[name .. "#" .. n] do n = n + 1 end
-    name = name .. "#" .. n
-  end
-  local r = setmetatable({ kind = "warmup", name = name, children = { cold, warm },
-    ttl = t.ttl or 0, on = {}, on_miss = true }, Route)
-  state.routes[#state.routes + 1] = r
-  state.by_name[name] = r
-  return r
+  local fn = "mg.warmup"
+  route_table(t, fn, { cold = true, warm = true, ttl = true, name = true })
+  local cold = route_pool(t.cold, "cold", fn)
+  local warm = route_pool(t.warm, "warm", fn)
+  if cold == warm then error(fn .. ": 'cold' and 'warm' must be two pools", 2) end
+  local r = route_add({ kind = "warmup", children = { cold, warm }, ttl = route_ttl(t.ttl, fn),
+    on = {}, on_miss = true }, t.name, "warmup(" .. cold .. "<" .. warm .. ")", fn)
+  return r -- not a tail call: route_add's error level counts the caller
 end
 
 --- Staleness policies (herd protection) go by one name, `stale`, everywhere: `mg.stale`,

@@ -10,20 +10,7 @@ local client = require "spec.helpers.client"
 
 local SIGSTOP, SIGCONT = 19, 18
 
--- The TTL memcached reports for key (mg <key> t): a number, -1 for none, nil on a miss.
-local function ttl_on(port, key)
-  local d = client.connect(port)
-  local l = d:cmd("mg " .. key .. " t")
-  d:close()
-  return tonumber(l:match("^HD t(%-?%d+)"))
-end
-
-local function value_on(port, key)
-  local d = client.connect(port)
-  local v = d:value(key)
-  d:close()
-  return v
-end
+local ttl_on, value_on = client.ttl_on, client.value_on
 
 describe("mg.failover", function()
   local E

@@ -9,19 +9,7 @@ assert(jit ~= nil, "specs must run under LuaJIT")
 local env = require "spec.helpers.env"
 local client = require "spec.helpers.client"
 
-local function dvalue(port, key)
-  local d = client.connect(port)
-  local v = d:value(key)
-  d:close()
-  return v
-end
-
-local function dset(port, key, value)
-  local d = client.connect(port)
-  local l = d:set(key, value)
-  d:close()
-  return l
-end
+local dvalue, dset = client.value_on, client.set_on
 
 local function stat(port, name)
   local d = client.connect(port)

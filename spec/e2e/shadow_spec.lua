@@ -6,12 +6,7 @@ assert(jit ~= nil, "specs must run under LuaJIT")
 local env = require "spec.helpers.env"
 local client = require "spec.helpers.client"
 
-local function direct_value(port, key)
-  local d = client.connect(port)
-  local v = d:value(key)
-  d:close()
-  return v
-end
+local direct_value = client.value_on
 
 -- How many of prefix0..prefix(n-1) port holds.
 local function count_on(port, prefix, n)

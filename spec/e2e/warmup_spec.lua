@@ -7,17 +7,7 @@ assert(jit ~= nil, "specs must run under LuaJIT")
 local env = require "spec.helpers.env"
 local client = require "spec.helpers.client"
 
-local function direct(port, fn)
-  local d = client.connect(port)
-  local r = fn(d)
-  d:close()
-  return r
-end
-
--- TTL memcached reports for key: a number (-1: none), nil on a miss.
-local function ttl_on(port, key)
-  return direct(port, function(d) return tonumber(d:cmd("mg " .. key .. " t"):match("^HD t(%-?%d+)")) end)
-end
+local ttl_on, value_on, set_on = client.ttl_on, client.value_on, client.set_on
 
 describe("mg.warmup", function()
   local E, C, W, gw
@@ -35,7 +25,7 @@ describe("mg.warmup", function()
   after_each(function() if E then E:close_clients() end end)
 
   it("a miss on cold reads warm; the hit fills cold with its remaining TTL", function()
-    assert.equal("STORED", direct(W.port, function(d) return d:set("w1", "from-warm", 7, 500) end))
+    assert.equal("STORED", set_on(W.port, "w1", "from-warm", 7, 500))
     local c = E:client(gw.port)
     local items = c:get("w1")
     assert.equal("from-warm", items.w1.value)
@@ -44,7 +34,7 @@ describe("mg.warmup", function()
     assert(filled, "w1 was not added to cold")
     local t = ttl_on(C.port, "w1")
     assert(t > 490 and t <= 500, "cold TTL " .. t)
-    assert.equal("from-warm", direct(C.port, function(d) return d:value("w1") end))
+    assert.equal("from-warm", value_on(C.port, "w1"))
     -- the next read is a cold hit
     assert.equal("from-warm", c:value("w1"))
     local st = E:client(gw.port):stats("stats routes")
@@ -53,7 +43,7 @@ describe("mg.warmup", function()
   end)
 
   it("a warm value without a TTL gets the route's ttl on cold", function()
-    assert.equal("STORED", direct(W.port, function(d) return d:set("w2", "forever") end))
+    assert.equal("STORED", set_on(W.port, "w2", "forever"))
     assert.equal("forever", E:client(gw.port):value("w2"))
     assert(env.wait_until(2, function() return ttl_on(C.port, "w2") ~= nil end, 0.02))
     local t = ttl_on(C.port, "w2")
@@ -61,24 +51,24 @@ describe("mg.warmup", function()
   end)
 
   it("cold's value wins; writes go to cold only; a miss on both is a miss", function()
-    assert.equal("STORED", direct(W.port, function(d) return d:set("w3", "old") end))
-    assert.equal("STORED", direct(C.port, function(d) return d:set("w3", "new") end))
+    assert.equal("STORED", set_on(W.port, "w3", "old"))
+    assert.equal("STORED", set_on(C.port, "w3", "new"))
     local c = E:client(gw.port)
     assert.equal("new", c:value("w3"))
     assert.equal("STORED", c:set("w4", "written"))
-    assert.equal("written", direct(C.port, function(d) return d:value("w4") end))
-    assert.is_nil(direct(W.port, function(d) return d:value("w4") end))
+    assert.equal("written", value_on(C.port, "w4"))
+    assert.is_nil(value_on(W.port, "w4"))
     assert.is_nil(c:value("nowhere"))
   end)
 
   it("a delete reaches both pools", function()
-    assert.equal("STORED", direct(W.port, function(d) return d:set("w5", "a") end))
-    assert.equal("STORED", direct(C.port, function(d) return d:set("w5", "b") end))
+    assert.equal("STORED", set_on(W.port, "w5", "a"))
+    assert.equal("STORED", set_on(C.port, "w5", "b"))
     assert.equal("DELETED", E:client(gw.port):cmd("delete w5"))
     assert(env.wait_until(2, function()
-      return direct(W.port, function(d) return d:value("w5") end) == nil
+      return value_on(W.port, "w5") == nil
     end, 0.02), "w5 is still on warm")
-    assert.is_nil(direct(C.port, function(d) return d:value("w5") end))
+    assert.is_nil(value_on(C.port, "w5"))
     assert.is_nil(E:client(gw.port):value("w5"), "deleted, then read back through warm")
   end)
 end)
@@ -94,19 +84,19 @@ describe("examples/migrate_warmup.lua", function()
     local old, new = mcs[1], mcs[2]
     local c = E:client(gw.port)
     for i = 1, 50 do assert.equal("STORED", c:set("m:" .. i, "v" .. i, 0, 900)) end
-    assert.is_nil(direct(new.port, function(d) return d:value("m:1") end))
+    assert.is_nil(value_on(new.port, "m:1"))
     assert.equal("OK", env.admin_cmd(gw.admin_port, "switch migrate 100"))
     for i = 1, 50 do assert.equal("v" .. i, c:value("m:" .. i), "m:" .. i) end
     local filled = env.wait_until(2, function()
-      return direct(new.port, function(d) return d:value("m:50") end) == "v50"
+      return value_on(new.port, "m:50") == "v50"
     end, 0.02)
     assert(filled, "the new pool did not fill")
     for i = 1, 50 do
-      assert.equal("v" .. i, direct(new.port, function(d) return d:value("m:" .. i) end))
+      assert.equal("v" .. i, value_on(new.port, "m:" .. i))
     end
     -- writes now go to the new pool only
     assert.equal("STORED", c:set("m:1", "changed"))
-    assert.equal("changed", direct(new.port, function(d) return d:value("m:1") end))
-    assert.equal("v1", direct(old.port, function(d) return d:value("m:1") end))
+    assert.equal("changed", value_on(new.port, "m:1"))
+    assert.equal("v1", value_on(old.port, "m:1"))
   end)
 end)

@@ -279,4 +279,32 @@ function C:stats(cmd)
   end
 end
 
+-- One-shot looks at a memcached server itself (what really landed there), each on a
+-- connection of its own.
+
+--- The value of key on the server at port, or nil.
+function M.value_on(port, key)
+  local d = M.connect(port)
+  local v = d:value(key)
+  d:close()
+  return v
+end
+
+--- Set key on the server at port; returns its reply line.
+function M.set_on(port, key, value, flags, exptime)
+  local d = M.connect(port)
+  local l = d:set(key, value, flags, exptime)
+  d:close()
+  return l
+end
+
+--- The TTL the server at port reports for key (mg <key> t): seconds, -1 for none, nil
+-- on a miss.
+function M.ttl_on(port, key)
+  local d = M.connect(port)
+  local l = d:cmd("mg " .. key .. " t")
+  d:close()
+  return tonumber(l:match("^HD t(%-?%d+)"))
+end
+
 return M
