@@ -544,8 +544,53 @@ struct repl_write {
     uint32_t worst_len;
     bool op_in;     /* the op's own answer is in (held in op->out) */
     bool is_delete; /* a delete: one a replica misses is replayed later */
+    bool b64;       /* its key is sent with the b flag */
     bool majority;
+    struct repl_write *next_free; /* on the worker's cache */
 };
+
+/* repl_write objects come from a small per-worker cache: no malloc per replicated write. */
+#define REPL_CACHE_MAX 256
+
+static struct repl_write *repl_get(struct worker *w)
+{
+#ifndef MG_SANITIZE
+    struct repl_write *rw = w->repl_free;
+    if (rw) {
+        w->repl_free = rw->next_free;
+        w->nrepl_free--;
+        memset(rw, 0, sizeof(*rw));
+        return rw;
+    }
+#else
+    MG_UNUSED(w);
+#endif
+    return calloc(1, sizeof(struct repl_write));
+}
+
+static void repl_put(struct repl_write *rw)
+{
+#ifndef MG_SANITIZE
+    struct worker *w = rw->w;
+    if (w->nrepl_free < REPL_CACHE_MAX) {
+        rw->next_free = w->repl_free;
+        w->repl_free = rw;
+        w->nrepl_free++;
+        return;
+    }
+#endif
+    free(rw);
+}
+
+void dispatch_worker_destroy(struct worker *w)
+{
+    while (w->repl_free) {
+        struct repl_write *rw = w->repl_free;
+        w->repl_free = rw->next_free;
+        free(rw);
+    }
+    w->nrepl_free = 0;
+}
 
 /* How bad an answer is for a write: 1 done, 2 not done (NS, EX, NF, EN), 3 failed. */
 static int write_rank(enum mg_rstatus s, bool failed)
@@ -641,7 +686,7 @@ static void repl_release(struct repl_write *rw)
 static void repl_maybe_free(struct repl_write *rw)
 {
     if (rw->op == NULL && rw->left == 0)
-        free(rw);
+        repl_put(rw);
 }
 
 bool dispatch_repl_hold(struct op *op)
@@ -659,16 +704,6 @@ bool dispatch_repl_hold(struct op *op)
     return false;
 }
 
-/* One replica's copy of a replicated write: its write, and for a delete the key as that
- * replica stores it, to replay if the delete may not have reached it. */
-struct repl_copy {
-    struct repl_write *rw;
-    struct health *h;
-    bool b64;
-    uint16_t klen;
-    char key[];
-};
-
 /* Keep a delete a replica missed (h: its server); counted on the route. */
 static void repl_missed(struct repl_write *rw, struct health *h, const char *key, size_t klen,
                         bool b64)
@@ -679,21 +714,18 @@ static void repl_missed(struct repl_write *rw, struct health *h, const char *key
         ROUTE_COUNT(rw->w, rw->route, replays_dropped);
 }
 
+/* A replica's copy is back (ir->udata: its write; a delete's key as that replica stores
+ * it is in ir->raw). */
 static void repl_done(struct request *ir)
 {
-    struct repl_copy *cp = ir->udata;
-    struct repl_write *rw = cp->rw;
+    struct repl_write *rw = ir->udata;
     struct op *o = &ir->ops[0];
-    struct mg_meta_reply rep;
-    size_t used;
-    bool failed =
-        o->fail != OP_FAIL_NONE || mg_meta_parse_reply(buf_head(&o->out), buf_unread(&o->out),
-                                                       UINT32_MAX, &rep, &used) != MG_OK;
-    int rank = write_rank(failed ? MG_R_NONE : rep.status, failed);
+    bool failed = o->fail != OP_FAIL_NONE;
+    int rank = write_rank(o->status, failed);
     if (rank == 3)
         ROUTE_COUNT(rw->w, rw->route, replica_errors);
-    if (rw->is_delete && o->fail != OP_FAIL_NONE && cp->h)
-        repl_missed(rw, cp->h, cp->key, cp->klen, cp->b64);
+    if (rw->is_delete && failed && o->be)
+        repl_missed(rw, o->be->health, buf_head(&ir->raw), buf_unread(&ir->raw), rw->b64);
     rw->left--;
     if (rw->op) {
         if (rank == 1)
@@ -701,8 +733,12 @@ static void repl_done(struct request *ir)
         else
             rw->bad++;
         if (rank > 1 && rank > rw->worst_rank) {
+            struct mg_meta_reply rep;
+            size_t used;
+            bool parsed = !failed && mg_meta_parse_reply(buf_head(&o->out), buf_unread(&o->out),
+                                                         UINT32_MAX, &rep, &used) == MG_OK;
             rw->worst_rank = rank;
-            repl_client_line(rw, rw->op->req->cmd, failed ? NULL : &rep, failed ? &o->out : NULL);
+            repl_client_line(rw, rw->op->req->cmd, parsed ? &rep : NULL, parsed ? NULL : &o->out);
         }
         if (repl_ready(rw)) {
             struct op *op = rw->op;
@@ -711,7 +747,6 @@ static void repl_done(struct request *ir)
         }
     }
     repl_maybe_free(rw);
-    free(cp);
     request_release(ir);
 }
 
@@ -723,12 +758,13 @@ static void replicate_write(struct request *r, struct op *op, const struct mg_te
 {
     struct worker *w = r->w;
     const struct pool *rp = &w->cfg->pools[op->route];
-    struct repl_write *rw = calloc(1, sizeof(*rw));
+    struct repl_write *rw = repl_get(w);
     if (rw == NULL)
         return;
     rw->w = w;
     rw->route = op->route;
     rw->is_delete = t->cmd == MG_CMD_DELETE || t->cmd == MG_CMD_MD;
+    rw->b64 = t->b64;
     uint32_t n = rp->nchildren;
     rw->n = n;
     rw->majority = rp->rep_writes == REP_WRITES_MAJORITY;
@@ -745,19 +781,9 @@ static void replicate_write(struct request *r, struct op *op, const struct mg_te
         struct child_key ck;
         if (i == op->child || !child_key(r, &w->cfg->pools[rp->children[i]], where, t->b64, &ck))
             continue;
-        struct repl_copy *cp = calloc(1, sizeof(*cp) + (rw->is_delete ? ck.klen : 0));
-        if (cp == NULL)
-            continue;
-        cp->rw = rw;
-        if (rw->is_delete) {
-            cp->h = ck.b->health;
-            cp->b64 = t->b64;
-            cp->klen = (uint16_t)ck.klen;
-            memcpy(cp->key, ck.key, ck.klen);
-        }
         enum op_fail why;
         struct request *ir =
-            request_one(w, ck.b, ck.klen + t->data.len + t->args.len + 64, repl_done, cp, &why);
+            request_one(w, ck.b, ck.klen + t->data.len + t->args.len + 64, repl_done, rw, &why);
         if (ir == NULL) { /* that replica is down (or no memory): its answer is a failure */
             ROUTE_COUNT(w, rw->route, replica_errors);
             if (rw->is_delete && why == OP_FAIL_DOWN)
@@ -771,9 +797,10 @@ static void replicate_write(struct request *r, struct op *op, const struct mg_te
                     rw->worst_len = sizeof(down) - 1;
                 }
             }
-            free(cp);
             continue;
         }
+        if (rw->is_delete && buf_append(&ir->raw, ck.key, ck.klen) != MG_OK)
+            buf_reset(&ir->raw, 0); /* no replay for it then */
         rw->left++;
         render_copy(&ck.b->wbuf, t, &ck, op->add_k);
         request_one_send(ir);

@@ -166,6 +166,8 @@ void dispatch_shadow_main(struct op *op, const struct mg_meta_reply *rep);
 bool dispatch_repl_hold(struct op *op);
 /* Send the deletes b's server missed while down (a replicated route's), if it is up. */
 void dispatch_replay(struct worker *w, struct backend *b);
+/* Free what the dispatch keeps per worker (at its end). */
+void dispatch_worker_destroy(struct worker *w);
 
 /* Shared by request.c and dispatch.c. */
 struct request *request_get(struct worker *w);

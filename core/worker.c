@@ -675,7 +675,8 @@ void worker_destroy(struct worker *w)
     free(w->backends);
     w->backends = NULL;
     live_rings_free(w);
-    herd_worker_destroy(w); /* after the backends: no wait is polling any more */
+    herd_worker_destroy(w);
+    dispatch_worker_destroy(w); /* after the backends: no wait is polling any more */
     admin_worker_destroy(w);
     worker_flush_all(w);
     while (w->conns) { /* every request completed above, so each conn frees itself */

@@ -92,8 +92,10 @@ struct worker {
     ev_timer drain;    /* while stopping: waits for requests in flight */
     ev_tstamp drain_deadline;
     struct stats st;
-    struct pool_herd *pool_herd; /* by pool index of cfg */
-    struct live_ring *live;      /* by pool index of cfg: rings over live servers (remap) */
+    struct pool_herd *pool_herd;  /* by pool index of cfg */
+    struct live_ring *live;       /* by pool index of cfg: rings over live servers (remap) */
+    struct repl_write *repl_free; /* replicated writes' records, for reuse (dispatch.c) */
+    uint32_t nrepl_free;
     uint32_t nlive;
     uint32_t npool_herd;
 };
