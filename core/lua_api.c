@@ -523,45 +523,41 @@ static const struct engine_plugin lua_plugin = {
 
 /* Bind declared pools (_id, and vm->pools_ref by id) and switches (id) of the state
  * table on top to w's config. */
-static int bind_state(lua_State *L, struct lua_vm *vm, struct worker *w, char *err, size_t errlen)
+/* Give each object of list field `what` of the state table at index st its config id
+ * (`_id`) and put it at that id in the table on top. */
+static int bind_ids(lua_State *L, int st, const char *what, struct worker *w, char *err,
+                    size_t errlen)
 {
-    lua_getfield(L, -1, "pools");
+    lua_getfield(L, st, what);
     int n = (int)lua_objlen(L, -1);
-    lua_createtable(L, n, 0);
-    for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, -2, i);
-        lua_getfield(L, -1, "name");
-        int id = config_find_pool(w->cfg, lua_tostring(L, -1));
-        lua_pop(L, 1);
-        if (id < 0) {
-            snprintf(err, errlen, "the script declared pools unlike its first run");
-            return MG_ERR;
-        }
-        lua_pushinteger(L, id);
-        lua_setfield(L, -2, "_id");
-        lua_rawseti(L, -2, id);
-    }
-    lua_pushvalue(L, -1);
-    vm->pools_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_replace(L, -2);            /* the table by id, where the pools list was */
-    lua_getfield(L, -2, "routes"); /* failover routes get ids too (route functions return them) */
-    n = (int)lua_objlen(L, -1);
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
         lua_getfield(L, -1, "name");
         int id = config_find_pool(w->cfg, lua_tostring(L, -1));
         lua_pop(L, 1);
         if (id < 0) {
-            snprintf(err, errlen, "the script declared routes unlike its first run");
+            snprintf(err, errlen, "the script declared %s unlike its first run", what);
             return MG_ERR;
         }
         lua_pushinteger(L, id);
         lua_setfield(L, -2, "_id");
         lua_rawseti(L, -3, id);
     }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
+    return MG_OK;
+}
+
+static int bind_state(lua_State *L, struct lua_vm *vm, struct worker *w, char *err, size_t errlen)
+{
+    /* pools and routes by id (route functions return either; hooks look pools up) */
+    int st = lua_gettop(L);
+    lua_newtable(L);
+    if (bind_ids(L, st, "pools", w, err, errlen) != MG_OK ||
+        bind_ids(L, st, "routes", w, err, errlen) != MG_OK)
+        return MG_ERR;
+    vm->pools_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "switches");
-    n = (int)lua_objlen(L, -1);
+    int n = (int)lua_objlen(L, -1);
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
         lua_getfield(L, -1, "name");

@@ -40,6 +40,8 @@ struct mg_slice {
 
 #define MG_UNUSED(x) ((void)(x))
 #define MG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+/* Characters of the base64 encoding of n bytes. */
+#define B64_LEN(n) (4 * (((n) + 2) / 3))
 
 #if defined(__GNUC__)
 #define MG_LIKELY(x) __builtin_expect(!!(x), 1)

@@ -1,5 +1,6 @@
 /* request.c: turning client commands into backend meta commands and replies back. */
 #include "request.h"
+#include "route.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -232,7 +233,7 @@ void request_complete(struct request *r)
 void op_finish(struct op *op)
 {
     struct request *r = op->req;
-    if (MG_UNLIKELY(op->repl != NULL) && dispatch_repl_hold(op))
+    if (MG_UNLIKELY(op->repl != NULL) && route_repl_hold(op))
         return;
     if (--r->pending == 0)
         request_complete(r);
@@ -265,8 +266,8 @@ void op_fail(struct op *op, enum op_fail why, const char *err)
         op_fail(f, why, err); /* through a failover route each follower moves on itself */
     }
     if (MG_UNLIKELY(op->shadow != NULL))
-        dispatch_shadow_main(op, NULL);
-    if (MG_UNLIKELY(op->route >= 0) && dispatch_failover(op, why))
+        route_shadow_main(op, NULL);
+    if (MG_UNLIKELY(op->route >= 0) && route_failover(op, why))
         return; /* sent to the route's next pool, with fresh herd bookkeeping there */
     op->out.off = op->out.len = 0;
     op->status = MG_R_NONE;
@@ -490,11 +491,11 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
     enum mg_rstatus s = rep->status;
     if (MG_UNLIKELY(op->route >= 0)) {
         if (MG_UNLIKELY(op->shadow != NULL))
-            dispatch_shadow_main(op, rep);
-        if (s == MG_R_EN && dispatch_miss_next(op))
+            route_shadow_main(op, rep);
+        if (s == MG_R_EN && route_miss_next(op))
             return;
         if (s == MG_R_VA && op->child > 0 && is_retrieval(r->cmd))
-            dispatch_warm_fill(op, rep);
+            route_warm_fill(op, rep);
     }
     op->status = s;
     if (op->pol && is_retrieval(r->cmd)) { /* a classic get under a staleness policy */

@@ -152,23 +152,6 @@ struct request *request_one(struct worker *w, struct backend *b, size_t need,
                             void (*on_done)(struct request *r), void *udata, enum op_fail *why);
 void request_one_send(struct request *r);
 
-/* Failover routes (dispatch.c): send op to its route's next child instead of failing it
- * with why, or (after a miss, with on_miss) instead of answering the miss. True when it
- * was sent on: the caller leaves op alone. */
-bool dispatch_failover(struct op *op, enum op_fail why);
-bool dispatch_miss_next(struct op *op);
-/* A warm-up route's read answered by warm (rep, a VA): add the value to cold. */
-void dispatch_warm_fill(struct op *op, const struct mg_meta_reply *rep);
-/* A shadowed read's own outcome (rep, or NULL when it failed), for the comparison. */
-void dispatch_shadow_main(struct op *op, const struct mg_meta_reply *rep);
-/* A replicated write's own answer is in: true while it must wait for its replicas (the
- * route finishes it then). */
-bool dispatch_repl_hold(struct op *op);
-/* Send the deletes b's server missed while down (a replicated route's), if it is up. */
-void dispatch_replay(struct worker *w, struct backend *b);
-/* Free what the dispatch keeps per worker (at its end). */
-void dispatch_worker_destroy(struct worker *w);
-
 /* Shared by request.c and dispatch.c. */
 struct request *request_get(struct worker *w);
 int request_ops(struct request *r, uint32_t n);

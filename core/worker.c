@@ -23,6 +23,7 @@
 #include "proto_text.h"
 #include "log.h"
 #include "request.h"
+#include "route.h"
 
 struct worker *workers;
 pthread_mutex_t worker_config_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -449,7 +450,7 @@ static void worker_housekeeping_cb(struct ev_loop *loop, ev_timer *t, int revent
     for (uint32_t i = 0; i < w->nbackends; i++) /* deletes a replica missed while down */
         if (w->backends[i]->health &&
             atomic_load_explicit(&w->backends[i]->health->replay_n, memory_order_relaxed))
-            dispatch_replay(w, w->backends[i]);
+            route_replay(w, w->backends[i]);
 }
 
 /* Another thread asked for something: a new config, or to stop (drain, then leave). */
@@ -676,7 +677,7 @@ void worker_destroy(struct worker *w)
     w->backends = NULL;
     live_rings_free(w);
     herd_worker_destroy(w);
-    dispatch_worker_destroy(w); /* after the backends: no wait is polling any more */
+    route_worker_destroy(w); /* after the backends: no wait is polling any more */
     admin_worker_destroy(w);
     worker_flush_all(w);
     while (w->conns) { /* every request completed above, so each conn frees itself */
