@@ -168,10 +168,8 @@ int config_add_failover(struct config *c, const char *name, const char *const *c
         goto oom;
     for (uint32_t i = 0; i < n; i++) {
         int id = config_find_pool(c, children[i]);
-        if (id < 0 || c->pools[id].kind != POOL_SERVERS) {
-            snprintf(err, errlen,
-                     "route '%s': '%s' is not a pool declared before it (a route "
-                     "inside a route is not supported yet)",
+        if (id < 0) {
+            snprintf(err, errlen, "route '%s': '%s' is not a pool or route declared before it",
                      name, children[i]);
             free(ids);
             return MG_ERR;
@@ -348,6 +346,29 @@ int config_finish(struct config *c, char *err, size_t errlen)
         free(names);
         if (p->ring == NULL)
             return MG_ERR;
+    }
+    /* children come before their routes: one pass sees every child's depth and leaves */
+    for (uint32_t i = 0; i < c->npools; i++) {
+        struct pool *p = &c->pools[i];
+        p->depth = 0;
+        p->nleaves = p->kind == POOL_SERVERS ? 1 : 0;
+        p->tree_shadow = p->kind == POOL_SHADOW;
+        p->tree_pre = p->kind != POOL_SERVERS && p->kind != POOL_SHADOW;
+        for (uint32_t j = 0; j < p->nchildren; j++) {
+            const struct pool *ch = &c->pools[p->children[j]];
+            p->tree_shadow |= ch->tree_shadow;
+            p->tree_pre |= ch->tree_pre;
+            if (ch->depth + 1u > p->depth)
+                p->depth = ch->depth + 1u;
+            p->nleaves += ch->nleaves;
+        }
+        p->flat = p->depth == 1 && p->kind != POOL_REPLICATE;
+        if (p->depth > MG_ROUTE_DEPTH || p->nleaves > MG_ROUTE_LEAVES) {
+            snprintf(err, errlen,
+                     "route '%s': routes nest %u deep over %u pools (at most %d and %d)", p->name,
+                     p->depth, p->nleaves, MG_ROUTE_DEPTH, MG_ROUTE_LEAVES);
+            return MG_ERR;
+        }
     }
     for (uint32_t i = 0; i < c->npools; i++) {
         struct pool *p = &c->pools[i];

@@ -48,9 +48,10 @@ struct server {
     struct pool_opts opts; /* from the first pool that names the server */
 };
 
-/* A named set of servers with a ketama ring, or a route over such pools (kind
- * POOL_FAILOVER, or POOL_WARMUP: children cold then warm, fo_ttl the fill TTL; no servers). Owned
- * by its config. Wherever a pool index is taken (route tables, route functions), a route's is too.
+/* A named set of servers with a ketama ring, or a route over pools and routes declared
+ * before it (kind POOL_FAILOVER; POOL_WARMUP: children cold then warm, fo_ttl the fill TTL;
+ * POOL_SHADOW: main then copy; POOL_REPLICATE; no servers). Owned by its config. Wherever a
+ * pool index is taken (route tables, route functions, a route's children), a route's is too.
  */
 enum pool_kind { POOL_SERVERS = 0, POOL_FAILOVER, POOL_WARMUP, POOL_SHADOW, POOL_REPLICATE };
 /* A replicated route's read and write modes (mg.replicate). */
@@ -66,6 +67,12 @@ struct pool {
     uint32_t fo_on;           /* failover: the op_fail kinds that move on (1 << kind) */
     uint32_t fo_ttl;          /* failover: cap on the TTL of writes to a child after the first */
     bool fo_on_miss;          /* failover: reads move on after a miss too */
+    uint32_t depth;           /* route levels under it (0: a server pool); config_finish */
+    uint32_t nleaves;         /* server pools under it, counted once per path */
+    bool tree_shadow;         /* a shadow route is at or under it (copies after a send) */
+    bool tree_pre;            /* a route with copies before a send (not a shadow) is */
+    bool flat;                /* a route over server pools that reads from its first (all
+                               * but a replicated one; for writes, that one too) */
     int shadow_switch;        /* shadow: the switch whose share of keys is copied to children[1] */
     enum rep_reads rep_reads; /* replicate: which replica serves a read */
     enum rep_writes rep_writes; /* replicate: how many replicas a write waits for */
@@ -145,7 +152,7 @@ struct config *config_new(void);
 int config_add_pool(struct config *c, const char *name, const char *const *servers, uint32_t n,
                     const struct pool_opts *opts, char *err, size_t errlen);
 int config_find_pool(const struct config *c, const char *name);
-/* Add a failover route over the pools named in children (server pools, declared before).
+/* Add a failover route over the pools named in children (pools or routes declared before).
  * Returns its pool index or MG_ERR with err filled. */
 int config_add_failover(struct config *c, const char *name, const char *const *children, uint32_t n,
                         uint32_t on, uint32_t ttl, bool on_miss, char *err, size_t errlen);

@@ -13,6 +13,7 @@
 #include "request.h"
 #include "route.h"
 #include "stats.h"
+#include "switch.h"
 #include "worker.h"
 
 /* Where one key goes: backend, staleness policy and backend key. */
@@ -26,6 +27,8 @@ struct target {
     char ebuf[B64_LEN(MG_KEY_MAX) + 1]; /* a base64 key's backend key, re-encoded */
     uint32_t ttl_cap; /* a failover route's child after the first: writes live at most this */
 };
+
+static void request_own_t(struct request *r);
 
 /* Keys the gateway keeps for itself (herd leases, fleet switches) start with this; a
  * client's key never maps there unless it came on a trusted (admin) connection. */
@@ -47,15 +50,25 @@ bool dispatch_key_reserved(const struct request *r, struct mg_slice bk)
     return key_reserved(r, bk);
 }
 
+/* op's backend cannot take it: before its failure may move it on to a route's next pool, the
+ * routes it went through send their copies (a replicated write's other replicas get it even
+ * when the failover above moves op to its gutter). */
+static void route_fail_early(struct request *r, struct op *op, const struct mg_text_req *t,
+                             struct mg_slice place, const struct target *tg)
+{
+    if (op->route >= 0 && t != NULL)
+        route_before_send(r, op, t, place, false, true, tg->b, tg->bkey, tg->bklen);
+}
+
 /* Resolve key k for op: the pool (pool_idx, or the prefix table when RES_TABLE), the
  * backend key (lkey when the resolver gave one, else the pool's key style), the backend by ketama
  * over the backend key. For a base64 meta key (b64), place holds its decoded bytes: routing, the
  * transform and placement work on them as on any key, and the result is encoded again for the
  * backend, so the b flag reaches no key outside the client's namespace. Returns MG_OK, or fails op
  * and returns MG_ERR. */
-static int target_of(struct request *r, struct op *op, struct mg_slice k, struct mg_slice place,
-                     bool b64, int pool_idx, int policy_idx, struct mg_slice lkey,
-                     struct target *tg)
+static int target_of(struct request *r, struct op *op, const struct mg_text_req *t,
+                     struct mg_slice k, struct mg_slice place, bool b64, int pool_idx,
+                     int policy_idx, struct mg_slice lkey, struct target *tg)
 {
     struct worker *w = r->w;
     const struct config *cfg = w->cfg;
@@ -78,18 +91,23 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
     }
     tg->ttl_cap = 0;
     if (MG_UNLIKELY(p->kind != POOL_SERVERS)) {
-        if (op->route < 0) {
+        if (op->route < 0 && (p->flat || (p->depth == 1 && !is_read(r->cmd)))) {
+            /* the common case inline: a route over pools, first try (its first pool) */
             op->route = (int)p->id;
-            op->child = 0;
-            ROUTE_COUNT(w, op->route, requests);
-            if (p->kind == POOL_REPLICATE && is_read(r->cmd))
-                op->child = route_read_replica(r, p, place, b64);
+            op->depth = 1;
+            op->fx_pre = op->fx_post = 0;
+            op->warm = -1;
+            op->lv[0] = (struct route_step){ p->id, 0 };
+            ROUTE_COUNT(w, p->id, requests);
+            if (p->kind == POOL_WARMUP)
+                tg->pol = NULL; /* a herd win on cold would hide warm's value */
+            p = &cfg->pools[p->children[0]];
+        } else {
+            bool no_pol = false;
+            p = route_descend(r, op, p, place, b64, &tg->ttl_cap, &no_pol);
+            if (no_pol)
+                tg->pol = NULL; /* else the route's (or entry's) policy stays */
         }
-        if (p->kind == POOL_FAILOVER && op->child > 0)
-            tg->ttl_cap = p->fo_ttl;
-        if (p->kind == POOL_WARMUP)
-            tg->pol = NULL;                      /* a herd win on cold would hide warm's value */
-        p = &cfg->pools[p->children[op->child]]; /* the route's (or entry's) policy stays */
         op->pool = (int)p->id;
     }
     struct mg_slice bk = place;
@@ -122,11 +140,13 @@ static int target_of(struct request *r, struct op *op, struct mg_slice k, struct
     op->rekey = tg->bklen != k.len || (tg->bkey != k.p && memcmp(tg->bkey, k.p, k.len) != 0);
     tg->b = worker_pick(w, p, bk.p, bk.len);
     if (MG_UNLIKELY(!backend_usable(tg->b))) {
+        route_fail_early(r, op, t, place, tg);
         op_fail(op, OP_FAIL_DOWN, "SERVER_ERROR backend down");
         return MG_ERR;
     }
     if (MG_UNLIKELY(tg->b->nq >= tg->b->opts.max_inflight)) {
         STAT_INC(tg->b->st.busy);
+        route_fail_early(r, op, t, place, tg);
         op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR backend busy");
         return MG_ERR;
     }
@@ -187,7 +207,7 @@ static MG_ALWAYS_INLINE void send_retrieval(struct request *r, struct op *op,
     /* gat/gats: a plain read, but the new TTL gets the grace like touch */
     meta_render_get(wb, tg->bkey, tg->bklen, cas, touch,
                     touch ? herd_store_ttl(cap_ttl(t->exptime, tg->ttl_cap), tg->pol) : 0,
-                    op->route >= 0 && op->child > 0); /* a warm-up's fill takes warm's TTL */
+                    op->warm >= 0); /* a warm-up's fill takes warm's TTL */
     backend_push(b, op);
 }
 
@@ -270,9 +290,6 @@ static MG_ALWAYS_INLINE void send_op(struct request *r, struct op *op, const str
 {
     if (tg->pol && !is_retrieval(t->cmd) && t->cmd != MG_CMD_MG && t->cmd != MG_CMD_ME)
         herd_on_write(r->w, r->c, tg->b, tg->plain.p, tg->plain.len);
-    if (MG_UNLIKELY(op->route >= 0) && op->child > 0 && !is_retrieval(t->cmd) &&
-        t->cmd != MG_CMD_MG && t->cmd != MG_CMD_ME)
-        ROUTE_COUNT(r->w, op->route, fallback_writes);
     switch (t->cmd) {
     case MG_CMD_GET:
     case MG_CMD_GETS:
@@ -332,7 +349,7 @@ static void count_command(struct worker *w, const struct mg_text_req *t)
 
 /* Take the request's next key for op: the next token of a retrieval's keys, else the key.
  * Returns false when there is none (the parser counted otherwise: never leave it hanging). */
-static bool next_key(struct request *r, const struct mg_text_req *t, struct op *op)
+static MG_ALWAYS_INLINE bool next_key(struct request *r, const struct mg_text_req *t, struct op *op)
 {
     struct mg_slice k;
     if (is_retrieval(t->cmd)) {
@@ -342,6 +359,8 @@ static bool next_key(struct request *r, const struct mg_text_req *t, struct op *
         k = t->key;
     }
     op->ckey = k;
+    if (r->t_stale) /* the same bytes in the request's own copy: they outlive the client's */
+        op->ckey.p = r->raw.data + (k.p - r->raw_from);
     return true;
 }
 
@@ -466,14 +485,13 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
         }
         struct mg_slice lkey = { res->key_len ? r->rkeys.data + res->key_off : NULL, res->key_len };
         struct target tg;
-        int trc = target_of(r, op, k, where, t->b64, res->pool, res->policy, lkey, &tg);
+        int trc = target_of(r, op, t, k, where, t->b64, res->pool, res->policy, lkey, &tg);
         if (MG_UNLIKELY(op->route >= 0)) {
-            enum pool_kind kind = r->w->cfg->pools[op->route].kind;
-            if (kind == POOL_REPLICATE && !is_read(t->cmd))
-                route_replicate_write(r, op, t, where, trc == MG_OK, tg.b, tg.bkey, tg.bklen);
-            else if ((t->cmd == MG_CMD_DELETE || t->cmd == MG_CMD_MD) && kind != POOL_SHADOW)
-                route_delete_on_children(r, op, t,
-                                         where); /* a fallback's copy must not outlive it */
+            /* reads, and routes of only shadows, send nothing before: skip the call */
+            if (!is_read(t->cmd) && r->w->cfg->pools[op->route].tree_pre)
+                route_before_send(r, op, t, where, trc == MG_OK, false, tg.b, tg.bkey, tg.bklen);
+            if (trc != MG_OK)
+                route_after_send(r, op, t, where, false);
         }
         if (trc != MG_OK)
             continue;
@@ -492,8 +510,16 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
             }
         }
         send_op(r, op, t, k, &tg);
-        if (MG_UNLIKELY(op->route >= 0) && r->w->cfg->pools[op->route].kind == POOL_SHADOW)
-            route_shadow_copy(r, op, t, where);
+        if (MG_UNLIKELY(op->route >= 0)) {
+            const struct pool *rt = &r->w->cfg->pools[op->route];
+            if (rt->kind == POOL_SHADOW && rt->depth == 1 && !(op->fx_post & 1)) {
+                op->fx_post = 1; /* a shadow over pools, the common case, inline */
+                if (t->cmd != MG_CMD_ME && switch_on(rt->shadow_switch, where.p, where.len))
+                    route_shadow_copy(r, op, t, where, rt);
+            } else if (rt->tree_shadow) {
+                route_after_send(r, op, t, where, true);
+            }
+        }
     }
     request_end_dispatch(r);
 }
@@ -504,6 +530,8 @@ bool dispatch_resend(struct op *op)
     const struct mg_text_req *t = &r->t;
     unsigned char dec[MG_KEY_MAX + 1];
     struct mg_slice where, none = { NULL, 0 };
+    if (r->t_stale)
+        request_own_t(r);
     if (placement_key(t, op->ckey, &where, dec) != NULL)
         return false;
     op->out.off = op->out.len = 0;
@@ -512,8 +540,12 @@ bool dispatch_resend(struct op *op)
     op->pol = NULL; /* herd bookkeeping starts again on the next pool's server */
     op->herd_lease = false;
     struct target tg;
-    if (target_of(r, op, op->ckey, where, t->b64, op->route, RES_TABLE, none, &tg) == MG_OK)
+    int trc = target_of(r, op, t, op->ckey, where, t->b64, op->route, RES_TABLE, none, &tg);
+    /* the levels chosen anew below the one that moved on send their copies too */
+    route_before_send(r, op, t, where, trc == MG_OK, false, tg.b, tg.bkey, tg.bklen);
+    if (trc == MG_OK)
         send_op(r, op, t, op->ckey, &tg);
+    route_after_send(r, op, t, where, trc == MG_OK);
     return true;
 }
 
@@ -592,25 +624,41 @@ void request_one_send(struct request *r)
     request_end_dispatch(r);
 }
 
-/* Rebase a slice from the client's buffer into the request's own copy. */
+/* Rebase a slice from the client's buffer (from, len bytes; it may be gone: only the
+ * addresses are compared) into the request's own copy at to. */
 static void rebase(struct mg_slice *s, const char *from, const char *to, size_t len)
 {
-    if (s->p && s->p >= from && s->p <= from + len)
-        s->p = to + (s->p - from);
+    uintptr_t p = (uintptr_t)s->p, f = (uintptr_t)from;
+    if (p && p >= f && p <= f + len)
+        s->p = to + (p - f);
 }
 
-/* Copy the raw command into r so its keys survive waiting for Lua. */
-static bool request_keep(struct request *r, const struct mg_text_req *t, const char *raw,
-                         size_t rawlen)
+/* Point r->t's slices into r's own copy of the command. */
+static void request_own_t(struct request *r)
 {
-    r->raw.off = r->raw.len = 0;
-    if (buf_append(&r->raw, raw, rawlen) != MG_OK)
-        return false;
-    r->t = *t;
     struct mg_slice *s[] = { &r->t.key, &r->t.keys, &r->t.data, &r->t.args, &r->t.line };
     for (size_t i = 0; i < MG_ARRAY_LEN(s); i++)
-        rebase(s[i], raw, r->raw.data, rawlen);
+        rebase(s[i], r->raw_from, r->raw.data, r->raw.len);
+    r->t_stale = false;
+}
+
+/* Copy the raw command into r so its keys survive waiting for Lua or a route's next pool.
+ * lazy: dispatch goes on with the client's t right away (no wait between keys), so only the
+ * ops' keys move into the copy now (next_key) and t's slices when a resend needs them. */
+static bool request_keep(struct request *r, const struct mg_text_req *t, const char *raw,
+                         size_t rawlen, bool lazy)
+{
+    r->raw.off = r->raw.len = 0;
+    if (r->raw.cap < rawlen && buf_reserve(&r->raw, rawlen) != MG_OK)
+        return false;
+    memcpy(r->raw.data, raw, rawlen);
+    r->raw.len = rawlen;
+    r->t = *t;
     r->own_copy = true;
+    r->raw_from = raw;
+    r->t_stale = true;
+    if (!lazy)
+        request_own_t(r);
     return true;
 }
 
@@ -629,13 +677,13 @@ static void dispatch_keyed(struct conn *c, const struct mg_text_req *t, const ch
     count_command(w, t);
     if (w->plugin || w->cfg->has_failover) {
         /* it may wait between keys, or go to a route's next child: it keeps its own copy */
-        if (!request_keep(r, t, raw, rawlen)) {
+        if (!request_keep(r, t, raw, rawlen, w->plugin == NULL)) {
             for (uint32_t i = 0; i < n; i++)
                 op_fail(&r->ops[i], OP_FAIL_ERROR, "SERVER_ERROR out of memory");
             request_end_dispatch(r);
             return;
         }
-        dispatch_keys(r, &r->t, w->plugin);
+        dispatch_keys(r, w->plugin ? &r->t : t, w->plugin);
         return;
     }
     dispatch_keys(r, t, NULL);
@@ -677,7 +725,7 @@ void request_drop_key(struct conn *c, const struct mg_text_req *t)
         return;
     struct target tg;
     struct mg_slice none = { NULL, 0 };
-    if (target_of(r, &r->ops[0], t->key, t->key, false, -1, -1, none, &tg) == MG_OK) {
+    if (target_of(r, &r->ops[0], NULL, t->key, t->key, false, -1, -1, none, &tg) == MG_OK) {
         if (buf_reserve(&tg.b->wbuf, tg.bklen + META_EXTRA) != MG_OK) {
             op_fail(&r->ops[0], OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         } else {

@@ -27,6 +27,9 @@ enum mg_status {
  * (and an unterminated one MG_LINE_MAX bytes at a time), each piece a request of its own. */
 #define MG_GET_CHUNK_KEYS 64
 #define MG_VALUE_MAX_DEFAULT (1024 * 1024)
+/* Routes inside routes: at most this many levels, and this many server pools under one. */
+#define MG_ROUTE_DEPTH 4
+#define MG_ROUTE_LEAVES 32
 
 /* Backend keys the gateway keeps for itself (herd leases, fleet switch values) begin
  * with this; client keys are kept out of it (dispatch.c). */

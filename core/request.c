@@ -39,7 +39,7 @@ struct request *request_get(struct worker *w)
     r->done = r->noreply = r->quiet = r->partial = false;
     r->line = NULL;
     r->flow = 0;
-    r->own_copy = r->parked = r->res_nobatch = false;
+    r->own_copy = r->parked = r->res_nobatch = r->t_stale = false;
     r->next_key = r->keypos = r->res_until = 0;
     r->on_done = NULL;
     r->nops = r->pending = r->nfailed = 0;
@@ -78,6 +78,8 @@ int request_ops(struct request *r, uint32_t n)
         op->ckey = (struct mg_slice){ NULL, 0 };
         op->pool = -1;
         op->route = -1;
+        op->depth = op->fx_pre = op->fx_post = 0;
+        op->warm = -1;
         op->shadow = NULL;
         op->repl = NULL;
     }
@@ -168,11 +170,6 @@ void request_cache_drain(void *worker)
         free(r);
     }
     w->nfree_reqs = 0;
-}
-
-bool is_retrieval(enum mg_cmd cmd)
-{
-    return cmd == MG_CMD_GET || cmd == MG_CMD_GETS || cmd == MG_CMD_GAT || cmd == MG_CMD_GATS;
 }
 
 /* Every op of r answered: settle the reply and hand it to the connection. */
@@ -494,7 +491,7 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
             route_shadow_main(op, rep);
         if (s == MG_R_EN && route_miss_next(op))
             return;
-        if (s == MG_R_VA && op->child > 0 && is_retrieval(r->cmd))
+        if (s == MG_R_VA && op->warm >= 0 && is_retrieval(r->cmd))
             route_warm_fill(op, rep);
     }
     op->status = s;

@@ -36,6 +36,13 @@ enum op_fail {
     OP_FAIL_CLIENT,    /* the client's key or command was refused */
 };
 
+/* One level of the routes an op goes through: a route (pool index) and the child it
+ * took. A route's child may be a route again, MG_ROUTE_DEPTH levels deep at most. */
+struct route_step {
+    uint32_t route;
+    uint32_t child;
+};
+
 /* One operation sent to one backend: a key of a request. Owned by its request (in the
  * request's ops array); a backend points to it only while it waits for its reply. */
 struct op {
@@ -60,8 +67,12 @@ struct op {
     bool no_wait;         /* its connection wrote the key since: never wait for a value */
     struct mg_slice ckey; /* the client's key (borrows the request's own copy) */
     int pool;             /* pool index it was routed to (hooks), -1 if none */
-    int route;            /* the failover route it goes through (pool index), -1 if none */
-    uint32_t child;       /* route: the child it was sent to */
+    int route;            /* the outermost route it goes through (pool index), -1 if none */
+    uint8_t depth;        /* route levels chosen so far (lv[0..depth)), outermost first */
+    uint8_t fx_pre;       /* bit per level: its copies and deletes before the send went out */
+    uint8_t fx_post;      /* bit per level: its copies after the send (shadow) went out */
+    int8_t warm;          /* the level of a warm-up route reading its warm pool, -1 if none */
+    struct route_step lv[MG_ROUTE_DEPTH];
     struct shadow_read *shadow; /* a shadowed read: its outcome goes there (dispatch.c) */
     struct repl_write *repl;    /* a replicated write waiting for its replicas (dispatch.c) */
     struct resolution res;      /* the plug-in's resolution, valid below req->res_until */
@@ -103,6 +114,10 @@ struct request {
     struct mg_text_req t;
     struct buf raw;
     bool own_copy;
+    /* t's slices still point where the client's command was (raw_from, gone once dispatch
+     * returns): only the ops' keys were moved into raw; request_own_t moves the rest. */
+    bool t_stale;
+    const char *raw_from;
     uint32_t next_key, keypos; /* dispatch progress over the keys */
     bool parked;               /* dispatch waits for the plug-in to resolve a key */
     uint32_t res_until;        /* ops below it have their resolution (op->res) */
@@ -156,7 +171,11 @@ void request_one_send(struct request *r);
 struct request *request_get(struct worker *w);
 int request_ops(struct request *r, uint32_t n);
 void request_complete(struct request *r);
-bool is_retrieval(enum mg_cmd cmd);
+/* get, gets, gat, gats */
+static inline bool is_retrieval(enum mg_cmd cmd)
+{
+    return cmd >= MG_CMD_GET && cmd <= MG_CMD_GATS;
+}
 void op_finish(struct op *op);
 void put_line(struct buf *b, const char *s, size_t n);
 

@@ -52,23 +52,67 @@ static bool child_key(struct request *r, const struct pool *p, struct mg_slice w
     return true;
 }
 
-/* A delete through a route reaches every child, not only the one that answers the
- * client: each other child gets an md of its own (fire and forget; a child that is down
- * is counted as skipped). where: the key's placement bytes. */
-void route_delete_on_children(struct request *r, struct op *op, const struct mg_text_req *t,
-                              struct mg_slice where)
+/* How a copy reaches the server pools under a route's child: a delete every one of them
+ * (LEAVES_ALL), a write what a write through the child reaches (LEAVES_WRITE: each replica of
+ * a replicated route, the first child of any other route), a read the pool a read would try
+ * first (LEAVES_READ). */
+enum leaves_for { LEAVES_ALL, LEAVES_WRITE, LEAVES_READ };
+
+/* Append the server pools under pool id to out (n of them already, MG_ROUTE_LEAVES at most,
+ * which config_finish checked); returns the new count. */
+static uint32_t leaves(const struct config *cfg, uint32_t id, enum leaves_for how, uint32_t *out,
+                       uint32_t n)
+{
+    const struct pool *p = &cfg->pools[id];
+    if (p->kind == POOL_SERVERS) {
+        if (n < MG_ROUTE_LEAVES)
+            out[n++] = id;
+        return n;
+    }
+    for (uint32_t i = 0; i < p->nchildren; i++) {
+        if (i > 0 && (how == LEAVES_READ || (how == LEAVES_WRITE && p->kind != POOL_REPLICATE)))
+            break;
+        n = leaves(cfg, p->children[i], how, out, n);
+    }
+    return n;
+}
+
+/* The server pools under level d of op's routes, except under the child op took there. */
+static uint32_t other_leaves(const struct config *cfg, const struct op *op, uint32_t d,
+                             enum leaves_for how, uint32_t *out)
+{
+    const struct pool *rt = &cfg->pools[op->lv[d].route];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < rt->nchildren; i++) {
+        uint32_t c = rt->children[i];
+        if (i == op->lv[d].child)
+            continue;
+        if (cfg->pools[c].kind == POOL_SERVERS) /* the common case without the recursion */
+            out[n++] = c;
+        else
+            n = leaves(cfg, c, how, out, n);
+    }
+    return n;
+}
+
+/* A delete through a failover or warm-up route (level d of op's) reaches every pool under
+ * it, not only the one that answers the client: each other one gets an md of its own (fire
+ * and forget; one that is down is counted as skipped). where: the key's placement bytes. */
+static void delete_on_children(struct request *r, struct op *op, const struct mg_text_req *t,
+                               struct mg_slice where, uint32_t d)
 {
     struct worker *w = r->w;
     const struct config *cfg = w->cfg;
-    const struct pool *fo = &cfg->pools[op->route];
-    for (uint32_t i = 0; i < fo->nchildren; i++) {
+    uint32_t ids[MG_ROUTE_LEAVES];
+    uint32_t n = other_leaves(cfg, op, d, LEAVES_ALL, ids);
+    for (uint32_t i = 0; i < n; i++) {
         struct child_key ck;
-        if (i == op->child || !child_key(r, &cfg->pools[fo->children[i]], where, t->b64, &ck))
+        if (!child_key(r, &cfg->pools[ids[i]], where, t->b64, &ck))
             continue;
         enum op_fail why;
         struct request *ir = request_one(w, ck.b, ck.klen + 2, NULL, NULL, &why);
         if (ir == NULL) {
-            ROUTE_COUNT(w, op->route, deletes_skipped);
+            ROUTE_COUNT(w, op->lv[d].route, deletes_skipped);
             continue;
         }
         meta_key(&ck.b->wbuf, "md ", ck.key, ck.klen);
@@ -138,18 +182,28 @@ struct shadow_read {
     uint64_t hash[2];
 };
 
-/* FNV-1a over a value and its client flags. */
+/* A hash of a value and its client flags, to compare the two sides of a shadowed read. */
+static uint64_t hash_bytes(uint64_t h, const char *p, uint32_t n)
+{
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) { /* eight bytes a step: only ever compared in this process */
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+    return (h ^ n) * 0x9e3779b97f4a7c15ull;
+}
+
 static uint64_t shadow_hash(const struct mg_meta_reply *rep)
 {
     uint64_t h = 1469598103934665603ull;
     struct mg_slice f;
     if (mg_meta_flag(rep->flags, 'f', &f))
-        for (uint32_t i = 0; i < f.len; i++)
-            h = (h ^ (unsigned char)f.p[i]) * 1099511628211ull;
-    h = (h ^ '|') * 1099511628211ull;
-    for (uint32_t i = 0; i < rep->data.len; i++)
-        h = (h ^ (unsigned char)rep->data.p[i]) * 1099511628211ull;
-    return h;
+        h = hash_bytes(h, f.p, f.len);
+    return hash_bytes(h ^ '|', rep->data.p, rep->data.len);
 }
 
 static void shadow_side(struct shadow_read *s, int side, const struct mg_meta_reply *rep)
@@ -194,26 +248,23 @@ static void shadow_copy_done(struct request *ir)
     request_release(ir);
 }
 
-/* Send a copy of op's command (t) to the shadow route's copy pool when its switch has
- * the key on. Never delays or changes the client's answer. where: placement bytes. */
-void route_shadow_copy(struct request *r, struct op *op, const struct mg_text_req *t,
-                       struct mg_slice where)
+/* One shadow copy of op's command t (route: the shadow route's index) to server pool to. */
+static void shadow_copy_to(struct request *r, struct op *op, const struct mg_text_req *t,
+                           struct mg_slice where, uint32_t route, const struct pool *to)
 {
     struct worker *w = r->w;
-    const struct pool *sh = &w->cfg->pools[op->route];
     struct child_key ck;
-    if (t->cmd == MG_CMD_ME || !switch_on(sh->shadow_switch, where.p, where.len) ||
-        !child_key(r, &w->cfg->pools[sh->children[1]], where, t->b64, &ck))
+    if (!child_key(r, to, where, t->b64, &ck))
         return;
     struct shadow_read *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return;
     s->w = w;
-    s->route = op->route;
+    s->route = (int)route;
     s->pending = 1;
     /* a classic read still waiting for its own answer, with no herd bookkeeping: compare */
     if (is_retrieval(t->cmd) && op->be && op->pol == NULL && op->fail == OP_FAIL_NONE &&
-        op->status == MG_R_NONE) {
+        op->status == MG_R_NONE && op->shadow == NULL) {
         s->compare = true;
         s->pending = 2;
         op->shadow = s;
@@ -236,6 +287,22 @@ void route_shadow_copy(struct request *r, struct op *op, const struct mg_text_re
     request_one_send(ir);
 }
 
+__attribute__((noinline)) void route_shadow_copy(struct request *r, struct op *op,
+                                                 const struct mg_text_req *t, struct mg_slice where,
+                                                 const struct pool *sh)
+{
+    const struct config *cfg = r->w->cfg;
+    uint32_t ids[MG_ROUTE_LEAVES];
+    bool del = t->cmd == MG_CMD_DELETE || t->cmd == MG_CMD_MD;
+    uint32_t n = leaves(cfg, sh->children[1],
+                        is_read(t->cmd) ? LEAVES_READ
+                        : del           ? LEAVES_ALL
+                                        : LEAVES_WRITE,
+                        ids, 0);
+    for (uint32_t i = 0; i < n; i++)
+        shadow_copy_to(r, op, t, where, sh->id, &cfg->pools[ids[i]]);
+}
+
 /* --- replicated routes -------------------------------------------------------------------- */
 
 /* A replicated write: the client's op (the first replica's) waits until `need` answers
@@ -244,6 +311,7 @@ struct repl_write {
     struct op *op; /* the client's op until it is answered (NULL: not waited for) */
     struct worker *w;
     int route;
+    uint32_t level;   /* the level of the op's routes this route is at */
     uint32_t n;       /* replicas */
     uint32_t need;    /* all: n; majority: n / 2 + 1; async: 1 */
     uint32_t ok, bad; /* answers in that did the write, that did not (the op's included) */
@@ -459,38 +527,63 @@ static void repl_done(struct request *ir)
     request_release(ir);
 }
 
-/* A write (or delete) through a replicated route: op goes to the first replica (tg, sent
- * when sent is true); each other replica gets its own copy. The client's answer waits for
- * `writes`' share of them and is the worst. where: the key's placement bytes. */
-void route_replicate_write(struct request *r, struct op *op, const struct mg_text_req *t,
-                           struct mg_slice where, bool sent, struct backend *b, const char *bkey,
-                           size_t bklen)
+/* A replica's answer that is a failure before anything was sent (line: its reply). */
+static void repl_bad(struct repl_write *rw, const char *line)
+{
+    if (rw->op == NULL)
+        return;
+    rw->bad++;
+    if (rw->worst_rank < 3) {
+        size_t n = strlen(line);
+        rw->worst_rank = 3;
+        memcpy(rw->worst, line, n);
+        rw->worst_len = (uint32_t)n;
+    }
+}
+
+/* A write (or delete) through the replicated route at level d of op's routes: op goes to
+ * the replica it took (b, sent when sent is true); each other replica (each server pool under
+ * it that a write reaches; a delete: every one) gets its own copy. The client's answer waits
+ * for `writes`' share of them and is the worst; with a replicated route above this one
+ * already holding op, this one's copies are sent without holding it. where: the key's
+ * placement bytes. */
+static void replicate_write(struct request *r, struct op *op, const struct mg_text_req *t,
+                            struct mg_slice where, bool sent, struct backend *b, const char *bkey,
+                            size_t bklen, uint32_t d)
 {
     struct worker *w = r->w;
-    const struct pool *rp = &w->cfg->pools[op->route];
+    const struct config *cfg = w->cfg;
+    const struct pool *rp = &cfg->pools[op->lv[d].route];
     struct repl_write *rw = repl_get(w);
     if (rw == NULL)
         return;
     rw->w = w;
-    rw->route = op->route;
+    rw->route = (int)rp->id;
+    rw->level = d;
     rw->is_delete = t->cmd == MG_CMD_DELETE || t->cmd == MG_CMD_MD;
     rw->b64 = t->b64;
-    uint32_t n = rp->nchildren;
+    uint32_t ids[MG_ROUTE_LEAVES];
+    uint32_t ncopies = other_leaves(cfg, op, d, rw->is_delete ? LEAVES_ALL : LEAVES_WRITE, ids);
+    uint32_t n = ncopies + 1;
     rw->n = n;
     rw->majority = rp->rep_writes == REP_WRITES_MAJORITY;
     rw->need = rp->rep_writes == REP_WRITES_ALL        ? n
                : rp->rep_writes == REP_WRITES_MAJORITY ? n / 2 + 1
                                                        : 1;
-    if (rw->is_delete && !sent && b && op->fail == OP_FAIL_DOWN)
-        repl_missed(rw, b->health, bkey, bklen, t->b64); /* the first replica's */
-    if (sent && rp->rep_writes != REP_WRITES_ASYNC) {
-        rw->op = op; /* dispatch_repl_hold decides when it answers */
+    if (rw->is_delete && !sent && b != NULL) /* the replica op went to is down or busy */
+        repl_missed(rw, b->health, bkey, bklen, t->b64);
+    if (sent && rp->rep_writes != REP_WRITES_ASYNC && op->repl == NULL) {
+        rw->op = op; /* route_repl_hold decides when it answers */
         op->repl = rw;
     }
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < ncopies; i++) {
         struct child_key ck;
-        if (i == op->child || !child_key(r, &w->cfg->pools[rp->children[i]], where, t->b64, &ck))
+        if (!child_key(r, &cfg->pools[ids[i]], where, t->b64, &ck)) {
+            /* that replica's key style refuses the key: an answer that did not write it */
+            ROUTE_COUNT(w, rw->route, replica_errors);
+            repl_bad(rw, "CLIENT_ERROR bad command line format");
             continue;
+        }
         enum op_fail why;
         struct request *ir =
             request_one(w, ck.b, ck.klen + t->data.len + t->args.len + 64, repl_done, rw, &why);
@@ -498,15 +591,7 @@ void route_replicate_write(struct request *r, struct op *op, const struct mg_tex
             ROUTE_COUNT(w, rw->route, replica_errors);
             if (rw->is_delete && why == OP_FAIL_DOWN)
                 repl_missed(rw, ck.b->health, ck.key, ck.klen, t->b64);
-            if (rw->op) {
-                rw->bad++;
-                if (rw->worst_rank < 3) {
-                    rw->worst_rank = 3;
-                    static const char down[] = "SERVER_ERROR backend down";
-                    memcpy(rw->worst, down, sizeof(down) - 1);
-                    rw->worst_len = sizeof(down) - 1;
-                }
-            }
+            repl_bad(rw, "SERVER_ERROR backend down");
             continue;
         }
         if (rw->is_delete && buf_append(&ir->raw, ck.key, ck.klen) != MG_OK)
@@ -583,7 +668,8 @@ uint32_t route_read_replica(struct request *r, const struct pool *rp, struct mg_
     } else if (rp->rep_reads == REP_READS_FASTEST) {
         double best = 0;
         for (uint32_t i = 0; i < n; i++) {
-            uint32_t c = rp->children[i];
+            uint32_t c;
+            leaves(cfg, rp->children[i], LEAVES_READ, &c, 0);
             double e = c < w->npool_herd ? w->pool_herd[c].lat_ewma_us : 0;
             if (i == 0 || e < best) {
                 best = e;
@@ -591,11 +677,13 @@ uint32_t route_read_replica(struct request *r, const struct pool *rp, struct mg_
             }
         }
     }
-    /* a replica that missed deletes serves no reads until they are replayed */
+    /* a replica that missed deletes serves no reads until they are replayed (a replica that
+     * is a route: the pool a read through it tries first) */
     for (uint32_t k = 0; k < n; k++) {
-        uint32_t c = (pick + k) % n;
+        uint32_t c = (pick + k) % n, first;
         struct child_key ck;
-        if (!child_key(r, &cfg->pools[rp->children[c]], place, b64, &ck))
+        leaves(cfg, rp->children[c], LEAVES_READ, &first, 0);
+        if (!child_key(r, &cfg->pools[first], place, b64, &ck))
             return pick;
         if (!health_replaying(ck.b->health))
             return c;
@@ -610,14 +698,10 @@ void route_warm_fill(struct op *op, const struct mg_meta_reply *rep)
     struct worker *w = r->w;
     const struct config *cfg = w->cfg;
     const struct mg_text_req *t = &r->t;
-    if (r->cfg != cfg || !r->own_copy || t->b64)
+    if (r->cfg != cfg || !r->own_copy || t->b64 || op->warm < 0)
         return;
-    const struct pool *wu = &cfg->pools[op->route];
+    const struct pool *wu = &cfg->pools[op->lv[op->warm].route];
     struct mg_slice where = op->ckey, v;
-    struct child_key ck;
-    if (wu->kind != POOL_WARMUP || op->child != 1 ||
-        !child_key(r, &cfg->pools[wu->children[0]], where, false, &ck))
-        return;
     int64_t ttl = wu->fo_ttl; /* warm's remaining TTL when it has one */
     uint64_t flags = 0;
     if (mg_meta_flag(rep->flags, 't', &v) && v.len && v.p[0] != '-') {
@@ -630,40 +714,154 @@ void route_warm_fill(struct op *op, const struct mg_meta_reply *rep)
     if (mg_meta_flag(rep->flags, 'f', &v))
         for (uint32_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9' && i < 10; i++)
             flags = flags * 10 + (uint64_t)(v.p[i] - '0');
-    enum op_fail why;
-    struct request *ir = request_one(w, ck.b, ck.klen + rep->data.len + 64, NULL, NULL, &why);
-    if (ir == NULL)
-        return;
-    /* add: a value written to cold meanwhile wins */
-    meta_render_store(&ck.b->wbuf, ck.key, ck.klen, rep->data, (uint32_t)flags, ttl, META_ADD,
-                      false, 0);
-    request_one_send(ir);
-    ROUTE_COUNT(w, op->route, fills);
+    /* cold may be a route: each server pool a write through it reaches is filled */
+    uint32_t ids[MG_ROUTE_LEAVES];
+    uint32_t n = leaves(cfg, wu->children[0], LEAVES_WRITE, ids, 0);
+    for (uint32_t i = 0; i < n; i++) {
+        struct child_key ck;
+        enum op_fail why;
+        if (!child_key(r, &cfg->pools[ids[i]], where, false, &ck))
+            continue;
+        struct request *ir = request_one(w, ck.b, ck.klen + rep->data.len + 64, NULL, NULL, &why);
+        if (ir == NULL)
+            continue;
+        /* add: a value written to cold meanwhile wins */
+        meta_render_store(&ck.b->wbuf, ck.key, ck.klen, rep->data, (uint32_t)flags, ttl, META_ADD,
+                          false, 0);
+        request_one_send(ir);
+        ROUTE_COUNT(w, wu->id, fills);
+    }
 }
 
-/* May op move on to its route's next child? Only under the config it was sent with, and
- * with the request's own copy of the command to render it again. */
-static const struct pool *route_next(struct op *op)
+const struct pool *route_descend(struct request *r, struct op *op, const struct pool *p,
+                                 struct mg_slice place, bool b64, uint32_t *ttl_cap, bool *no_pol)
+{
+    struct worker *w = r->w;
+    const struct config *cfg = w->cfg;
+    if (op->route < 0) {
+        op->route = (int)p->id;
+        op->depth = op->fx_pre = op->fx_post = 0;
+    }
+    op->warm = -1;
+    for (uint32_t d = 0; p->kind != POOL_SERVERS; d++) {
+        if (d == op->depth) { /* a level not chosen yet (config_finish bounds the depth) */
+            op->lv[d].route = p->id;
+            op->lv[d].child = p->kind == POOL_REPLICATE && is_read(r->cmd)
+                                  ? route_read_replica(r, p, place, b64)
+                                  : 0;
+            op->depth++;
+            ROUTE_COUNT(w, p->id, requests);
+        }
+        uint32_t child = op->lv[d].child;
+        if (p->kind == POOL_FAILOVER && child > 0 && p->fo_ttl &&
+            (*ttl_cap == 0 || p->fo_ttl < *ttl_cap))
+            *ttl_cap = p->fo_ttl; /* the tightest cap of the fallbacks on the way */
+        if (p->kind == POOL_WARMUP) {
+            *no_pol = true; /* a herd win on cold would hide warm's value */
+            if (child == 1)
+                op->warm = (int8_t)d;
+        }
+        p = &cfg->pools[p->children[child]];
+    }
+    return p;
+}
+
+void route_before_send(struct request *r, struct op *op, const struct mg_text_req *t,
+                       struct mg_slice where, bool sent, bool early, struct backend *b,
+                       const char *bkey, size_t bklen)
+{
+    const struct config *cfg = r->w->cfg;
+    bool del = t->cmd == MG_CMD_DELETE || t->cmd == MG_CMD_MD;
+    bool write = !is_read(t->cmd);
+    if (op->depth == 1 && op->fx_pre == 0 && write && op->lv[0].child == 0 &&
+        cfg->pools[op->route].kind == POOL_REPLICATE) { /* the common case, shorter */
+        op->fx_pre = 1;
+        replicate_write(r, op, t, where, sent, b, bkey, bklen, 0);
+        return;
+    }
+    for (uint32_t d = 0; d < op->depth; d++) {
+        const struct pool *rt = &cfg->pools[op->lv[d].route];
+        if (op->fx_pre & (1u << d))
+            continue;
+        if (rt->kind == POOL_REPLICATE && write) {
+            replicate_write(r, op, t, where, sent, b, bkey, bklen, d);
+        } else if (del && rt->kind != POOL_SHADOW) {
+            if (early)
+                continue; /* the pool op moves to next must not have it deleted first */
+            delete_on_children(r, op, t, where, d); /* a fallback's copy must not outlive it */
+        }
+        op->fx_pre |= (uint8_t)(1u << d);
+    }
+    for (uint32_t d = 0; sent && write && d < op->depth; d++) /* each time it is sent */
+        if (op->lv[d].child > 0 && cfg->pools[op->lv[d].route].kind == POOL_FAILOVER)
+            ROUTE_COUNT(r->w, op->lv[d].route, fallback_writes);
+}
+
+void route_after_send(struct request *r, struct op *op, const struct mg_text_req *t,
+                      struct mg_slice where, bool sent)
+{
+    uint32_t todo = ((1u << op->depth) - 1u) & ~(uint32_t)op->fx_post;
+    op->fx_post = (uint8_t)(op->fx_post | todo);
+    if (!sent || t->cmd == MG_CMD_ME)
+        return;
+    const struct config *cfg = r->w->cfg;
+    while (todo) {
+        uint32_t d = (uint32_t)__builtin_ctz(todo);
+        todo &= todo - 1;
+        const struct pool *sh = &cfg->pools[op->lv[d].route];
+        if (sh->kind == POOL_SHADOW && switch_on(sh->shadow_switch, where.p, where.len))
+            route_shadow_copy(r, op, t, where, sh);
+    }
+}
+
+/* The deepest level of op's routes that moves op on to its next child: after a failure of
+ * kind why, or (why < 0) after a miss. -1 when none does, or when op cannot be sent again:
+ * only under the config it was sent with, and with the request's own copy of the command. */
+static int next_level(struct op *op, int why)
 {
     struct request *r = op->req;
     struct worker *w = r->w;
     if (r->cfg != w->cfg || !r->own_copy || w->tearing_down)
-        return NULL;
-    const struct pool *fo = &w->cfg->pools[op->route];
-    return op->child + 1 < fo->nchildren ? fo : NULL;
+        return -1;
+    for (int d = (int)op->depth - 1; d >= 0; d--) {
+        const struct pool *rt = &w->cfg->pools[op->lv[d].route];
+        if (op->lv[d].child + 1 >= rt->nchildren)
+            continue;
+        if (why < 0 ? rt->fo_on_miss
+                    : (rt->fo_on & (1u << why)) &&
+                          !(rt->kind == POOL_REPLICATE && !is_read(r->cmd))) /* writes: all */
+            return d;
+    }
+    return -1;
+}
+
+/* Send op to the next child of level d; the levels below it are chosen anew. A replicated
+ * write below d no longer holds op: the pool it moves to answers (mcrouter's failover of an
+ * AllSyncRoute), the replicas' copies go on by themselves. */
+static bool move_on(struct op *op, int d)
+{
+    struct repl_write *rw = op->repl;
+    if (rw != NULL && rw->level > (uint32_t)d) {
+        rw->op = NULL;
+        op->repl = NULL;
+        repl_maybe_free(rw);
+    }
+    op->lv[d].child++;
+    op->depth = (uint8_t)(d + 1);
+    op->fx_pre &= (uint8_t)((1u << op->depth) - 1); /* the levels below are new */
+    op->fx_post &= (uint8_t)((1u << op->depth) - 1);
+    return dispatch_resend(op);
 }
 
 bool route_failover(struct op *op, enum op_fail why)
 {
-    const struct pool *fo = route_next(op);
-    if (fo == NULL || !(fo->fo_on & (1u << why)) ||
-        (fo->kind == POOL_REPLICATE && !is_read(op->req->cmd))) {
+    int d = next_level(op, (int)why);
+    if (d < 0) {
         ROUTE_COUNT(op->req->w, op->route, failed);
         return false;
     }
-    op->child++;
-    ROUTE_COUNT(op->req->w, op->route, fallbacks);
-    return dispatch_resend(op);
+    ROUTE_COUNT(op->req->w, op->lv[d].route, fallbacks);
+    return move_on(op, d);
 }
 
 bool route_miss_next(struct op *op)
@@ -671,10 +869,9 @@ bool route_miss_next(struct op *op)
     struct request *r = op->req;
     if (!is_retrieval(r->cmd) && r->cmd != MG_CMD_MG)
         return false;
-    const struct pool *fo = route_next(op);
-    if (fo == NULL || !fo->fo_on_miss)
+    int d = next_level(op, -1);
+    if (d < 0)
         return false;
-    op->child++;
-    ROUTE_COUNT(r->w, op->route, misses_moved);
-    return dispatch_resend(op);
+    ROUTE_COUNT(r->w, op->lv[d].route, misses_moved);
+    return move_on(op, d);
 }

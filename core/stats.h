@@ -58,10 +58,11 @@ struct pool_herd {
     } while (0)
 
 /* Count a failover route event for worker w and route (pool index) idx. */
-#define ROUTE_COUNT(w, idx, f)                               \
-    do {                                                     \
-        if ((idx) >= 0 && (uint32_t)(idx) < (w)->npool_herd) \
-            STAT_INC((w)->pool_herd[(idx)].route_##f);       \
+#define ROUTE_COUNT(w, idx, f)                                     \
+    do {                                                           \
+        int64_t route_i_ = (int64_t)(idx);                         \
+        if (route_i_ >= 0 && (uint64_t)route_i_ < (w)->npool_herd) \
+            STAT_INC((w)->pool_herd[route_i_].route_##f);          \
     } while (0)
 
 struct worker;

@@ -1,4 +1,4 @@
-/* switch.c: feature switches shared by every worker: a share of keys goes the other way. */
+/* switch.c: feature switch_table shared by every worker: a share of keys goes the other way. */
 #include "switch.h"
 
 #include <pthread.h>
@@ -7,8 +7,8 @@
 
 #include "mg.h"
 
-static struct mg_switch switches[MG_MAX_SWITCHES];
-static atomic_int nswitches;
+struct mg_switch switch_table[MG_MAX_SWITCHES];
+atomic_int switch_n;
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static unsigned to_share(double percent)
@@ -18,22 +18,22 @@ static unsigned to_share(double percent)
 
 int switch_register(const char *name, double percent, const char *fleet_pool, const char *fleet_key)
 {
-    if (percent < 0 || percent > 100 || strlen(name) >= sizeof(switches[0].name))
+    if (percent < 0 || percent > 100 || strlen(name) >= sizeof(switch_table[0].name))
         return -1;
     pthread_mutex_lock(&reg_lock);
-    int n = atomic_load(&nswitches), id = -1;
+    int n = atomic_load(&switch_n), id = -1;
     for (int i = 0; i < n; i++)
-        if (strcmp(switches[i].name, name) == 0)
+        if (strcmp(switch_table[i].name, name) == 0)
             id = i;
     if (id < 0 && n < MG_MAX_SWITCHES) {
         id = n;
-        struct mg_switch *s = &switches[id];
+        struct mg_switch *s = &switch_table[id];
         snprintf(s->name, sizeof(s->name), "%s", name);
         atomic_store(&s->share, to_share(percent));
-        atomic_store(&nswitches, n + 1);
+        atomic_store(&switch_n, n + 1);
     }
     if (id >= 0) {
-        struct mg_switch *s = &switches[id];
+        struct mg_switch *s = &switch_table[id];
         snprintf(s->fleet_pool, sizeof(s->fleet_pool), "%s", fleet_pool ? fleet_pool : "");
         snprintf(s->fleet_key, sizeof(s->fleet_key), "%s", fleet_key ? fleet_key : "");
     }
@@ -43,38 +43,13 @@ int switch_register(const char *name, double percent, const char *fleet_pool, co
 
 bool switch_fleet(int id, char pool[64], char key[251])
 {
-    if (id < 0 || id >= atomic_load(&nswitches))
+    if (id < 0 || id >= atomic_load(&switch_n))
         return false;
     pthread_mutex_lock(&reg_lock);
-    memcpy(pool, switches[id].fleet_pool, sizeof(switches[id].fleet_pool));
-    memcpy(key, switches[id].fleet_key, sizeof(switches[id].fleet_key));
+    memcpy(pool, switch_table[id].fleet_pool, sizeof(switch_table[id].fleet_pool));
+    memcpy(key, switch_table[id].fleet_key, sizeof(switch_table[id].fleet_key));
     pthread_mutex_unlock(&reg_lock);
     return pool[0] != '\0';
-}
-
-/* FNV-1a, then a final mix so neighbouring keys ("user:1", "user:2") spread evenly. */
-static uint32_t switch_hash(const char *k, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)k[i]) * 16777619u;
-    h ^= h >> 16;
-    h *= 0x7feb352dU;
-    h ^= h >> 15;
-    h *= 0x846ca68bU;
-    h ^= h >> 16;
-    return h;
-}
-
-bool switch_on(int id, const char *key, size_t len)
-{
-    if (id < 0 || id >= atomic_load_explicit(&nswitches, memory_order_acquire))
-        return false;
-    struct mg_switch *s = &switches[id];
-    unsigned share = atomic_load_explicit(&s->share, memory_order_relaxed);
-    bool on = share >= SWITCH_SCALE || (share > 0 && switch_hash(key, len) % SWITCH_SCALE < share);
-    atomic_fetch_add_explicit(on ? &s->on : &s->off, 1, memory_order_relaxed);
-    return on;
 }
 
 int mg_switch_on(int id, const char *key, size_t len)
@@ -86,10 +61,10 @@ int switch_set(const char *name, double percent)
 {
     if (!(percent >= 0 && percent <= 100))
         return MG_ERR;
-    int n = atomic_load(&nswitches);
+    int n = atomic_load(&switch_n);
     for (int i = 0; i < n; i++)
-        if (strcmp(switches[i].name, name) == 0) {
-            atomic_store(&switches[i].share, to_share(percent));
+        if (strcmp(switch_table[i].name, name) == 0) {
+            atomic_store(&switch_table[i].share, to_share(percent));
             return MG_OK;
         }
     return MG_ERR;
@@ -114,19 +89,19 @@ int switch_parse_percent(const char *s, size_t len, double *out)
 
 int switch_count(void)
 {
-    return atomic_load(&nswitches);
+    return atomic_load(&switch_n);
 }
 
 struct mg_switch *switch_get(int id)
 {
-    return id >= 0 && id < atomic_load(&nswitches) ? &switches[id] : NULL;
+    return id >= 0 && id < atomic_load(&switch_n) ? &switch_table[id] : NULL;
 }
 
 void switch_render(struct buf *out)
 {
-    int n = atomic_load(&nswitches);
+    int n = atomic_load(&switch_n);
     for (int i = 0; i < n; i++) {
-        struct mg_switch *s = &switches[i];
+        struct mg_switch *s = &switch_table[i];
         unsigned share = atomic_load(&s->share);
         buf_printf(out, "STAT switch:%s:percent %u.%03u\r\n", s->name, share / 1000, share % 1000);
         buf_printf(out, "STAT switch:%s:on %llu\r\n", s->name,

@@ -3,6 +3,9 @@
 #define MG_SWITCH_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -23,8 +26,45 @@ struct mg_switch {
  * current value (so a reload does not undo a runtime change). Returns its id or -1. */
 int switch_register(const char *name, double percent, const char *fleet_pool,
                     const char *fleet_key);
-/* Is key on? Deterministic by a hash of the key; counts both sides. */
-bool switch_on(int id, const char *key, size_t len);
+/* The registered switches (switch_n of them): switch.c writes them, switch_on reads. */
+extern struct mg_switch switch_table[MG_MAX_SWITCHES];
+extern atomic_int switch_n;
+
+/* FNV-1a, then a final mix so neighbouring keys ("user:1", "user:2") spread evenly. The
+ * values are a contract: gateways of a fleet must agree (core/test/test_switch.c pins
+ * them). */
+static inline uint32_t switch_hash(const char *k, size_t n)
+{
+    uint32_t h = 2166136261u;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) { /* unrolled: the same values, fewer loop instructions */
+        h = (h ^ (uint8_t)k[i]) * 16777619u;
+        h = (h ^ (uint8_t)k[i + 1]) * 16777619u;
+        h = (h ^ (uint8_t)k[i + 2]) * 16777619u;
+        h = (h ^ (uint8_t)k[i + 3]) * 16777619u;
+    }
+    for (; i < n; i++)
+        h = (h ^ (uint8_t)k[i]) * 16777619u;
+    h ^= h >> 16;
+    h *= 0x7feb352dU;
+    h ^= h >> 15;
+    h *= 0x846ca68bU;
+    h ^= h >> 16;
+    return h;
+}
+
+/* Is key on? Deterministic by a hash of the key; counts both sides. Inline: the shadow
+ * route asks it for every request. */
+static inline bool switch_on(int id, const char *key, size_t len)
+{
+    if (id < 0 || id >= atomic_load_explicit(&switch_n, memory_order_acquire))
+        return false;
+    struct mg_switch *s = &switch_table[id];
+    unsigned share = atomic_load_explicit(&s->share, memory_order_relaxed);
+    bool on = share >= SWITCH_SCALE || (share > 0 && switch_hash(key, len) % SWITCH_SCALE < share);
+    atomic_fetch_add_explicit(on ? &s->on : &s->off, 1, memory_order_relaxed);
+    return on;
+}
 /* The same for LuaJIT's FFI (exported from the binary; lua/mintgate/init.lua binds it):
  * a JIT-compiled route function calls it without leaving the trace. */
 int mg_switch_on(int id, const char *key, size_t len);

@@ -197,26 +197,20 @@ local function route_table(t, fn, allowed)
   end
 end
 
--- The pools listed (pool objects or names, not routes), at least min of them.
+-- The pools listed (pool objects, routes, or their names), at least min of them.
 local function route_pools(list, fn, min)
   local children = {}
   for i, c in ipairs(list) do
-    if getmetatable(c) == Route then
-      error(fn .. ": pool " .. i .. " is a route; a route inside a route is not supported yet", 3)
-    end
-    children[i] = pool_name(c, "pool " .. i, fn, false, 4)
+    children[i] = pool_name(c, "pool " .. i, fn, true, 4)
   end
   if #children < min then error(fn .. ": needs at least two pools", 3) end
   if #children > 64 then error(fn .. ": at most 64 pools", 3) end
   return children
 end
 
--- One pool given by option what (a pool object or a name, not a route).
+-- One pool given by option what (a pool object, a route, or a name).
 local function route_pool(v, what, fn)
-  if getmetatable(v) == Route then
-    error(fn .. ": '" .. what .. "' is a route; a route inside a route is not supported yet", 3)
-  end
-  local name = pool_name(v, "'" .. what .. "'", fn, false, 4)
+  local name = pool_name(v, "'" .. what .. "'", fn, true, 4)
   return name -- not a tail call: pool_name's error level counts this frame
 end
 
@@ -255,6 +249,17 @@ local function route_add(r, name, default, fn)
     name = name .. "#" .. n
   end
   r.name = name
+  -- routes nest (a route's child may be a route): MG_ROUTE_DEPTH levels over MG_ROUTE_LEAVES
+  -- server pools at most (core/mg.h)
+  r.depth, r.leaves = 1, 0
+  for _, c in ipairs(r.children) do
+    local child = state.by_name[c]
+    r.depth = math.max(r.depth, (child.depth or 0) + 1)
+    r.leaves = r.leaves + (child.leaves or 1)
+  end
+  if r.depth > 4 or r.leaves > 32 then
+    error(fn .. ": routes nest at most 4 deep over at most 32 pools", 3)
+  end
   setmetatable(r, Route)
   state.routes[#state.routes + 1] = r
   state.by_name[name] = r
@@ -328,7 +333,8 @@ function M.shadow(t)
   if type(pct) ~= "number" or pct < 0 or pct > 100 then
     error(fn .. ": 'percent' must be a number from 0 to 100", 2)
   end
-  local sw = t.switch or ("shadow." .. copy)
+  -- the default switch is named after copy (a route's generated name made a word)
+  local sw = t.switch or ("shadow." .. copy:gsub("[^%w_.:-]", "_"):sub(1, 56))
   if type(sw) ~= "string" or not sw:match("^[%w_.:-]+$") or #sw > 63 then
     error(fn .. ": 'switch' must be a word (letters, digits, _ . : -)", 2)
   end

@@ -77,8 +77,7 @@ describe("mintgate config module", function()
       raises(function() mg.failover "a" end, "mg.failover: expected a table")
       raises(function() mg.failover { a } end, "mg.failover: needs at least two pools")
       raises(function() mg.failover { a, "nosuch" } end,
-        "mg.failover: pool 2 must be a pool (from mg.pool) or a pool's name")
-      raises(function() mg.failover { a, mg.failover { a, b } } end, "not supported yet")
+        "mg.failover: pool 2 must be a pool (from mg.pool), a route (mg.failover) or its name")
       raises(function() mg.failover { a, b, ttl = 1.5 } end, "'ttl' must be a whole number")
       raises(function() mg.failover { a, b, on = {} } end, "'on' must be a list of")
       raises(function() mg.failover { a, b, on = { "slow" } } end, "'on' must be a list of")
@@ -111,8 +110,33 @@ describe("mintgate config module", function()
       raises(function() mg.warmup { cold = a, warm = a } end, "must be two pools")
       raises(function() mg.warmup { cold = a, warm = b, ttl = -5 } end, "'ttl' must be a whole")
       raises(function() mg.warmup { cold = a, warm = b, fill = true } end, "unknown option 'fill'")
-      raises(function() mg.warmup { cold = mg.failover { a, b }, warm = b } end,
-        "a route inside a route is not supported yet")
+    end)
+  end)
+
+  describe("routes inside routes", function()
+    it("takes a route wherever a pool is, by object or name", function()
+      local a = mg.pool { name = "a", servers = { "127.0.0.1:1" } }
+      local b = mg.pool { name = "b", servers = { "127.0.0.1:2" } }
+      local old = mg.pool { name = "old", servers = { "127.0.0.1:3" } }
+      local g = mg.pool { name = "g", servers = { "127.0.0.1:4" } }
+      local rep = mg.replicate { a, b, name = "rep" }
+      local warm = mg.warmup { cold = rep, warm = old, name = "warm" }
+      local top = mg.failover { warm, g, ttl = 10 }
+      assert.same({ "rep", "old" }, warm.children)
+      assert.same({ "warm", "g" }, top.children)
+      assert.equal(3, top.depth)
+      assert.equal(4, top.leaves)
+      assert.same({ "rep", "g" }, mg.failover { "rep", "g" }.children)
+      assert.same({ "warm", "g" }, mg.shadow { warm, copy = g }.children)
+    end)
+
+    it("refuses routes nested more than 4 deep", function()
+      local a = mg.pool { name = "a", servers = { "127.0.0.1:1" } }
+      local b = mg.pool { name = "b", servers = { "127.0.0.1:2" } }
+      local r = mg.failover { a, b }
+      for _ = 2, 4 do r = mg.failover { r, b } end
+      assert.equal(4, r.depth)
+      raises(function() mg.failover { r, b } end, "routes nest at most 4 deep")
     end)
   end)  describe("mg.shadow", function()
     it("returns a shadow route with its switch", function()
@@ -158,7 +182,6 @@ describe("mintgate config module", function()
       raises(function() mg.replicate { a } end, "needs at least two pools")
       raises(function() mg.replicate { a, b, reads = "nearest" } end, "'reads' must be")
       raises(function() mg.replicate { a, b, writes = "quorum" } end, "'writes' must be")
-      raises(function() mg.replicate { a, mg.failover { a, b } } end, "not supported yet")
       raises(function() mg.replicate { a, b, copies = 2 } end, "unknown option 'copies'")
     end)
   end)
