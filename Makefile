@@ -28,7 +28,7 @@ TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -DMG_SANITIZE
 # Debian packages the build, the suite and `make run` need.
 DEB_PKGS := gcc make pkg-config clang-format cppcheck lua-check libev-dev libluajit-5.1-dev luajit libmemcached-dev \
             libmemcached-tools memcached lua-busted lua-socket nutcracker netcat-openbsd \
-            luarocks python3
+            luarocks python3 prometheus
 
 .DEFAULT_GOAL := all
 -include $(wildcard build/*.d build/asan/*.d build/tsan/*.d)
@@ -76,7 +76,7 @@ build/asan/test_%: core/test/test_%.c $(ASAN_OBJS) core/test/ctest.h
 
 # The engine without Lua: proto, net and engine objects only, no LuaJIT on the link line
 # (core/test/test_engine.c stands in for the few worker functions they call back).
-ENGINE_OBJS := $(patsubst %,build/%.o,buf log proto_text proto_meta meta_render keys ketama config health \
+ENGINE_OBJS := $(patsubst %,build/%.o,buf log proto_text proto_meta meta_render keys ketama config health slowlog hotkeys \
                 switch conn backend request dispatch route herd stats)
 build/test_engine: core/test/test_engine.c $(ENGINE_OBJS) core/test/ctest.h
 	$(CC) -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread -Icore -o $@ $< $(ENGINE_OBJS) \

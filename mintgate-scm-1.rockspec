@@ -51,6 +51,7 @@ build = {
       ["mintgate.stale"] = "lua/mintgate/stale.lua",
       ["mintgate.resolver"] = "lua/mintgate/resolver.lua",
       ["mintgate.guard"] = "lua/mintgate/guard.lua",
+      ["mintgate.top"] = "lua/mintgate/top.lua",
     },
   },
   copy_directories = { "examples" },

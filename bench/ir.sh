@@ -33,12 +33,12 @@ SELF=bench/ir.sh
 IR_SMALL=${IR_SMALL:-20000}
 IR_LARGE=${IR_LARGE:-60000}
 IR_ROUNDS=${IR_ROUNDS:-3}
-WANT=${TARGETS:-memcached twemproxy mintgate mintgate+lua}
+WANT=${TARGETS:-memcached twemproxy mintgate mintgate-observe-off mintgate+lua}
 LUA_CONFIG=${LUA_CONFIG:-examples/bench.lua}
 OUT_DIR=${OUT_DIR:-docs/bench}
 KEYS=10000
 CONNS=${IR_CONNS:-20}
-ALL_TARGETS="memcached twemproxy mintgate mintgate+lua"
+ALL_TARGETS="memcached twemproxy mintgate mintgate-observe-off mintgate+lua"
 WAIT_TRIES=600                  # valgrind start-up: up to 60 s
 STOP_WAIT=120                   # and writing the profile on exit
 
@@ -71,7 +71,7 @@ for t in $ALL_TARGETS; do
     wanted "$t" || continue
     case $t in
     twemproxy) command -v nutcracker >/dev/null || { note "twemproxy: \`nutcracker\` not installed"; continue; } ;;
-    mintgate) [ -x ./mintgate ] || { note "mintgate: no ./mintgate (make mintgate)"; continue; } ;;
+    mintgate | mintgate-observe-off) [ -x ./mintgate ] || { note "$t: no ./mintgate (make mintgate)"; continue; } ;;
     mintgate+lua)
         if [ ! -x ./mintgate ] || ! lua_config_ok "$LUA_CONFIG" "$B1" "$B2"; then
             note "mintgate+lua: not available ($LUA_CONFIG: $(tail -1 "$TMP/check.log" 2>/dev/null))"
@@ -92,6 +92,8 @@ start_cg() {
     memcached) start cg $cg memcached -p @PORT@ -U 0 -l 127.0.0.1 -t 1 -c "$VG_NOFILE" $MC_USER ;;
     twemproxy) start_twemproxy cg "$cg" "$B1" "$B2" ;;
     mintgate) start cg $cg ./mintgate -t 1 -c 20000 -l 127.0.0.1:@PORT@ -s "127.0.0.1:$B1,127.0.0.1:$B2" ;;
+    mintgate-observe-off) start cg $cg ./mintgate -t 1 -c 20000 -l 127.0.0.1:@PORT@ -s "127.0.0.1:$B1,127.0.0.1:$B2" \
+        --observe off ;;
     mintgate+lua) start cg $PIN_FRONT env MINTGATE_LISTEN=127.0.0.1:@PORT@ MEMCACHED_1=127.0.0.1:$B1 \
         MEMCACHED_2=127.0.0.1:$B2 $vg ./mintgate -t 1 -c 20000 "$LUA_CONFIG" ;;
     esac
@@ -152,7 +154,8 @@ goal() {
     case $1 in
     memcached) echo "reference 3,779" ;;
     twemproxy) echo "reference 9,041" ;;
-    mintgate) echo "<= 3,800" ;;
+    mintgate) echo "<= 3,800; observability on costs <= +150 over observe-off" ;;
+    mintgate-observe-off) echo "histograms, per-server counters, slow log, hot keys off" ;;
     mintgate+lua) echo "<= 4,500" ;;
     esac
 }

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "proto_text.h"
 #include "request.h"
+#include "slowlog.h"
 #include "switch.h"
 #include "worker.h"
 
@@ -247,16 +248,121 @@ void admin_worker_destroy(struct worker *w)
         reload_finish(w->reload_waits, "SERVER_ERROR gateway shutting down");
 }
 
-/* The admin commands: their word, how many words they take in all, the usage line. */
+/* A whole number from a word (at most max). */
+static bool admin_uint(struct mg_slice w, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (w.len == 0 || w.len > 12)
+        return false;
+    for (uint32_t i = 0; i < w.len; i++) {
+        if (w.p[i] < '0' || w.p[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(w.p[i] - '0');
+    }
+    *out = v;
+    return v <= max;
+}
+
+static bool word_is(struct mg_slice w, const char *s)
+{
+    return w.len == strlen(s) && memcmp(w.p, s, w.len) == 0;
+}
+
+/* slowlog reset | slowlog MS [SIZE] | slowlog off */
+static void admin_slowlog(struct conn *c, const struct mg_slice *words, int n)
+{
+    if (n == 2 && word_is(words[1], "reset")) {
+        slowlog_reset();
+        request_reply_line(c, "OK");
+        return;
+    }
+    uint64_t ms = 0, size = 0;
+    bool off = n == 2 && word_is(words[1], "off");
+    if ((!off && !admin_uint(words[1], 1000000000, &ms)) ||
+        (n == 3 && (!admin_uint(words[2], SLOWLOG_SIZE_MAX, &size) || size == 0))) {
+        request_reply_line(c, "CLIENT_ERROR usage: slowlog reset | off | MS [SIZE]");
+        return;
+    }
+    if (slowlog_configure(off ? 1e13 : (double)ms, n == 3 ? (uint32_t)size : slowlog_size()) !=
+        MG_OK) {
+        request_reply_line(c, "SERVER_ERROR out of memory");
+        return;
+    }
+    request_reply_line(c, "OK");
+}
+
+/* requestlog N: log every Nth request (0: off) */
+static void admin_requestlog(struct conn *c, const struct mg_slice *words, int n)
+{
+    MG_UNUSED(n);
+    uint64_t every;
+    if (!admin_uint(words[1], 1000000000, &every)) {
+        request_reply_line(c, "CLIENT_ERROR usage: requestlog N (every Nth request; 0: off)");
+        return;
+    }
+    requestlog_set((uint32_t)every);
+    request_reply_line(c, "OK");
+}
+
+/* route COMMAND KEY: what a command for KEY would do */
+static void admin_route(struct conn *c, const struct mg_slice *words, int n)
+{
+    MG_UNUSED(n);
+    static const struct {
+        const char *name;
+        enum mg_cmd cmd;
+    } cmds[] = {
+        { "get", MG_CMD_GET },         { "gets", MG_CMD_GETS },     { "gat", MG_CMD_GAT },
+        { "gats", MG_CMD_GATS },       { "set", MG_CMD_SET },       { "add", MG_CMD_ADD },
+        { "replace", MG_CMD_REPLACE }, { "append", MG_CMD_APPEND }, { "prepend", MG_CMD_PREPEND },
+        { "cas", MG_CMD_CAS },         { "delete", MG_CMD_DELETE }, { "incr", MG_CMD_INCR },
+        { "decr", MG_CMD_DECR },       { "touch", MG_CMD_TOUCH },   { "mg", MG_CMD_MG },
+        { "ms", MG_CMD_MS },           { "md", MG_CMD_MD },         { "ma", MG_CMD_MA },
+    };
+    for (size_t i = 0; i < MG_ARRAY_LEN(cmds); i++)
+        if (word_is(words[1], cmds[i].name)) {
+            if (words[2].len > MG_KEY_MAX || !mg_text_key_ok(words[2].p, words[2].len)) {
+                request_reply_line(c, "CLIENT_ERROR bad key");
+                return;
+            }
+            dispatch_explain(c, cmds[i].cmd, words[2]);
+            return;
+        }
+    request_reply_line(c, "CLIENT_ERROR usage: route COMMAND KEY (a keyed command: get, set, ...)");
+}
+
+static void admin_switch_n(struct conn *c, const struct mg_slice *words, int n)
+{
+    MG_UNUSED(n);
+    admin_switch(c, words);
+}
+
+static void admin_reload_n(struct conn *c, const struct mg_slice *words, int n)
+{
+    MG_UNUSED(n);
+    admin_reload(c, words);
+}
+
+static void admin_auth_n(struct conn *c, const struct mg_slice *words, int n)
+{
+    MG_UNUSED(n);
+    admin_auth(c, words);
+}
+
+/* The admin commands: their word, how many words they take in all (from, to), the usage. */
 static const struct admin_cmd {
     const char *name;
-    int nwords;
+    int minwords, maxwords;
     const char *usage;
-    void (*run)(struct conn *c, const struct mg_slice *words);
+    void (*run)(struct conn *c, const struct mg_slice *words, int n);
 } admin_cmds[] = {
-    { "switch", 3, "CLIENT_ERROR usage: switch NAME PERCENT", admin_switch },
-    { "reload", 1, "CLIENT_ERROR usage: reload", admin_reload },
-    { "auth", 2, "CLIENT_ERROR usage: auth SECRET", admin_auth },
+    { "switch", 3, 3, "CLIENT_ERROR usage: switch NAME PERCENT", admin_switch_n },
+    { "reload", 1, 1, "CLIENT_ERROR usage: reload", admin_reload_n },
+    { "auth", 2, 2, "CLIENT_ERROR usage: auth SECRET", admin_auth_n },
+    { "slowlog", 2, 3, "CLIENT_ERROR usage: slowlog reset | off | MS [SIZE]", admin_slowlog },
+    { "requestlog", 2, 2, "CLIENT_ERROR usage: requestlog N (every Nth request; 0: off)",
+      admin_requestlog },
+    { "route", 3, 3, "CLIENT_ERROR usage: route COMMAND KEY", admin_route },
 };
 
 static const struct admin_cmd *admin_lookup(struct mg_slice word)
@@ -281,14 +387,15 @@ bool admin_command(struct conn *c, struct mg_slice line)
         request_reply_line(c, "CLIENT_ERROR admin commands are only accepted on the admin port");
         return true;
     }
-    if (admin_secret && !c->admin_authed && cmd->run != admin_auth) {
+    if (admin_secret && !c->admin_authed && cmd->run != admin_auth_n) {
         request_reply_line(c, "CLIENT_ERROR authentication required");
         return true;
     }
-    if (admin_words(line, words, ADMIN_MAX_WORDS) != cmd->nwords) {
+    int n = admin_words(line, words, ADMIN_MAX_WORDS);
+    if (n < cmd->minwords || n > cmd->maxwords) {
         request_reply_line(c, cmd->usage);
         return true;
     }
-    cmd->run(c, words);
+    cmd->run(c, words, n);
     return true;
 }

@@ -346,6 +346,16 @@ int config_finish(struct config *c, char *err, size_t errlen)
         free(names);
         if (p->ring == NULL)
             return MG_ERR;
+        p->slot_of = malloc(c->nservers * sizeof(uint16_t));
+        if (p->slot_of == NULL || p->nservers >= UINT16_MAX) {
+            snprintf(err, errlen, "pool '%s': out of memory or too many servers", p->name);
+            return MG_ERR;
+        }
+        memset(p->slot_of, 0xff, c->nservers * sizeof(uint16_t));
+        for (uint32_t j = p->nservers; j-- > 0;) /* a server named twice: its first place */
+            p->slot_of[p->servers[j]->id] = (uint16_t)j;
+        p->slot_base = c->nslots;
+        c->nslots += p->nservers;
     }
     /* children come before their routes: one pass sees every child's depth and leaves */
     for (uint32_t i = 0; i < c->npools; i++) {
@@ -421,6 +431,7 @@ static void config_free(struct config *c)
         free(c->pools[i].name);
         free(c->pools[i].servers);
         free(c->pools[i].children);
+        free(c->pools[i].slot_of);
         if (c->pools[i].ring)
             ketama_free(c->pools[i].ring);
     }

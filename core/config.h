@@ -79,7 +79,9 @@ struct pool {
     struct server **servers;    /* borrowed from config->servers, in ring order */
     uint32_t nservers;
     struct ketama *ring;
-    bool remap; /* eject = "remap": an ejected server's keys go over the live servers */
+    bool remap;         /* eject = "remap": an ejected server's keys go over the live servers */
+    uint32_t slot_base; /* a server pool's first per-server slot (struct srv_slot, metrics) */
+    uint16_t *slot_of;  /* by server id: its place in this pool, UINT16_MAX if not in it */
     struct pool_opts opts;
     struct stale_policy own_stale;
     bool has_stale;
@@ -109,6 +111,7 @@ struct config {
     uint32_t npools, pools_cap;
     struct route_entry *routes; /* sorted longest prefix first */
     uint32_t nroutes, routes_cap;
+    uint32_t nslots; /* per-server slots of all server pools (pool->slot_base) */
     struct pool *default_pool;
     int default_idx;
     struct stale_policy default_stale; /* mg.stale{}: for pools without their own */
@@ -138,8 +141,19 @@ struct settings {
     int threads;
     int max_conns;
     uint32_t value_max;
-    int batch_loops;       /* loop iterations a backend write may wait to gather more */
-    bool eject_remap;      /* --eject remap: for the -s pool */
+    int batch_loops;                 /* loop iterations a backend write may wait to gather more */
+    bool eject_remap;                /* --eject remap: for the -s pool */
+    char *metrics[MG_MAX_LISTENERS]; /* Prometheus endpoints (--metrics, mg.metrics) */
+    int nmetrics;
+    bool metrics_from_cli;
+    double slowlog_ms;     /* the slow log's threshold; < 0: not given (the default) */
+    bool slowlog_off;      /* mg.slowlog { threshold_ms = false } */
+    uint32_t slowlog_size; /* 0: not given */
+    bool slowlog_from_cli;
+    struct hot_settings {
+        uint32_t top, sample, window; /* 0: not given */
+        bool expose_keys, disabled, given;
+    } hot;
     struct pool_opts opts; /* defaults for pools, from flags */
     bool opts_set[4];      /* which of opts came from flags (they override the script) */
 };

@@ -140,6 +140,7 @@ static int target_of(struct request *r, struct op *op, const struct mg_text_req 
     op->rekey = tg->bklen != k.len || (tg->bkey != k.p && memcmp(tg->bkey, k.p, k.len) != 0);
     tg->b = worker_pick(w, p, bk.p, bk.len);
     if (MG_UNLIKELY(!backend_usable(tg->b))) {
+        stats_backend_fail(w, (int)p->id, tg->b, OP_FAIL_DOWN);
         route_fail_early(r, op, t, place, tg);
         op_fail(op, OP_FAIL_DOWN, "SERVER_ERROR backend down");
         return MG_ERR;
@@ -486,6 +487,8 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
         struct mg_slice lkey = { res->key_len ? r->rkeys.data + res->key_off : NULL, res->key_len };
         struct target tg;
         int trc = target_of(r, op, t, k, where, t->b64, res->pool, res->policy, lkey, &tg);
+        if (MG_UNLIKELY(--r->w->hot_left == 0)) /* 1 in hot_sample keys: hot-key detector */
+            stats_hot_sample(r->w, t->cmd, op->pool, where.p, where.len);
         if (MG_UNLIKELY(op->route >= 0)) {
             /* reads, and routes of only shadows, send nothing before: skip the call */
             if (!is_read(t->cmd) && r->w->cfg->pools[op->route].tree_pre)
@@ -524,12 +527,20 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
     request_end_dispatch(r);
 }
 
+struct mg_slice dispatch_op_key(const struct request *r, const struct op *op)
+{
+    uint32_t i = (uint32_t)(op - r->ops);
+    if (i < r->res_until && op->res.pool != RES_FAILED && op->res.key_len)
+        return (struct mg_slice){ r->rkeys.data + op->res.key_off, op->res.key_len };
+    return (struct mg_slice){ NULL, 0 };
+}
+
 bool dispatch_resend(struct op *op)
 {
     struct request *r = op->req;
     const struct mg_text_req *t = &r->t;
     unsigned char dec[MG_KEY_MAX + 1];
-    struct mg_slice where, none = { NULL, 0 };
+    struct mg_slice where;
     if (r->t_stale)
         request_own_t(r);
     if (placement_key(t, op->ckey, &where, dec) != NULL)
@@ -540,7 +551,11 @@ bool dispatch_resend(struct op *op)
     op->pol = NULL; /* herd bookkeeping starts again on the next pool's server */
     op->herd_lease = false;
     struct target tg;
-    int trc = target_of(r, op, t, op->ckey, where, t->b64, op->route, RES_TABLE, none, &tg);
+    /* the resolver's key and named policy hold on every pool of the route */
+    uint32_t i = (uint32_t)(op - r->ops);
+    int policy = i < r->res_until ? op->res.policy : RES_TABLE;
+    int trc = target_of(r, op, t, op->ckey, where, t->b64, op->route, policy,
+                        dispatch_op_key(r, op), &tg);
     /* the levels chosen anew below the one that moved on send their copies too */
     route_before_send(r, op, t, where, trc == MG_OK, false, tg.b, tg.bkey, tg.bklen);
     if (trc == MG_OK)
@@ -549,10 +564,139 @@ bool dispatch_resend(struct op *op)
     return true;
 }
 
+static void explain_finish(struct request *ir);
+
 void dispatch_resume(struct request *r)
 {
     r->parked = false;
+    if (MG_UNLIKELY(r->explain_to != NULL)) {
+        explain_finish(r);
+        return;
+    }
     dispatch_keys(r, &r->t, r->w->plugin);
+}
+
+static void explain_policy(struct buf *o, const struct stale_policy *pol)
+{
+    if (pol == NULL) {
+        buf_append_str(o, "STAT policy none\r\n");
+        return;
+    }
+    buf_printf(o, "STAT policy grace=%u lock=%u wait_ms=%u%s%s\r\n", pol->grace, pol->lock,
+               pol->wait_ms, pol->mark_stale ? " mark_stale" : "",
+               pol->coalesce ? " coalesce" : "");
+}
+
+/* The resolution is in (ir->ops[0].res, or the tables): render what would happen. */
+static void explain_finish(struct request *ir)
+{
+    static const char *const kinds[] = { "pool", "failover", "warmup", "shadow", "replicate" };
+    struct request *r = ir->explain_to;
+    struct worker *w = ir->w;
+    const struct config *cfg = w->cfg;
+    struct op *op = &ir->ops[0];
+    struct buf *o = &r->out;
+    struct mg_slice key = op->ckey;
+    ir->explain_to = NULL;
+    buf_printf(o, "STAT command %s\r\n", mg_cmd_name(ir->cmd));
+    buf_append_str(o, "STAT key ");
+    buf_append(o, key.p, key.len);
+    buf_append_str(o, "\r\n");
+    if (ir->res_until > 0 && op->res.pool == RES_FAILED) {
+        buf_append_str(o, "STAT error ");
+        buf_append(o, ir->rkeys.data + op->res.key_off, op->res.key_len);
+        buf_append_str(o, "\r\n");
+        request_release(ir);
+        request_reply_now(r, "END");
+        return;
+    }
+    int pool_idx = ir->res_until > 0 ? op->res.pool : RES_TABLE;
+    int policy_idx = ir->res_until > 0 ? op->res.policy : RES_TABLE;
+    struct mg_slice lkey = dispatch_op_key(ir, op);
+    buf_printf(o, "STAT resolved_by %s\r\n",
+               w->plugin ? (pool_idx >= 0 ? "script" : "script, then the prefix table")
+                         : "prefix table");
+    const struct stale_policy *pol;
+    const struct pool *p;
+    if (pool_idx >= 0 && (uint32_t)pool_idx < cfg->npools) {
+        p = &cfg->pools[pool_idx];
+        pol = p->stale;
+    } else {
+        p = config_route(cfg, key.p, key.len, &pol);
+    }
+    if (policy_idx >= 0 && (uint32_t)policy_idx < cfg->nnamed)
+        pol = cfg->named[policy_idx].pol.off ? NULL : &cfg->named[policy_idx].pol;
+    /* the route chain: each route and the child a first try takes */
+    buf_append_str(o, "STAT chain ");
+    for (int d = 0; p->kind != POOL_SERVERS && d < MG_ROUTE_DEPTH; d++) {
+        uint32_t child = 0;
+        if (p->kind == POOL_REPLICATE && is_read(ir->cmd))
+            child = route_read_replica(ir, op, p, key, false);
+        if (p->kind == POOL_WARMUP)
+            pol = NULL;
+        buf_printf(o, "%s(%s) > ", kinds[p->kind], p->name);
+        if (p->kind == POOL_SHADOW)
+            buf_printf(o, "[copy to %s: %s] ", cfg->pools[p->children[1]].name,
+                       switch_peek(p->shadow_switch, key.p, key.len) ? "yes" : "no");
+        p = &cfg->pools[p->children[child]];
+    }
+    buf_printf(o, "%s\r\n", p->name);
+    buf_printf(o, "STAT pool %s\r\n", p->name);
+    char kbuf[MG_KEY_MAX + 1];
+    struct mg_slice bk = key;
+    if (lkey.len) {
+        bk = lkey;
+    } else if (p->keys) {
+        int n = keys_apply_bytes(p->keys, key.p, key.len, false, kbuf, sizeof(kbuf));
+        bk = n < 0 ? (struct mg_slice){ NULL, 0 } : (struct mg_slice){ kbuf, (uint32_t)n };
+    }
+    if (bk.p == NULL || bk.len > MG_KEY_MAX || !mg_text_key_ok(bk.p, bk.len)) {
+        buf_append_str(o, "STAT error CLIENT_ERROR bad command line format\r\n");
+    } else {
+        buf_append_str(o, "STAT backend_key ");
+        buf_append(o, bk.p, bk.len);
+        buf_append_str(o, "\r\n");
+        struct backend *b = worker_pick(w, p, bk.p, bk.len);
+        buf_printf(o, "STAT server %s\r\nSTAT server_state %s\r\n", b->name,
+                   backend_usable(b) ? backend_state_name(b) : "down");
+    }
+    explain_policy(o, pol);
+    for (int i = 0; i < switch_count(); i++) {
+        const struct mg_switch *sw = switch_get(i);
+        buf_printf(o, "STAT switch:%s %s\r\n", sw->name,
+                   switch_peek(i, key.p, key.len) ? "on" : "off");
+    }
+    request_release(ir);
+    request_reply_now(r, "END");
+}
+
+void dispatch_explain(struct conn *c, enum mg_cmd cmd, struct mg_slice key)
+{
+    struct worker *w = c->w;
+    struct request *r = request_reply_later(c);
+    if (r == NULL)
+        return;
+    struct request *ir = request_internal(w, 1);
+    if (ir == NULL || buf_append(&ir->raw, key.p, key.len) != MG_OK) {
+        if (ir)
+            request_release(ir);
+        request_reply_now(r, "SERVER_ERROR out of memory");
+        return;
+    }
+    ir->cmd = cmd;
+    memset(&ir->t, 0, sizeof(ir->t));
+    ir->t.cmd = cmd;
+    ir->t.key = ir->t.keys = (struct mg_slice){ ir->raw.data, key.len };
+    ir->t.nkeys = 1;
+    ir->own_copy = true;
+    ir->ops[0].ckey = ir->t.key;
+    ir->explain_to = r;
+    const struct engine_plugin *pl = w->plugin;
+    if (pl && pl->resolve_key(ir, 0, ir->t.key.p, key.len) == MG_EAGAIN) {
+        ir->parked = true; /* the script waits on something: dispatch_resume finishes it */
+        return;
+    }
+    explain_finish(ir);
 }
 
 /* Start r: enqueue on c with n ops. Returns NULL (after answering) when out of memory. */
@@ -569,6 +713,8 @@ static struct request *request_begin(struct conn *c, enum mg_cmd cmd, uint32_t n
     }
     r->w = c->w;
     r->cmd = cmd;
+    if (MG_LIKELY(stats_observe))
+        r->t0 = ev_now(c->w->loop);
     r->noreply = noreply;
     r->pending = n + 1; /* +1 held until every op went out: no completion mid-dispatch */
     r->flow = n;
@@ -672,6 +818,11 @@ static void dispatch_keyed(struct conn *c, const struct mg_text_req *t, const ch
     if (r == NULL)
         return;
     r->partial = t->partial;
+    if (MG_LIKELY(stats_observe)) { /* for the slow log: the client's bytes will be gone */
+        r->key_len = t->key.len;
+        r->key_head_len = t->key.len < sizeof(r->key_head) ? t->key.len : sizeof(r->key_head);
+        memcpy(r->key_head, t->key.p, r->key_head_len);
+    }
     if (c->line && is_retrieval(t->cmd))
         get_line_add(c->line, r, t->partial);
     count_command(w, t);
@@ -749,7 +900,12 @@ void request_reply_now(struct request *r, const char *line)
 
 void request_reply_line(struct conn *c, const char *line)
 {
-    struct request *r = request_begin(c, MG_CMD_NONE, 0, false);
+    request_reply_cmd(c, MG_CMD_NONE, line);
+}
+
+void request_reply_cmd(struct conn *c, enum mg_cmd cmd, const char *line)
+{
+    struct request *r = request_begin(c, cmd, 0, false);
     if (r == NULL)
         return;
     put_line(&r->out, line, strlen(line));
@@ -781,17 +937,17 @@ void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *r
         dispatch_keyed(c, t, raw, rawlen);
         break;
     case MG_CMD_MN:
-        request_reply_line(c, "MN");
+        request_reply_cmd(c, t->cmd, "MN");
         break;
     case MG_CMD_FLUSH_ALL:
         dispatch_flush(c, t);
         break;
     case MG_CMD_VERSION:
-        request_reply_line(c, "VERSION " MG_VERSION_REPLY);
+        request_reply_cmd(c, t->cmd, "VERSION " MG_VERSION_REPLY);
         break;
     case MG_CMD_VERBOSITY:
         if (!t->noreply)
-            request_reply_line(c, "OK");
+            request_reply_cmd(c, t->cmd, "OK");
         break;
     case MG_CMD_STATS: {
         struct request *r = request_begin(c, MG_CMD_STATS, 0, false);

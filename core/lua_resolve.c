@@ -49,7 +49,6 @@ static void resolve_k(struct lua_co *co, const char *err)
     lua_State *L = co->L;
     uint32_t i = co->bfirst;
     struct resolution *res = &r->ops[i].res;
-    r->rkeys.off = r->rkeys.len = 0;
     *res = (struct resolution){ RES_TABLE, RES_TABLE, 0, 0 };
     if (err) {
         res_fail(r, i, "SERVER_ERROR lua: ", err);
@@ -121,7 +120,6 @@ static void resolve_batch_k(struct lua_co *co, const char *err)
     lua_State *L = co->L;
     int npools = (int)r->w->cfg->npools;
     bool keys = co->vm->has_key_fn;
-    r->rkeys.off = r->rkeys.len = 0;
     int rs = 0, ks = 0;
     if (!err && lua_checkstack(L, 4)) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, co->rs_ref);

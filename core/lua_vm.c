@@ -378,9 +378,59 @@ static void take_admin(lua_State *L, struct settings *s)
     lua_pop(L, 1);
 }
 
+/* mg.metrics, mg.slowlog, mg.hotkeys (the command line's flags win). */
+static void take_observe(lua_State *L, struct settings *s)
+{
+    lua_getfield(L, -1, "metrics");
+    int n = (int)lua_objlen(L, -1);
+    if (!s->metrics_from_cli && n > 0) {
+        for (int i = 0; i < s->nmetrics; i++)
+            free(s->metrics[i]);
+        s->nmetrics = 0;
+        for (int i = 1; i <= n && s->nmetrics < MG_MAX_LISTENERS; i++) {
+            lua_rawgeti(L, -1, i);
+            s->metrics[s->nmetrics++] = strdup(lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "slowlog");
+    if (lua_istable(L, -1) && !s->slowlog_from_cli) {
+        lua_getfield(L, -1, "threshold_ms");
+        if (lua_isnumber(L, -1))
+            s->slowlog_ms = lua_tonumber(L, -1);
+        else if (lua_isboolean(L, -1) && !lua_toboolean(L, -1))
+            s->slowlog_off = true;
+        lua_getfield(L, -2, "size");
+        if (lua_isnumber(L, -1))
+            s->slowlog_size = (uint32_t)lua_tonumber(L, -1);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "hotkeys");
+    if (lua_istable(L, -1)) {
+        static const char *const nums[] = { "top", "sample", "window" };
+        uint32_t *dst[] = { &s->hot.top, &s->hot.sample, &s->hot.window };
+        for (int i = 0; i < 3; i++) {
+            lua_getfield(L, -1, nums[i]);
+            if (lua_isnumber(L, -1))
+                *dst[i] = (uint32_t)lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_getfield(L, -1, "expose_keys");
+        s->hot.expose_keys = lua_toboolean(L, -1);
+        lua_getfield(L, -2, "enabled");
+        s->hot.disabled = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        s->hot.given = true;
+    }
+    lua_pop(L, 1);
+}
+
 static void take_listen(lua_State *L, struct settings *s)
 {
     take_admin(L, s);
+    take_observe(L, s);
     lua_getfield(L, -1, "listen");
     int n = (int)lua_objlen(L, -1);
     if (!s->listen_from_cli && n > 0) {

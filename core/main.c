@@ -21,7 +21,10 @@
 #include "health.h"
 #include "log.h"
 #include "lua_vm.h"
+#include "metrics.h"
 #include "proto_text.h"
+#include "slowlog.h"
+#include "stats.h"
 #include "stats_render.h"
 #include "worker.h"
 
@@ -49,6 +52,9 @@ static void usage(FILE *f)
                "                              or go over the live servers (auto_eject_hosts)\n"
                "      --batch-loops N         loop iterations a backend write may wait while more\n"
                "                              requests keep arriving (default 3; 0: never wait)\n"
+               "      --metrics ADDR:PORT     serve Prometheus metrics (GET /metrics) here\n"
+               "      --slowlog-ms MS         requests this slow go into the slow log (100)\n"
+               "      --observe on|off        per-request histograms, slow log, hot keys (on)\n"
                "  -v, -vv                     log more (info, debug)\n"
                "      --check config.lua      validate a config script and exit 0 or 1\n"
                "  -V, --version               print the version and exit\n"
@@ -102,8 +108,13 @@ enum {
     OPT_ADMIN_SECRET_FILE,
     OPT_EJECT,
     OPT_MAX_INFLIGHT,
-    OPT_CONNECTIONS
+    OPT_CONNECTIONS,
+    OPT_METRICS,
+    OPT_SLOWLOG_MS,
+    OPT_OBSERVE
 };
+
+static bool is_unix(const char *addr);
 
 /* Fills settings from argv. Exits 2 on bad usage. Returns the --check script or NULL. */
 static const char *parse_args(int argc, char **argv)
@@ -123,6 +134,9 @@ static const char *parse_args(int argc, char **argv)
         { "max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT },
         { "connections", required_argument, NULL, OPT_CONNECTIONS },
         { "batch-loops", required_argument, NULL, OPT_BATCH_LOOPS },
+        { "metrics", required_argument, NULL, OPT_METRICS },
+        { "slowlog-ms", required_argument, NULL, OPT_SLOWLOG_MS },
+        { "observe", required_argument, NULL, OPT_OBSERVE },
         { "check", required_argument, NULL, OPT_CHECK },
         { "admin-public", no_argument, NULL, OPT_ADMIN_PUBLIC },
         { "admin-secret-file", required_argument, NULL, OPT_ADMIN_SECRET_FILE },
@@ -203,6 +217,25 @@ static const char *parse_args(int argc, char **argv)
             if (parse_num(optarg, 0, 16, &v) != MG_OK || v != (int)v)
                 die_usage("--batch-loops wants a whole number from 0 to 16, not '%s'", optarg);
             settings.batch_loops = (int)v;
+            break;
+        case OPT_METRICS:
+            if (settings.nmetrics >= MG_MAX_LISTENERS)
+                die_usage("too many --metrics (at most %s)", "16");
+            if (is_unix(optarg))
+                die_usage("--metrics wants HOST:PORT, not '%s'", optarg);
+            settings.metrics[settings.nmetrics++] = strdup(optarg);
+            settings.metrics_from_cli = true;
+            break;
+        case OPT_SLOWLOG_MS:
+            if (parse_num(optarg, 0, 1e9, &v) != MG_OK)
+                die_usage("--slowlog-ms wants milliseconds from 0 to 1000000000, not '%s'", optarg);
+            settings.slowlog_ms = v;
+            settings.slowlog_from_cli = true;
+            break;
+        case OPT_OBSERVE:
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
+                die_usage("--observe wants on or off, not '%s'", optarg);
+            stats_observe = strcmp(optarg, "on") == 0;
             break;
         case OPT_CHECK:
             check = optarg;
@@ -421,6 +454,7 @@ int main(int argc, char **argv)
     settings.max_conns = 4096;
     settings.value_max = MG_VALUE_MAX_DEFAULT;
     settings.batch_loops = 3;
+    settings.slowlog_ms = -1;
     config_default_opts(&settings.opts);
     const char *check = parse_args(argc, argv);
 
@@ -463,6 +497,11 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     process_started = time(NULL);
+    if (observe_apply(&settings, err, sizeof(err)) != MG_OK) {
+        fprintf(stderr, "mintgate: %s\n", err);
+        config_unref(cfg);
+        return 1;
+    }
     static const struct server_calls server_calls = { admin_command, stats_render };
     conn_server = &server_calls; /* before the workers start: read-only from then on */
     nworkers = settings.threads;
@@ -519,6 +558,18 @@ int main(int argc, char **argv)
             if (ls[l].public)
                 warn_public(ls[l].addr, ls[l].admin);
         struct ev_loop *loop = EV_DEFAULT;
+        for (int m = 0; m < settings.nmetrics && rc == 0; m++) {
+            uint16_t port = 0;
+            int fd = listen_socket(settings.metrics[m], &port, err, sizeof(err));
+            if (fd < 0 || metrics_http_start(loop, fd, err, sizeof(err)) != MG_OK) {
+                if (fd >= 0)
+                    close(fd);
+                fprintf(stderr, "mintgate: metrics: %s\n", err);
+                rc = 1;
+                break;
+            }
+            log_info("metrics on %s (port %u)", settings.metrics[m], port);
+        }
         ev_signal sterm, sint, shup;
         ev_signal_init(&sterm, on_stop_signal, SIGTERM);
         ev_signal_init(&sint, on_stop_signal, SIGINT);
@@ -526,7 +577,9 @@ int main(int argc, char **argv)
         ev_signal_start(loop, &sterm);
         ev_signal_start(loop, &sint);
         ev_signal_start(loop, &shup);
-        ev_run(loop, 0);
+        if (rc == 0)
+            ev_run(loop, 0);
+        metrics_http_stop(loop);
         worker_stop_all();
     } else {
         fprintf(stderr, "mintgate: %s\n", err);
@@ -544,6 +597,9 @@ int main(int argc, char **argv)
         free(settings.listen[i]);
     for (int i = 0; i < settings.nadmin; i++)
         free(settings.admin[i]);
+    for (int i = 0; i < settings.nmetrics; i++)
+        free(settings.metrics[i]);
+    slowlog_free();
     free(settings.admin_secret_file);
     admin_secret_free();
     health_free_all();

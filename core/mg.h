@@ -7,8 +7,11 @@
 #include <stdint.h>
 
 #define MG_VERSION "0.1.0"
-/* What `version` answers: memcached-shaped so clients that parse it are happy. */
-#define MG_VERSION_REPLY "1.6.0-mintgate-" MG_VERSION
+/* What `version` (and stats' `version`) answers: the memcached release whose protocol the
+ * gateway speaks and is tested against, written as memcached writes it. Nothing after it:
+ * clients parse the line as memcached's (node's `memcached` takes the last x.y.z, so
+ * "1.6.0-mintgate-0.1.0" read as 0.1.0). `stats` names the gateway's own in mintgate_version. */
+#define MG_VERSION_REPLY "1.6.18"
 
 /* Status codes returned by core functions. */
 enum mg_status {

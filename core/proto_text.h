@@ -119,4 +119,8 @@ void mg_text_set_key_max(uint32_t n);
 /* True when k is a valid key for the text protocol: 1..250 bytes, no control chars/space. */
 bool mg_text_key_ok(const char *k, size_t len);
 
+/* The command's word as clients send it ("get", "ms", ...; "none" for MG_CMD_NONE, the
+ * gateway's own answers). */
+const char *mg_cmd_name(enum mg_cmd cmd);
+
 #endif

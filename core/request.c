@@ -2,14 +2,17 @@
 #include "request.h"
 #include "route.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "conn.h"
 #include "herd.h"
 #include "log.h"
 #include "plugin.h"
+#include "slowlog.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -41,7 +44,10 @@ struct request *request_get(struct worker *w)
     r->flow = 0;
     r->own_copy = r->parked = r->res_nobatch = r->t_stale = false;
     r->next_key = r->keypos = r->res_until = 0;
+    r->key_head_len = r->key_len = 0;
+    r->rkeys.off = r->rkeys.len = 0; /* the resolutions' keys: kept for a route's resends */
     r->on_done = NULL;
+    r->explain_to = NULL;
     r->nops = r->pending = r->nfailed = 0;
     r->outlen = 0;
     r->err = NULL;
@@ -172,6 +178,56 @@ void request_cache_drain(void *worker)
     w->nfree_reqs = 0;
 }
 
+/* A slow request into the slow log, and every Nth request into the log when the sampled
+ * request log is on. */
+static void request_note(struct worker *w, struct request *r, uint64_t us)
+{
+    uint_fast32_t every = atomic_load_explicit(&requestlog_every, memory_order_relaxed);
+    bool slow = us >= atomic_load_explicit(&slowlog_threshold_us, memory_order_relaxed);
+    bool sampled = every && ++w->requestlog_n % every == 0;
+    if (!slow && !sampled)
+        return;
+    struct slow_entry e = { .us = us, .cmd = mg_cmd_name(r->cmd) };
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    e.when = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    e.klen = r->key_head_len;
+    e.key_len = r->key_len;
+    memcpy(e.key, r->key_head, e.klen);
+    snprintf(e.client, sizeof(e.client), "%s", r->c->peer);
+    const struct op *op = r->nops ? &r->ops[0] : NULL;
+    if (op && op->pool >= 0 && r->cfg == w->cfg && (uint32_t)op->pool < w->cfg->npools)
+        snprintf(e.pool, sizeof(e.pool), "%s", w->cfg->pools[op->pool].name);
+    if (op && op->be)
+        snprintf(e.server, sizeof(e.server), "%s", op->be->name);
+    /* outcome: a read's hits, else the first reply line */
+    const struct buf *b = op && buf_unread(&op->out) ? &op->out : &r->out;
+    if (is_retrieval(r->cmd) && r->nfailed < r->nops) {
+        uint32_t hits = 0;
+        for (uint32_t i = 0; i < r->nops; i++)
+            hits += r->ops[i].status == MG_R_VA;
+        snprintf(e.outcome, sizeof(e.outcome), "hits %u/%u", hits, r->nops);
+    } else if (r->nfailed && r->err) {
+        snprintf(e.outcome, sizeof(e.outcome), "%s", r->err);
+    } else {
+        const char *l = buf_head(b);
+        size_t n = 0, max = buf_unread(b);
+        while (n < max && n < sizeof(e.outcome) - 1 && l[n] != '\r' && l[n] != '\n')
+            n++;
+        memcpy(e.outcome, l, n);
+        e.outcome[n] = '\0';
+    }
+    if (slow) {
+        STAT_INC(w->st.slow_requests);
+        slowlog_push(&e);
+    }
+    if (sampled) {
+        char line[1024];
+        slowlog_line(&e, line, sizeof(line));
+        log_warn("request: %s", line); /* asked for at run time: shown at any -v */
+    }
+}
+
 /* Every op of r answered: settle the reply and hand it to the connection. */
 void request_complete(struct request *r)
 {
@@ -182,6 +238,14 @@ void request_complete(struct request *r)
         else
             request_release(r);
         return;
+    }
+    if (MG_LIKELY(stats_observe)) {
+        /* client-observed: from its parse (this loop's time then) to its reply being ready */
+        ev_tstamp took = ev_now(w->loop) - r->t0;
+        uint64_t us = took > 0 ? (uint64_t)(took * 1e6) : 0;
+        hist_add(&w->st.cmd_lat[r->cmd <= MG_CMD_UNKNOWN ? r->cmd : MG_CMD_UNKNOWN], us);
+        if (MG_UNLIKELY(us >= atomic_load_explicit(&slowlog_gate_us, memory_order_relaxed)))
+            request_note(w, r, us);
     }
     uint32_t nops = r->nops, nfailed = r->nfailed;
     const char *err = r->err;
@@ -270,6 +334,8 @@ void op_fail(struct op *op, enum op_fail why, const char *err)
     op->status = MG_R_NONE;
     op->fail = why;
     STAT_INC(r->w->st.backend_errors);
+    if (op->be && r->cfg == r->w->cfg)
+        stats_backend_fail(r->w, op->pool, op->be, why);
     if (is_retrieval(r->cmd) || r->cmd == MG_CMD_FLUSH_ALL) {
         r->nfailed++;
         if (r->err == NULL)
@@ -483,7 +549,8 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
 {
     struct request *r = op->req;
     if (op->be) /* ev_now: the time this loop iteration started, good to a few µs here */
-        stats_latency(r->w, op->pool, (ev_now(r->w->loop) - op->sent) * 1e6);
+        stats_latency(r->w, r->cfg == r->w->cfg ? op->pool : -1, op->be,
+                      (ev_now(r->w->loop) - op->sent) * 1e6);
     struct stats *st = &r->w->st;
     enum mg_rstatus s = rep->status;
     if (MG_UNLIKELY(op->route >= 0)) {

@@ -97,6 +97,10 @@ struct request {
     const struct config *cfg; /* generation it began under: kept alive until released */
     struct conn *c;           /* NULL for the gateway's own requests (request_internal) */
     enum mg_cmd cmd;
+    ev_tstamp t0; /* a client's request: its loop's time when it was parsed */
+    /* its (first) key's head, for the slow log: the client's buffer is gone by then */
+    char key_head[64];
+    uint32_t key_head_len, key_len;
     bool noreply;
     bool quiet;            /* meta q flag: hide the nominal reply */
     bool partial;          /* a piece of a long get line: no END, more pieces follow */
@@ -127,6 +131,7 @@ struct request {
      * udata is its maker's (a Lua coroutine, a switch id). NULL: just released. */
     void (*on_done)(struct request *r);
     void *udata;
+    struct request *explain_to; /* admin `route`: the reply that explains this request */
 };
 
 /* Parse-side entry (dispatch.c): act on one parsed request from client c. t's slices
@@ -134,6 +139,9 @@ struct request {
 void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *raw, size_t rawlen);
 /* Go on dispatching r's keys after the plug-in resolved what it waited for. */
 void dispatch_resume(struct request *r);
+/* Admin `route CMD KEY`: answer on c what a command cmd for key would do (the route chain,
+ * pool, server, backend key, staleness policy, each switch's decision), without doing it. */
+void dispatch_explain(struct conn *c, enum mg_cmd cmd, struct mg_slice key);
 /* A store was refused as too large: drop the key's old value, as memcached does (the
  * client's next read must not see a value it meant to overwrite). */
 void request_drop_key(struct conn *c, const struct mg_text_req *t);
@@ -143,6 +151,8 @@ struct request *request_reply_later(struct conn *c);
 void request_reply_now(struct request *r, const char *line);
 /* Queue an error/status line (without \r\n) as a reply of its own on c, in order. */
 void request_reply_line(struct conn *c, const char *line);
+/* The same as the answer to command cmd (counted under it). */
+void request_reply_cmd(struct conn *c, enum mg_cmd cmd, const char *line);
 
 /* Backend-side entries: the reply for op arrived (rep's slices borrow the backend's read
  * buffer), or op failed for reason why, answered with err (a full reply line like

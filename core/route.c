@@ -27,11 +27,15 @@ struct child_key {
     char ebuf[B64_LEN(MG_KEY_MAX) + 1];
 };
 
-static bool child_key(struct request *r, const struct pool *p, struct mg_slice where, bool b64,
-                      struct child_key *ck)
+static bool child_key(struct request *r, const struct op *op, const struct pool *p,
+                      struct mg_slice where, bool b64, struct child_key *ck)
 {
-    struct mg_slice bk = where;
-    if (p->keys) {
+    struct mg_slice bk = where, lkey = dispatch_op_key(r, op);
+    if (lkey.len) { /* the script's key function's key: the same on every pool of a route */
+        if (b64 ? lkey.len > MG_KEY_MAX : !mg_text_key_ok(lkey.p, lkey.len))
+            return false;
+        bk = lkey;
+    } else if (p->keys) {
         int n = keys_apply_bytes(p->keys, where.p, where.len, b64, ck->kbuf, sizeof(ck->kbuf));
         if (n < 0)
             return false;
@@ -107,7 +111,7 @@ static void delete_on_children(struct request *r, struct op *op, const struct mg
     uint32_t n = other_leaves(cfg, op, d, LEAVES_ALL, ids);
     for (uint32_t i = 0; i < n; i++) {
         struct child_key ck;
-        if (!child_key(r, &cfg->pools[ids[i]], where, t->b64, &ck))
+        if (!child_key(r, op, &cfg->pools[ids[i]], where, t->b64, &ck))
             continue;
         enum op_fail why;
         struct request *ir = request_one(w, ck.b, ck.klen + 2, NULL, NULL, &why);
@@ -254,7 +258,7 @@ static void shadow_copy_to(struct request *r, struct op *op, const struct mg_tex
 {
     struct worker *w = r->w;
     struct child_key ck;
-    if (!child_key(r, to, where, t->b64, &ck))
+    if (!child_key(r, op, to, where, t->b64, &ck))
         return;
     struct shadow_read *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -543,13 +547,13 @@ static void repl_bad(struct repl_write *rw, const char *line)
 
 /* A write (or delete) through the replicated route at level d of op's routes: op goes to
  * the replica it took (b, sent when sent is true); each other replica (each server pool under
- * it that a write reaches; a delete: every one) gets its own copy. The client's answer waits
- * for `writes`' share of them and is the worst; with a replicated route above this one
- * already holding op, this one's copies are sent without holding it. where: the key's
- * placement bytes. */
+ * it that a write reaches; a delete: every one) gets its own copy. With hold (op was sent, or
+ * is about to fail and still answers), the client's answer waits for `writes`' share of them
+ * and is the worst; with a replicated route above this one already holding op, this one's
+ * copies are sent without holding it. where: the key's placement bytes. */
 static void replicate_write(struct request *r, struct op *op, const struct mg_text_req *t,
-                            struct mg_slice where, bool sent, struct backend *b, const char *bkey,
-                            size_t bklen, uint32_t d)
+                            struct mg_slice where, bool sent, bool hold, struct backend *b,
+                            const char *bkey, size_t bklen, uint32_t d)
 {
     struct worker *w = r->w;
     const struct config *cfg = w->cfg;
@@ -572,13 +576,13 @@ static void replicate_write(struct request *r, struct op *op, const struct mg_te
                                                        : 1;
     if (rw->is_delete && !sent && b != NULL) /* the replica op went to is down or busy */
         repl_missed(rw, b->health, bkey, bklen, t->b64);
-    if (sent && rp->rep_writes != REP_WRITES_ASYNC && op->repl == NULL) {
+    if (hold && rp->rep_writes != REP_WRITES_ASYNC && op->repl == NULL) {
         rw->op = op; /* route_repl_hold decides when it answers */
         op->repl = rw;
     }
     for (uint32_t i = 0; i < ncopies; i++) {
         struct child_key ck;
-        if (!child_key(r, &cfg->pools[ids[i]], where, t->b64, &ck)) {
+        if (!child_key(r, op, &cfg->pools[ids[i]], where, t->b64, &ck)) {
             /* that replica's key style refuses the key: an answer that did not write it */
             ROUTE_COUNT(w, rw->route, replica_errors);
             repl_bad(rw, "CLIENT_ERROR bad command line format");
@@ -653,8 +657,8 @@ void route_replay(struct worker *w, struct backend *b)
     }
 }
 
-uint32_t route_read_replica(struct request *r, const struct pool *rp, struct mg_slice place,
-                            bool b64)
+uint32_t route_read_replica(struct request *r, const struct op *op, const struct pool *rp,
+                            struct mg_slice place, bool b64)
 {
     static _Thread_local uint64_t rng = 0x9e3779b97f4a7c15ull;
     struct worker *w = r->w;
@@ -683,7 +687,7 @@ uint32_t route_read_replica(struct request *r, const struct pool *rp, struct mg_
         uint32_t c = (pick + k) % n, first;
         struct child_key ck;
         leaves(cfg, rp->children[c], LEAVES_READ, &first, 0);
-        if (!child_key(r, &cfg->pools[first], place, b64, &ck))
+        if (!child_key(r, op, &cfg->pools[first], place, b64, &ck))
             return pick;
         if (!health_replaying(ck.b->health))
             return c;
@@ -720,7 +724,7 @@ void route_warm_fill(struct op *op, const struct mg_meta_reply *rep)
     for (uint32_t i = 0; i < n; i++) {
         struct child_key ck;
         enum op_fail why;
-        if (!child_key(r, &cfg->pools[ids[i]], where, false, &ck))
+        if (!child_key(r, op, &cfg->pools[ids[i]], where, false, &ck))
             continue;
         struct request *ir = request_one(w, ck.b, ck.klen + rep->data.len + 64, NULL, NULL, &why);
         if (ir == NULL)
@@ -747,7 +751,7 @@ const struct pool *route_descend(struct request *r, struct op *op, const struct 
         if (d == op->depth) { /* a level not chosen yet (config_finish bounds the depth) */
             op->lv[d].route = p->id;
             op->lv[d].child = p->kind == POOL_REPLICATE && is_read(r->cmd)
-                                  ? route_read_replica(r, p, place, b64)
+                                  ? route_read_replica(r, op, p, place, b64)
                                   : 0;
             op->depth++;
             ROUTE_COUNT(w, p->id, requests);
@@ -776,7 +780,7 @@ void route_before_send(struct request *r, struct op *op, const struct mg_text_re
     if (op->depth == 1 && op->fx_pre == 0 && write && op->lv[0].child == 0 &&
         cfg->pools[op->route].kind == POOL_REPLICATE) { /* the common case, shorter */
         op->fx_pre = 1;
-        replicate_write(r, op, t, where, sent, b, bkey, bklen, 0);
+        replicate_write(r, op, t, where, sent, sent || early, b, bkey, bklen, 0);
         return;
     }
     for (uint32_t d = 0; d < op->depth; d++) {
@@ -784,7 +788,7 @@ void route_before_send(struct request *r, struct op *op, const struct mg_text_re
         if (op->fx_pre & (1u << d))
             continue;
         if (rt->kind == POOL_REPLICATE && write) {
-            replicate_write(r, op, t, where, sent, b, bkey, bklen, d);
+            replicate_write(r, op, t, where, sent, sent || early, b, bkey, bklen, d);
         } else if (del && rt->kind != POOL_SHADOW) {
             if (early)
                 continue; /* the pool op moves to next must not have it deleted first */

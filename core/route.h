@@ -24,8 +24,8 @@ const struct pool *route_descend(struct request *r, struct op *op, const struct 
                                  struct mg_slice place, bool b64, uint32_t *ttl_cap, bool *no_pol);
 /* The replica of replicated route rp that serves a read of the key whose placement bytes
  * are place (reads = first/fastest/random; none that has missed deletes to replay). */
-uint32_t route_read_replica(struct request *r, const struct pool *rp, struct mg_slice place,
-                            bool b64);
+uint32_t route_read_replica(struct request *r, const struct op *op, const struct pool *rp,
+                            struct mg_slice place, bool b64);
 /* What op's route levels not done yet (op->fx_pre) send before op itself goes out to b as
  * bkey (sent: it does; else it failed already): a replicated route's copies of a write (op
  * waits for its share of their answers), a failover or warm-up route's deletes to its other
@@ -70,6 +70,9 @@ void route_worker_destroy(struct worker *w);
 /* Send op again through its routes (a level's child already advanced): render, place,
  * push. True: sent, or failed for good through op_fail. */
 bool dispatch_resend(struct op *op);
+/* The backend key the plug-in's key function gave op (length 0: none; the pools' own key
+ * styles apply). */
+struct mg_slice dispatch_op_key(const struct request *r, const struct op *op);
 /* Is bk one of the gateway's own keys, out of r's reach? */
 bool dispatch_key_reserved(const struct request *r, struct mg_slice bk);
 

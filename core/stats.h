@@ -5,6 +5,19 @@
 #include <stdatomic.h>
 
 #include "buf.h"
+#include "proto_text.h"
+
+/* A latency histogram one worker owns (the metrics endpoint sums the workers'): buckets
+ * with upper bounds hist_bounds_us (the last one is +Inf) and the sum of what was counted. */
+#define HIST_BUCKETS 17
+extern const uint64_t hist_bounds_us[HIST_BUCKETS - 1];
+/* By floor(log2(us)): the first bucket whose bound is at least 2^that. Each bound is at
+ * least twice the one before, so one more comparison finds the bucket. */
+extern const uint8_t hist_log2[64];
+struct hist {
+    atomic_uint_fast64_t b[HIST_BUCKETS];
+    atomic_uint_fast64_t sum_us;
+};
 
 /* Counters one worker owns. Only the owner writes (STAT_INC/STAT_ADD: a relaxed load and
  * store, no locked instruction); any thread may read them for `stats`. */
@@ -20,6 +33,18 @@ struct stats {
     /* herd bookkeeping (herd.c) */
     atomic_uint_fast64_t herd_wins, herd_stale_hits, herd_waits, herd_wait_hits, herd_wait_timeouts,
         herd_lock_expired, herd_coalesced, herd_marked_stale;
+    /* client-observed latency by command: from the request's parse to its reply being
+     * ready (metrics: mintgate_command_duration_seconds, mintgate_commands_total) */
+    struct hist cmd_lat[MG_CMD_UNKNOWN + 1];
+    atomic_uint_fast64_t slow_requests; /* over the slow log's threshold */
+};
+
+/* One server of one pool in one worker (config: pool->slot_base + the server's place in
+ * the pool): its reply latency and its failures by kind (enum op_fail). */
+#define SLOT_FAIL_KINDS 8
+struct srv_slot {
+    struct hist lat;
+    atomic_uint_fast64_t fail[SLOT_FAIL_KINDS];
 };
 
 /* Reply latency buckets: upper bounds in microseconds (the last one is open). */
@@ -65,10 +90,43 @@ struct pool_herd {
             STAT_INC((w)->pool_herd[route_i_].route_##f);          \
     } while (0)
 
-struct worker;
+/* Count us microseconds in h (owner only). */
+static inline void hist_add(struct hist *h, uint64_t us)
+{
+    int i = 0;
+    if (MG_LIKELY(us > 0)) {
+        i = hist_log2[63 - __builtin_clzll(us)];
+        i += i < HIST_BUCKETS - 1 && us > hist_bounds_us[i];
+    }
+    STAT_INC(h->b[i]);
+    STAT_ADD(h->sum_us, us);
+}
 
-/* Count one backend reply that took us microseconds, for pool index pool of w. */
-void stats_latency(struct worker *w, int pool, double us);
+/* Per-request observability (latency histograms, per-server counters, the slow log, hot-key
+ * sampling) is on; `--observe off` turns it off (to measure what it costs). Set before the
+ * workers start, read-only after. */
+extern bool stats_observe;
+
+/* The hot-key detector (hotkeys.h): each worker samples 1 in hot_sample keys (0: off) into
+ * its own top-K (HOT_CAPACITY counters over a sliding window); `stats hotkeys` and the
+ * metrics show the hot_top hottest, with their keys in the metrics only with hot_expose. */
+#define HOT_CAPACITY 256
+#define HOT_WINDOW 10
+#define HOT_SAMPLE_DEFAULT 64
+#define HOT_TOP_DEFAULT 16
+extern atomic_uint_fast32_t hot_sample, hot_top;
+extern atomic_bool hot_expose;
+
+struct worker;
+struct backend;
+
+/* Count one backend reply from b that took us microseconds, for pool index pool of w's
+ * config (the caller checks the op was sent under it). */
+void stats_latency(struct worker *w, int pool, const struct backend *b, double us);
+/* Every hot_sample-th key of worker w (w->hot_left reached 0): into its hot-key detector. */
+void stats_hot_sample(struct worker *w, enum mg_cmd cmd, int pool, const char *key, size_t len);
+/* Count a failure (enum op_fail why) of a request to b for pool index pool. */
+void stats_backend_fail(struct worker *w, int pool, const struct backend *b, int why);
 
 /* The one way a subsystem renders a stat: "STAT <prefix><name> <v>\r\n" into out. */
 void stats_line(struct buf *out, const char *prefix, const char *name, uint64_t v);

@@ -1,13 +1,22 @@
 /* stats_render.c: the `stats` command (server layer), summed over every worker. */
 #include "stats_render.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "hotkeys.h"
+#include "metrics.h"
+#include "conn.h"
+#include "memstats.h"
+#include "slowlog.h"
 #include "stats.h"
 #include "switch.h"
 #include "worker.h"
@@ -80,6 +89,118 @@ static void render_general(struct buf *out, uint64_t cfg_generation)
     buf_printf(out, "STAT config_generation %llu\r\n", (unsigned long long)cfg_generation);
     buf_printf(out, "STAT threads %d\r\n", nworkers);
     buf_printf(out, "STAT item_size_max %u\r\n", settings.value_max);
+    memstats_render(out, MEMSTATS_GENERAL); /* curr_items, bytes, ...: the backends' */
+    buf_printf(out, "STAT mintgate_version %s\r\n", MG_VERSION);
+}
+
+/* `stats settings`: memcached's names where a setting of the gateway's has one, then the
+ * gateway's own (its pools' defaults: the flags; a pool may set its own). */
+static void render_settings(struct worker *w, struct buf *out)
+{
+    int port = 0;
+    const char *sock = "NULL";
+    struct buf inter = { 0 };
+    for (int i = 0; i < w->nlisten; i++) {
+        const struct listener *l = &w->listen[i];
+        if (l->admin)
+            continue;
+        if (strncmp(l->addr, "unix:", 5) == 0) {
+            sock = l->addr + 5;
+            continue;
+        }
+        if (port == 0)
+            port = l->port;
+        buf_printf(&inter, "%s%s", inter.len ? "," : "", l->addr);
+    }
+    buf_printf(out, "STAT maxconns %d\r\n", settings.max_conns);
+    buf_printf(out, "STAT tcpport %d\r\n", port);
+    buf_printf(out, "STAT udpport 0\r\n");
+    buf_printf(out, "STAT inter %s\r\n", inter.len ? inter.data : "NULL");
+    buf_printf(out, "STAT domain_socket %s\r\n", sock);
+    buf_printf(out, "STAT num_threads %d\r\n", nworkers);
+    buf_printf(out, "STAT cas_enabled yes\r\n");
+    buf_printf(out, "STAT binding_protocol ascii\r\n");
+    buf_printf(out, "STAT auth_enabled_sasl no\r\n");
+    buf_printf(out, "STAT item_size_max %u\r\n", settings.value_max);
+    buf_printf(out, "STAT flush_enabled yes\r\n");
+    buf_printf(out, "STAT mintgate_version %s\r\n", MG_VERSION);
+    buf_printf(out, "STAT admin_listeners %d\r\n", settings.nadmin);
+    buf_printf(out, "STAT admin_on_data_port %s\r\n", settings.admin_on_data_port ? "yes" : "no");
+    buf_printf(out, "STAT batch_loops %d\r\n", settings.batch_loops);
+    buf_printf(out, "STAT pools %u\r\n", w->cfg->npools);
+    buf_printf(out, "STAT servers %u\r\n", w->cfg->nservers);
+    const struct pool_opts *o = &settings.opts;
+    buf_printf(out, "STAT pool_connect_timeout %.3f\r\n", o->connect_timeout);
+    buf_printf(out, "STAT pool_timeout %.3f\r\n", o->timeout);
+    buf_printf(out, "STAT pool_failure_limit %u\r\n", o->failure_limit);
+    buf_printf(out, "STAT pool_retry_timeout %.3f\r\n", o->retry_timeout);
+    if (o->max_inflight == UINT32_MAX)
+        buf_printf(out, "STAT pool_max_inflight none\r\n");
+    else
+        buf_printf(out, "STAT pool_max_inflight %u\r\n", o->max_inflight);
+    buf_printf(out, "STAT pool_connections %u\r\n", o->connections);
+    buf_printf(out, "STAT pool_eject %s\r\n", settings.eject_remap ? "remap" : "fail");
+    buf_free(&inter);
+}
+
+/* fd's address (local, or peer) as memcached writes it: tcp:host:port, tcp6:[host]:port,
+ * unix:path. */
+static void sock_name(int fd, bool peer, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    memset(&ss, 0, sizeof(ss));
+    if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+              : getsockname(fd, (struct sockaddr *)&ss, &sl)) < 0) {
+        snprintf(out, len, "unknown");
+    } else if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        snprintf(out, len, "tcp:%s:%u", host, ntohs(in->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        snprintf(out, len, "tcp6:[%s]:%u", host, ntohs(in6->sin6_port));
+    } else if (ss.ss_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+        size_t n = sl > offsetof(struct sockaddr_un, sun_path)
+                       ? sl - offsetof(struct sockaddr_un, sun_path)
+                       : 0;
+        snprintf(out, len, "unix:%.*s", (int)strnlen(un->sun_path, n), un->sun_path);
+    } else {
+        snprintf(out, len, "unknown");
+    }
+}
+
+/* `stats conns`, as memcached lists them (<fd>:addr, listen_addr, state): the listeners
+ * and the client connections of the asking worker, which owns them (another worker's
+ * list is its own thread's; curr_connections counts every worker's). */
+static void render_conns(struct worker *w, struct buf *out)
+{
+    char addr[160];
+    for (int i = 0; i < w->nlisten; i++) {
+        const struct listener *l = &w->listen[i];
+        sock_name(l->fd, false, addr, sizeof(addr));
+        buf_printf(out, "STAT %d:addr %s\r\n", l->fd, addr);
+        buf_printf(out, "STAT %d:state conn_listening\r\n", l->fd);
+    }
+    for (const struct conn *c = w->conns; c; c = c->next) {
+        if (c->fd < 0)
+            continue;
+        const char *state = c->closing         ? "conn_closing"
+                            : c->swallow       ? "conn_swallow"
+                            : c->paused        ? "conn_mwrite"
+                            : c->inflight_keys ? "conn_io_queue"
+                                               : "conn_parse_cmd";
+        sock_name(c->fd, true, addr, sizeof(addr));
+        if (strcmp(addr, "unix:") == 0) /* an unnamed client socket: its listener's path */
+            sock_name(c->fd, false, addr, sizeof(addr));
+        buf_printf(out, "STAT %d:addr %s\r\n", c->fd, addr);
+        sock_name(c->fd, false, addr, sizeof(addr));
+        buf_printf(out, "STAT %d:listen_addr %s\r\n", c->fd, addr);
+        buf_printf(out, "STAT %d:state %s\r\n", c->fd, state);
+    }
 }
 
 /* Per backend: the asking worker's view of its state, counters summed over workers
@@ -151,6 +272,35 @@ static void render_pools(struct worker *self, struct buf *out)
     }
 }
 
+/* The hottest keys over every worker (stats hotkeys): rank, the key (printable, \xNN for
+ * the rest), estimated requests per second in all and by command kind, the over-estimation
+ * bound, the pool of its latest sample. */
+static void render_hotkeys(struct worker *self, struct buf *out)
+{
+    static const char *const kinds[HK_KINDS] = { "get", "set", "delete", "other" };
+    struct hotkey_entry top[256];
+    double scale;
+    uint32_t n = metrics_hotkeys(top, MG_ARRAY_LEN(top), &scale);
+    const struct config *cfg = self->cfg;
+    buf_printf(out, "STAT hotkeys_sample %u\r\n", (unsigned)atomic_load(&hot_sample));
+    buf_printf(out, "STAT hotkeys_window %u\r\n",
+               settings.hot.window ? settings.hot.window : HOT_WINDOW);
+    buf_printf(out, "STAT hotkeys_top %u\r\n", (unsigned)atomic_load(&hot_top));
+    for (uint32_t i = 0; i < n; i++) {
+        const struct hotkey_entry *e = &top[i];
+        char esc[HOTKEY_KEY_MAX * 4 + 1];
+        hotkey_escape(esc, sizeof(esc), e->key, e->klen);
+        buf_printf(out, "STAT hotkey:%u:key %s\r\n", i + 1, esc);
+        buf_printf(out, "STAT hotkey:%u:rps %.1f\r\n", i + 1, e->count * scale);
+        buf_printf(out, "STAT hotkey:%u:error_rps %.1f\r\n", i + 1, e->err * scale);
+        for (int k = 0; k < HK_KINDS; k++)
+            buf_printf(out, "STAT hotkey:%u:%s_rps %.1f\r\n", i + 1, kinds[k], e->kinds[k] * scale);
+        buf_printf(out, "STAT hotkey:%u:pool %s\r\n", i + 1,
+                   e->pool >= 0 && (uint32_t)e->pool < cfg->npools ? cfg->pools[e->pool].name
+                                                                   : "-");
+    }
+}
+
 /* Per failover route: its pools in order, options, and counters summed over workers. */
 static void render_routes(struct worker *self, struct buf *out)
 {
@@ -200,6 +350,10 @@ void stats_render(struct worker *w, struct mg_slice args, struct buf *out)
     }
     while (args.len && args.p[args.len - 1] == ' ')
         args.len--;
+    if (args.len == 7 && memcmp(args.p, "slowlog", 7) == 0) { /* its own lock and END */
+        slowlog_render(out);
+        return;
+    }
     /* other workers may be swapping their config (reload): hold them off while reading */
     pthread_mutex_lock(&worker_config_lock);
     if (args.len == 0)
@@ -212,6 +366,18 @@ void stats_render(struct worker *w, struct mg_slice args, struct buf *out)
         render_pools(w, out);
     else if (args.len == 6 && memcmp(args.p, "routes", 6) == 0)
         render_routes(w, out);
+    else if (args.len == 8 && memcmp(args.p, "settings", 8) == 0)
+        render_settings(w, out);
+    else if (args.len == 5 && memcmp(args.p, "items", 5) == 0)
+        memstats_render(out, MEMSTATS_ITEMS);
+    else if (args.len == 5 && memcmp(args.p, "slabs", 5) == 0)
+        memstats_render(out, MEMSTATS_SLABS);
+    else if (args.len == 5 && memcmp(args.p, "sizes", 5) == 0)
+        memstats_render(out, MEMSTATS_SIZES);
+    else if (args.len == 5 && memcmp(args.p, "conns", 5) == 0)
+        render_conns(w, out);
+    else if (args.len == 7 && memcmp(args.p, "hotkeys", 7) == 0)
+        render_hotkeys(w, out);
     else if (args.len == 4 && memcmp(args.p, "herd", 4) == 0)
         for (size_t i = 0; i < MG_ARRAY_LEN(herd_counters); i++)
             stats_line(out, "", herd_counters[i].name + 5, sum_counter(herd_counters[i].off));

@@ -65,6 +65,15 @@ static inline bool switch_on(int id, const char *key, size_t len)
     atomic_fetch_add_explicit(on ? &s->on : &s->off, 1, memory_order_relaxed);
     return on;
 }
+/* Is key on, without counting it (admin `route`: what would happen)? */
+static inline bool switch_peek(int id, const char *key, size_t len)
+{
+    if (id < 0 || id >= atomic_load_explicit(&switch_n, memory_order_acquire))
+        return false;
+    unsigned share = atomic_load_explicit(&switch_table[id].share, memory_order_relaxed);
+    return share >= SWITCH_SCALE || (share > 0 && switch_hash(key, len) % SWITCH_SCALE < share);
+}
+
 /* The same for LuaJIT's FFI (exported from the binary; lua/mintgate/init.lua binds it):
  * a JIT-compiled route function calls it without leaving the trace. */
 int mg_switch_on(int id, const char *key, size_t len);

@@ -19,10 +19,13 @@
 #include "fleet.h"
 #include "lua_api.h"
 #include "lua_vm.h"
+#include "memstats.h"
 #include "proto_meta.h"
 #include "proto_text.h"
 #include "log.h"
 #include "request.h"
+#include "hotkeys.h"
+#include "metrics.h"
 #include "route.h"
 
 struct worker *workers;
@@ -332,11 +335,19 @@ static void worker_apply(struct worker *w, struct config *nc)
     }
     struct backend **nb = calloc(nc->nservers, sizeof(struct backend *));
     struct pool_herd *ph = calloc(nc->npools, sizeof(struct pool_herd)); /* new pools */
+    struct srv_slot *sl = calloc(nc->nslots ? nc->nslots : 1, sizeof(struct srv_slot));
+    if (ph == NULL || sl == NULL) { /* counters: keep the old ones (bounds-checked) */
+        free(ph);
+        free(sl);
+        ph = NULL;
+        sl = NULL;
+    }
     if (nb == NULL) {
         log_error("reload: worker %d: out of memory", w->id);
         snprintf(w->reload_err, sizeof(w->reload_err), "out of memory");
         atomic_store_explicit(&w->failed_gen, nc->generation, memory_order_release);
         free(ph);
+        free(sl);
         lua_api_worker_release(w);
         w->cfg = old;
         w->vm = oldvm;
@@ -378,6 +389,9 @@ static void worker_apply(struct worker *w, struct config *nc)
         free(w->pool_herd);
         w->pool_herd = ph;
         w->npool_herd = nc->npools;
+        free(w->slots);
+        w->slots = sl;
+        w->nslots = nc->nslots;
     }
     pthread_mutex_unlock(&worker_config_lock);
     cfg_retire(w, old);
@@ -416,8 +430,10 @@ int worker_reload_all(char *err, size_t errlen, uint64_t *generation)
     pthread_mutex_lock(&reload_lock);
     struct settings copy = settings; /* listeners stay as they are */
     copy.listen_from_cli = copy.admin_from_cli = copy.admin_secret_from_cli = true;
+    copy.metrics_from_cli = true; /* metrics listeners stay too */
     struct config *nc = lua_config_load(settings.script, &copy, err, errlen);
     if (nc == NULL) {
+        atomic_fetch_add(&metrics_reloads_failed, 1);
         pthread_mutex_unlock(&reload_lock);
         log_error("reload failed, the old config stays: %s", err);
         return MG_ERR;
@@ -431,6 +447,10 @@ int worker_reload_all(char *err, size_t errlen, uint64_t *generation)
     }
     uint64_t gen = nc->generation;
     config_unref(nc);
+    atomic_fetch_add(&metrics_reloads_ok, 1);
+    char oerr[256];
+    if (observe_apply(&copy, oerr, sizeof(oerr)) != MG_OK) /* slow log, hot keys */
+        log_warn("reload: %s", oerr);
     pthread_mutex_unlock(&reload_lock);
     log_warn("reload: config generation %llu loaded", (unsigned long long)gen);
     if (generation)
@@ -447,6 +467,7 @@ static void worker_housekeeping_cb(struct ev_loop *loop, ev_timer *t, int revent
     atomic_store_explicit(&w->lua_kb, lua_api_mem_kb(w), memory_order_relaxed);
     if (w->id == 0)
         fleet_poll(w);
+    memstats_poll(w);                           /* worker 0 only: the backends' own stats */
     for (uint32_t i = 0; i < w->nbackends; i++) /* deletes a replica missed while down */
         if (w->backends[i]->health &&
             atomic_load_explicit(&w->backends[i]->health->replay_n, memory_order_relaxed))
@@ -603,6 +624,14 @@ int worker_init(struct worker *w, int id, const struct listener *ls, int n, stru
     if (w->pool_herd == NULL)
         goto oom;
     w->npool_herd = cfg->npools;
+    w->slots = calloc(cfg->nslots ? cfg->nslots : 1, sizeof(struct srv_slot));
+    if (w->slots == NULL)
+        goto oom;
+    w->nslots = cfg->nslots;
+    w->hot = hotkeys_new(HOT_CAPACITY, settings.hot.window ? settings.hot.window : HOT_WINDOW);
+    if (w->hot == NULL)
+        goto oom;
+    w->hot_left = 1;
     ev_idle_init(&w->batch_idle, worker_batch_idle_cb);
     ev_prepare_init(&w->prepare, worker_prepare_cb);
     w->prepare.data = w;
@@ -694,6 +723,11 @@ void worker_destroy(struct worker *w)
     free(w->pool_herd);
     w->pool_herd = NULL;
     w->npool_herd = 0;
+    free(w->slots);
+    w->slots = NULL;
+    w->nslots = 0;
+    hotkeys_free(w->hot);
+    w->hot = NULL;
     for (int i = 0; i < w->nlisten; i++)
         if (!w->listen[i].shared)
             close(w->listen[i].fd);

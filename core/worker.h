@@ -98,6 +98,12 @@ struct worker {
     uint32_t nrepl_free;
     uint32_t nlive;
     uint32_t npool_herd;
+    struct srv_slot *slots; /* by config slot (pool->slot_base + place): metrics */
+    uint64_t requestlog_n;  /* client requests seen by the sampled request log */
+    struct hotkeys *hot;    /* the hot-key detector's sampled keys (stats hotkeys), or NULL */
+    uint32_t hot_left;      /* keys until the next sample */
+    uint64_t hot_rng;       /* xorshift state for the sampling gaps */
+    uint32_t nslots;
 };
 
 extern struct worker *workers;

@@ -15,11 +15,11 @@
 # exits 1 on any violation.
 cd "$(dirname "$0")/.." || exit 2
 
-L1="mg.h buf log proto_text proto_meta meta_render keys ketama config switch health"
+L1="mg.h buf log proto_text proto_meta meta_render keys ketama config switch health slowlog hotkeys"
 L2="conn backend"
 L3="request dispatch route herd stats plugin.h"
 L4="lua_api lua_resolve lua_vm lua_co.h"
-L5="main worker admin stats_render fleet"
+L5="main worker admin stats_render fleet metrics metrics_http memstats"
 
 # Known upward includes, as "file:header". worker.h is the context every layer runs in
 # (its loop, its backends, its counters); conn.c and backend.c hand what they parsed to

@@ -36,6 +36,9 @@ local state = {
   switches = {}, -- declared switches, in order
   routes = {},   -- declared routes (failover, warmup), in order (after every pool in C)
   admin = {},    -- admin listener addresses
+  metrics = {},  -- Prometheus endpoint addresses (mg.metrics)
+  slowlog = nil, -- { threshold_ms = n or false, size = n } (mg.slowlog)
+  hotkeys = nil, -- { top, sample, window, expose_keys, enabled } (mg.hotkeys)
   admin_on_data_port = false,
   admin_public = false,     -- admin listeners may be on non-loopback addresses
   admin_secret_file = nil,  -- path of the file holding the admin secret
@@ -116,6 +119,69 @@ function M.listen(addrs)
     check_addr("mg.listen", a, 2, true)
     state.listen[#state.listen + 1] = a
   end
+end
+
+--- Serve metrics in Prometheus' text format (GET /metrics over HTTP/1.1) on these
+-- addresses ("host:port"). `--metrics` on the command line wins.
+-- @tparam {string,...} addrs
+function M.metrics(addrs)
+  if type(addrs) == "string" then addrs = { addrs } end
+  if type(addrs) ~= "table" or #addrs == 0 then
+    error("mg.metrics: expected a list of \"host:port\" strings", 2)
+  end
+  for k in pairs(addrs) do
+    if type(k) ~= "number" then error("mg.metrics: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  for _, a in ipairs(addrs) do
+    check_addr("mg.metrics", a, 2, false)
+    state.metrics[#state.metrics + 1] = a
+  end
+end
+
+--- The slow log: requests whose reply took at least `threshold_ms` milliseconds (default
+-- 100; false turns it off) go into a ring of `size` entries (default 128), read with
+-- `stats slowlog`. The admin port changes both at run time (`slowlog MS [SIZE]`).
+-- @tparam table t `threshold_ms`, `size`
+function M.slowlog(t)
+  if type(t) ~= "table" then error("mg.slowlog: expected a table", 2) end
+  for k, v in pairs(t) do
+    if k == "threshold_ms" then
+      if v ~= false and (type(v) ~= "number" or v < 0 or v ~= v) then
+        error("mg.slowlog: 'threshold_ms' must be a number of milliseconds or false", 2)
+      end
+    elseif k == "size" then
+      if type(v) ~= "number" or v < 1 or v > 100000 or v % 1 ~= 0 then
+        error("mg.slowlog: 'size' must be a whole number from 1 to 100000", 2)
+      end
+    else
+      error("mg.slowlog: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  state.slowlog = { threshold_ms = t.threshold_ms, size = t.size }
+end
+
+--- The hot-key detector: 1 in `sample` requests (default 64) feeds a top-K per worker over a
+-- sliding `window` of seconds (default 10); `stats hotkeys` lists the `top` (default 16)
+-- keys; the metrics show them with a key label only with `expose_keys = true` (keys can be
+-- sensitive). `enabled = false` turns it off.
+-- @tparam table t `top`, `sample`, `window`, `expose_keys`, `enabled`
+function M.hotkeys(t)
+  if type(t) ~= "table" then error("mg.hotkeys: expected a table", 2) end
+  local LIMITS = { top = { 1, 256 }, sample = { 1, 1000000 }, window = { 1, 3600 } }
+  for k, v in pairs(t) do
+    if LIMITS[k] then
+      local lo, hi = LIMITS[k][1], LIMITS[k][2]
+      if type(v) ~= "number" or v < lo or v > hi or v % 1 ~= 0 then
+        error("mg.hotkeys: '" .. k .. "' must be a whole number from " .. lo .. " to " .. hi, 2)
+      end
+    elseif k == "expose_keys" or k == "enabled" then
+      if type(v) ~= "boolean" then error("mg.hotkeys: '" .. k .. "' must be a boolean", 2) end
+    else
+      error("mg.hotkeys: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  state.hotkeys = { top = t.top, sample = t.sample, window = t.window,
+    expose_keys = t.expose_keys, enabled = t.enabled }
 end
 
 --- Declare a pool of memcached servers.

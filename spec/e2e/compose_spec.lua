@@ -132,4 +132,26 @@ describe("routes inside routes", function()
       return value_on(M.port, "r:2") == nil and value_on(G.port, "r:2") == nil
     end, 0.02), "a delete missed a pool under the replicated route")
   end)
+
+  it("a script's key function's key holds on every pool of a route, fallbacks and copies", function()
+    local A, G = E:memcached(), E:memcached()
+    local gw = E:gateway { threads = 1, config = "local mg = require 'mintgate'\n" ..
+      POOL:format("a", "a", A.port) .. POOL:format("g", "g", G.port) .. [[
+      mg.keys(function(key) return "v2:" .. key end)
+      mg.route { default = mg.failover { a, g, ttl = 10, name = "fo" } }
+    ]] }
+    local c = E:client(gw.port)
+    assert.equal("STORED", c:set("x", "1"))
+    assert.equal("1", value_on(A.port, "v2:x"))
+    -- the delete's copy to the gutter uses the function's key too
+    assert.equal("STORED", set_on(G.port, "v2:x", "old"))
+    assert.equal("DELETED", c:cmd("delete x"))
+    assert(env.wait_until(3, function() return value_on(G.port, "v2:x") == nil end, 0.02),
+      "the gutter kept v2:x")
+    E:stop(A)
+    assert.equal("STORED", c:set("y", "2", 0, 100))
+    assert.equal("2", value_on(G.port, "v2:y"))
+    assert.is_nil(value_on(G.port, "y"))
+    assert.equal("2", c:value("y"))
+  end)
 end)

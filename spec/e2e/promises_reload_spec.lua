@@ -74,6 +74,14 @@ mg.route(function(req) return pools[%q] end)
       end
     end
     traffic("a")
+    -- worker 0 opens a connection of its own to each backend for memcached's stats
+    -- (memstats.c) within its first second: let it be there before counting
+    assert(env.wait_until(5, function()
+      local c = client.connect(gw.port)
+      local n = tonumber(c:stats().backend_stats_servers)
+      c:close()
+      return n == 3
+    end, 0.05), "the stats poller never reached every backend")
     local s0 = watch:stats()
     for round = 1, 3 do
       -- the script changes (a new pool, a new route), m1's address does not
