@@ -953,7 +953,12 @@ void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *r
         struct request *r = request_begin(c, MG_CMD_STATS, 0, false);
         if (r == NULL)
             return;
-        if (conn_server && conn_server->stats)
+        struct mg_slice a = t->args; /* the slow log holds keys and client addresses */
+        while (a.len && a.p[0] == ' ')
+            a = (struct mg_slice){ a.p + 1, a.len - 1 };
+        if (a.len >= 7 && memcmp(a.p, "slowlog", 7) == 0 && !c->trusted)
+            put_line(&r->out, "CLIENT_ERROR stats slowlog is answered on the admin port only", 61);
+        else if (conn_server && conn_server->stats)
             conn_server->stats(c->w, t->args, &r->out);
         else
             put_line(&r->out, "ERROR", 5);
