@@ -29,25 +29,10 @@ struct tcase {
     uint64_t swallow;
 };
 
+/* The command's word (proto_text.c's table, the one the gateway uses). */
 static const char *cmd_name(enum mg_cmd c)
 {
-    static const char *names[] = {
-        [MG_CMD_NONE] = "none",       [MG_CMD_GET] = "get",
-        [MG_CMD_GETS] = "gets",       [MG_CMD_GAT] = "gat",
-        [MG_CMD_GATS] = "gats",       [MG_CMD_SET] = "set",
-        [MG_CMD_ADD] = "add",         [MG_CMD_REPLACE] = "replace",
-        [MG_CMD_APPEND] = "append",   [MG_CMD_PREPEND] = "prepend",
-        [MG_CMD_CAS] = "cas",         [MG_CMD_DELETE] = "delete",
-        [MG_CMD_INCR] = "incr",       [MG_CMD_DECR] = "decr",
-        [MG_CMD_TOUCH] = "touch",     [MG_CMD_FLUSH_ALL] = "flush_all",
-        [MG_CMD_VERSION] = "version", [MG_CMD_VERBOSITY] = "verbosity",
-        [MG_CMD_STATS] = "stats",     [MG_CMD_QUIT] = "quit",
-        [MG_CMD_MG] = "mg",           [MG_CMD_MS] = "ms",
-        [MG_CMD_MD] = "md",           [MG_CMD_MA] = "ma",
-        [MG_CMD_MN] = "mn",           [MG_CMD_ME] = "me",
-        [MG_CMD_UNKNOWN] = "unknown",
-    };
-    return (size_t)c < MG_ARRAY_LEN(names) && names[c] ? names[c] : "?";
+    return mg_cmd_name(c);
 }
 
 /* Appends printf-style text to a bounded signature buffer. */

@@ -107,35 +107,34 @@ local function check_addr(what, s, level, unix_ok)
   if port > 65535 then error(what .. ": port out of range in " .. s, level + 1) end
 end
 
+-- Addresses (one string or a list; unix:/path too with unix_ok) appended to list; errors
+-- name fn at the caller's caller's line.
+local function add_addrs(fn, addrs, unix_ok, list)
+  if type(addrs) == "string" then addrs = { addrs } end
+  if type(addrs) ~= "table" or #addrs == 0 then
+    error(fn .. ": expected a list of \"host:port\" strings", 3)
+  end
+  for k in pairs(addrs) do
+    if type(k) ~= "number" then error(fn .. ": unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  for _, a in ipairs(addrs) do
+    check_addr(fn, a, 3, unix_ok)
+    list[#list + 1] = a
+  end
+end
+
 --- Declare the addresses to listen on ("host:port", or "unix:/path"). `-l` on the command
 -- line wins.
 -- @tparam {string,...} addrs
 function M.listen(addrs)
-  if type(addrs) == "string" then addrs = { addrs } end
-  if type(addrs) ~= "table" or #addrs == 0 then
-    error("mg.listen: expected a list of \"host:port\" strings", 2)
-  end
-  for _, a in ipairs(addrs) do
-    check_addr("mg.listen", a, 2, true)
-    state.listen[#state.listen + 1] = a
-  end
+  add_addrs("mg.listen", addrs, true, state.listen)
 end
 
 --- Serve metrics in Prometheus' text format (GET /metrics over HTTP/1.1) on these
 -- addresses ("host:port"). `--metrics` on the command line wins.
 -- @tparam {string,...} addrs
 function M.metrics(addrs)
-  if type(addrs) == "string" then addrs = { addrs } end
-  if type(addrs) ~= "table" or #addrs == 0 then
-    error("mg.metrics: expected a list of \"host:port\" strings", 2)
-  end
-  for k in pairs(addrs) do
-    if type(k) ~= "number" then error("mg.metrics: unknown option '" .. tostring(k) .. "'", 2) end
-  end
-  for _, a in ipairs(addrs) do
-    check_addr("mg.metrics", a, 2, false)
-    state.metrics[#state.metrics + 1] = a
-  end
+  add_addrs("mg.metrics", addrs, false, state.metrics)
 end
 
 --- The slow log: requests whose reply took at least `threshold_ms` milliseconds (default

@@ -186,6 +186,30 @@ describe("mintgate config module", function()
     end)
   end)
 
+  describe("mg.metrics, mg.slowlog, mg.hotkeys", function()
+    it("take their options and refuse what they cannot take", function()
+      mg.metrics "127.0.0.1:9150"
+      mg.metrics { "[::1]:9151" }
+      assert.same({ "127.0.0.1:9150", "[::1]:9151" }, mg._state.metrics)
+      raises(function() mg.metrics() end, "mg.metrics: expected a list")
+      raises(function() mg.metrics "unix:/tmp/m" end, "mg.metrics: expected \"host:port\"")
+      raises(function() mg.metrics { "127.0.0.1:1", tls = true } end, "unknown option 'tls'")
+      mg.slowlog { threshold_ms = 50, size = 10 }
+      assert.same({ threshold_ms = 50, size = 10 }, mg._state.slowlog)
+      mg.slowlog { threshold_ms = false }
+      assert.is_false(mg._state.slowlog.threshold_ms)
+      raises(function() mg.slowlog { threshold_ms = -1 } end, "'threshold_ms' must be")
+      raises(function() mg.slowlog { size = 0 } end, "'size' must be a whole number")
+      raises(function() mg.slowlog { every = 2 } end, "unknown option 'every'")
+      mg.hotkeys { top = 4, sample = 8, window = 5, expose_keys = true }
+      assert.same({ top = 4, sample = 8, window = 5, expose_keys = true }, mg._state.hotkeys)
+      raises(function() mg.hotkeys { sample = 0 } end, "'sample' must be a whole number from 1")
+      raises(function() mg.hotkeys { top = 1.5 } end, "'top' must be a whole number")
+      raises(function() mg.hotkeys { expose_keys = "yes" } end, "'expose_keys' must be a boolean")
+      raises(function() mg.hotkeys { keys = 1 } end, "unknown option 'keys'")
+    end)
+  end)
+
   describe("mg.listen", function()
     it("takes a list or one string; repeated calls add", function()
       mg.listen { "127.0.0.1:11211", "[::1]:11211" }
