@@ -604,7 +604,10 @@ static void explain_finish(struct request *ir)
     buf_append_str(o, "\r\n");
     if (ir->res_until > 0 && op->res.pool == RES_FAILED) {
         buf_append_str(o, "STAT error ");
-        buf_append(o, ir->rkeys.data + op->res.key_off, op->res.key_len);
+        for (uint32_t i = 0; i < op->res.key_len; i++) { /* one line, whatever the script said */
+            char ch = ir->rkeys.data[op->res.key_off + i];
+            buf_append(o, ch == '\r' || ch == '\n' ? " " : &ch, 1);
+        }
         buf_append_str(o, "\r\n");
         request_release(ir);
         request_reply_now(r, "END");

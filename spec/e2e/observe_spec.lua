@@ -166,6 +166,7 @@ describe("slow log, request log, route introspection", function()
       mg.route(function(req)
         if req.key:sub(1, 2) == "b:" then return b end
         if req.key == "boom" then error("no such key") end
+        if req.key == "boom2" then error("two\r\nEND\r\nlines", 0) end
         return a
       end)
     ]], A.port, B.port) }
@@ -176,6 +177,9 @@ describe("slow log, request log, route introspection", function()
     assert.equal("a", t.pool)
     t = assert(route(aport, "get", "boom"))
     assert.matches("no such key", t.error)
+    t = assert(route(aport, "get", "boom2")) -- an error with line breaks stays one line
+    assert.equal("SERVER_ERROR lua: two", t.error) -- cut at the first line break
+    assert.equal("get", t.command)
     local c = E:client(gw.port)
     assert.equal("STORED", c:set("b:1", "in-b"))
     assert.equal("in-b", client.value_on(B.port, "b:1"))
