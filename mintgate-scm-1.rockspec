@@ -52,6 +52,7 @@ build = {
       ["mintgate.resolver"] = "lua/mintgate/resolver.lua",
       ["mintgate.guard"] = "lua/mintgate/guard.lua",
       ["mintgate.top"] = "lua/mintgate/top.lua",
+      ["mintgate.lab"] = "lua/mintgate/lab.lua",
     },
   },
   copy_directories = { "examples" },
