@@ -31,6 +31,10 @@ struct stale_policy {
     bool mark_stale;  /* on_delete = "mark_stale": delete marks instead of removing */
     bool coalesce;    /* identical gets in flight on one worker share a backend request */
     bool off;         /* "none": explicitly no policy (overrides a default) */
+    /* xfetch (probabilistic early recomputation, Vattani et al., VLDB 2015): a reader
+     * refreshes early when -delta*beta*ln(rand) reaches the remaining TTL; 0: off */
+    float beta;
+    uint32_t delta_ms; /* the recompute time delta; 0: measured per pool (herd_regen) */
 };
 
 /* A staleness policy a route function may choose by name, per request. */

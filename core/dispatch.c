@@ -199,7 +199,7 @@ static MG_ALWAYS_INLINE void send_retrieval(struct request *r, struct op *op,
         op->be = b;
         if (tg->pol->coalesce && herd_follow(w, op))
             return; /* answered with the identical get already on the wire */
-        meta_render_herd_get(wb, tg->bkey, tg->bklen, tg->pol->grace);
+        meta_render_herd_get(wb, tg->bkey, tg->bklen, herd_recache(w, op->pool, tg->pol));
         backend_push(b, op);
         if (tg->pol->coalesce)
             herd_lead(w, op);
@@ -582,9 +582,12 @@ static void explain_policy(struct buf *o, const struct stale_policy *pol)
         buf_append_str(o, "STAT policy none\r\n");
         return;
     }
-    buf_printf(o, "STAT policy grace=%u lock=%u wait_ms=%u%s%s\r\n", pol->grace, pol->lock,
+    buf_printf(o, "STAT policy grace=%u lock=%u wait_ms=%u%s%s", pol->grace, pol->lock,
                pol->wait_ms, pol->mark_stale ? " mark_stale" : "",
                pol->coalesce ? " coalesce" : "");
+    if (pol->beta > 0)
+        buf_printf(o, " xfetch beta=%g delta_ms=%u", (double)pol->beta, pol->delta_ms);
+    buf_append_str(o, "\r\n");
 }
 
 /* The resolution is in (ir->ops[0].res, or the tables): render what would happen. */

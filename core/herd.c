@@ -18,6 +18,7 @@
  * winner's store through this worker deletes the lease; otherwise it expires by itself. */
 #include "herd.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -51,6 +52,7 @@ struct herd_lock {
     bool lease; /* a cold-miss lease this worker won (deleted by the winner's store) */
     uint64_t gen;
     uint64_t cas;
+    ev_tstamp since; /* when the win was handed out: its store measures the recompute time */
     uint8_t klen;
     char key[MG_KEY_MAX];
 };
@@ -91,6 +93,51 @@ int64_t herd_store_ttl(int64_t exptime, const struct stale_policy *pol)
     if (exptime <= REALTIME_MAXDELTA && exptime + pol->grace > REALTIME_MAXDELTA)
         return (int64_t)time(NULL) + exptime + pol->grace; /* relative, pushed past the line */
     return exptime + pol->grace;
+}
+
+/* A uniform draw in (0, 1) from the worker's xorshift64* state. */
+static double herd_uniform(struct worker *w)
+{
+    uint64_t x = w->herd_rng ? w->herd_rng : 0x2545f4914f6cdd1dull ^ (uint64_t)(uintptr_t)w;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->herd_rng = x;
+    return ((double)((x * 0x2545f4914f6cdd1dull) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+uint32_t herd_recache(struct worker *w, int pool, const struct stale_policy *pol)
+{
+    /* stored with TTL T + grace; memcached expires an item at the clock tick its TTL
+     * reaches 0 and wins a reader while the remaining TTL (whole seconds, >= 1 while the
+     * item lives) is below the token: grace + 1 opens the window at the grace */
+    uint32_t token = pol->grace ? pol->grace + 1 : 0;
+    if (pol->beta <= 0)
+        return token;
+    double delta = pol->delta_ms / 1000.0;
+    if (delta == 0 && pool >= 0 && (uint32_t)pool < w->npool_herd)
+        delta = (double)STAT_GET(w->pool_herd[pool].regen_us) / 1e6;
+    if (delta <= 0)
+        return token; /* nothing measured yet: no early refresh */
+    /* refresh when delta * beta * -ln(u) >= the real remaining time r. memcached only
+     * knows whole seconds: with the remaining count n, r is about n - v for v uniform in
+     * [0, 1), so win iff n <= x + v, i.e. n < floor(x + v) + 1 */
+    double x = delta * pol->beta * -log(herd_uniform(w)) + herd_uniform(w);
+    if (x < 1)
+        return token;
+    uint32_t early = x > 1e6 ? 1000000u : (uint32_t)x;
+    return pol->grace + early + 1;
+}
+
+/* The winner of key stored: fold the time since the win into the pool's recompute
+ * time (a moving average, 1/4 weight to the newest). */
+static void regen_measured(struct worker *w, int pool, ev_tstamp took)
+{
+    if (pool < 0 || (uint32_t)pool >= w->npool_herd || took < 0 || took > 3600)
+        return;
+    uint64_t us = (uint64_t)(took * 1e6) + 1, old = STAT_GET(w->pool_herd[pool].regen_us);
+    atomic_store_explicit(&w->pool_herd[pool].regen_us, old ? (3 * old + us) / 4 : us,
+                          memory_order_relaxed);
 }
 
 static bool has_flag(struct mg_slice flags, char f)
@@ -158,6 +205,7 @@ static void lock_start(struct op *op, uint64_t cas, uint32_t lock, bool lease)
     l->gen = w->cfg->generation;
     l->pool = op->pool;
     l->cas = cas;
+    l->since = ev_now(w->loop);
     l->klen = (uint8_t)buf_unread(&op->key);
     memcpy(l->key, buf_head(&op->key), l->klen);
     l->prev = NULL;
@@ -194,7 +242,8 @@ static bool wait_poll(struct herd_wait *hw)
     if (b == NULL || !backend_usable(b) ||
         buf_reserve(&b->wbuf, buf_unread(&op->key) + META_EXTRA) != MG_OK)
         return false;
-    meta_render_herd_get(&b->wbuf, buf_head(&op->key), buf_unread(&op->key), op->pol->grace);
+    meta_render_herd_get(&b->wbuf, buf_head(&op->key), buf_unread(&op->key),
+                         op->pol->grace ? op->pol->grace + 1 : 0);
     hw->polling = true;
     hw->again = false;
     backend_push(b, op);
@@ -305,6 +354,8 @@ void herd_on_stored(struct worker *w, const char *key, size_t klen)
         if (l->klen == klen && memcmp(l->key, key, klen) == 0) {
             ev_timer_stop(w->loop, &l->timer);
             lock_unlink(l);
+            if (l->gen == w->cfg->generation)
+                regen_measured(w, l->pool, ev_now(w->loop) - l->since);
             if (l->lease && l->gen == w->cfg->generation && l->server < w->nbackends)
                 lease_release(w, backend_conn(worker_backend(w, l->server), l->key, l->klen),
                               l->key, l->klen);

@@ -18,6 +18,11 @@ enum herd_verdict {
     HERD_ERROR,   /* not a reply a get expects: the caller reports it */
 };
 
+/* The R (recache) token of a classic get of op's key under pol: with grace, the window
+ * that opens at the grace; with xfetch (pol->beta), an early-refresh draw on top, so one
+ * reader (memcached picks it, fleet-wide) refreshes before the expiry. 0: no R flag. */
+uint32_t herd_recache(struct worker *w, int pool, const struct stale_policy *pol);
+
 /* The TTL to store for a classic exptime under pol: the grace period is added so the
  * value outlives its nominal expiry by that much (0, negative: unchanged). */
 int64_t herd_store_ttl(int64_t exptime, const struct stale_policy *pol);

@@ -47,19 +47,16 @@ static MG_ALWAYS_INLINE void meta_render_get(struct buf *wb, const char *key, si
     meta_end(wb);
 }
 
-/* A classic get under a staleness policy with grace seconds: value, flags, cas, and the
- * R (recache) flag that makes memcached pick one winner fleet-wide once the remaining TTL
- * is down to the grace. */
+/* A classic get under a staleness policy: value, flags, cas, and (recache > 0) the R flag
+ * that makes memcached pick one winner fleet-wide once the remaining TTL is below it
+ * (herd_recache computes it). */
 static inline void meta_render_herd_get(struct buf *wb, const char *key, size_t klen,
-                                        uint32_t grace)
+                                        uint32_t recache)
 {
     meta_key(wb, "mg ", key, klen);
     buf_put(wb, " v f c", 6);
-    if (grace) {
-        /* stored with TTL T + grace; memcached expires an item at the clock tick its TTL
-         * reaches 0, so the window opens when the remaining TTL is down to grace */
-        meta_num(wb, " R", (uint64_t)grace + 1);
-    }
+    if (recache)
+        meta_num(wb, " R", recache);
     meta_end(wb);
 }
 

@@ -55,6 +55,9 @@ extern const uint32_t stats_lat_bounds_us[LAT_BUCKETS];
 struct pool_herd {
     atomic_uint_fast64_t wins, stale_hits, waits, wait_hits, wait_timeouts, lock_expired, coalesced,
         marked_stale;
+    /* recompute time: a moving average (µs) of win -> the winner's store, written by the
+     * owner only (xfetch's delta) */
+    atomic_uint_fast64_t regen_us;
     atomic_uint_fast64_t lat[LAT_BUCKETS]; /* backend reply latency histogram */
     /* a route's (stats routes): keys routed through it, sent on to the next child after
      * a failure, writes that landed on a child after the first, reads sent on after a miss,

@@ -256,6 +256,17 @@ static void render_pools(struct worker *self, struct buf *out)
         for (size_t k = 0; k < MG_ARRAY_LEN(f); k++)
             buf_printf(out, "STAT pool:%s:herd_%s %llu\r\n", pool->name, f[k].name,
                        (unsigned long long)sum_pool_counter(cfg, p, f[k].off));
+        /* recompute time (win -> store), the mean of the workers that measured one */
+        uint64_t regen = 0, nregen = 0;
+        for (int i = 0; i < nworkers; i++) {
+            struct worker *ow = &workers[i];
+            uint64_t us =
+                ow->cfg == cfg && p < ow->npool_herd ? STAT_GET(ow->pool_herd[p].regen_us) : 0;
+            regen += us;
+            nregen += us != 0;
+        }
+        buf_printf(out, "STAT pool:%s:herd_regen_ms %.3f\r\n", pool->name,
+                   nregen ? (double)regen / (double)nregen / 1000.0 : 0.0);
         /* reply latency histogram, cumulative: replies that took at most each bound */
         uint64_t cum = 0;
         for (int b = 0; b < LAT_BUCKETS; b++) {

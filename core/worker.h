@@ -103,6 +103,7 @@ struct worker {
     struct hotkeys *hot;    /* the hot-key detector's sampled keys (stats hotkeys), or NULL */
     uint32_t hot_left;      /* keys until the next sample */
     uint64_t hot_rng;       /* xorshift state for the sampling gaps */
+    uint64_t herd_rng;      /* xorshift state for xfetch's draws (herd.c) */
     uint32_t nslots;
 };
 

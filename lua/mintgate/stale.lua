@@ -1,5 +1,5 @@
 --- mintgate.stale: staleness policies (herd protection for classic clients).
--- A policy is a table { grace, lock, wait, on_delete, coalesce } or the name of one of
+-- A policy is a table { grace, lock, wait, on_delete, coalesce, beta, delta } or the name of one of
 -- the policies below; `normalize` turns either (plus overrides) into the table the C core
 -- compiles. Times: grace and lock in whole seconds (memcached's TTL clock), wait in ms.
 local M = {}
@@ -12,11 +12,18 @@ local M = {}
 -- publish: values are cached "forever" and invalidation marks them stale (fill on
 --   invalidate): delete marks, the next reader refreshes, the rest get the stale value,
 --   and a cold miss waits up to 50 ms for the refresher.
+-- xfetch: probabilistic early recomputation (Vattani, Chierichetti, Lowenstein, VLDB 2015):
+--   a reader refreshes before the expiry when delta * beta * -ln(rand()) reaches the
+--   remaining TTL, delta the recompute time the gateway measures per pool (from a win to
+--   the winner's store; `delta` = ms fixes it), beta >= 1 (larger: earlier). The gateway
+--   draws, memcached picks one winner fleet-wide (R flag), that client gets a miss and
+--   everyone else keeps the value; a cold miss takes a lease and the rest wait 50 ms.
 -- none: no herd logic at all.
 M.policies = {
   newcache = { grace = 60, lock = 60, wait = 0, on_delete = "delete", coalesce = true },
   mint = { grace = 30, lock = 30, wait = 0, on_delete = "delete", coalesce = true },
   publish = { grace = 0, lock = 5, wait = 50, on_delete = "mark_stale", coalesce = true },
+  xfetch = { grace = 0, lock = 5, wait = 50, on_delete = "delete", coalesce = true, beta = 1 },
   none = false,
 }
 
@@ -72,6 +79,16 @@ function M.normalize(spec, level)
         error("stale: 'on_delete' must be \"delete\" or \"mark_stale\"", level)
       end
       out.on_delete = v
+    elseif k == "beta" then
+      if type(v) ~= "number" or v ~= v or (v ~= 0 and (v < 1 or v > 1000)) then
+        error("stale: 'beta' must be 0 (no early refresh) or from 1 to 1000", level)
+      end
+      out.beta = v
+    elseif k == "delta" then
+      if not whole(v) or v > 3600000 then
+        error("stale: 'delta' must be whole milliseconds from 0 (measured) to 3600000", level)
+      end
+      out.delta = v
     elseif k == "coalesce" then
       if type(v) ~= "boolean" then error("stale: 'coalesce' must be a boolean", level) end
       out.coalesce = v

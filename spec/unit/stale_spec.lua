@@ -37,6 +37,27 @@ describe("mintgate.stale", function()
         stale.normalize "publish")
     end)
 
+    it("xfetch: no grace, early refresh with beta 1 and a measured delta, cold misses wait", function()
+      assert.same({ grace = 0, lock = 5, wait = 50, on_delete = "delete", coalesce = true, beta = 1 },
+        stale.normalize "xfetch")
+      assert.same({ grace = 0, lock = 5, wait = 50, on_delete = "delete", coalesce = true, beta = 2,
+                    delta = 300 }, stale.normalize { base = "xfetch", beta = 2, delta = 300 })
+      -- beta on any base: grace plus an early draw
+      assert.equal(1.5, stale.normalize({ base = "mint", beta = 1.5 }).beta)
+    end)
+
+    it("xfetch's beta and delta are checked", function()
+      for _, bad in ipairs { 0.5, -1, 1001, 0 / 0, "1" } do
+        assert.has_error(function() stale.normalize { base = "xfetch", beta = bad } end,
+          "stale: 'beta' must be 0 (no early refresh) or from 1 to 1000")
+      end
+      assert.equal(0, stale.normalize({ base = "xfetch", beta = 0 }).beta)
+      for _, bad in ipairs { -1, 1.5, 3600001, "5" } do
+        assert.has_error(function() stale.normalize { base = "xfetch", delta = bad } end,
+          "stale: 'delta' must be whole milliseconds from 0 (measured) to 3600000")
+      end
+    end)
+
     it("none, \"none\" and false all mean no policy", function()
       assert.is_false(stale.normalize "none")
       assert.is_false(stale.normalize(false))
@@ -58,7 +79,7 @@ describe("mintgate.stale", function()
           assert.are_not.equal(p, got) -- a copy: the caller may not change the named policy
         end
       end
-      assert.equal(4, n)
+      assert.equal(5, n)
     end)
   end)
 
