@@ -53,6 +53,7 @@ build = {
       ["mintgate.guard"] = "lua/mintgate/guard.lua",
       ["mintgate.top"] = "lua/mintgate/top.lua",
       ["mintgate.lab"] = "lua/mintgate/lab.lua",
+      ["mintgate.lab_workload"] = "lua/mintgate/lab_workload.lua",
     },
   },
   copy_directories = { "examples" },
