@@ -9,6 +9,7 @@ package.path = here .. "/lua/?.lua;" .. here .. "/lua/?/init.lua;" .. package.pa
 local socket = require "socket"
 local ffi = require "ffi"
 local lab = require "mintgate.lab"
+local wl = require "mintgate.lab_workload"
 
 pcall(ffi.cdef, [[
 int kill(int pid, int sig);
@@ -157,16 +158,22 @@ end
 
 local SET_OK = { STORED = true }
 local DEL_OK = { DELETED = true, NOT_FOUND = true }
+local TOUCH_OK = { TOUCHED = true, NOT_FOUND = true }
+local ADD_OK = { STORED = true, NOT_STORED = true }
 
--- One policy's run: clients over gateway ports for opts.duration seconds. Returns the
--- Stats collector.
-local function simulate(opts, ports)
+-- The counter key of a rank: its name with the first byte changed, so counters never
+-- share a key with the values gets decode (same length, so a preset's key size holds).
+local function counter_name(name) return "c" .. name:sub(2) end
+
+-- One policy's run: clients over gateway ports, for opts.duration seconds or (a replay
+-- without --duration) until the trace ends. Returns the Stats collector and the seconds
+-- the run took.
+local function simulate(opts, ports, w)
   local st = lab.new_stats()
   local t0 = now()
-  local db = lab.new_db(opts.keys, 0)
-  local w = lab.new_workload(opts)
+  local db = lab.new_db(w.keys, 0)
   local rand = math.random
-  local interval = opts.rate > 0 and opts.clients / opts.rate or 0
+  local interval = (not w.timed and opts.rate > 0) and opts.clients / opts.rate or 0
   local clients = {}
   for i = 1, opts.clients do
     local start_at = interval * (i - 1) / opts.clients
@@ -178,13 +185,14 @@ local function simulate(opts, ports)
   local by_sock = {}
   for _, c in ipairs(clients) do by_sock[c.sock] = c end
 
-  local function send(c, data, state, t)
+  local function send(c, data, state, t, cmd)
     c.outbuf = c.outbuf .. data
     c.state, c.sent = state, t
+    st:sent_cmd(cmd)
   end
-  local function set_cmd(k, v)
-    local value = lab.encode_value(v, opts.value_size)
-    return string.format("set %s 0 %d %d\r\n%s\r\n", lab.key_name(k), opts.ttl, #value, value)
+  local function set_cmd(name, v, ttl, size)
+    local value = lab.encode_value(v, size)
+    return string.format("set %s 0 %d %d\r\n%s\r\n", name, ttl, #value, value)
   end
   local function next_op(c, t)
     c.state = "idle"
@@ -197,22 +205,36 @@ local function simulate(opts, ports)
       c.wake = t
     end
   end
-  local function start(c, t)
-    local kind, k = w:next_op(t, rand)
-    c.key = k
-    if kind == "read" then
-      c.sent_version = db.version[k]
-      send(c, "get " .. lab.key_name(k) .. "\r\n", "get", t)
+  -- A database write of c.key, then what the application does to the cache.
+  local function write(c, t, after)
+    local k, op = c.key, c.op
+    local v = lab.db_write(db, k, t)
+    st:write()
+    if after == "delete" then
+      send(c, "delete " .. w:key_name(k) .. "\r\n", "del", t, "delete")
+    elseif after == "set" then
+      send(c, set_cmd(w:key_name(k), v, op.ttl, op.size), "set", t, "set")
     else
-      local v = lab.db_write(db, k, t)
-      st:write()
-      if opts.on_write == "delete" then
-        send(c, "delete " .. lab.key_name(k) .. "\r\n", "del", t)
-      elseif opts.on_write == "set" then
-        send(c, set_cmd(k, v), "set", t)
-      else
-        next_op(c, t)
-      end
+      next_op(c, t)
+    end
+  end
+  local function start(c, t, op)
+    local k = op.key
+    c.key, c.op = k, op
+    local kind = op.kind
+    if kind == "get" then
+      c.sent_version = db.version[k]
+      send(c, "get " .. w:key_name(k) .. "\r\n", "get", t, "get")
+    elseif kind == "write" then
+      write(c, t, op.after)
+    elseif kind == "set" or kind == "delete" then -- a replayed write
+      write(c, t, kind)
+    elseif kind == "incr" then
+      send(c, "incr " .. counter_name(w:key_name(k)) .. " 1\r\n", "incr", t, "incr")
+    elseif kind == "touch" then
+      send(c, string.format("touch %s %d\r\n", w:key_name(k), op.ttl), "touch", t, "touch")
+    else
+      error("workload: unknown operation kind " .. tostring(kind), 0)
     end
   end
   local function fail(c, what, t)
@@ -222,14 +244,15 @@ local function simulate(opts, ports)
     by_sock[c.sock] = c
     next_op(c, t)
   end
+  local line_ok = { set = SET_OK, del = DEL_OK, touch = TOUCH_OK, add = ADD_OK }
   -- Act on what c's buffer holds; false when the reply is not complete yet.
   local function handle(c, t)
+    local k = c.key
     if c.state == "get" then
       local r, rest = lab.parse_get_reply(c.inbuf)
       if not r then return false end
       c.inbuf = rest
       if r.error then return fail(c, r.error, t) end
-      local k = c.key
       if r.hit then
         st:get(t, t - c.sent, "hit")
         local v = lab.decode_version(r.value)
@@ -237,44 +260,81 @@ local function simulate(opts, ports)
         local age = lab.stale_age(db, k, v, c.sent_version, t)
         if age then st:stale_read(t, age) end
         next_op(c, t)
+      elseif w.timed then -- a replay plays the trace's own sets: no regeneration
+        st:get(t, t - c.sent, "miss")
+        next_op(c, t)
       else
         st:get(t, t - c.sent, "miss")
         st:db_read(t, k)
         c.regen_version = db.version[k]
         c.state, c.wake = "regen", t + opts.regen_ms / 1000
       end
+    elseif c.state == "incr" then
+      local line, rest = c.inbuf:match("^(.-)\r\n(.*)$")
+      if not line then return false end
+      c.inbuf = rest
+      if line == "NOT_FOUND" and not w.timed then -- a new counter: the application creates it
+        send(c, string.format("add %s 0 %d 1\r\n1\r\n", counter_name(w:key_name(k)), c.op.ttl),
+          "add", t, "add")
+      elseif line:match("^%d+$") or line == "NOT_FOUND" then -- (a replay plays its own adds)
+        next_op(c, t)
+      else
+        return fail(c, line, t)
+      end
     else
-      local r, rest = lab.parse_line_reply(c.inbuf, c.state == "del" and DEL_OK or SET_OK)
+      local r, rest = lab.parse_line_reply(c.inbuf, line_ok[c.state])
       if not r then return false end
       c.inbuf = rest
       if r.error then return fail(c, r.error, t) end
-      if c.state == "set" then st:filled(c.key) end
+      if c.state == "set" then st:filled(k) end
       next_op(c, t)
     end
     return true
   end
 
-  local stop_at = t0 + opts.duration
+  local cap = (not w.timed or opts.duration_given) and opts.duration or math.huge
+  local stop_at = t0 + cap
+  local pending, done = nil, false -- a replay: the next due op, the trace's end
   while true do
     local t = now()
     if t >= stop_at then break end
     local rel = t - t0
-    local recvt, sendt, soonest = {}, {}, stop_at
+    local recvt, sendt, soonest = {}, {}, math.min(stop_at, t + 0.05)
+    local busy = false
     for _, c in ipairs(clients) do
-      if c.state == "idle" and t0 + c.wake <= t then
-        start(c, rel)
+      if c.state == "idle" and w.timed then
+        if not pending and not done then
+          local op, at = w:next_op(rel, rand)
+          if op then
+            pending = op
+          elseif op == false then
+            done = true
+          else
+            soonest = math.min(soonest, t0 + at)
+          end
+        end
+        if pending then
+          if rel - (pending.at or rel) > 0.1 then st.late = st.late + 1 end
+          start(c, rel, pending)
+          pending = nil
+        end
+      elseif c.state == "idle" and t0 + c.wake <= t then
+        start(c, rel, w:next_op(rel, rand))
       elseif c.state == "regen" and t0 + c.wake <= t then
-        send(c, set_cmd(c.key, c.regen_version), "set", rel)
+        send(c, set_cmd(w:key_name(c.key), c.regen_version, c.op.ttl, c.op.size), "set", rel, "set")
       elseif c.state ~= "idle" and c.state ~= "regen" and rel - c.sent > opts.timeout then
         fail(c, "timeout", rel)
       end
-      if c.state == "idle" or c.state == "regen" then
+      if c.state == "regen" or (c.state == "idle" and not w.timed) then
         soonest = math.min(soonest, t0 + c.wake)
-      else
+      elseif c.state ~= "idle" then
+        busy = true
         recvt[#recvt + 1] = c.sock
         if #c.outbuf > 0 then sendt[#sendt + 1] = c.sock end
       end
+      if c.state == "regen" then busy = true end
     end
+    if done and not pending and not busy then break end
     local wait = math.max(0, math.min(soonest - now(), 0.05))
     if #recvt == 0 and #sendt == 0 then
       socket.sleep(wait)
@@ -305,19 +365,19 @@ local function simulate(opts, ports)
     end
   end
   for _, c in ipairs(clients) do c.sock:close() end
-  return st
+  return st, math.min(now() - t0, cap)
 end
 
 -- Set every key (its current database version, version 1) with the same TTL, pipelined
 -- on one connection, before the run: --mass-expiry.
-local function prefill(opts, port)
+local function prefill(opts, port, w)
   local c = { port = port }
   connect(c)
   c.sock:settimeout(10)
   local parts = {}
-  for k = 1, opts.keys do
+  for k = 1, w.keys do
     local value = lab.encode_value(1, opts.value_size)
-    parts[#parts + 1] = string.format("set %s 0 %d %d noreply\r\n%s\r\n", lab.key_name(k), opts.ttl,
+    parts[#parts + 1] = string.format("set %s 0 %d %d noreply\r\n%s\r\n", w:key_name(k), opts.ttl,
       #value, value)
   end
   parts[#parts + 1] = "mn\r\n"
@@ -352,23 +412,41 @@ local function run_policy(opts, path, dir, index)
   end
   local wrapper = string.format("%s/%d-wrapper.lua", dir, index)
   write_file(wrapper, lab.wrapper_script(real))
-  local ports = {}
+  local ports, traces = {}, {}
   for i = 1, opts.gateways do
     local port = free_port()
+    -- the addresses the examples read (MEMCACHED_n, MINTGATE_LISTEN) too, so that an
+    -- example config runs unchanged as a policy
+    local env = { MINTGATE_LAB_SERVERS = table.concat(servers, ","),
+                  MINTGATE_LISTEN = "127.0.0.1:" .. port }
+    for j, sv in ipairs(servers) do env["MEMCACHED_" .. j] = sv end
+    if opts.record_trace then
+      traces[i] = string.format("%s/%d-gateway-%d.trace", dir, index, i)
+      env.MINTGATE_LAB_TRACE = traces[i]
+    end
     local p = spawn(string.format("mintgate:%d", port),
       { gateway_bin(opts), "-t", "1", "-l", "127.0.0.1:" .. port, wrapper },
-      string.format("%s/%d-gateway-%d.log", dir, index, i),
-      { MINTGATE_LAB_SERVERS = table.concat(servers, ",") })
+      string.format("%s/%d-gateway-%d.log", dir, index, i), env)
     wait_listening(p, port)
     ports[i] = port
   end
   start_watchdog(dir)
-  if opts.mass_expiry then prefill(opts, ports[1]) end
-  io.stderr:write(string.format("mintgate-lab: %s: %d s, %d clients over %d gateways, %d memcached\n",
-    name, opts.duration, opts.clients, opts.gateways, opts.servers))
-  local st = simulate(opts, ports)
-  stop_all()
-  return st:summary(name, opts.duration)
+  local w, err = wl.build(opts)
+  if not w then error(err, 0) end
+  if opts.mass_expiry then prefill(opts, ports[1], w) end
+  io.stderr:write(string.format("mintgate-lab: %s: %s; %s, %d clients over %d gateways, %d memcached\n",
+    name, w.describe, w.timed and "until the trace ends" or (opts.duration .. " s"), opts.clients,
+    opts.gateways, opts.servers))
+  local st, took = simulate(opts, ports, w)
+  if w.close then w:close() end
+  stop_all() -- the gateways flush their traces as they stop
+  if opts.record_trace then
+    local out = #opts.policies > 1 and (opts.record_trace .. "." .. name) or opts.record_trace
+    write_file(out, lab.merge_traces(traces, read_file))
+  end
+  local r = st:summary(name, took)
+  r.workload = w.describe
+  return r
 end
 
 -----------------------------------------------------------------------------------------
@@ -389,6 +467,14 @@ local function main(argv)
   local opts, err = lab.parse_args(argv)
   if opts == "help" then
     io.stdout:write(lab.USAGE)
+    return 0
+  end
+  if opts == "list" then
+    for _, n in ipairs(wl.preset_names()) do
+      local pr = wl.PRESETS[n]
+      io.stdout:write(string.format("twitter:%-10s Zipf %-7g key %3d B  value %5d B  ops %s  TTLs %s\n",
+        n, pr.alpha, pr.key_size, pr.value_size, pr.ops, pr.ttl))
+    end
     return 0
   end
   if not opts then

@@ -29,9 +29,22 @@ usage: mintgate-lab [options] POLICY.lua [POLICY2.lua ...]
   --clients N        simulated application clients, spread over the gateways (default 32)
   --rate OPS         total operations per second the clients aim at (default 4000;
                      0: each client starts its next operation at once)
-  --keys N           distinct keys (default 1000)
+  --workload W       the built-in model from the options below (default), a preset
+                     twitter:clusterN (Twitter's cache fleet, OSDI 2020; --workload list
+                     shows them), or FILE.lua (a Lua workload file)
+  --trace FILE       replay a trace instead: every operation as recorded, at its own
+                     pace (--speed X: X times faster)
+  --trace-format F   mintgate (a gateway's mg.trace / admin trace) | twitter (the public
+                     cache-trace CSV) (default: twitter for *.csv, else mintgate)
+  --speed X          replay speed (default 1)
+  --record-trace F   the gateways record what the lab sends (mg.trace, every key) and the
+                     lab merges their traces into F (with several policies: F.<policy>)
+  --ttl-cap S        a preset's TTLs (minutes to days in production) capped at S (30)
+  --keys N           distinct keys (default 1000; a preset's default: 10000)
   --zipf S           Zipf exponent of key popularity (default 0.9; 0: uniform)
   --write-ratio R    share of operations that update the database (default 0.05)
+  --read-ratio R     share of reads; the rest are writes (default 1 - write ratio - incr)
+  --incr-ratio R     share of counter increments (incr on counter keys) (default 0)
   --on-write W       what a writer then does to the cache: delete | set | none
                      (default delete)
   --ttl S            TTL of values set after a regeneration (default 5)
@@ -55,7 +68,7 @@ M.DEFAULTS = {
   servers = 2, gateways = 2, duration = 10, clients = 32, rate = 4000, keys = 1000,
   zipf = 0.9, write_ratio = 0.05, on_write = "delete", ttl = 5, regen_ms = 20,
   value_size = 100, timeout = 2, burst = false, mass_expiry = false, seed = 1,
-  verbose = false,
+  verbose = false, incr_ratio = 0, speed = 1, ttl_cap = 30,
 }
 
 -- flag -> { option name, kind, lower bound, integer? }
@@ -66,8 +79,13 @@ local NUMERIC = {
   ["--write-ratio"] = { "write_ratio", 0 }, ["--ttl"] = { "ttl", 1, true },
   ["--regen-ms"] = { "regen_ms", 0 }, ["--value-size"] = { "value_size", 16, true },
   ["--timeout"] = { "timeout", 0.01 }, ["--seed"] = { "seed", 0, true },
+  ["--read-ratio"] = { "read_ratio", 0 }, ["--incr-ratio"] = { "incr_ratio", 0 },
+  ["--speed"] = { "speed", 0.001 }, ["--ttl-cap"] = { "ttl_cap", 1, true },
 }
-local STRING = { ["--json"] = "json", ["--png"] = "png", ["--gateway"] = "gateway" }
+local STRING = { ["--json"] = "json", ["--png"] = "png", ["--gateway"] = "gateway",
+                 ["--workload"] = "workload", ["--trace"] = "trace",
+                 ["--record-trace"] = "record_trace" }
+local TRACE_FORMATS = { mintgate = true, twitter = true }
 local FLAG = { ["--burst"] = "burst", ["--mass-expiry"] = "mass_expiry", ["--verbose"] = "verbose",
                ["-v"] = "verbose" }
 local ON_WRITE = { delete = true, set = true, none = true }
@@ -99,10 +117,15 @@ function M.parse_args(argv)
       if v < spec[2] then return nil, flag .. " must be at least " .. spec[2] end
       if spec[3] and v ~= floor(v) then return nil, flag .. " needs a whole number" end
       o[spec[1]] = v
+      o[spec[1] .. "_given"] = true
     elseif STRING[flag] then
       local v = value()
       if not v or v == "" then return nil, flag .. " needs a value" end
       o[STRING[flag]] = v
+    elseif flag == "--trace-format" then
+      local v = value()
+      if not TRACE_FORMATS[v or ""] then return nil, "--trace-format must be mintgate or twitter" end
+      o.trace_format = v
     elseif flag == "--on-write" then
       local v = value()
       if not ON_WRITE[v or ""] then return nil, "--on-write must be delete, set or none" end
@@ -116,9 +139,19 @@ function M.parse_args(argv)
     end
     i = i + 1
   end
-  if o.write_ratio > 1 then return nil, "--write-ratio must be at most 1" end
+  if o.workload == "list" then return "list" end
+  if o.read_ratio_given then
+    if o.write_ratio_given then return nil, "--read-ratio and --write-ratio: give one" end
+    o.write_ratio = 1 - o.read_ratio - o.incr_ratio
+    if o.write_ratio < -1e-9 then return nil, "--read-ratio and --incr-ratio add up to over 1" end
+    o.write_ratio = max(0, o.write_ratio)
+  end
+  if o.write_ratio + o.incr_ratio > 1 + 1e-9 then
+    return nil, "--write-ratio and --incr-ratio add up to over 1"
+  end
+  if o.trace and o.workload then return nil, "--trace and --workload: give one" end
   if #o.policies == 0 then return nil, "no POLICY.lua given" end
-  o.read_ratio = 1 - o.write_ratio
+  o.read_ratio = 1 - o.write_ratio - o.incr_ratio
   return o
 end
 
@@ -145,6 +178,9 @@ function M.wrapper_script(policy_path)
     "  LAB_SERVERS[#LAB_SERVERS + 1] = s",
     "end",
     fmt("dofile(%q)", policy_path),
+    "if os.getenv(\"MINTGATE_LAB_TRACE\") then -- --record-trace: every key",
+    "  mg.trace { path = os.getenv(\"MINTGATE_LAB_TRACE\"), sample = 1 }",
+    "end",
     "if #mg._state.pools == 0 then",
     "  local main = mg.pool { name = \"main\", servers = LAB_SERVERS }",
     "  if mg._state.route == nil and mg._state.route_fn == nil then",
@@ -153,6 +189,28 @@ function M.wrapper_script(policy_path)
     "end",
     "",
   }, "\n")
+end
+
+--- The gateways' traces (files at `paths`, read with read(path) -> text or nil) merged
+-- into one: the first file's header line, then every data line ordered by its time.
+function M.merge_traces(paths, read)
+  local header, lines = nil, {}
+  for _, path in ipairs(paths) do
+    for l in (read(path) or ""):gmatch("[^\n]+") do
+      if l:sub(1, 1) == "#" then
+        header = header or l
+      else
+        lines[#lines + 1] = { tonumber(l:match("^(%S+)")) or 0, #lines, l }
+      end
+    end
+  end
+  table.sort(lines, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  local out = { header or "# mintgate-trace v1" }
+  for i, e in ipairs(lines) do out[i + 1] = e[3] end
+  return table.concat(out, "\n") .. "\n"
 end
 
 -----------------------------------------------------------------------------------------
@@ -209,13 +267,17 @@ end
 -- The simulated database: per key a version (1 at the start) and when each version was
 -- written.
 
---- A database of n keys, every one at version 1 written at time t.
-function M.new_db(n, t)
-  local db = { version = {}, times = {} }
-  for i = 1, n do
-    db.version[i] = 1
-    db.times[i] = { t }
-  end
+--- A database where every key (any rank, created on first use: a trace's keys are not
+-- known up front) is at version 1, written at time t. n is kept for the callers that
+-- know their key count; it changes nothing.
+function M.new_db(n, t) -- luacheck: ignore n
+  local db = { t0 = t }
+  db.version = setmetatable({}, { __index = function() return 1 end })
+  db.times = setmetatable({}, { __index = function(times, k)
+    local v = { t }
+    rawset(times, k, v)
+    return v
+  end })
   return db
 end
 
@@ -309,6 +371,8 @@ function M.new_stats()
   return setmetatable({
     reads = 0, hits = 0, misses = 0, writes = 0, errors = 0, db_reads = 0,
     fills = 0, stale = 0, error_kinds = setmetatable({}, M.OBJECT),
+    sent = setmetatable({}, M.OBJECT), -- command -> how many the clients sent
+    late = 0, -- replayed operations sent over 100 ms after their time (the lab lagged)
     latency = {}, stale_ages = {},
     per_s = { reads = {}, db_reads = {}, stale = {} },
     open = {}, -- key -> true while a fill episode of it is open
@@ -357,6 +421,11 @@ function Stats:write()
   self.writes = self.writes + 1
 end
 
+--- A command (get, set, delete, incr, touch, add) sent to a gateway.
+function Stats:sent_cmd(cmd)
+  self.sent[cmd] = (self.sent[cmd] or 0) + 1
+end
+
 --- A request that failed: an error reply, a timeout, a closed connection.
 function Stats:error(what)
   self.errors = self.errors + 1
@@ -401,7 +470,8 @@ function Stats:summary(name, duration)
     stale_age_p99 = round(M.percentile(self.stale_ages, 0.99), 3),
     stale_age_max = round(M.percentile(self.stale_ages, 1), 3),
     latency_p50_ms = ms(0.5), latency_p99_ms = ms(0.99), latency_p999_ms = ms(0.999),
-    errors = self.errors, error_kinds = self.error_kinds,
+    errors = self.errors, error_kinds = self.error_kinds, commands = self.sent,
+    late_ops = self.late,
     series = { db_reads = db, stale = series(self.per_s.stale, secs),
                reads = series(self.per_s.reads, secs) },
   }

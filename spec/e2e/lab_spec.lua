@@ -105,11 +105,41 @@ describe("mintgate-lab", function()
     assert.equal(0, by.newcache.stale_reads)
   end)
 
+  it("runs Twitter presets (counter-heavy, delete-heavy) and a Lua workload file", function()
+    local by = run_lab(dir, "c22", { "--workload", "twitter:cluster22", "--rate", "1500" })
+    for _, name in ipairs { "none", "newcache" } do
+      local r = by[name]
+      assert.equal(0, r.errors, name .. " errors")
+      assert.truthy(r.workload:find("twitter:cluster22", 1, true), r.workload)
+      -- the row's mix: get 0.72, incr 0.18, set 0.10 (of ~4500 operations)
+      local total = r.reads + r.writes + r.commands.incr
+      assert.is_true(math.abs(r.commands.incr / total - 0.18) < 0.05, "incr share " .. r.commands.incr / total)
+      assert.is_true(r.commands.add > 0, "new counters are created with add")
+      assert.is_nil(r.commands.delete)
+    end
+    by = run_lab(dir, "c14", { "--workload", "twitter:cluster14", "--rate", "1500" })
+    local r = by.none
+    assert.equal(0, r.errors)
+    local total = r.reads + r.writes
+    -- get 0.65, delete 0.22, set 0.13
+    assert.is_true(math.abs(r.commands.delete / total - 0.22) < 0.05, "delete share")
+    local wf = dir .. "/work.lua"
+    env.write_file(wf, [[
+      return { keys = 50, zipf = 1.0, ttl = 2, value_size = 64,
+               mix = { get = 0.7, set = 0.2, delete = 0.1 } }
+    ]])
+    by = run_lab(dir, "file", { "--workload", wf })
+    r = by.none
+    assert.equal(0, r.errors)
+    assert.is_true(r.commands.delete > 0 and r.commands.set > 0 and r.reads > 0)
+    assert.is_true(math.abs(r.writes / (r.reads + r.writes) - 0.3) < 0.05, "write share")
+  end)
+
   it("stops its processes on Ctrl-C in the middle of a run", function()
     local E = env.new("lab")
     local p = E:spawn({ LAB, "-v", "--duration", "60", "--clients", "4", POLICIES[1] },
       { name = "mintgate-lab" })
-    local ok = env.wait_until(20, function() return p:stderr():find("none: 60 s", 1, true) end, 0.1)
+    local ok = env.wait_until(20, function() return p:stderr():find("; 60 s, 4 clients", 1, true) end, 0.1)
     assert.truthy(ok, "the run did not start:\n" .. p:stderr())
     p:signal(2) -- SIGINT
     assert.truthy(env.wait_until(10, function() return not p:alive() end, 0.05), "the lab still runs")

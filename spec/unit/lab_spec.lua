@@ -36,7 +36,12 @@ describe("mintgate.lab command line", function()
       { { "--clients", "1.5", "a.lua" }, "whole number" },
       { { "--servers", "0", "a.lua" }, "at least 1" },
       { { "--on-write", "purge", "a.lua" }, "delete, set or none" },
-      { { "--write-ratio", "2", "a.lua" }, "at most 1" },
+      { { "--write-ratio", "0.7", "--incr-ratio", "0.5", "a.lua" }, "add up to over 1" },
+      { { "--read-ratio", "0.9", "--write-ratio", "0.1", "a.lua" }, "give one" },
+      { { "--read-ratio", "0.9", "--incr-ratio", "0.2", "a.lua" }, "add up to over 1" },
+      { { "--trace", "t", "--workload", "twitter:cluster4", "a.lua" }, "give one" },
+      { { "--trace-format", "csv", "a.lua" }, "mintgate or twitter" },
+      { { "--speed", "0", "a.lua" }, "at least" },
       { { "--nope", "a.lua" }, "unknown option --nope" },
       { { "a.lua", "--json" }, "--json needs a value" },
     }
@@ -46,6 +51,34 @@ describe("mintgate.lab command line", function()
       assert.truthy(err:find(c[2], 1, true), err)
     end
     assert.equal("help", lab.parse_args { "a.lua", "-h" })
+    assert.equal("list", lab.parse_args { "--workload", "list" })
+  end)
+
+  it("takes the read ratio as the complement of writes and increments", function()
+    local o = assert(lab.parse_args { "--read-ratio", "0.7", "--incr-ratio", "0.1", "a.lua" })
+    assert.is_true(math.abs(o.write_ratio - 0.2) < 1e-12, o.write_ratio)
+    assert.is_true(math.abs(o.read_ratio - 0.7) < 1e-12)
+    assert.equal(0.1, o.incr_ratio)
+    o = assert(lab.parse_args { "--keys", "50", "--trace", "x.csv", "--speed", "4", "a.lua" })
+    assert.is_true(o.keys_given)
+    assert.is_nil(o.zipf_given)
+    assert.equal("x.csv", o.trace)
+    assert.equal(4, o.speed)
+  end)
+
+  it("merges gateway traces by time under one header", function()
+    local files = {
+      a = "# mintgate-trace v1 sample=1\n2.500000 get k1 3 0 hit\n4.000000 set k2 3 5 stored\n",
+      b = "# mintgate-trace v1 sample=1\n1.000000 delete k1 0 0 deleted\n2.500000 get k9 0 0 miss\n",
+    }
+    local merged = lab.merge_traces({ "a", "missing", "b" }, function(p) return files[p] end)
+    assert.equal(table.concat({
+      "# mintgate-trace v1 sample=1",
+      "1.000000 delete k1 0 0 deleted",
+      "2.500000 get k1 3 0 hit", -- same time: the order the files were read in
+      "2.500000 get k9 0 0 miss",
+      "4.000000 set k2 3 5 stored",
+    }, "\n") .. "\n", merged)
   end)
 
   it("names a policy by its file", function()
@@ -58,6 +91,7 @@ describe("mintgate.lab command line", function()
     assert.truthy(s:find('dofile("/tmp/it\'s.lua")', 1, true))
     assert.truthy(s:find("MINTGATE_LAB_SERVERS", 1, true))
     assert.truthy(s:find("#mg._state.pools == 0", 1, true))
+    assert.truthy(s:find("MINTGATE_LAB_TRACE", 1, true)) -- --record-trace
     assert(loadstring(s)) -- valid Lua
   end)
 end)
