@@ -131,7 +131,9 @@ static int read_policy(lua_State *L, int idx, struct stale_policy *out)
     out->mark_stale = od && strcmp(od, "mark_stale") == 0;
     lua_getfield(L, idx, "coalesce");
     out->coalesce = lua_toboolean(L, -1);
-    lua_pop(L, 5);
+    lua_getfield(L, idx, "guard");
+    out->guard = lua_toboolean(L, -1);
+    lua_pop(L, 6);
     return 1;
 }
 

@@ -1,5 +1,5 @@
 --- mintgate.stale: staleness policies (herd protection for classic clients).
--- A policy is a table { grace, lock, wait, on_delete, coalesce } or the name of one of
+-- A policy is a table { grace, lock, wait, on_delete, coalesce, guard } or the name of one of
 -- the policies below; `normalize` turns either (plus overrides) into the table the C core
 -- compiles. Times: grace and lock in whole seconds (memcached's TTL clock), wait in ms.
 local M = {}
@@ -13,14 +13,20 @@ local M = {}
 --   invalidate): delete marks, the next reader refreshes, the rest get the stale value,
 --   and a cold miss waits up to 50 ms for the refresher.
 -- none: no herd logic at all.
+-- guard (every policy's default): a regeneration's store that comes after a newer write or
+--   delete of its key does not overwrite it (the winner's store is conditional on the
+--   item's CAS; a write revokes the key's cold-miss lease, so the late store is retracted).
 M.policies = {
-  newcache = { grace = 60, lock = 60, wait = 0, on_delete = "delete", coalesce = true },
-  mint = { grace = 30, lock = 30, wait = 0, on_delete = "delete", coalesce = true },
-  publish = { grace = 0, lock = 5, wait = 50, on_delete = "mark_stale", coalesce = true },
+  newcache = { grace = 60, lock = 60, wait = 0, on_delete = "delete", coalesce = true,
+               guard = true },
+  mint = { grace = 30, lock = 30, wait = 0, on_delete = "delete", coalesce = true, guard = true },
+  publish = { grace = 0, lock = 5, wait = 50, on_delete = "mark_stale", coalesce = true,
+              guard = true },
   none = false,
 }
 
-local DEFAULTS = { grace = 60, lock = 5, wait = 50, on_delete = "delete", coalesce = true }
+local DEFAULTS = { grace = 60, lock = 5, wait = 50, on_delete = "delete", coalesce = true,
+                   guard = true }
 
 local function whole(v) return type(v) == "number" and v >= 0 and v == math.floor(v) end
 
@@ -72,9 +78,9 @@ function M.normalize(spec, level)
         error("stale: 'on_delete' must be \"delete\" or \"mark_stale\"", level)
       end
       out.on_delete = v
-    elseif k == "coalesce" then
-      if type(v) ~= "boolean" then error("stale: 'coalesce' must be a boolean", level) end
-      out.coalesce = v
+    elseif k == "coalesce" or k == "guard" then
+      if type(v) ~= "boolean" then error("stale: '" .. k .. "' must be a boolean", level) end
+      out[k] = v
     elseif k ~= "policy" and k ~= "base" then
       error("stale: unknown option '" .. tostring(k) .. "'", level)
     end
