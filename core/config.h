@@ -30,6 +30,7 @@ struct stale_policy {
     uint32_t wait_ms; /* how long a non-winner waits for the value on a cold miss */
     bool mark_stale;  /* on_delete = "mark_stale": delete marks instead of removing */
     bool coalesce;    /* identical gets in flight on one worker share a backend request */
+    bool guard;       /* a regeneration's late store cannot overwrite a newer write (herd.c) */
     bool off;         /* "none": explicitly no policy (overrides a default) */
     /* xfetch (probabilistic early recomputation, Vattani et al., VLDB 2015): a reader
      * refreshes early when -delta*beta*ln(rand) reaches the remaining TTL; 0: off */

@@ -226,17 +226,29 @@ static MG_ALWAYS_INLINE void send_storage(struct request *r, struct op *op,
     int64_t ttl = cap_ttl(t->exptime, tg->ttl_cap);
     /* append/prepend/cas bypass the herd logic (they keep the item's TTL or are
      * compare-and-swap by the client); set/add/replace get the grace period */
+    bool has_cas = t->cmd == MG_CMD_CAS;
+    uint64_t cas = t->cas;
+    unsigned opts = 0;
     if (tg->pol && (t->cmd == MG_CMD_SET || t->cmd == MG_CMD_ADD || t->cmd == MG_CMD_REPLACE)) {
         ttl = herd_store_ttl(ttl, tg->pol);
         if (op_keep_key(op, tg->bkey, tg->bklen))
             op->pol = tg->pol; /* so a STORED wakes local waiters */
+        else
+            op->guard = OP_GUARD_NONE;   /* its reply could not be checked */
+        if (op->guard == OP_GUARD_WIN) { /* only if nobody wrote since the win */
+            has_cas = true;
+            cas = op->guard_cas;
+            opts = tg->pol->mark_stale ? META_STORE_INVALIDATE : 0;
+        } else if (op->guard == OP_GUARD_LEASE) {
+            opts = META_STORE_RETURN_CAS; /* its lease's check needs it */
+        }
     }
     if (buf_reserve(wb, tg->bklen + t->data.len + META_EXTRA) != MG_OK) {
         op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
     }
-    meta_render_store(wb, tg->bkey, tg->bklen, t->data, t->flags, ttl, modes[t->cmd],
-                      t->cmd == MG_CMD_CAS, t->cas);
+    meta_render_store(wb, tg->bkey, tg->bklen, t->data, t->flags, ttl, modes[t->cmd], has_cas, cas,
+                      opts);
     backend_push(tg->b, op);
 }
 
@@ -257,7 +269,7 @@ static MG_ALWAYS_INLINE void send_keyed(struct request *r, struct op *op,
         meta_render_invalidate(wb, tg->bkey, tg->bklen, tg->pol->grace, false, 0);
         HERD_COUNT(r->w, op->pool, marked_stale);
     } else if (t->cmd == MG_CMD_DELETE) {
-        meta_render_delete(wb, tg->bkey, tg->bklen);
+        meta_render_delete(wb, tg->bkey, tg->bklen, false, 0);
     } else {
         meta_render_arith(wb, tg->bkey, tg->bklen, t->cmd == MG_CMD_DECR, t->delta);
     }
@@ -289,8 +301,11 @@ static MG_ALWAYS_INLINE void send_meta(struct request *r, struct op *op,
 static MG_ALWAYS_INLINE void send_op(struct request *r, struct op *op, const struct mg_text_req *t,
                                      struct mg_slice k, struct target *tg)
 {
-    if (tg->pol && !is_retrieval(t->cmd) && t->cmd != MG_CMD_MG && t->cmd != MG_CMD_ME)
+    if (tg->pol && !is_retrieval(t->cmd) && t->cmd != MG_CMD_MG && t->cmd != MG_CMD_ME) {
         herd_on_write(r->w, r->c, tg->b, tg->plain.p, tg->plain.len);
+        if (tg->pol->guard)
+            herd_guard_write(op, tg->pol, t->cmd, tg->b, tg->plain.p, tg->plain.len);
+    }
     switch (t->cmd) {
     case MG_CMD_GET:
     case MG_CMD_GETS:
@@ -550,6 +565,7 @@ bool dispatch_resend(struct op *op)
     op->be = NULL;
     op->pol = NULL; /* herd bookkeeping starts again on the next pool's server */
     op->herd_lease = false;
+    op->guard = OP_GUARD_NONE;
     struct target tg;
     /* the resolver's key and named policy hold on every pool of the route */
     uint32_t i = (uint32_t)(op - r->ops);
@@ -582,9 +598,9 @@ static void explain_policy(struct buf *o, const struct stale_policy *pol)
         buf_append_str(o, "STAT policy none\r\n");
         return;
     }
-    buf_printf(o, "STAT policy grace=%u lock=%u wait_ms=%u%s%s", pol->grace, pol->lock,
-               pol->wait_ms, pol->mark_stale ? " mark_stale" : "",
-               pol->coalesce ? " coalesce" : "");
+    buf_printf(o, "STAT policy grace=%u lock=%u wait_ms=%u%s%s%s", pol->grace, pol->lock,
+               pol->wait_ms, pol->mark_stale ? " mark_stale" : "", pol->coalesce ? " coalesce" : "",
+               pol->guard ? " guard" : "");
     if (pol->beta > 0)
         buf_printf(o, " xfetch beta=%g delta_ms=%u", (double)pol->beta, pol->delta_ms);
     buf_append_str(o, "\r\n");
@@ -886,7 +902,7 @@ void request_drop_key(struct conn *c, const struct mg_text_req *t)
         if (buf_reserve(&tg.b->wbuf, tg.bklen + META_EXTRA) != MG_OK) {
             op_fail(&r->ops[0], OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         } else {
-            meta_render_delete(&tg.b->wbuf, tg.bkey, tg.bklen);
+            meta_render_delete(&tg.b->wbuf, tg.bkey, tg.bklen, false, 0);
             backend_push(tg.b, &r->ops[0]);
         }
     }

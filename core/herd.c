@@ -15,7 +15,24 @@
  * get would fail, incr would find a non-number); so the lease is a key of its own on the
  * same server: the first reader's `ms <lease> 1 T<lock> ME` (add) wins, the others wait
  * for the value, polling the key, woken at once by a store through this worker. The
- * winner's store through this worker deletes the lease; otherwise it expires by itself. */
+ * winner's store through this worker deletes the lease; otherwise it expires by itself.
+ *
+ * Guard (policy option, on by default): the winner read its database before someone else
+ * wrote it and deleted (or set) the key, so its store comes late with an old value — the
+ * stale-set race that Facebook's memcache leases close (NSDI 2013). Fleet-wide through
+ * memcached's own CAS, with no state shared between gateways:
+ *   hot win   the item's CAS at the win is kept; the winning connection's set (or replace)
+ *             goes as ms C<cas> (and I under on_delete = "mark_stale": a CAS older than
+ *             the item's stores the value marked stale, so the next reader wins again).
+ *             EX/NF: someone wrote or deleted since the win, and the value is dropped;
+ *   cold win  the lease add answers its CAS; the winner's store returns its own (ms c),
+ *             then md <lease> C<lease cas> releases the lease. HD: it was intact, the value
+ *             stands. NF/EX: a write revoked it (or it expired, or is another reader's) while
+ *             the winner regenerated: md <key> C<store cas> retracts the value, unless
+ *             someone stored since;
+ *   revoke    with leases in the policy (wait > 0), every other store or delete of the key
+ *             through any gateway deletes its lease first, on the key's own backend
+ *             connection: one more backend command per write in such pools. */
 #include "herd.h"
 
 #include <math.h>
@@ -42,7 +59,8 @@ struct herd_wait {
     bool again;   /* woken while polling: poll again as soon as it answers */
 };
 
-/* A win handed out here: when it times out, the item is marked stale again. */
+/* A win handed out here: when it times out, the item is marked stale again. Owned by the
+ * worker's herd_locks list; freed when it times out, or when its winner writes the key. */
 struct herd_lock {
     ev_timer timer;
     struct worker *w;
@@ -50,8 +68,10 @@ struct herd_lock {
     uint32_t server; /* backend index in the worker's config of generation gen */
     int pool;
     bool lease; /* a cold-miss lease this worker won (deleted by the winner's store) */
+    bool guard; /* the policy guards the winner's store (only the winner's write ends it) */
     uint64_t gen;
-    uint64_t cas;
+    uint64_t cas;    /* the won item's (hot win) or the lease's (cold) */
+    uint64_t conn;   /* the winning connection's serial (0: none); a conn may be gone by now */
     ev_tstamp since; /* when the win was handed out: its store measures the recompute time */
     uint8_t klen;
     char key[MG_KEY_MAX];
@@ -170,6 +190,13 @@ static void lock_unlink(struct herd_lock *l)
         l->next->prev = l->prev;
 }
 
+static void lock_free(struct herd_lock *l)
+{
+    ev_timer_stop(l->w->loop, &l->timer);
+    lock_unlink(l);
+    free(l);
+}
+
 static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
 {
     MG_UNUSED(revents);
@@ -201,6 +228,8 @@ static void lock_start(struct op *op, uint64_t cas, uint32_t lock, bool lease)
         return;
     l->w = w;
     l->lease = lease;
+    l->guard = op->pol->guard;
+    l->conn = op->req->c ? op->req->c->serial : 0;
     l->server = op->be ? op->be->server_id : UINT32_MAX;
     l->gen = w->cfg->generation;
     l->pool = op->pool;
@@ -316,19 +345,63 @@ void herd_forget(struct op *op)
         wait_unlink(op->hw);
 }
 
-/* The value is in: delete the lease so the next cold miss does not wait for nothing. */
-static void lease_release(struct worker *w, struct backend *b, const char *key, size_t klen)
+/* Delete key's lease on b (the key's own connection, so it keeps its place among the key's
+ * commands): the value is in, so the next cold miss does not wait for nothing; or a write
+ * revokes it. has_cas: only the lease of that CAS, and on_done(r) gets the answer. */
+static void lease_release(struct worker *w, struct backend *b, const char *key, size_t klen,
+                          bool has_cas, uint64_t cas, void (*on_done)(struct request *r),
+                          void *udata)
 {
     char lk[MG_KEY_MAX + 1];
     size_t n = lease_key(key, klen, lk);
     enum op_fail why;
-    struct request *r = request_one(w, b, n, NULL, NULL, &why);
+    struct request *r = request_one(w, b, n, on_done, udata, &why);
     if (r) {
-        meta_render_delete(&b->wbuf, lk, n);
+        meta_render_delete(&b->wbuf, lk, n, has_cas, cas);
         request_one_send(r);
-    } else if (why == OP_FAIL_DOWN) {
-        STAT_INC(w->st.backend_errors);
+        return;
     }
+    if (why == OP_FAIL_DOWN)
+        STAT_INC(w->st.backend_errors);
+    free(udata); /* on_done's, never called */
+}
+
+/* A lease winner's stored value, checked once its lease's conditional release answers. */
+struct lease_check {
+    uint64_t cas; /* of the winner's stored item */
+    int pool;
+    uint32_t grace;
+    bool mark_stale;
+    uint8_t klen;
+    char key[MG_KEY_MAX];
+};
+
+/* The answer to md <lease> C<cas> (r's op; r->udata the lease_check, both freed here). NF
+ * or EX: the lease was revoked by a write (or expired, or is another reader's now) while
+ * its winner regenerated, so the value may predate that write: retract it, as the pool
+ * deletes (a delete, or a mark under mark_stale), unless someone stored since (C<cas>). */
+static void lease_checked(struct request *r)
+{
+    struct lease_check *lc = r->udata;
+    struct op *op = &r->ops[0];
+    struct worker *w = r->w;
+    if (op->status == MG_R_NF || op->status == MG_R_EX) {
+        struct backend *b = op->be;
+        enum op_fail why;
+        struct request *rr = request_one(w, b, lc->klen, NULL, NULL, &why);
+        if (rr) {
+            if (lc->mark_stale)
+                meta_render_invalidate(&b->wbuf, lc->key, lc->klen, lc->grace, true, lc->cas);
+            else
+                meta_render_delete(&b->wbuf, lc->key, lc->klen, true, lc->cas);
+            HERD_COUNT(w, lc->pool, sets_refused);
+            request_one_send(rr);
+        } else if (why == OP_FAIL_DOWN) {
+            STAT_INC(w->st.backend_errors);
+        }
+    }
+    free(lc);
+    request_release(r);
 }
 
 /* Ask for the cold-miss lease of op's key (an add on its own key, same server).
@@ -348,17 +421,20 @@ static bool lease_try(struct op *op)
 
 void herd_on_stored(struct worker *w, const char *key, size_t klen)
 {
-    /* a store ends the win: its md I C<cas> would fail anyway, spare the round trip */
+    /* a store ends an unguarded win: its md I C<cas> would fail anyway, spare the round
+     * trip (a guarded win ends with its winner's write, herd_guard_write) */
     for (struct herd_lock *l = w->herd_locks, *next; l; l = next) {
         next = l->next;
         if (l->klen == klen && memcmp(l->key, key, klen) == 0) {
+            if (l->guard)
+                continue; /* another's store: the winner's late store must still be guarded */
             ev_timer_stop(w->loop, &l->timer);
             lock_unlink(l);
             if (l->gen == w->cfg->generation)
                 regen_measured(w, l->pool, ev_now(w->loop) - l->since);
             if (l->lease && l->gen == w->cfg->generation && l->server < w->nbackends)
                 lease_release(w, backend_conn(worker_backend(w, l->server), l->key, l->klen),
-                              l->key, l->klen);
+                              l->key, l->klen, false, 0, NULL, NULL);
             free(l);
         }
     }
@@ -513,6 +589,76 @@ void herd_on_write(struct worker *w, struct conn *c, struct backend *be, const c
     }
 }
 
+/* --- the guard: a regeneration's late store ----------------------------------------- */
+
+/* The win of key on server that connection conn holds on w, or NULL. */
+static struct herd_lock *lock_find(struct worker *w, uint64_t conn, uint32_t server,
+                                   const char *key, size_t klen)
+{
+    for (struct herd_lock *l = w->herd_locks; l; l = l->next)
+        if (l->conn == conn && l->klen == klen && l->server == server &&
+            l->gen == w->cfg->generation && memcmp(l->key, key, klen) == 0)
+            return l;
+    return NULL;
+}
+
+void herd_guard_write(struct op *op, const struct stale_policy *pol, enum mg_cmd cmd,
+                      struct backend *be, const char *key, size_t klen)
+{
+    struct worker *w = op->req->w;
+    struct conn *c = op->req->c;
+    bool store = cmd >= MG_CMD_SET && cmd <= MG_CMD_CAS;
+    if (!store && cmd != MG_CMD_DELETE && cmd != MG_CMD_MS && cmd != MG_CMD_MD)
+        return; /* incr, touch, ma: they neither end a win nor revoke a lease */
+    struct herd_lock *l =
+        w->herd_locks && c ? lock_find(w, c->serial, be->server_id, key, klen) : NULL;
+    if (l) {
+        /* the winner's store: a hot win's item exists, so add would fail anyway (and gets
+         * no C); a lease's key was missing, so any of the three may fill it */
+        bool hot = !l->lease && (cmd == MG_CMD_SET || cmd == MG_CMD_REPLACE);
+        bool cold = l->lease && (cmd == MG_CMD_SET || cmd == MG_CMD_ADD || cmd == MG_CMD_REPLACE);
+        if ((hot || cold) && l->cas != 0) {
+            op->guard = hot ? OP_GUARD_WIN : OP_GUARD_LEASE;
+            op->guard_cas = l->cas;
+        }
+        if (store && l->gen == w->cfg->generation)
+            regen_measured(w, l->pool, ev_now(w->loop) - l->since);
+        lock_free(l); /* this write ends the win: a second store is not the regeneration's */
+        if (op->guard != OP_GUARD_NONE)
+            return; /* it must not revoke its own lease: herd_on_guarded_reply checks it */
+    }
+    if (pol->wait_ms && mg_text_key_ok(key, klen)) /* a meta b-flag key's bytes may not be */
+        lease_release(w, be, key, klen, false, 0, NULL, NULL);
+}
+
+bool herd_on_guarded_reply(struct op *op, const struct mg_meta_reply *rep)
+{
+    struct worker *w = op->req->w;
+    if (op->guard == OP_GUARD_WIN) {
+        if (rep->status != MG_R_EX && rep->status != MG_R_NF)
+            return false;
+        HERD_COUNT(w, op->pool, sets_refused);
+        return true;
+    }
+    uint64_t cas = cas_of(rep->flags);
+    if (rep->status != MG_R_HD || op->be == NULL)
+        return false;
+    struct lease_check *lc = cas ? malloc(sizeof(*lc)) : NULL;
+    size_t klen = buf_unread(&op->key);
+    if (lc == NULL) { /* cannot check it: release the lease as an unguarded store does */
+        lease_release(w, op->be, buf_head(&op->key), klen, false, 0, NULL, NULL);
+        return false;
+    }
+    lc->cas = cas;
+    lc->pool = op->pool;
+    lc->grace = op->pol->grace;
+    lc->mark_stale = op->pol->mark_stale;
+    lc->klen = (uint8_t)klen;
+    memcpy(lc->key, buf_head(&op->key), klen);
+    lease_release(w, op->be, lc->key, klen, true, op->guard_cas, lease_checked, lc);
+    return false;
+}
+
 /* --- the verdict --------------------------------------------------------------------- */
 
 static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep, bool follower);
@@ -536,7 +682,7 @@ static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep,
         op->herd_lease = false;
         if (rep->status == MG_R_HD) { /* ours: this client regenerates */
             HERD_COUNT(w, op->pool, wins);
-            lock_start(op, 0, pol->lock ? pol->lock : 1, true);
+            lock_start(op, cas_of(rep->flags), pol->lock ? pol->lock : 1, true);
             return HERD_MISS;
         }
         if (rep->status == MG_R_NS && wait_start(op))

@@ -5,6 +5,7 @@
 #include "buf.h"
 #include "config.h"
 #include "proto_meta.h"
+#include "proto_text.h"
 
 struct backend;
 struct conn;
@@ -56,6 +57,21 @@ void herd_on_write(struct worker *w, struct conn *c, struct backend *be, const c
 
 /* A store of key went through this worker: wake local waiters for it at once. */
 void herd_on_stored(struct worker *w, const char *key, size_t klen);
+
+/* Under a policy with guard: a write (cmd) of key on backend be is about to be rendered for
+ * op. The winning client's own store of a win it holds here is guarded (op->guard and
+ * op->guard_cas set: the caller renders it with C<guard_cas>, plus I under mark_stale, for
+ * OP_GUARD_WIN, or with c for OP_GUARD_LEASE); any other store or delete ends its writer's
+ * win, and under a policy with leases first revokes the key's lease (md, sent ahead of the
+ * write on the same connection). Cost: that md, one backend command per such write. */
+void herd_guard_write(struct op *op, const struct stale_policy *pol, enum mg_cmd cmd,
+                      struct backend *be, const char *key, size_t klen);
+
+/* The reply to a guarded store (op->guard set). Returns true when memcached refused a hot
+ * win's store (EX, NF: a write or delete came since the win): the client is answered
+ * STORED all the same. A lease store's HD sends its lease's conditional release, and a
+ * retraction of the value if the lease turns out revoked; the reply stands as it is. */
+bool herd_on_guarded_reply(struct op *op, const struct mg_meta_reply *rep);
 
 /* Walking the worker's waits (to know which backends they still need). */
 struct herd_wait *herd_wait_next(struct herd_wait *hw);

@@ -464,10 +464,10 @@ static int l_call(lua_State *L)
     case CALL_SET:
     case CALL_ADD:
         meta_render_store(wb, key, klen, val, (uint64_t)flags, (int64_t)ttl,
-                          call == CALL_ADD ? META_ADD : META_SET, false, 0);
+                          call == CALL_ADD ? META_ADD : META_SET, false, 0, 0);
         break;
     case CALL_DELETE:
-        meta_render_delete(wb, key, klen);
+        meta_render_delete(wb, key, klen, false, 0);
         break;
     case CALL_TOUCH:
         meta_render_touch(wb, key, klen, (int64_t)ttl);

@@ -135,7 +135,9 @@ static int read_policy(lua_State *L, int idx, struct stale_policy *out)
     out->beta = (float)lua_tonumber(L, -1);
     lua_getfield(L, idx, "delta");
     out->delta_ms = (uint32_t)lua_tonumber(L, -1);
-    lua_pop(L, 7);
+    lua_getfield(L, idx, "guard");
+    out->guard = lua_toboolean(L, -1);
+    lua_pop(L, 8);
     return 1;
 }
 

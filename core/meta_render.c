@@ -25,7 +25,7 @@ void meta_render_read(struct buf *wb, const char *key, size_t klen, bool with_fl
 void meta_render_lease(struct buf *wb, const char *key, size_t klen, uint32_t lock)
 {
     meta_key(wb, "ms ", key, klen);
-    buf_put(wb, " 1 ME T", 7);
+    buf_put(wb, " 1 c ME T", 9);
     buf_put_u64(wb, lock);
     buf_put(wb, "\r\n1\r\n", 5);
 }

@@ -63,10 +63,15 @@ static inline void meta_render_herd_get(struct buf *wb, const char *key, size_t 
 /* Store modes (the ms M flag): set, add, replace, append, prepend. */
 enum meta_mode { META_SET = 0, META_ADD, META_REPLACE, META_APPEND, META_PREPEND };
 
-/* ms with its data: F flags, T ttl, the mode, C cas when has_cas. */
+/* Extra ms flags (meta_render_store's opts): I (with C: a CAS older than the item's
+ * stores the value marked stale instead of failing), c (answer the stored item's CAS). */
+#define META_STORE_INVALIDATE 1u
+#define META_STORE_RETURN_CAS 2u
+
+/* ms with its data: F flags, T ttl, the mode, C cas when has_cas, opts (META_STORE_*). */
 static inline void meta_render_store(struct buf *wb, const char *key, size_t klen,
                                      struct mg_slice data, uint64_t flags, int64_t ttl,
-                                     enum meta_mode mode, bool has_cas, uint64_t cas)
+                                     enum meta_mode mode, bool has_cas, uint64_t cas, unsigned opts)
 {
     static const char modes[][4] = { "", " ME", " MR", " MA", " MP" };
     meta_key(wb, "ms ", key, klen);
@@ -78,15 +83,24 @@ static inline void meta_render_store(struct buf *wb, const char *key, size_t kle
     buf_put(wb, modes[mode], mode == META_SET ? 0 : 3);
     if (has_cas)
         meta_num(wb, " C", cas);
+    if (MG_UNLIKELY(opts != 0)) {
+        if (opts & META_STORE_INVALIDATE)
+            buf_put(wb, " I", 2);
+        if (opts & META_STORE_RETURN_CAS)
+            buf_put(wb, " c", 2);
+    }
     meta_end(wb);
     buf_put(wb, data.p, data.len);
     meta_end(wb);
 }
 
-/* md: a plain delete. */
-static inline void meta_render_delete(struct buf *wb, const char *key, size_t klen)
+/* md: a plain delete; with has_cas only if the CAS still matches (nobody stored since). */
+static inline void meta_render_delete(struct buf *wb, const char *key, size_t klen, bool has_cas,
+                                      uint64_t cas)
 {
     meta_key(wb, "md ", key, klen);
+    if (has_cas)
+        meta_num(wb, " C", cas);
     meta_end(wb);
 }
 
@@ -115,7 +129,7 @@ void meta_render_invalidate(struct buf *wb, const char *key, size_t klen, uint32
                             bool has_cas, uint64_t cas);
 /* mg asking for the value only (the gateway's own reads) or with its flags too. */
 void meta_render_read(struct buf *wb, const char *key, size_t klen, bool with_flags);
-/* The cold-miss lease: add key with a 1-byte value for lock seconds. */
+/* The cold-miss lease: add key with a 1-byte value for lock seconds, answering its CAS. */
 void meta_render_lease(struct buf *wb, const char *key, size_t klen, uint32_t lock);
 /* A client's meta command forwarded (cmd "mg ", "ms ", ... with its key), its arguments
  * but the q flag (and the k flag when drop_k), and for ms its data. ttl_cap > 0: its T

@@ -181,6 +181,8 @@ static const struct {
       offsetof(struct pool_herd, coalesced) },
     { "marked_stale", "Deletes that marked a value stale instead.",
       offsetof(struct pool_herd, marked_stale) },
+    { "sets_refused", "Regenerations' stores refused or retracted: a newer write came first.",
+      offsetof(struct pool_herd, sets_refused) },
 };
 
 /* Route counters (mintgate_route_*_total{route,kind}). */

@@ -80,6 +80,7 @@ int request_ops(struct request *r, uint32_t n)
         op->rekey = false;
         op->add_k = false;
         op->herd_lease = false;
+        op->guard = OP_GUARD_NONE;
         op->no_wait = false;
         op->ckey = (struct mg_slice){ NULL, 0 };
         op->pool = -1;
@@ -592,6 +593,19 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
     case MG_CMD_REPLACE:
     case MG_CMD_APPEND:
     case MG_CMD_PREPEND:
+        if (MG_UNLIKELY(op->guard != OP_GUARD_NONE) && herd_on_guarded_reply(op, rep)) {
+            /* A regeneration's store refused: a write or delete of the key reached memcached
+             * after the win and before this store, so the value (read from the database
+             * before that write, for all we know) may be stale. The client still hears
+             * STORED: the two writes were concurrent, and the store is ordered just before
+             * the other one, which then overwrote or deleted it. Every reader sees a history
+             * that could have happened, and the stale value never lands; NOT_STORED would
+             * send a client that only filled a cache down an error path. Its hooks see the
+             * set it was told of. */
+            s = op->status = MG_R_HD;
+            put_line(&op->out, "STORED", 6);
+            break;
+        }
         out_status(op, rep, xl_store);
         break;
     case MG_CMD_CAS:

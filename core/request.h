@@ -43,6 +43,10 @@ struct route_step {
     uint32_t child;
 };
 
+/* How a classic store of a key its client won is guarded against a newer write (herd.c):
+ * not at all, conditional on the won item's CAS, or followed by a check of the lease. */
+enum op_guard { OP_GUARD_NONE = 0, OP_GUARD_WIN, OP_GUARD_LEASE };
+
 /* One operation sent to one backend: a key of a request. Owned by its request (in the
  * request's ops array); a backend points to it only while it waits for its reply. */
 struct op {
@@ -64,6 +68,8 @@ struct op {
     bool add_k;           /* mg k on a base64 key: sent without k, the reply gets "k<key> b" */
     uint64_t k_after;     /* add_k: the request's flags after k (mg_meta_letter_bit) */
     bool herd_lease;      /* the op's command on the wire is its cold-miss lease add */
+    uint8_t guard;        /* enum op_guard: how herd guards this store of a win */
+    uint64_t guard_cas;   /* OP_GUARD_WIN: the item's CAS at the win; LEASE: the lease's */
     bool no_wait;         /* its connection wrote the key since: never wait for a value */
     struct mg_slice ckey; /* the client's key (borrows the request's own copy) */
     int pool;             /* pool index it was routed to (hooks), -1 if none */

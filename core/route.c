@@ -151,7 +151,7 @@ static void render_copy(struct buf *wb, const struct mg_text_req *t, const struc
         meta_render_get(wb, ck->key, ck->klen, false, false, 0, false);
         break;
     case MG_CMD_DELETE:
-        meta_render_delete(wb, ck->key, ck->klen);
+        meta_render_delete(wb, ck->key, ck->klen, false, 0);
         break;
     case MG_CMD_INCR:
     case MG_CMD_DECR:
@@ -169,7 +169,7 @@ static void render_copy(struct buf *wb, const struct mg_text_req *t, const struc
         break;
     default:
         meta_render_store(wb, ck->key, ck->klen, t->data, t->flags, t->exptime, modes[t->cmd],
-                          false, 0);
+                          false, 0, 0);
         break;
     }
 }
@@ -731,7 +731,7 @@ void route_warm_fill(struct op *op, const struct mg_meta_reply *rep)
             continue;
         /* add: a value written to cold meanwhile wins */
         meta_render_store(&ck.b->wbuf, ck.key, ck.klen, rep->data, (uint32_t)flags, ttl, META_ADD,
-                          false, 0);
+                          false, 0, 0);
         request_one_send(ir);
         ROUTE_COUNT(w, wu->id, fills);
     }

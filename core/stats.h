@@ -32,7 +32,7 @@ struct stats {
     atomic_uint_fast64_t bytes_read, bytes_written;
     /* herd bookkeeping (herd.c) */
     atomic_uint_fast64_t herd_wins, herd_stale_hits, herd_waits, herd_wait_hits, herd_wait_timeouts,
-        herd_lock_expired, herd_coalesced, herd_marked_stale;
+        herd_lock_expired, herd_coalesced, herd_marked_stale, herd_sets_refused;
     /* client-observed latency by command: from the request's parse to its reply being
      * ready (metrics: mintgate_command_duration_seconds, mintgate_commands_total) */
     struct hist cmd_lat[MG_CMD_UNKNOWN + 1];
@@ -54,7 +54,7 @@ extern const uint32_t stats_lat_bounds_us[LAT_BUCKETS];
 /* Herd counters and reply latencies of one pool in one worker (stats pools). */
 struct pool_herd {
     atomic_uint_fast64_t wins, stale_hits, waits, wait_hits, wait_timeouts, lock_expired, coalesced,
-        marked_stale;
+        marked_stale, sets_refused;
     /* recompute time: a moving average (µs) of win -> the winner's store, written by the
      * owner only (xfetch's delta) */
     atomic_uint_fast64_t regen_us;

@@ -47,8 +47,9 @@ static const struct {
     const char *name;
     size_t off;
 } herd_counters[] = {
-    F(herd_wins),          F(herd_stale_hits),   F(herd_waits),     F(herd_wait_hits),
-    F(herd_wait_timeouts), F(herd_lock_expired), F(herd_coalesced), F(herd_marked_stale),
+    F(herd_wins),      F(herd_stale_hits),    F(herd_waits),
+    F(herd_wait_hits), F(herd_wait_timeouts), F(herd_lock_expired),
+    F(herd_coalesced), F(herd_marked_stale),  F(herd_sets_refused),
 };
 
 #undef F
@@ -249,8 +250,8 @@ static void render_pools(struct worker *self, struct buf *out)
             size_t off;
         } f[] = {
 #define PH(x) { #x, offsetof(struct pool_herd, x) }
-            PH(wins),          PH(stale_hits),   PH(waits),     PH(wait_hits),
-            PH(wait_timeouts), PH(lock_expired), PH(coalesced), PH(marked_stale),
+            PH(wins),         PH(stale_hits), PH(waits),        PH(wait_hits),    PH(wait_timeouts),
+            PH(lock_expired), PH(coalesced),  PH(marked_stale), PH(sets_refused),
 #undef PH
         };
         for (size_t k = 0; k < MG_ARRAY_LEN(f); k++)

@@ -1,6 +1,6 @@
 --- mintgate.stale: staleness policies (herd protection for classic clients).
--- A policy is a table { grace, lock, wait, on_delete, coalesce, beta, delta } or the name of one of
--- the policies below; `normalize` turns either (plus overrides) into the table the C core
+-- A policy is a table { grace, lock, wait, on_delete, coalesce, guard, beta, delta } or the
+-- name of one of the policies below; `normalize` turns either (plus overrides) into the table the C core
 -- compiles. Times: grace and lock in whole seconds (memcached's TTL clock), wait in ms.
 local M = {}
 
@@ -19,15 +19,22 @@ local M = {}
 --   draws, memcached picks one winner fleet-wide (R flag), that client gets a miss and
 --   everyone else keeps the value; a cold miss takes a lease and the rest wait 50 ms.
 -- none: no herd logic at all.
+-- guard (every policy's default): a regeneration's store that comes after a newer write or
+--   delete of its key does not overwrite it (the winner's store is conditional on the
+--   item's CAS; a write revokes the key's cold-miss lease, so the late store is retracted).
 M.policies = {
-  newcache = { grace = 60, lock = 60, wait = 0, on_delete = "delete", coalesce = true },
-  mint = { grace = 30, lock = 30, wait = 0, on_delete = "delete", coalesce = true },
-  publish = { grace = 0, lock = 5, wait = 50, on_delete = "mark_stale", coalesce = true },
-  xfetch = { grace = 0, lock = 5, wait = 50, on_delete = "delete", coalesce = true, beta = 1 },
+  newcache = { grace = 60, lock = 60, wait = 0, on_delete = "delete", coalesce = true,
+               guard = true },
+  mint = { grace = 30, lock = 30, wait = 0, on_delete = "delete", coalesce = true, guard = true },
+  publish = { grace = 0, lock = 5, wait = 50, on_delete = "mark_stale", coalesce = true,
+              guard = true },
+  xfetch = { grace = 0, lock = 5, wait = 50, on_delete = "delete", coalesce = true, beta = 1,
+             guard = true },
   none = false,
 }
 
-local DEFAULTS = { grace = 60, lock = 5, wait = 50, on_delete = "delete", coalesce = true }
+local DEFAULTS = { grace = 60, lock = 5, wait = 50, on_delete = "delete", coalesce = true,
+                   guard = true }
 
 local function whole(v) return type(v) == "number" and v >= 0 and v == math.floor(v) end
 
@@ -89,9 +96,9 @@ function M.normalize(spec, level)
         error("stale: 'delta' must be whole milliseconds from 0 (measured) to 3600000", level)
       end
       out.delta = v
-    elseif k == "coalesce" then
-      if type(v) ~= "boolean" then error("stale: 'coalesce' must be a boolean", level) end
-      out.coalesce = v
+    elseif k == "coalesce" or k == "guard" then
+      if type(v) ~= "boolean" then error("stale: '" .. k .. "' must be a boolean", level) end
+      out[k] = v
     elseif k ~= "policy" and k ~= "base" then
       error("stale: unknown option '" .. tostring(k) .. "'", level)
     end

@@ -84,7 +84,7 @@ describe("xfetch", function()
     local adm = client.connect(aport)
     local explain = adm:stats("route get xf:1")
     adm:close()
-    assert.equal("grace=0 lock=5 wait_ms=50 coalesce xfetch beta=1 delta_ms=500", explain.policy)
+    assert.equal("grace=0 lock=5 wait_ms=50 coalesce guard xfetch beta=1 delta_ms=500", explain.policy)
     assert.equal("STORED", a:set("xf:1", "v1", 0, 3))
     assert.equal(3, client.ttl_on(mcs[1].port, "xf:1") or client.ttl_on(mcs[2].port, "xf:1"),
       "no grace: the TTL is stored as given")

@@ -484,7 +484,7 @@ describe("mintgate config module", function()
   describe("mg.stale", function()
     it("sets the default policy, normalized", function()
       mg.stale { grace = 10, lock = 2, wait = 300 }
-      assert.same({ grace = 10, lock = 2, wait = 300, on_delete = "delete", coalesce = true },
+      assert.same({ grace = 10, lock = 2, wait = 300, on_delete = "delete", coalesce = true, guard = true },
         mg._state.stale)
       mg.stale "none"
       assert.is_false(mg._state.stale)

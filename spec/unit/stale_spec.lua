@@ -23,25 +23,25 @@ describe("mintgate.stale", function()
 
   describe("named policies", function()
     it("newcache: django-newcache's herd timeout, 60 s grace and lock", function()
-      assert.same({ grace = 60, lock = 60, wait = 0, on_delete = "delete", coalesce = true },
+      assert.same({ grace = 60, lock = 60, wait = 0, on_delete = "delete", coalesce = true, guard = true },
         stale.normalize "newcache")
     end)
 
     it("mint: MintCache's stale date 30 s before expiry", function()
-      assert.same({ grace = 30, lock = 30, wait = 0, on_delete = "delete", coalesce = true },
+      assert.same({ grace = 30, lock = 30, wait = 0, on_delete = "delete", coalesce = true, guard = true },
         stale.normalize "mint")
     end)
 
     it("publish: delete marks stale, cold misses wait 50 ms", function()
-      assert.same({ grace = 0, lock = 5, wait = 50, on_delete = "mark_stale", coalesce = true },
+      assert.same({ grace = 0, lock = 5, wait = 50, on_delete = "mark_stale", coalesce = true, guard = true },
         stale.normalize "publish")
     end)
 
     it("xfetch: no grace, early refresh with beta 1 and a measured delta, cold misses wait", function()
-      assert.same({ grace = 0, lock = 5, wait = 50, on_delete = "delete", coalesce = true, beta = 1 },
-        stale.normalize "xfetch")
+      assert.same({ grace = 0, lock = 5, wait = 50, on_delete = "delete", coalesce = true, beta = 1,
+                    guard = true }, stale.normalize "xfetch")
       assert.same({ grace = 0, lock = 5, wait = 50, on_delete = "delete", coalesce = true, beta = 2,
-                    delta = 300 }, stale.normalize { base = "xfetch", beta = 2, delta = 300 })
+                    delta = 300, guard = true }, stale.normalize { base = "xfetch", beta = 2, delta = 300 })
       -- beta on any base: grace plus an early draw
       assert.equal(1.5, stale.normalize({ base = "mint", beta = 1.5 }).beta)
     end)
@@ -85,23 +85,26 @@ describe("mintgate.stale", function()
 
   describe("tables", function()
     it("an empty table gets the defaults", function()
-      assert.same({ grace = 60, lock = 5, wait = 50, on_delete = "delete", coalesce = true },
+      assert.same({ grace = 60, lock = 5, wait = 50, on_delete = "delete", coalesce = true, guard = true },
         stale.normalize {})
     end)
 
     it("options override the defaults", function()
-      assert.same({ grace = 10, lock = 2, wait = 300, on_delete = "mark_stale", coalesce = false },
+      assert.same({ grace = 10, lock = 2, wait = 300, on_delete = "mark_stale", coalesce = false, guard = true },
         stale.normalize { grace = 10, lock = 2, wait = 300, on_delete = "mark_stale", coalesce = false })
-      assert.same({ grace = 0, lock = 5, wait = 0, on_delete = "delete", coalesce = true },
+      assert.same({ grace = 0, lock = 5, wait = 0, on_delete = "delete", coalesce = true, guard = true },
         stale.normalize { grace = 0, wait = 0 })
+      assert.same({ grace = 60, lock = 5, wait = 50, on_delete = "delete", coalesce = true, guard = false },
+        stale.normalize { guard = false })
+      raises(function() stale.normalize { guard = "no" } end, "stale: 'guard' must be a boolean")
     end)
 
     it("a table may start from a named policy and override parts", function()
-      assert.same({ grace = 60, lock = 60, wait = 20, on_delete = "delete", coalesce = true },
+      assert.same({ grace = 60, lock = 60, wait = 20, on_delete = "delete", coalesce = true, guard = true },
         stale.normalize { policy = "newcache", wait = 20 })
-      assert.same({ grace = 30, lock = 30, wait = 0, on_delete = "mark_stale", coalesce = false },
+      assert.same({ grace = 30, lock = 30, wait = 0, on_delete = "mark_stale", coalesce = false, guard = true },
         stale.normalize { policy = "mint", on_delete = "mark_stale", coalesce = false })
-      assert.same({ grace = 7, lock = 5, wait = 50, on_delete = "mark_stale", coalesce = true },
+      assert.same({ grace = 7, lock = 5, wait = 50, on_delete = "mark_stale", coalesce = true, guard = true },
         stale.normalize { policy = "publish", grace = 7 })
     end)
 
