@@ -7,6 +7,7 @@
 
 #include "keys.h"
 #include "mg.h"
+#include "trace.h"
 
 struct ketama;
 
@@ -154,6 +155,7 @@ struct settings {
         uint32_t top, sample, window; /* 0: not given */
         bool expose_keys, disabled, given;
     } hot;
+    struct trace_opts trace; /* mg.trace (trace.given: it was called) */
     struct pool_opts opts; /* defaults for pools, from flags */
     bool opts_set[4];      /* which of opts came from flags (they override the script) */
 };
