@@ -155,7 +155,8 @@ struct settings {
         uint32_t top, sample, window; /* 0: not given */
         bool expose_keys, disabled, given;
     } hot;
-    struct trace_opts trace; /* mg.trace (trace.given: it was called) */
+    /* mg.trace (trace.given: it was called) */
+    struct trace_opts trace;
     struct pool_opts opts; /* defaults for pools, from flags */
     bool opts_set[4];      /* which of opts came from flags (they override the script) */
 };

@@ -391,8 +391,8 @@ static void take_trace(lua_State *L, struct settings *s)
         lua_getfield(L, -3, "hash_keys");
         s->trace.hash_keys = lua_toboolean(L, -1);
         lua_getfield(L, -4, "max_size");
-        s->trace.max_size = lua_isnumber(L, -1) ? (uint64_t)lua_tonumber(L, -1)
-                                                : TRACE_MAX_SIZE_DEFAULT;
+        s->trace.max_size =
+            lua_isnumber(L, -1) ? (uint64_t)lua_tonumber(L, -1) : TRACE_MAX_SIZE_DEFAULT;
         lua_pop(L, 4);
         s->trace.given = true;
     }

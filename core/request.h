@@ -76,7 +76,8 @@ struct op {
     struct shadow_read *shadow; /* a shadowed read: its outcome goes there (dispatch.c) */
     struct repl_write *repl;    /* a replicated write waiting for its replicas (dispatch.c) */
     struct resolution res;      /* the plug-in's resolution, valid below req->res_until */
-    uint32_t tkey_off, tkey_len; /* traced: its key in the request's tkeys (len 0: not traced) */
+    /* traced requests: its key as traced in the request's tkeys (len 0: not traced) */
+    uint32_t tkey_off, tkey_len;
 };
 
 /* The pieces of one get line taken MG_GET_CHUNK_KEYS keys at a time: the last piece's
