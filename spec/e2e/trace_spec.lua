@@ -276,4 +276,30 @@ describe("request trace", function()
     assert.equal(tostring(#text), s.trace_bytes)
     reload(nil)
   end)
+
+  it("a base64 meta key is traced as given; noreply writes are traced too", function()
+    local path = dir .. "/b64.trace"
+    assert.equal("OK", admin("trace start " .. path))
+    local c = E:client(gw.port)
+    assert.equal("HD", c:cmd("ms dHJhY2U= 2 b T9\r\nhi")) -- "trace"
+    c:send("set nr:1 0 7 3 noreply\r\nabc\r\n")
+    assert.equal("hi", c:value("trace")) -- the same item under its plain key
+    assert.equal("OK", admin("trace stop"))
+    local _, recs = read_trace(path)
+    assert.same({ "set 2 9 stored" }, of_key(recs, "dHJhY2U="))
+    assert.same({ "set 3 7 stored" }, of_key(recs, "nr:1"))
+    assert.same({ "get 2 0 hit" }, of_key(recs, "trace"))
+  end)
+
+  -- last: it stops the gateway
+  it("a gateway stopping (SIGTERM) writes every line taken before it exits", function()
+    local path = dir .. "/exit.trace"
+    assert.equal("OK", admin("trace start " .. path))
+    local c = E:client(gw.port)
+    for i = 1, 100 do assert.equal("STORED", c:set("x:" .. i, "v")) end
+    c:close()
+    assert.equal(0, E:stop(gw))
+    local _, recs = read_trace(path)
+    assert.equal(100, #recs)
+  end)
 end)
