@@ -827,9 +827,9 @@ static void trace_begin(struct request *r, const struct mg_text_req *t, uint32_t
     for (uint32_t i = 0; i < r->nops; i++) {
         struct op *op = &r->ops[i];
         struct mg_slice k = t->key;
-        op->tkey_len = 0;
+        op->tkey_len = 0; /* every op's, before any is read */
         if (is_retrieval(t->cmd) && !mg_text_next_token(t->keys, &pos, &k))
-            break;
+            continue;
         size_t kl = trace_sampled(k.p, k.len) ? trace_key(key, k.p, k.len) : 0;
         if (kl == 0 || buf_append(&r->tkeys, key, kl) != MG_OK)
             continue;

@@ -11,9 +11,10 @@
  * map to them (mg get, ms set/add/append/prepend/replace by its M flag and cas with C, md
  * delete, ma incr/decr by its M flag); me and keyless commands are not traced. key: as the
  * client gave it (a meta b-flag key in its base64 form), or with hash_keys '#' and 16 hex
- * digits of trace_hash. value_size: the bytes of the value stored, or returned by a hit (0
- * when none). ttl: the exptime the client gave (classic, or meta's T flag; 0 when none).
- * outcome: hit miss stored not_stored exists not_found deleted touched error.
+ * digits of its hash (trace_key). value_size: the bytes of the value stored, or returned
+ * by a hit (0 when none). ttl: the exptime the client gave (classic, or meta's T flag; 0
+ * when none). outcome: hit miss stored not_stored exists not_found deleted touched error
+ * (an incr/decr answering a number is a hit, a failed backend an error).
  *
  * Sampling is by key: a key is traced when its hash is below sample * 2^64, so every
  * operation on a traced key is in the trace and a key never traced has none there.
@@ -88,6 +89,17 @@ int trace_init(int nworkers)
     return MG_OK;
 }
 
+/* murmur3's fmix64 */
+static uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
 uint64_t trace_hash(const char *key, size_t len)
 {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -95,13 +107,7 @@ uint64_t trace_hash(const char *key, size_t len)
         h ^= (unsigned char)key[i];
         h *= 0x100000001b3ull;
     }
-    /* FNV-1a's high bits barely depend on a short key's last bytes: mix them in */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
+    return mix64(h); /* FNV-1a's high bits barely depend on a short key's last bytes */
 }
 
 bool trace_sampled(const char *key, size_t len)
@@ -115,7 +121,8 @@ size_t trace_key(char *dst, const char *key, size_t len)
 {
     if (atomic_load_explicit(&hashed, memory_order_relaxed)) {
         static const char hex[] = "0123456789abcdef";
-        uint64_t h = trace_hash(key, len);
+        /* mixed once more: the sampled keys' hashes are all below the threshold */
+        uint64_t h = mix64(trace_hash(key, len) ^ 0x9e3779b97f4a7c15ull);
         dst[0] = '#';
         for (int i = 0; i < 16; i++)
             dst[1 + i] = hex[(h >> (60 - 4 * i)) & 15];

@@ -53,7 +53,9 @@ struct trace_opts trace_config_opts(void);
 /* Is the key (as the client gave it) traced under the current sample rate? */
 bool trace_sampled(const char *key, size_t len);
 /* The key as the trace writes it into dst (TRACE_KEY_MAX + 1 bytes at least): the key, or
- * with hash_keys its hash. Returns the bytes written, 0 when the key is too long. */
+ * with hash_keys '#' and 16 hex digits of trace_hash mixed once more (a traced key's
+ * trace_hash is below the sampling threshold: its top digits would be alike). Returns the
+ * bytes written, 0 when the key is too long. */
 size_t trace_key(char *dst, const char *key, size_t len);
 /* 64-bit FNV-1a of the bytes, finished with murmur3's fmix64 (sampling and hash_keys). */
 uint64_t trace_hash(const char *key, size_t len);
