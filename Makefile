@@ -76,7 +76,7 @@ build/asan/test_%: core/test/test_%.c $(ASAN_OBJS) core/test/ctest.h
 
 # The engine without Lua: proto, net and engine objects only, no LuaJIT on the link line
 # (core/test/test_engine.c stands in for the few worker functions they call back).
-ENGINE_OBJS := $(patsubst %,build/%.o,buf log proto_text proto_meta meta_render keys ketama config health slowlog hotkeys \
+ENGINE_OBJS := $(patsubst %,build/%.o,buf log proto_text proto_meta meta_render keys ketama config health slowlog hotkeys trace \
                 switch conn backend request dispatch route herd stats)
 build/test_engine: core/test/test_engine.c $(ENGINE_OBJS) core/test/ctest.h
 	$(CC) -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread -Icore -o $@ $< $(ENGINE_OBJS) \
@@ -169,7 +169,7 @@ reference:
 TSAN_SPECS := spec/e2e/threads_spec.lua spec/e2e/lua_reload_spec.lua spec/e2e/lua_ab_switch_spec.lua \
               spec/e2e/reload_race_spec.lua spec/e2e/admin_strict_spec.lua \
               spec/e2e/eject_remap_spec.lua spec/e2e/replicate_spec.lua spec/e2e/metrics_spec.lua \
-              spec/e2e/compose_spec.lua
+              spec/e2e/compose_spec.lua spec/e2e/trace_spec.lua
 tsan: mintgate-tsan
 
 tsan-test: mintgate-tsan bench/mgload

@@ -18,6 +18,7 @@
 #include "request.h"
 #include "slowlog.h"
 #include "switch.h"
+#include "trace.h"
 #include "worker.h"
 
 #define ADMIN_MAX_WORDS 4
@@ -304,6 +305,42 @@ static void admin_requestlog(struct conn *c, const struct mg_slice *words, int n
     request_reply_line(c, "OK");
 }
 
+/* trace start PATH [SAMPLE] | trace stop. hash_keys and max_size are the config's mg.trace
+ * ones (or the defaults). Stopping waits for the writer's last write. */
+static void admin_trace(struct conn *c, const struct mg_slice *words, int n)
+{
+    static const char usage[] = "CLIENT_ERROR usage: trace start PATH [SAMPLE] | trace stop";
+    if (n == 2 && word_is(words[1], "stop")) {
+        trace_stop();
+        request_reply_line(c, "OK");
+        return;
+    }
+    struct trace_opts o = trace_config_opts();
+    if (n < 3 || !word_is(words[1], "start") || words[2].len >= sizeof(o.path)) {
+        request_reply_line(c, usage);
+        return;
+    }
+    memcpy(o.path, words[2].p, words[2].len);
+    o.path[words[2].len] = '\0';
+    o.sample = 1.0;
+    if (n == 4) {
+        char num[32], *end;
+        snprintf(num, sizeof(num), "%.*s", (int)words[3].len, words[3].p);
+        o.sample = strtod(num, &end);
+        if (words[3].len >= sizeof(num) || *end != '\0' || !(o.sample >= 0 && o.sample <= 1)) {
+            request_reply_line(c, "CLIENT_ERROR trace: SAMPLE is a number from 0 to 1");
+            return;
+        }
+    }
+    char err[TRACE_PATH_MAX + 128], line[TRACE_PATH_MAX + 160];
+    if (trace_start(&o, err, sizeof(err)) != MG_OK) {
+        snprintf(line, sizeof(line), "SERVER_ERROR %s", err);
+        request_reply_line(c, line);
+        return;
+    }
+    request_reply_line(c, "OK");
+}
+
 /* route COMMAND KEY: what a command for KEY would do */
 static void admin_route(struct conn *c, const struct mg_slice *words, int n)
 {
@@ -363,6 +400,7 @@ static const struct admin_cmd {
     { "requestlog", 2, 2, "CLIENT_ERROR usage: requestlog N (every Nth request; 0: off)",
       admin_requestlog },
     { "route", 3, 3, "CLIENT_ERROR usage: route COMMAND KEY", admin_route },
+    { "trace", 2, 4, "CLIENT_ERROR usage: trace start PATH [SAMPLE] | trace stop", admin_trace },
 };
 
 static const struct admin_cmd *admin_lookup(struct mg_slice word)

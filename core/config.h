@@ -7,6 +7,7 @@
 
 #include "keys.h"
 #include "mg.h"
+#include "trace.h"
 
 struct ketama;
 
@@ -159,6 +160,8 @@ struct settings {
         uint32_t top, sample, window; /* 0: not given */
         bool expose_keys, disabled, given;
     } hot;
+    /* mg.trace (trace.given: it was called) */
+    struct trace_opts trace;
     struct pool_opts opts; /* defaults for pools, from flags */
     bool opts_set[4];      /* which of opts came from flags (they override the script) */
 };

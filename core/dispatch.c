@@ -14,6 +14,7 @@
 #include "route.h"
 #include "stats.h"
 #include "switch.h"
+#include "trace.h"
 #include "worker.h"
 
 /* Where one key goes: backend, staleness policy and backend key. */
@@ -438,6 +439,7 @@ static void key_failed(struct request *r, const struct mg_text_req *t, struct op
 {
     if (is_retrieval(t->cmd)) { /* no partial VALUE line for it */
         op->out.off = op->out.len = 0;
+        op->fail = OP_FAIL_ERROR; /* for the trace: not a miss */
         r->nfailed++;
         if (r->err == NULL)
             r->err = "SERVER_ERROR lua error (see the gateway log)";
@@ -830,6 +832,49 @@ static bool request_keep(struct request *r, const struct mg_text_req *t, const c
     return true;
 }
 
+/* The trace (session s) samples r's keys: the traced ones are copied (the client's bytes
+ * are gone by the time r completes) with what their lines will say. */
+static void trace_begin(struct request *r, const struct mg_text_req *t, uint32_t s)
+{
+    const char *name = trace_op_name(t->cmd, t->args);
+    if (name == NULL)
+        return;
+    char key[TRACE_KEY_MAX + 1];
+    uint32_t pos = 0;
+    bool any = false;
+    r->tkeys.off = r->tkeys.len = 0;
+    for (uint32_t i = 0; i < r->nops; i++) {
+        struct op *op = &r->ops[i];
+        struct mg_slice k = t->key;
+        op->tkey_len = 0; /* every op's, before any is read */
+        if (is_retrieval(t->cmd) && !mg_text_next_token(t->keys, &pos, &k))
+            continue;
+        size_t kl = trace_sampled(k.p, k.len) ? trace_key(key, k.p, k.len) : 0;
+        if (kl == 0 || buf_append(&r->tkeys, key, kl) != MG_OK)
+            continue;
+        op->tkey_off = (uint32_t)(r->tkeys.len - kl);
+        op->tkey_len = (uint32_t)kl;
+        any = true;
+    }
+    if (!any)
+        return;
+    r->tr_session = s;
+    r->tr_op = name;
+    r->tr_when = ev_now(r->w->loop);
+    r->tr_ttl = 0;
+    r->tr_vsize = TRACE_VSIZE_REPLY;
+    if (t->cmd >= MG_CMD_SET && t->cmd <= MG_CMD_CAS) {
+        r->tr_vsize = t->vlen;
+        r->tr_ttl = t->exptime;
+    } else if (t->cmd == MG_CMD_TOUCH || t->cmd == MG_CMD_GAT || t->cmd == MG_CMD_GATS) {
+        r->tr_ttl = t->exptime;
+    } else if (t->cmd >= MG_CMD_MG) {
+        r->tr_ttl = trace_meta_ttl(t->args);
+        if (t->cmd == MG_CMD_MS)
+            r->tr_vsize = t->vlen;
+    }
+}
+
 static void dispatch_keyed(struct conn *c, const struct mg_text_req *t, const char *raw,
                            size_t rawlen)
 {
@@ -845,6 +890,9 @@ static void dispatch_keyed(struct conn *c, const struct mg_text_req *t, const ch
         r->key_head_len = t->key.len < sizeof(r->key_head) ? t->key.len : sizeof(r->key_head);
         memcpy(r->key_head, t->key.p, r->key_head_len);
     }
+    uint32_t ts = (uint32_t)atomic_load_explicit(&trace_session, memory_order_relaxed);
+    if (MG_UNLIKELY(ts != 0))
+        trace_begin(r, t, ts);
     if (c->line && is_retrieval(t->cmd))
         get_line_add(c->line, r, t->partial);
     count_command(w, t);
@@ -980,6 +1028,8 @@ void request_dispatch(struct conn *c, const struct mg_text_req *t, const char *r
             a = (struct mg_slice){ a.p + 1, a.len - 1 };
         if (a.len >= 7 && memcmp(a.p, "slowlog", 7) == 0 && !c->trusted)
             put_line(&r->out, "CLIENT_ERROR stats slowlog is answered on the admin port only", 61);
+        else if (a.len >= 5 && memcmp(a.p, "trace", 5) == 0 && !c->trusted) /* its path */
+            put_line(&r->out, "CLIENT_ERROR stats trace is answered on the admin port only", 59);
         else if (conn_server && conn_server->stats)
             conn_server->stats(c->w, t->args, &r->out);
         else

@@ -384,7 +384,28 @@ static void take_admin(lua_State *L, struct settings *s)
     lua_pop(L, 1);
 }
 
-/* mg.metrics, mg.slowlog, mg.hotkeys (the command line's flags win). */
+/* mg.trace (validated by the module): its options over the defaults. */
+static void take_trace(lua_State *L, struct settings *s)
+{
+    memset(&s->trace, 0, sizeof(s->trace));
+    lua_getfield(L, -1, "trace");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "path");
+        snprintf(s->trace.path, sizeof(s->trace.path), "%s", lua_tostring(L, -1));
+        lua_getfield(L, -2, "sample");
+        s->trace.sample = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 1.0;
+        lua_getfield(L, -3, "hash_keys");
+        s->trace.hash_keys = lua_toboolean(L, -1);
+        lua_getfield(L, -4, "max_size");
+        s->trace.max_size =
+            lua_isnumber(L, -1) ? (uint64_t)lua_tonumber(L, -1) : TRACE_MAX_SIZE_DEFAULT;
+        lua_pop(L, 4);
+        s->trace.given = true;
+    }
+    lua_pop(L, 1);
+}
+
+/* mg.metrics, mg.slowlog, mg.hotkeys, mg.trace (the command line's flags win). */
 static void take_observe(lua_State *L, struct settings *s)
 {
     lua_getfield(L, -1, "metrics");
@@ -431,6 +452,7 @@ static void take_observe(lua_State *L, struct settings *s)
         s->hot.given = true;
     }
     lua_pop(L, 1);
+    take_trace(L, s);
 }
 
 static void take_listen(lua_State *L, struct settings *s)

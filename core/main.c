@@ -26,6 +26,7 @@
 #include "slowlog.h"
 #include "stats.h"
 #include "stats_render.h"
+#include "trace.h"
 #include "worker.h"
 
 static void usage(FILE *f)
@@ -497,8 +498,14 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     process_started = time(NULL);
+    if (trace_init(settings.threads) != MG_OK) {
+        fprintf(stderr, "mintgate: out of memory\n");
+        config_unref(cfg);
+        return 1;
+    }
     if (observe_apply(&settings, err, sizeof(err)) != MG_OK) {
         fprintf(stderr, "mintgate: %s\n", err);
+        trace_free();
         config_unref(cfg);
         return 1;
     }
@@ -600,6 +607,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < settings.nmetrics; i++)
         free(settings.metrics[i]);
     slowlog_free();
+    trace_free();
     free(settings.admin_secret_file);
     admin_secret_free();
     health_free_all();

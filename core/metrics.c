@@ -18,6 +18,7 @@
 #include "slowlog.h"
 #include "stats.h"
 #include "switch.h"
+#include "trace.h"
 #include "worker.h"
 
 atomic_uint_fast64_t metrics_reloads_ok, metrics_reloads_failed;
@@ -497,5 +498,5 @@ int observe_apply(const struct settings *s, char *err, size_t errlen)
         snprintf(err, errlen, "slow log: out of memory");
         return MG_ERR;
     }
-    return MG_OK;
+    return trace_apply(&s->trace, err, errlen);
 }

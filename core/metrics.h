@@ -27,7 +27,8 @@ uint32_t metrics_hotkeys(struct hotkey_entry *out, uint32_t max, double *rate_sc
 /* A key as printable ASCII (the rest, space and backslash as \xNN) into dst. */
 void hotkey_escape(char *dst, size_t dlen, const char *s, size_t n);
 
-/* The slow log's and the hot-key detector's settings from s (at start and each reload).
+/* The slow log's, the hot-key detector's and the trace's settings from s (at start and each
+ * reload: a changed mg.trace starts the trace anew or stops it).
  * Returns MG_OK or MG_ERR with err filled. */
 int observe_apply(const struct settings *s, char *err, size_t errlen);
 

@@ -14,6 +14,7 @@
 #include "plugin.h"
 #include "slowlog.h"
 #include "stats.h"
+#include "trace.h"
 #include "worker.h"
 
 /* Requests kept for reuse per worker, and the buffer size each keeps: bounded so that a
@@ -48,6 +49,7 @@ struct request *request_get(struct worker *w)
     r->rkeys.off = r->rkeys.len = 0; /* the resolutions' keys: kept for a route's resends */
     r->on_done = NULL;
     r->explain_to = NULL;
+    r->tr_session = 0;
     r->nops = r->pending = r->nfailed = 0;
     r->outlen = 0;
     r->err = NULL;
@@ -139,6 +141,7 @@ void request_release(struct request *r)
     buf_reset(&r->out, REQ_BUF_KEEP);
     buf_reset(&r->raw, REQ_BUF_KEEP);
     buf_reset(&r->rkeys, REQ_BUF_KEEP);
+    buf_reset(&r->tkeys, REQ_BUF_KEEP);
 #ifndef MG_SANITIZE
     if (w->nfree_reqs < REQ_CACHE_MAX && r->ops_cap <= 64) {
         r->next = w->free_reqs;
@@ -157,6 +160,7 @@ void request_release(struct request *r)
     buf_free(&r->out);
     buf_free(&r->raw);
     buf_free(&r->rkeys);
+    buf_free(&r->tkeys);
     free(r);
 }
 
@@ -174,6 +178,7 @@ void request_cache_drain(void *worker)
         buf_free(&r->out);
         buf_free(&r->raw);
         buf_free(&r->rkeys);
+        buf_free(&r->tkeys);
         free(r);
     }
     w->nfree_reqs = 0;
@@ -229,6 +234,50 @@ static void request_note(struct worker *w, struct request *r, uint64_t us)
     }
 }
 
+/* What op's client was told, as a backend status for trace_outcome (MG_R_NONE: failed).
+ * A classic read's reply is the one to go by: a herd follower's status stays unset, and a
+ * stale value herd turned into a miss was not returned. */
+static enum mg_rstatus trace_status(const struct request *r, const struct op *op)
+{
+    if (op->fail != OP_FAIL_NONE)
+        return MG_R_NONE;
+    if (is_retrieval(r->cmd)) { /* the VALUE line begun at dispatch stays for a hit only */
+        if (buf_unread(&op->out))
+            return MG_R_VA;
+        return op->status == MG_R_VA || op->status == MG_R_EN || op->status == MG_R_NONE
+                   ? MG_R_EN
+                   : MG_R_NONE;
+    }
+    return op->status;
+}
+
+/* A traced request's lines (one per traced key) to its worker's trace buffer. */
+static void request_trace(struct request *r)
+{
+    struct buf *b = &r->tkeys;
+    size_t from = b->len;
+    uint32_t lines = 0;
+    for (uint32_t i = 0; i < r->nops; i++) {
+        const struct op *op = &r->ops[i];
+        if (op->tkey_len == 0)
+            continue;
+        enum mg_rstatus s = trace_status(r, op);
+        struct trace_rec rec = { .when = r->tr_when,
+                                 .op = r->tr_op,
+                                 .outcome = trace_outcome(r->cmd, s),
+                                 .klen = op->tkey_len,
+                                 .ttl = r->tr_ttl };
+        rec.vsize = r->tr_vsize != TRACE_VSIZE_REPLY ? r->tr_vsize : s == MG_R_VA ? op->vlen : 0;
+        if (buf_reserve(b, op->tkey_len + TRACE_LINE_EXTRA) != MG_OK)
+            break;
+        rec.key = b->data + op->tkey_off; /* after the reserve: it may have moved */
+        if (trace_line(b, &rec) == MG_OK)
+            lines++;
+    }
+    trace_put(r->w->id, r->tr_session, b->data + from, b->len - from, lines);
+    r->tr_session = 0;
+}
+
 /* Every op of r answered: settle the reply and hand it to the connection. */
 void request_complete(struct request *r)
 {
@@ -248,6 +297,8 @@ void request_complete(struct request *r)
         if (MG_UNLIKELY(us >= atomic_load_explicit(&slowlog_gate_us, memory_order_relaxed)))
             request_note(w, r, us);
     }
+    if (MG_UNLIKELY(r->tr_session != 0))
+        request_trace(r);
     uint32_t nops = r->nops, nfailed = r->nfailed;
     const char *err = r->err;
     struct get_line *l = r->line;
@@ -468,6 +519,7 @@ static void herd_answer(struct op *op, const struct mg_meta_reply *rep, enum her
         return; /* herd answers it later */
     case HERD_HIT:
         STAT_INC(st->get_hits);
+        op->vlen = rep->data.len; /* a follower's too (the trace) */
         out_value(op, rep, op->req->cmd == MG_CMD_GETS);
         break;
     case HERD_MISS:
@@ -563,6 +615,7 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
             route_warm_fill(op, rep);
     }
     op->status = s;
+    op->vlen = s == MG_R_VA ? rep->data.len : 0;
     if (op->pol && is_retrieval(r->cmd)) { /* a classic get under a staleness policy */
         struct op *f = herd_unlead(r->w, op);
         herd_answer(op, rep, herd_on_get_reply(op, rep));

@@ -82,6 +82,8 @@ struct op {
     struct shadow_read *shadow; /* a shadowed read: its outcome goes there (dispatch.c) */
     struct repl_write *repl;    /* a replicated write waiting for its replicas (dispatch.c) */
     struct resolution res;      /* the plug-in's resolution, valid below req->res_until */
+    /* traced requests: its key as traced in the request's tkeys (len 0: not traced) */
+    uint32_t tkey_off, tkey_len;
 };
 
 /* The pieces of one get line taken MG_GET_CHUNK_KEYS keys at a time: the last piece's
@@ -138,7 +140,16 @@ struct request {
     void (*on_done)(struct request *r);
     void *udata;
     struct request *explain_to; /* admin `route`: the reply that explains this request */
+    /* The trace (trace.h): the session it was sampled under (0: not traced; the ops'
+     * tkey_* are valid only then), what its lines say, and the traced keys as written. */
+    uint32_t tr_session;
+    const char *tr_op;
+    double tr_when;
+    int64_t tr_ttl;
+    uint64_t tr_vsize; /* the value stored, or TRACE_VSIZE_REPLY: the reply's */
+    struct buf tkeys;
 };
+#define TRACE_VSIZE_REPLY UINT64_MAX
 
 /* Parse-side entry (dispatch.c): act on one parsed request from client c. t's slices
  * borrow raw[0..rawlen), c's read buffer; whatever is needed later is copied first. */

@@ -19,6 +19,7 @@
 #include "slowlog.h"
 #include "stats.h"
 #include "switch.h"
+#include "trace.h"
 #include "worker.h"
 
 /* A counter's name and its offset in struct stats, for summing over workers. */
@@ -364,6 +365,11 @@ void stats_render(struct worker *w, struct mg_slice args, struct buf *out)
         args.len--;
     if (args.len == 7 && memcmp(args.p, "slowlog", 7) == 0) { /* its own lock and END */
         slowlog_render(out);
+        return;
+    }
+    if (args.len == 5 && memcmp(args.p, "trace", 5) == 0) { /* its own lock */
+        trace_render(out);
+        buf_append_str(out, "END\r\n");
         return;
     }
     /* other workers may be swapping their config (reload): hold them off while reading */

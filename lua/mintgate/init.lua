@@ -39,6 +39,7 @@ local state = {
   metrics = {},  -- Prometheus endpoint addresses (mg.metrics)
   slowlog = nil, -- { threshold_ms = n or false, size = n } (mg.slowlog)
   hotkeys = nil, -- { top, sample, window, expose_keys, enabled } (mg.hotkeys)
+  trace = nil,   -- { path, sample, hash_keys, max_size (bytes) } (mg.trace)
   admin_on_data_port = false,
   admin_public = false,     -- admin listeners may be on non-loopback addresses
   admin_secret_file = nil,  -- path of the file holding the admin secret
@@ -181,6 +182,58 @@ function M.hotkeys(t)
   end
   state.hotkeys = { top = t.top, sample = t.sample, window = t.window,
     expose_keys = t.expose_keys, enabled = t.enabled }
+end
+
+-- "64m", "1g", "512k", or a number of bytes: the bytes, or nil when it is none of them.
+local function parse_size(v)
+  if type(v) == "number" then
+    return v >= 1 and v % 1 == 0 and v or nil
+  end
+  if type(v) ~= "string" then return nil end
+  local n, unit = v:lower():match("^(%d+)([kmg]?)b?$")
+  if not n then return nil end
+  local size = tonumber(n) * ({ [""] = 1, k = 1024, m = 1024 ^ 2, g = 1024 ^ 3 })[unit]
+  return size >= 1 and size or nil
+end
+
+--- The request trace: one line per key operation of the clients' requests to the file at
+-- `path` (written by a thread of its own from bounded per-worker buffers; see README
+-- "Traces" for the format). `sample` (0 to 1, default 1) is the share of keys traced,
+-- chosen by a hash of the key: every operation on a traced key is in the trace.
+-- `hash_keys = true` writes '#' and 16 hex digits of each key's hash instead of the key (the
+-- same key, the same hash). At `max_size` bytes ("64m" by default; a number of bytes or
+-- "512k", "64m", "1g") the trace stops itself. The admin port starts and stops traces at
+-- run time (`trace start PATH [SAMPLE]`, `trace stop`); `stats trace` there shows it. A
+-- reload that changes mg.trace starts the trace anew; one that drops it stops it.
+-- @tparam table t `path`, `sample`, `hash_keys`, `max_size`
+function M.trace(t)
+  if type(t) ~= "table" then error("mg.trace: expected a table", 2) end
+  local out = { sample = 1, hash_keys = false, max_size = 64 * 1024 * 1024 }
+  for k, v in pairs(t) do
+    if k == "path" then
+      if type(v) ~= "string" or v == "" or #v >= 512 or v:find("%c") then
+        error("mg.trace: 'path' must be a file path shorter than 512 bytes", 2)
+      end
+      out.path = v
+    elseif k == "sample" then
+      if type(v) ~= "number" or not (v >= 0 and v <= 1) then
+        error("mg.trace: 'sample' must be a number from 0 to 1", 2)
+      end
+      out.sample = v
+    elseif k == "hash_keys" then
+      if type(v) ~= "boolean" then error("mg.trace: 'hash_keys' must be a boolean", 2) end
+      out.hash_keys = v
+    elseif k == "max_size" then
+      out.max_size = parse_size(v)
+      if not out.max_size then
+        error("mg.trace: 'max_size' must be a number of bytes or a size like \"64m\"", 2)
+      end
+    else
+      error("mg.trace: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  if not out.path then error("mg.trace: 'path' is required", 2) end
+  state.trace = out
 end
 
 --- Declare a pool of memcached servers.

@@ -210,6 +210,43 @@ describe("mintgate config module", function()
     end)
   end)
 
+  describe("mg.trace", function()
+    it("takes its options over the defaults", function()
+      mg.trace { path = "/tmp/x.trace" }
+      assert.same({ path = "/tmp/x.trace", sample = 1, hash_keys = false,
+        max_size = 64 * 1024 * 1024 }, mg._state.trace)
+      mg.trace { path = "/tmp/x.trace", sample = 0.01, hash_keys = true, max_size = "64m" }
+      assert.same({ path = "/tmp/x.trace", sample = 0.01, hash_keys = true,
+        max_size = 64 * 1024 * 1024 }, mg._state.trace)
+      mg.trace { path = "/tmp/y", sample = 0, max_size = 4096 }
+      assert.same({ path = "/tmp/y", sample = 0, hash_keys = false, max_size = 4096 },
+        mg._state.trace)
+      for size, bytes in pairs { ["512k"] = 512 * 1024, ["1g"] = 1024 ^ 3, ["10"] = 10,
+        ["2MB"] = 2 * 1024 * 1024 } do
+        mg.trace { path = "/tmp/y", max_size = size }
+        assert.equal(bytes, mg._state.trace.max_size)
+      end
+    end)
+
+    it("refuses what it cannot take", function()
+      raises(function() mg.trace() end, "mg.trace: expected a table")
+      raises(function() mg.trace { sample = 0.5 } end, "mg.trace: 'path' is required")
+      raises(function() mg.trace { path = "" } end, "'path' must be a file path")
+      raises(function() mg.trace { path = "/tmp/a\nb" } end, "'path' must be a file path")
+      raises(function() mg.trace { path = "/tmp/x", sample = 1.5 } end,
+        "'sample' must be a number from 0 to 1")
+      raises(function() mg.trace { path = "/tmp/x", sample = 0 / 0 } end,
+        "'sample' must be a number from 0 to 1")
+      raises(function() mg.trace { path = "/tmp/x", hash_keys = 1 } end,
+        "'hash_keys' must be a boolean")
+      for _, bad in ipairs { "64x", "m", 0, 1.5, -1, true } do
+        raises(function() mg.trace { path = "/tmp/x", max_size = bad } end,
+          "'max_size' must be a number of bytes")
+      end
+      raises(function() mg.trace { path = "/tmp/x", file = "y" } end, "unknown option 'file'")
+    end)
+  end)
+
   describe("mg.listen", function()
     it("takes a list or one string; repeated calls add", function()
       mg.listen { "127.0.0.1:11211", "[::1]:11211" }
