@@ -38,7 +38,16 @@ DEB_PKGS += $(BENCH_DEB_PKGS)
 .PHONY: all deps run test ctest spec capable asan asan-test valgrind bench bench-quick bench-herd lint clean install \
         fuzz fuzz-merge fuzz-wire fuzz-wire-smoke tsan tsan-test reference rock-test layers
 
-all: mintgate
+all: mintgate build/tools.ok
+
+# The Lua tools (./mintgate-lab, ./mintgate-top) and their modules: compiled by LuaJIT
+# (a syntax error stops the build) and the launchers made executable.
+TOOL_LUA := tools/mintgate-lab.lua tools/mintgate-top.lua lua/mintgate/lab.lua \
+            lua/mintgate/lab_workload.lua lua/mintgate/top.lua
+build/tools.ok: mintgate-lab mintgate-top $(TOOL_LUA) | build
+	@for f in $(TOOL_LUA) mintgate-lab mintgate-top; do luajit -bl "$$f" >/dev/null || exit 1; done
+	@chmod +x mintgate-lab mintgate-top
+	@touch $@
 
 # -MMD: each object's header dependencies, read back below.
 build/%.o: core/%.c | build
