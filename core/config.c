@@ -432,6 +432,10 @@ static void config_free(struct config *c)
         free(c->pools[i].servers);
         free(c->pools[i].children);
         free(c->pools[i].slot_of);
+        for (uint32_t j = 0; j < c->pools[i].nnear_prefixes; j++)
+            free(c->pools[i].near_prefixes[j]);
+        free(c->pools[i].near_prefixes);
+        free(c->pools[i].near_prefix_len);
         if (c->pools[i].ring)
             ketama_free(c->pools[i].ring);
     }

@@ -95,6 +95,13 @@ struct pool {
     struct key_style own_keys;
     bool has_keys;
     const struct key_style *keys; /* own, else the config default, else NULL (as is) */
+    /* the near cache (near.h): its keys may be answered from the gateway's memory (hot ones
+     * when mg.near's hot is on, and those with near_prefixes always), for near_ttl s */
+    bool near;
+    double near_ttl;
+    char **near_prefixes;
+    uint32_t *near_prefix_len;
+    uint32_t nnear_prefixes;
 };
 
 struct route_entry {
@@ -128,6 +135,13 @@ struct config {
     bool long_keys;             /* some style hashes long keys: accept client keys over 250 bytes */
     struct named_policy *named; /* by index, as the script's mg.policy declared them */
     uint32_t nnamed;
+    /* mg.near (near.h); on: some pool has the near cache */
+    struct near_conf {
+        bool on, given, hot;
+        double ttl, hot_rps;
+        uint64_t size;
+        uint32_t max_value, hot_top;
+    } near;
 };
 
 /* Process-wide settings from the command line and the script's mg.listen. */

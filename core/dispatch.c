@@ -9,6 +9,7 @@
 #include "herd.h"
 #include "log.h"
 #include "meta_render.h"
+#include "near.h"
 #include "plugin.h"
 #include "request.h"
 #include "route.h"
@@ -200,16 +201,17 @@ static MG_ALWAYS_INLINE void send_retrieval(struct request *r, struct op *op,
         op->be = b;
         if (tg->pol->coalesce && herd_follow(w, op))
             return; /* answered with the identical get already on the wire */
-        meta_render_herd_get(wb, tg->bkey, tg->bklen, herd_recache(w, op->pool, tg->pol));
+        meta_render_herd_get(wb, tg->bkey, tg->bklen, herd_recache(w, op->pool, tg->pol),
+                             op->near_fill);
         backend_push(b, op);
         if (tg->pol->coalesce)
             herd_lead(w, op);
         return;
     }
     /* gat/gats: a plain read, but the new TTL gets the grace like touch */
-    meta_render_get(wb, tg->bkey, tg->bklen, cas, touch,
+    meta_render_get(wb, tg->bkey, tg->bklen, cas || op->near_fill, touch,
                     touch ? herd_store_ttl(cap_ttl(t->exptime, tg->ttl_cap), tg->pol) : 0,
-                    op->warm >= 0); /* a warm-up's fill takes warm's TTL */
+                    op->warm >= 0 || op->near_fill); /* a warm-up's fill takes warm's TTL */
     backend_push(b, op);
 }
 
@@ -471,6 +473,209 @@ static int resolve(struct request *r, const struct mg_text_req *t, const struct 
 
 /* Dispatch r's keys from r->next_key on. With a plug-in (pl) this may stop at a key whose
  * resolution waits; dispatch_resume continues from there. */
+/* --- the near cache (near.h) ------------------------------------------------------ */
+
+/* Does a meta get change the item (touch, vivify, invalidate, a new TTL on a miss)? */
+static bool mg_writes(const struct mg_text_req *t)
+{
+    for (size_t i = 0; i < t->args.len; i++) {
+        char c = t->args.p[i];
+        if ((i == 0 || t->args.p[i - 1] == ' ') && (c == 'T' || c == 'N' || c == 'I' || c == 'E'))
+            return true;
+    }
+    return false;
+}
+
+/* A background read of a near entry (one per entry per refresh time, per gateway). */
+struct near_refresh {
+    uint64_t gen, h, seq;
+    int pool;
+    uint32_t grace;
+    double ttl;
+    uint32_t max_value;
+    uint16_t klen;
+    char key[];
+};
+
+/* How long a value read with remaining TTL t (meta t: whole seconds, -1 none) may live in
+ * the near cache: at most ttl, and at most its nominal remaining time less a second
+ * (memcached's clock ticks in seconds; grace: a staleness policy's, past the nominal
+ * expiry). 0: not at all. */
+static double near_life(struct mg_slice flags, uint32_t grace, double ttl)
+{
+    struct mg_slice v;
+    if (!mg_meta_flag(flags, 't', &v) || v.len == 0)
+        return 0;
+    if (v.p[0] == '-')
+        return ttl; /* never expires */
+    int64_t left = 0;
+    for (uint32_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9'; i++)
+        left = left * 10 + (v.p[i] - '0');
+    left -= (int64_t)grace + 1;
+    if (left <= 0)
+        return 0;
+    return (double)left < ttl ? (double)left : ttl;
+}
+
+static uint64_t flag_u64(struct mg_slice flags, char f)
+{
+    struct mg_slice v;
+    uint64_t x = 0;
+    if (!mg_meta_flag(flags, f, &v))
+        return 0;
+    for (uint32_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9'; i++)
+        x = x * 10 + (uint64_t)(v.p[i] - '0');
+    return x;
+}
+
+/* Store rep (a VA) in the near cache if it may be: not a win, not stale, not past the
+ * policy's stale point, small enough. */
+static bool near_store(const struct config *cfg, uint64_t gen, int pool, uint64_t h, uint64_t seq,
+                       const char *key, size_t klen, const struct mg_meta_reply *rep,
+                       uint32_t grace, double ttl, double now)
+{
+    struct mg_slice v;
+    if (rep->data.len > cfg->near.max_value || mg_meta_flag(rep->flags, 'W', &v) ||
+        mg_meta_flag(rep->flags, 'X', &v) || mg_meta_flag(rep->flags, 'Z', &v))
+        return false;
+    double life = near_life(rep->flags, grace, ttl);
+    if (life <= 0)
+        return false;
+    return near_fill(h, seq, gen, pool, key, klen, (uint32_t)flag_u64(rep->flags, 'f'),
+                     flag_u64(rep->flags, 'c'), rep->data.p, (uint32_t)rep->data.len, now + life,
+                     now + life / 2);
+}
+
+void dispatch_near_fill(struct op *op, const struct mg_meta_reply *rep)
+{
+    struct request *r = op->req;
+    struct worker *w = r->w;
+    const struct config *cfg = w->cfg;
+    if (r->cfg != cfg || op->pool < 0 || (uint32_t)op->pool >= cfg->npools)
+        return;
+    const struct pool *p = &cfg->pools[op->pool];
+    if (near_store(cfg, cfg->generation, op->pool, op->near_h, op->near_seq, buf_head(&op->key),
+                   buf_unread(&op->key), rep, op->pol ? op->pol->grace : 0, p->near_ttl,
+                   ev_now(w->loop))) {
+        STAT_INC(w->st.near_fills);
+        if ((uint32_t)op->pool < w->npool_herd)
+            STAT_INC(w->pool_herd[op->pool].near_fills);
+    }
+}
+
+static void near_refresh_done(struct request *rr)
+{
+    struct near_refresh *nr = rr->udata;
+    struct worker *w = rr->w;
+    const struct op *op = &rr->ops[0];
+    struct mg_meta_reply rep;
+    size_t used;
+    if (op->fail == OP_FAIL_NONE && w->cfg->generation == nr->gen &&
+        mg_meta_parse_reply(buf_head(&op->out), buf_unread(&op->out), nr->max_value + 1, &rep,
+                            &used) == MG_OK) {
+        if (rep.status != MG_R_VA ||
+            !near_store(w->cfg, nr->gen, nr->pool, nr->h, nr->seq, nr->key, nr->klen, &rep,
+                        nr->grace, nr->ttl, ev_now(w->loop)))
+            near_invalidate(nr->h); /* gone, stale or expiring: stop answering it near */
+    }
+    free(nr);
+    request_release(rr);
+}
+
+/* Read key again in the background (the hit that asked for it answers at once). */
+static void near_refresh(struct worker *w, const struct config *cfg, int pool,
+                         const struct target *tg, uint64_t h)
+{
+    struct near_refresh *nr = malloc(sizeof(*nr) + tg->plain.len);
+    if (nr == NULL)
+        return;
+    nr->gen = cfg->generation;
+    nr->h = h;
+    nr->seq = near_seq(h);
+    nr->pool = pool;
+    nr->grace = tg->pol ? tg->pol->grace : 0;
+    nr->ttl = cfg->pools[pool].near_ttl;
+    nr->max_value = cfg->near.max_value;
+    nr->klen = (uint16_t)tg->plain.len;
+    memcpy(nr->key, tg->plain.p, tg->plain.len);
+    enum op_fail why;
+    struct request *rr = request_one(w, tg->b, tg->bklen, near_refresh_done, nr, &why);
+    if (rr == NULL) {
+        free(nr);
+        return;
+    }
+    meta_render_get(&tg->b->wbuf, tg->bkey, tg->bklen, true, false, 0, true);
+    request_one_send(rr);
+    STAT_INC(w->st.near_refreshes);
+}
+
+/* The near cache's part of dispatching op: a write is marked to drop its key once done;
+ * a classic get of an eligible key is answered from the cache (true: op is done) or
+ * marked to fill it. Only with the near cache on in this config. */
+__attribute__((noinline)) static bool near_op(struct request *r, struct op *op,
+                                              const struct mg_text_req *t, struct mg_slice k,
+                                              struct mg_slice where, struct target *tg)
+{
+    struct worker *w = r->w;
+    const struct config *cfg = w->cfg;
+    enum mg_cmd cmd = t->cmd;
+    if (!(cmd == MG_CMD_GET || cmd == MG_CMD_GETS || cmd == MG_CMD_ME ||
+          (cmd == MG_CMD_MG && !mg_writes(t)))) {
+        op->near_inval = true; /* every write, gat/gats and touch included */
+        op->near_h = near_hash(tg->plain.p, tg->plain.len);
+        return false;
+    }
+    if (cmd != MG_CMD_GET && cmd != MG_CMD_GETS)
+        return false; /* meta reads go to memcached (their flags are memcached's) */
+    if (op->route >= 0 || op->pool < 0 || (uint32_t)op->pool >= cfg->npools || r->cfg != cfg)
+        return false;
+    const struct pool *p = &cfg->pools[op->pool];
+    if (!p->near)
+        return false;
+    bool want = false;
+    for (uint32_t i = 0; i < p->nnear_prefixes && !want; i++)
+        want = where.len >= p->near_prefix_len[i] &&
+               memcmp(where.p, p->near_prefixes[i], p->near_prefix_len[i]) == 0;
+    if (!want && !(cfg->near.hot && near_hot(op->pool, where.p, where.len)))
+        return false;
+    uint64_t h = near_hash(tg->plain.p, tg->plain.len);
+    uint32_t flags;
+    uint64_t cas;
+    bool refresh;
+    double now = ev_now(w->loop);
+    if (near_lookup(h, cfg->generation, op->pool, tg->plain.p, tg->plain.len, now, &w->near_val,
+                    &flags, &cas, &refresh)) {
+        if (refresh)
+            near_refresh(w, cfg, op->pool, tg, h);
+        if (buf_reserve(&op->out, k.len + 48) != MG_OK)
+            return false;
+        buf_put(&op->out, "VALUE ", 6);
+        buf_put(&op->out, k.p, k.len);
+        op->out.data[op->out.len++] = ' ';
+        char fl[48];
+        int n = snprintf(fl, sizeof(fl), "f%u c%llu", flags, (unsigned long long)cas);
+        struct mg_meta_reply rep = {
+            .status = MG_R_VA,
+            .flags = { fl, (uint32_t)n },
+            .data = { w->near_val.data, (uint32_t)w->near_val.len },
+        };
+        STAT_INC(w->st.near_hits);
+        if ((uint32_t)op->pool < w->npool_herd)
+            STAT_INC(w->pool_herd[op->pool].near_hits);
+        op_reply(op, &rep);
+        return true;
+    }
+    STAT_INC(w->st.near_misses);
+    if ((uint32_t)op->pool < w->npool_herd)
+        STAT_INC(w->pool_herd[op->pool].near_misses);
+    if (tg->plain.len > UINT16_MAX || !op_keep_key(op, tg->plain.p, tg->plain.len))
+        return false;
+    op->near_fill = true;
+    op->near_h = h;
+    op->near_seq = near_seq(h);
+    return false;
+}
+
 static void dispatch_keys(struct request *r, const struct mg_text_req *t,
                           const struct engine_plugin *pl)
 {
@@ -529,6 +734,8 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
                 op->ckey = (struct mg_slice){ buf_head(&op->key), k.len };
             }
         }
+        if (MG_UNLIKELY(r->w->cfg->near.on) && near_op(r, op, t, k, where, &tg))
+            continue; /* answered from the near cache */
         send_op(r, op, t, k, &tg);
         if (MG_UNLIKELY(op->route >= 0)) {
             const struct pool *rt = &r->w->cfg->pools[op->route];

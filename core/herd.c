@@ -272,7 +272,7 @@ static bool wait_poll(struct herd_wait *hw)
         buf_reserve(&b->wbuf, buf_unread(&op->key) + META_EXTRA) != MG_OK)
         return false;
     meta_render_herd_get(&b->wbuf, buf_head(&op->key), buf_unread(&op->key),
-                         op->pol->grace ? op->pol->grace + 1 : 0);
+                         op->pol->grace ? op->pol->grace + 1 : 0, false);
     hw->polling = true;
     hw->again = false;
     backend_push(b, op);

@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "log.h"
 #include "meta_render.h"
+#include "near.h"
 #include "lua_co.h"
 #include "lua_resolve.h"
 #include "lua_vm.h"
@@ -475,6 +476,10 @@ static int l_call(lua_State *L)
     default:
         meta_render_arith(wb, key, klen, call == CALL_DECR, (uint64_t)delta);
         break;
+    }
+    if (call != CALL_GET && near_ready()) { /* a write: the near cache drops the key once done */
+        r->ops[0].near_inval = true;
+        r->ops[0].near_h = near_hash(key, klen);
     }
     co->call = call;
     co->in_call = true;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "near.h"
 #include "request.h"
 #include "switch.h"
 
@@ -141,6 +142,86 @@ static int read_policy(lua_State *L, int idx, struct stale_policy *out)
     return 1;
 }
 
+/* A pool's near = { ttl =, prefixes = } (checked by the module) into p. */
+static int read_pool_near(lua_State *L, struct pool *p)
+{
+    lua_getfield(L, -1, "near");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return MG_OK;
+    }
+    p->near = true;
+    lua_getfield(L, -1, "ttl");
+    p->near_ttl = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "prefixes");
+    uint32_t n = (uint32_t)lua_objlen(L, -1);
+    if (n) {
+        p->near_prefixes = calloc(n, sizeof(char *));
+        p->near_prefix_len = calloc(n, sizeof(uint32_t));
+        if (p->near_prefixes == NULL || p->near_prefix_len == NULL) {
+            lua_pop(L, 2);
+            return MG_ERR;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            lua_rawgeti(L, -1, (int)i + 1);
+            size_t len;
+            const char *s = lua_tolstring(L, -1, &len);
+            p->near_prefixes[i] = s ? strndup(s, len) : NULL;
+            lua_pop(L, 1);
+            if (p->near_prefixes[i] == NULL) {
+                lua_pop(L, 2);
+                return MG_ERR;
+            }
+            p->near_prefix_len[i] = (uint32_t)len;
+            p->nnear_prefixes = i + 1;
+        }
+    }
+    lua_pop(L, 2);
+    return MG_OK;
+}
+
+/* mg.near (checked by the module) into c->near; then which pools have the near cache. */
+static void read_near(lua_State *L, struct config *c)
+{
+    struct near_conf *nc = &c->near;
+    lua_getfield(L, -1, "near");
+    if (lua_istable(L, -1)) {
+        static const char *const f[] = { "size", "ttl", "hot", "max_value", "hot_rps", "hot_top" };
+        double v[6];
+        for (int i = 0; i < 6; i++) {
+            lua_getfield(L, -1 - i, f[i]);
+            v[i] = lua_isboolean(L, -1) ? lua_toboolean(L, -1) : lua_tonumber(L, -1);
+        }
+        lua_pop(L, 6);
+        nc->given = true;
+        nc->size = (uint64_t)v[0];
+        nc->ttl = v[1];
+        nc->hot = v[2] != 0;
+        nc->max_value = (uint32_t)v[3];
+        nc->hot_rps = v[4];
+        nc->hot_top = (uint32_t)v[5];
+    } else {
+        nc->size = NEAR_SIZE_DEFAULT;
+        nc->ttl = NEAR_TTL_DEFAULT;
+        nc->max_value = NEAR_MAX_VALUE_DEFAULT;
+        nc->hot_rps = 100;
+        nc->hot_top = 32;
+    }
+    lua_pop(L, 1);
+    for (uint32_t i = 0; i < c->npools; i++) {
+        struct pool *p = &c->pools[i];
+        if (p->kind != POOL_SERVERS)
+            continue;
+        if (nc->given && nc->hot)
+            p->near = true;
+        /* its own ttl, at most mg.near's when that was given */
+        if (p->near_ttl <= 0 || (nc->given && p->near_ttl > nc->ttl))
+            p->near_ttl = nc->ttl;
+        nc->on |= p->near;
+    }
+}
+
 /* Compile pools from the state table on top of the stack into c. */
 static int compile_pools(lua_State *L, struct config *c, const struct settings *s, char *err,
                          size_t errlen)
@@ -201,6 +282,10 @@ static int compile_pools(lua_State *L, struct config *c, const struct settings *
             const char *ej = lua_tostring(L, -1);
             p->remap = ej && strcmp(ej, "remap") == 0;
             lua_pop(L, 1);
+            if (read_pool_near(L, p) != MG_OK) {
+                snprintf(err, errlen, "out of memory");
+                return MG_ERR;
+            }
         }
         lua_pop(L, 1); /* pool */
         if (rc < 0)
@@ -518,6 +603,16 @@ struct config *lua_config_load(const char *path, struct settings *s, char *err, 
     if (compile_named(L, c, err, errlen) != MG_OK || compile_pools(L, c, s, err, errlen) != MG_OK ||
         compile_failovers(L, c, err, errlen) != MG_OK ||
         compile_routes(L, c, err, errlen) != MG_OK || config_finish(c, err, errlen) != MG_OK) {
+        config_unref(c);
+        c = NULL;
+        goto done;
+    }
+    read_near(L, c);
+    near_hot_settings(c->near.on && c->near.hot, c->near.hot_rps, c->near.hot_top);
+    if (near_ready())
+        near_clear(); /* entries of the config before: nobody asks for them again */
+    if (c->near.on && near_configure(c->near.size) != MG_OK) {
+        snprintf(err, errlen, "near cache: out of memory");
         config_unref(c);
         c = NULL;
         goto done;

@@ -19,9 +19,11 @@
 #include "config.h"
 #include "conn.h"
 #include "health.h"
+#include "hotkeys.h"
 #include "log.h"
 #include "lua_vm.h"
 #include "metrics.h"
+#include "near.h"
 #include "proto_text.h"
 #include "slowlog.h"
 #include "stats.h"
@@ -432,6 +434,38 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+/* Every quarter second: the near cache's hot set from the hot-key detector (near.h). */
+static void near_hot_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    MG_UNUSED(loop);
+    MG_UNUSED(t);
+    MG_UNUSED(revents);
+    bool on;
+    double rps;
+    uint32_t max;
+    near_hot_params(&on, &rps, &max);
+    if (!on) {
+        if (!near_hot_empty())
+            near_hot_publish(NULL, NULL, NULL, 0);
+        return;
+    }
+    static struct hotkey_entry top[256];
+    const char *keys[256];
+    uint32_t lens[256];
+    int pools[256];
+    double scale;
+    uint32_t n = metrics_hotkeys(top, max < 256 ? max : 256, &scale), k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (top[i].count * scale < rps)
+            continue;
+        keys[k] = top[i].key;
+        lens[k] = top[i].klen;
+        pools[k] = top[i].pool;
+        k++;
+    }
+    near_hot_publish(keys, lens, pools, k);
+}
+
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
     MG_UNUSED(loop);
@@ -584,8 +618,12 @@ int main(int argc, char **argv)
         ev_signal_start(loop, &sterm);
         ev_signal_start(loop, &sint);
         ev_signal_start(loop, &shup);
+        ev_timer near_tick;
+        ev_timer_init(&near_tick, near_hot_tick, 0.25, 0.25);
+        ev_timer_start(loop, &near_tick);
         if (rc == 0)
             ev_run(loop, 0);
+        ev_timer_stop(loop, &near_tick);
         metrics_http_stop(loop);
         worker_stop_all();
     } else {
@@ -593,6 +631,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < settings.threads; i++)
         worker_destroy(&workers[i]);
+    near_free();
     for (int l = 0; l < nl && rc == 0; l++) /* shared unix sockets: closed and removed here */
         if (ls[l].shared) {
             close(ls[l].fd);

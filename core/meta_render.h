@@ -47,14 +47,16 @@ static MG_ALWAYS_INLINE void meta_render_get(struct buf *wb, const char *key, si
     meta_end(wb);
 }
 
-/* A classic get under a staleness policy: value, flags, cas, and (recache > 0) the R flag
- * that makes memcached pick one winner fleet-wide once the remaining TTL is below it
- * (herd_recache computes it). */
+/* A classic get under a staleness policy: value, flags, cas, (with_ttl) the remaining TTL,
+ * and (recache > 0) the R flag that makes memcached pick one winner fleet-wide once the
+ * remaining TTL is below it (herd_recache computes it). */
 static inline void meta_render_herd_get(struct buf *wb, const char *key, size_t klen,
-                                        uint32_t recache)
+                                        uint32_t recache, bool with_ttl)
 {
     meta_key(wb, "mg ", key, klen);
     buf_put(wb, " v f c", 6);
+    if (with_ttl)
+        buf_put(wb, " t", 2);
     if (recache)
         meta_num(wb, " R", recache);
     meta_end(wb);

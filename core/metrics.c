@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "health.h"
 #include "hotkeys.h"
+#include "near.h"
 #include "request.h"
 #include "slowlog.h"
 #include "stats.h"
@@ -186,6 +187,18 @@ static const struct {
       offsetof(struct pool_herd, sets_refused) },
 };
 
+/* Near cache counters (mintgate_near_*_total{pool}), pools with the near cache only. */
+static const struct {
+    const char *name, *help;
+    size_t off;
+} near_counters[] = {
+    { "hits", "Gets answered from the gateway's near cache.",
+      offsetof(struct pool_herd, near_hits) },
+    { "misses", "Gets of near-cached keys the near cache did not have.",
+      offsetof(struct pool_herd, near_misses) },
+    { "fills", "Values stored in the near cache.", offsetof(struct pool_herd, near_fills) },
+};
+
 /* Route counters (mintgate_route_*_total{route,kind}). */
 static const struct {
     const char *name, *help;
@@ -239,6 +252,39 @@ static void render_pools(struct buf *o, const struct config *cfg)
             buf_printf(o, "\"} %llu\n",
                        (unsigned long long)pool_counter(cfg, p, herd_counters[k].off));
         }
+    }
+    for (size_t k = 0; cfg->near.on && k < MG_ARRAY_LEN(near_counters); k++) {
+        snprintf(name, sizeof(name), "mintgate_near_%s_total", near_counters[k].name);
+        family(o, name, "counter", near_counters[k].help);
+        for (uint32_t p = 0; p < cfg->npools; p++) {
+            if (cfg->pools[p].kind != POOL_SERVERS || !cfg->pools[p].near)
+                continue;
+            buf_printf(o, "%s{pool=\"", name);
+            label(o, cfg->pools[p].name);
+            buf_printf(o, "\"} %llu\n",
+                       (unsigned long long)pool_counter(cfg, p, near_counters[k].off));
+        }
+    }
+    if (cfg->near.on) {
+        struct near_totals t;
+        near_totals(&t);
+        family(o, "mintgate_near_bytes", "gauge", "Bytes the near cache holds (entries and keys).");
+        buf_printf(o, "mintgate_near_bytes %llu\n", (unsigned long long)t.bytes);
+        family(o, "mintgate_near_entries", "gauge", "Entries in the near cache.");
+        buf_printf(o, "mintgate_near_entries %llu\n", (unsigned long long)t.entries);
+        family(o, "mintgate_near_evictions_total", "counter",
+               "Near cache entries evicted to stay within its size.");
+        buf_printf(o, "mintgate_near_evictions_total %llu\n", (unsigned long long)t.evictions);
+        family(o, "mintgate_near_invalidations_total", "counter",
+               "Near cache entries dropped by writes through this gateway.");
+        buf_printf(o, "mintgate_near_invalidations_total %llu\n",
+                   (unsigned long long)t.invalidations);
+        family(o, "mintgate_near_refreshes_total", "counter",
+               "Background reads that refreshed near cache entries.");
+        uint64_t rf = 0;
+        for (int i = 0; i < nworkers; i++)
+            rf += STAT_GET(workers[i].st.near_refreshes);
+        buf_printf(o, "mintgate_near_refreshes_total %llu\n", (unsigned long long)rf);
     }
     bool any_route = false;
     for (uint32_t p = 0; p < cfg->npools; p++)

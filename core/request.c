@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "herd.h"
 #include "log.h"
+#include "near.h"
 #include "plugin.h"
 #include "slowlog.h"
 #include "stats.h"
@@ -84,6 +85,7 @@ int request_ops(struct request *r, uint32_t n)
         op->herd_lease = false;
         op->guard = OP_GUARD_NONE;
         op->no_wait = false;
+        op->near_fill = op->near_inval = false;
         op->ckey = (struct mg_slice){ NULL, 0 };
         op->pool = -1;
         op->route = -1;
@@ -346,6 +348,13 @@ void request_complete(struct request *r)
 void op_finish(struct op *op)
 {
     struct request *r = op->req;
+    if (MG_UNLIKELY(op->near_inval)) { /* a write: no worker answers the old value near */
+        op->near_inval = false;
+        if (near_invalidate(op->near_h))
+            STAT_INC(r->w->st.near_invalidations);
+    } else if (MG_UNLIKELY(r->cmd == MG_CMD_FLUSH_ALL) && near_ready()) {
+        near_clear();
+    }
     if (MG_UNLIKELY(op->repl != NULL) && route_repl_hold(op))
         return;
     if (--r->pending == 0)
@@ -616,6 +625,8 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
     }
     op->status = s;
     op->vlen = s == MG_R_VA ? rep->data.len : 0;
+    if (MG_UNLIKELY(op->near_fill) && s == MG_R_VA)
+        dispatch_near_fill(op, rep);
     if (op->pol && is_retrieval(r->cmd)) { /* a classic get under a staleness policy */
         struct op *f = herd_unlead(r->w, op);
         herd_answer(op, rep, herd_on_get_reply(op, rep));

@@ -84,6 +84,10 @@ struct op {
     struct resolution res;      /* the plug-in's resolution, valid below req->res_until */
     /* traced requests: its key as traced in the request's tkeys (len 0: not traced) */
     uint32_t tkey_off, tkey_len;
+    /* the near cache (near.h): a get whose VA may fill it (its stripe's seq when sent,
+     * the backend key in key), or a write that drops the key (hash near_h) once done */
+    bool near_fill, near_inval;
+    uint64_t near_h, near_seq;
 };
 
 /* The pieces of one get line taken MG_GET_CHUNK_KEYS keys at a time: the last piece's
@@ -159,6 +163,8 @@ void dispatch_resume(struct request *r);
 /* Admin `route CMD KEY`: answer on c what a command cmd for key would do (the route chain,
  * pool, server, backend key, staleness policy, each switch's decision), without doing it. */
 void dispatch_explain(struct conn *c, enum mg_cmd cmd, struct mg_slice key);
+/* A get marked to fill the near cache got rep (a VA): store it if it may be (near.h). */
+void dispatch_near_fill(struct op *op, const struct mg_meta_reply *rep);
 /* A store was refused as too large: drop the key's old value, as memcached does (the
  * client's next read must not see a value it meant to overwrite). */
 void request_drop_key(struct conn *c, const struct mg_text_req *t);

@@ -33,6 +33,9 @@ struct stats {
     /* herd bookkeeping (herd.c) */
     atomic_uint_fast64_t herd_wins, herd_stale_hits, herd_waits, herd_wait_hits, herd_wait_timeouts,
         herd_lock_expired, herd_coalesced, herd_marked_stale, herd_sets_refused;
+    /* the near cache (near.h): gets answered from it, eligible gets it did not have, values
+     * stored in it, background refreshes sent, writes that dropped a key from it */
+    atomic_uint_fast64_t near_hits, near_misses, near_fills, near_refreshes, near_invalidations;
     /* client-observed latency by command: from the request's parse to its reply being
      * ready (metrics: mintgate_command_duration_seconds, mintgate_commands_total) */
     struct hist cmd_lat[MG_CMD_UNKNOWN + 1];
@@ -58,7 +61,8 @@ struct pool_herd {
     /* recompute time: a moving average (µs) of win -> the winner's store, written by the
      * owner only (xfetch's delta) */
     atomic_uint_fast64_t regen_us;
-    atomic_uint_fast64_t lat[LAT_BUCKETS]; /* backend reply latency histogram */
+    atomic_uint_fast64_t near_hits, near_misses, near_fills; /* the near cache's, this pool's */
+    atomic_uint_fast64_t lat[LAT_BUCKETS];                   /* backend reply latency histogram */
     /* a route's (stats routes): keys routed through it, sent on to the next child after
      * a failure, writes that landed on a child after the first, reads sent on after a miss,
      * keys every child failed, deletes a child did not get (it was down), warm-up hits

@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "conn.h"
 #include "memstats.h"
+#include "near.h"
 #include "slowlog.h"
 #include "stats.h"
 #include "switch.h"
@@ -311,6 +312,61 @@ static void render_hotkeys(struct worker *self, struct buf *out)
         buf_printf(out, "STAT hotkey:%u:pool %s\r\n", i + 1,
                    e->pool >= 0 && (uint32_t)e->pool < cfg->npools ? cfg->pools[e->pool].name
                                                                    : "-");
+        /* served from the near cache: in its hot set (the pool caches hot keys) */
+        bool near = cfg->near.on && cfg->near.hot && e->pool >= 0 &&
+                    (uint32_t)e->pool < cfg->npools && cfg->pools[e->pool].near &&
+                    near_hot(e->pool, e->key, e->klen);
+        buf_printf(out, "STAT hotkey:%u:near %s\r\n", i + 1, near ? "yes" : "no");
+    }
+}
+
+/* `stats near`: the near cache's settings, counters over the workers, the store's totals
+ * and per pool hits, misses and fills. */
+static void render_near(struct worker *self, struct buf *out)
+{
+    const struct config *cfg = self->cfg;
+    const struct near_conf *nc = &cfg->near;
+    buf_printf(out, "STAT near_enabled %s\r\n", nc->on ? "yes" : "no");
+    buf_printf(out, "STAT near_size %llu\r\n", (unsigned long long)nc->size);
+    buf_printf(out, "STAT near_ttl %g\r\n", nc->ttl);
+    buf_printf(out, "STAT near_hot %s\r\n", nc->hot && nc->on ? "yes" : "no");
+    buf_printf(out, "STAT near_hot_rps %g\r\n", nc->hot_rps);
+    buf_printf(out, "STAT near_max_value %u\r\n", nc->max_value);
+    static const struct {
+        const char *name;
+        size_t off;
+    } f[] = {
+        { "near_hits", offsetof(struct stats, near_hits) },
+        { "near_misses", offsetof(struct stats, near_misses) },
+        { "near_fills", offsetof(struct stats, near_fills) },
+        { "near_refreshes", offsetof(struct stats, near_refreshes) },
+        { "near_invalidations", offsetof(struct stats, near_invalidations) },
+    };
+    for (size_t i = 0; i < MG_ARRAY_LEN(f); i++)
+        stats_line(out, "", f[i].name, sum_counter(f[i].off));
+    struct near_totals t;
+    near_totals(&t);
+    buf_printf(out, "STAT near_entries %llu\r\n", (unsigned long long)t.entries);
+    buf_printf(out, "STAT near_bytes %llu\r\n", (unsigned long long)t.bytes);
+    buf_printf(out, "STAT near_evictions %llu\r\n", (unsigned long long)t.evictions);
+    buf_printf(out, "STAT near_expired %llu\r\n", (unsigned long long)t.expired);
+    buf_printf(out, "STAT near_dropped %llu\r\n", (unsigned long long)t.invalidations);
+    buf_printf(out, "STAT near_fills_refused %llu\r\n", (unsigned long long)t.fills_refused);
+    for (uint32_t p = 0; p < cfg->npools; p++) {
+        const struct pool *pool = &cfg->pools[p];
+        if (pool->kind != POOL_SERVERS || !pool->near)
+            continue;
+        buf_printf(out, "STAT pool:%s:near_ttl %g\r\n", pool->name, pool->near_ttl);
+        buf_printf(out, "STAT pool:%s:near_prefixes %u\r\n", pool->name, pool->nnear_prefixes);
+        buf_printf(
+            out, "STAT pool:%s:near_hits %llu\r\n", pool->name,
+            (unsigned long long)sum_pool_counter(cfg, p, offsetof(struct pool_herd, near_hits)));
+        buf_printf(
+            out, "STAT pool:%s:near_misses %llu\r\n", pool->name,
+            (unsigned long long)sum_pool_counter(cfg, p, offsetof(struct pool_herd, near_misses)));
+        buf_printf(
+            out, "STAT pool:%s:near_fills %llu\r\n", pool->name,
+            (unsigned long long)sum_pool_counter(cfg, p, offsetof(struct pool_herd, near_fills)));
     }
 }
 
@@ -396,6 +452,8 @@ void stats_render(struct worker *w, struct mg_slice args, struct buf *out)
         render_conns(w, out);
     else if (args.len == 7 && memcmp(args.p, "hotkeys", 7) == 0)
         render_hotkeys(w, out);
+    else if (args.len == 4 && memcmp(args.p, "near", 4) == 0)
+        render_near(w, out);
     else if (args.len == 4 && memcmp(args.p, "herd", 4) == 0)
         for (size_t i = 0; i < MG_ARRAY_LEN(herd_counters); i++)
             stats_line(out, "", herd_counters[i].name + 5, sum_counter(herd_counters[i].off));

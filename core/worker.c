@@ -727,6 +727,7 @@ void worker_destroy(struct worker *w)
     w->slots = NULL;
     w->nslots = 0;
     hotkeys_free(w->hot);
+    buf_free(&w->near_val);
     w->hot = NULL;
     for (int i = 0; i < w->nlisten; i++)
         if (!w->listen[i].shared)

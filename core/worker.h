@@ -104,6 +104,7 @@ struct worker {
     uint32_t hot_left;      /* keys until the next sample */
     uint64_t hot_rng;       /* xorshift state for the sampling gaps */
     uint64_t herd_rng;      /* xorshift state for xfetch's draws (herd.c) */
+    struct buf near_val;    /* a near cache hit's value, copied out under its stripe's lock */
     uint32_t nslots;
 };
 

@@ -40,6 +40,7 @@ local state = {
   slowlog = nil, -- { threshold_ms = n or false, size = n } (mg.slowlog)
   hotkeys = nil, -- { top, sample, window, expose_keys, enabled } (mg.hotkeys)
   trace = nil,   -- { path, sample, hash_keys, max_size (bytes) } (mg.trace)
+  near = nil,    -- { size (bytes), ttl, hot, max_value (bytes), hot_rps, hot_top } (mg.near)
   admin_on_data_port = false,
   admin_public = false,     -- admin listeners may be on non-loopback addresses
   admin_secret_file = nil,  -- path of the file holding the admin secret
@@ -236,6 +237,77 @@ function M.trace(t)
   state.trace = out
 end
 
+--- The near cache: hot keys answered from the gateway's own memory for at most `ttl`
+-- seconds (README "Near cache"). `size` ("64m"; all workers together), `ttl` (seconds,
+-- fractions allowed; default 1), `hot` (keys the hot-key detector finds hot are cached;
+-- default true), `max_value` (larger values are never cached; default "64k"), `hot_rps`
+-- (requests per second that make a key hot; default 100), `hot_top` (at most that many
+-- hot keys; default 32). A pool's `near = { ttl =, prefixes = { ... } }` caches its keys
+-- with those prefixes always (and may shorten the ttl).
+function M.near(t)
+  if type(t) ~= "table" then error("mg.near: expected a table", 2) end
+  local out = { size = 64 * 1024 * 1024, ttl = 1, hot = true, max_value = 64 * 1024,
+                hot_rps = 100, hot_top = 32 }
+  for k, v in pairs(t) do
+    if k == "size" or k == "max_value" then
+      out[k] = parse_size(v)
+      if not out[k] then
+        error("mg.near: '" .. k .. "' must be a number of bytes or a size like \"64m\"", 2)
+      end
+    elseif k == "ttl" then
+      if type(v) ~= "number" or not (v > 0 and v <= 3600) then
+        error("mg.near: 'ttl' must be seconds, more than 0 and at most 3600", 2)
+      end
+      out.ttl = v
+    elseif k == "hot" then
+      if type(v) ~= "boolean" then error("mg.near: 'hot' must be a boolean", 2) end
+      out.hot = v
+    elseif k == "hot_rps" then
+      if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
+        error("mg.near: 'hot_rps' must be a positive number", 2)
+      end
+      out.hot_rps = v
+    elseif k == "hot_top" then
+      if type(v) ~= "number" or v % 1 ~= 0 or v < 1 or v > 1024 then
+        error("mg.near: 'hot_top' must be a whole number from 1 to 1024", 2)
+      end
+      out.hot_top = v
+    else
+      error("mg.near: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  if out.size < 64 * 1024 then error("mg.near: 'size' must be at least 64k", 2) end
+  if out.max_value > 1024 * 1024 then error("mg.near: 'max_value' must be at most 1m", 2) end
+  state.near = out
+end
+
+-- A pool's near = { ttl =, prefixes = { ... } }, checked.
+local function pool_near(name, v)
+  local what = "mg.pool '" .. name .. "': near"
+  if type(v) ~= "table" then error(what .. " must be a table { ttl =, prefixes = }", 3) end
+  local out = { prefixes = {} }
+  for k, x in pairs(v) do
+    if k == "ttl" then
+      if type(x) ~= "number" or not (x > 0 and x <= 3600) then
+        error(what .. ": 'ttl' must be seconds, more than 0 and at most 3600", 3)
+      end
+      out.ttl = x
+    elseif k == "prefixes" then
+      if type(x) ~= "table" then error(what .. ": 'prefixes' must be a list of strings", 3) end
+      for i, pfx in ipairs(x) do
+        if type(pfx) ~= "string" or pfx == "" or #pfx > 250 then
+          error(what .. ": prefix " .. i .. " must be a non-empty string of at most 250 bytes", 3)
+        end
+        out.prefixes[i] = pfx
+      end
+      if #out.prefixes > 64 then error(what .. ": at most 64 prefixes", 3) end
+    else
+      error(what .. ": unknown option '" .. tostring(k) .. "'", 3)
+    end
+  end
+  return out
+end
+
 --- Declare a pool of memcached servers.
 -- @tparam table t `name` (string), `servers` (list of "host:port"), and optionally
 -- `connect_timeout`, `timeout`, `retry_timeout` (seconds), `failure_limit`, `max_inflight`
@@ -261,6 +333,7 @@ function M.pool(t)
   end
   if t.stale ~= nil then p.stale = stale.normalize(t.stale, 2) end
   if t.keys ~= nil then p.keys = key_style(t.keys, 2) end
+  if t.near ~= nil then p.near = pool_near(t.name, t.near) end
   if t.eject ~= nil then
     if t.eject ~= "fail" and t.eject ~= "remap" then
       error("mg.pool '" .. t.name .. "': 'eject' must be \"fail\" or \"remap\"", 2)
@@ -268,7 +341,8 @@ function M.pool(t)
     p.eject = t.eject
   end
   for k, v in pairs(t) do
-    if k ~= "name" and k ~= "servers" and k ~= "stale" and k ~= "keys" and k ~= "eject" then
+    if k ~= "name" and k ~= "servers" and k ~= "stale" and k ~= "keys" and k ~= "eject" and
+      k ~= "near" then
       local want = POOL_OPTS[k]
       if not want then error("mg.pool '" .. t.name .. "': unknown option '" .. tostring(k) .. "'", 2) end
       if type(v) ~= want or v < 0 then

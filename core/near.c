@@ -1,0 +1,422 @@
+/* near.c: the near cache's store and hot set (near.h). */
+#include "near.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mg.h"
+
+struct near_entry {
+    struct near_entry *hnext;         /* hash chain */
+    struct near_entry *lprev, *lnext; /* LRU, most recent at the head */
+    uint64_t hash, gen, cas;
+    double expires, refresh_at;
+    uint32_t flags, vlen, size; /* size: what it counts against the budget */
+    int32_t pool;
+    uint16_t klen;
+    bool refreshing;
+    char data[]; /* key, then value */
+};
+
+struct near_stripe {
+    pthread_mutex_t mu;
+    struct near_entry **tab;
+    uint32_t cap, n; /* cap: a power of two */
+    struct near_entry *head, *tail;
+    uint64_t bytes;
+    uint64_t seq;
+    uint64_t evictions, invalidations, expired, refused;
+    char pad[64];
+};
+
+static struct near_stripe *stripes;
+static atomic_uint_fast64_t budget; /* bytes per stripe */
+
+uint64_t near_hash(const char *key, size_t klen)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ (uint8_t)key[i]) * 1099511628211ull;
+    /* murmur3's finalizer: FNV-1a's high bits barely change between short keys that
+     * differ at the end, and the stripe takes the high bits (the table the low ones) */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+static struct near_stripe *stripe_of(uint64_t h)
+{
+    return &stripes[(h >> 58) & (NEAR_STRIPES - 1)];
+}
+
+bool near_ready(void)
+{
+    return stripes != NULL;
+}
+
+int near_configure(uint64_t size)
+{
+    if (stripes == NULL) {
+        struct near_stripe *s = calloc(NEAR_STRIPES, sizeof(*s));
+        if (s == NULL)
+            return MG_ERR;
+        for (int i = 0; i < NEAR_STRIPES; i++) {
+            s[i].cap = 64;
+            s[i].tab = calloc(s[i].cap, sizeof(*s[i].tab));
+            if (s[i].tab == NULL) {
+                for (int j = 0; j < i; j++)
+                    free(s[j].tab);
+                free(s);
+                return MG_ERR;
+            }
+            pthread_mutex_init(&s[i].mu, NULL);
+        }
+        stripes = s;
+    }
+    atomic_store(&budget, size / NEAR_STRIPES);
+    return MG_OK;
+}
+
+static bool same(const struct near_entry *e, uint64_t h, const char *key, size_t klen)
+{
+    return e->hash == h && e->klen == klen && memcmp(e->data, key, klen) == 0;
+}
+
+static void lru_unlink(struct near_stripe *s, struct near_entry *e)
+{
+    if (e->lprev)
+        e->lprev->lnext = e->lnext;
+    else
+        s->head = e->lnext;
+    if (e->lnext)
+        e->lnext->lprev = e->lprev;
+    else
+        s->tail = e->lprev;
+    e->lprev = e->lnext = NULL;
+}
+
+static void lru_push(struct near_stripe *s, struct near_entry *e)
+{
+    e->lprev = NULL;
+    e->lnext = s->head;
+    if (s->head)
+        s->head->lprev = e;
+    s->head = e;
+    if (s->tail == NULL)
+        s->tail = e;
+}
+
+/* Unlink e (found at *link in its chain) and free it. */
+static void drop(struct near_stripe *s, struct near_entry **link, struct near_entry *e)
+{
+    *link = e->hnext;
+    lru_unlink(s, e);
+    s->bytes -= e->size;
+    s->n--;
+    free(e);
+}
+
+/* The chain link that points to e. */
+static struct near_entry **link_of(struct near_stripe *s, struct near_entry *e)
+{
+    struct near_entry **l = &s->tab[e->hash & (s->cap - 1)];
+    while (*l != e)
+        l = &(*l)->hnext;
+    return l;
+}
+
+bool near_lookup(uint64_t h, uint64_t gen, int pool, const char *key, size_t klen, double now,
+                 struct buf *val, uint32_t *flags, uint64_t *cas, bool *refresh)
+{
+    struct near_stripe *s = stripe_of(h);
+    bool hit = false;
+    *refresh = false;
+    pthread_mutex_lock(&s->mu);
+    struct near_entry **l = &s->tab[h & (s->cap - 1)];
+    for (struct near_entry *e = *l; e; l = &e->hnext, e = e->hnext) {
+        if (!same(e, h, key, klen) || e->pool != pool || e->gen != gen)
+            continue;
+        if (now >= e->expires) {
+            s->expired++;
+            drop(s, l, e);
+            break;
+        }
+        val->off = val->len = 0;
+        if (buf_reserve(val, e->vlen) != MG_OK)
+            break;
+        memcpy(val->data, e->data + e->klen, e->vlen);
+        val->len = e->vlen;
+        *flags = e->flags;
+        *cas = e->cas;
+        if (now >= e->refresh_at && !e->refreshing) {
+            e->refreshing = true;
+            *refresh = true;
+        }
+        if (s->head != e) {
+            lru_unlink(s, e);
+            lru_push(s, e);
+        }
+        hit = true;
+        break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return hit;
+}
+
+bool near_has(uint64_t h, const char *key, size_t klen, double now)
+{
+    struct near_stripe *s = stripe_of(h);
+    bool has = false;
+    pthread_mutex_lock(&s->mu);
+    for (struct near_entry *e = s->tab[h & (s->cap - 1)]; e; e = e->hnext)
+        if (same(e, h, key, klen) && now < e->expires) {
+            has = true;
+            break;
+        }
+    pthread_mutex_unlock(&s->mu);
+    return has;
+}
+
+uint64_t near_seq(uint64_t h)
+{
+    struct near_stripe *s = stripe_of(h);
+    pthread_mutex_lock(&s->mu);
+    uint64_t seq = s->seq;
+    pthread_mutex_unlock(&s->mu);
+    return seq;
+}
+
+static void grow(struct near_stripe *s)
+{
+    uint32_t ncap = s->cap * 2;
+    struct near_entry **nt = calloc(ncap, sizeof(*nt));
+    if (nt == NULL)
+        return; /* longer chains, still correct */
+    for (uint32_t i = 0; i < s->cap; i++) {
+        for (struct near_entry *e = s->tab[i], *next; e; e = next) {
+            next = e->hnext;
+            e->hnext = nt[e->hash & (ncap - 1)];
+            nt[e->hash & (ncap - 1)] = e;
+        }
+    }
+    free(s->tab);
+    s->tab = nt;
+    s->cap = ncap;
+}
+
+bool near_fill(uint64_t h, uint64_t seq, uint64_t gen, int pool, const char *key, size_t klen,
+               uint32_t flags, uint64_t cas, const char *val, uint32_t vlen, double expires,
+               double refresh_at)
+{
+    struct near_stripe *s = stripe_of(h);
+    size_t size = sizeof(struct near_entry) + klen + vlen;
+    uint64_t max = atomic_load_explicit(&budget, memory_order_relaxed);
+    if (klen > UINT16_MAX || size > max)
+        return false;
+    struct near_entry *e = malloc(size);
+    if (e == NULL)
+        return false;
+    e->hash = h;
+    e->gen = gen;
+    e->cas = cas;
+    e->expires = expires;
+    e->refresh_at = refresh_at;
+    e->flags = flags;
+    e->vlen = vlen;
+    e->size = (uint32_t)size;
+    e->pool = pool;
+    e->klen = (uint16_t)klen;
+    e->refreshing = false;
+    memcpy(e->data, key, klen);
+    memcpy(e->data + klen, val, vlen);
+    pthread_mutex_lock(&s->mu);
+    if (s->seq != seq) { /* a write dropped keys of this stripe since the read went out */
+        s->refused++;
+        pthread_mutex_unlock(&s->mu);
+        free(e);
+        return false;
+    }
+    struct near_entry **l = &s->tab[h & (s->cap - 1)];
+    while (*l) {
+        struct near_entry *o = *l;
+        if (same(o, h, key, klen) && o->pool == pool)
+            drop(s, l, o); /* the older value, or another generation's */
+        else
+            l = &o->hnext;
+    }
+    while (s->tail && s->bytes + size > max) {
+        s->evictions++;
+        struct near_entry *v = s->tail;
+        drop(s, link_of(s, v), v);
+    }
+    if (s->n + 1 > s->cap)
+        grow(s);
+    struct near_entry **b = &s->tab[h & (s->cap - 1)];
+    e->hnext = *b;
+    *b = e;
+    lru_push(s, e);
+    s->bytes += size;
+    s->n++;
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
+uint32_t near_invalidate(uint64_t h)
+{
+    struct near_stripe *s = stripe_of(h);
+    uint32_t n = 0;
+    pthread_mutex_lock(&s->mu);
+    s->seq++;
+    struct near_entry **l = &s->tab[h & (s->cap - 1)];
+    while (*l) {
+        struct near_entry *e = *l;
+        if (e->hash == h) {
+            drop(s, l, e);
+            n++;
+        } else {
+            l = &e->hnext;
+        }
+    }
+    s->invalidations += n;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void near_clear(void)
+{
+    if (stripes == NULL)
+        return;
+    for (int i = 0; i < NEAR_STRIPES; i++) {
+        struct near_stripe *s = &stripes[i];
+        pthread_mutex_lock(&s->mu);
+        s->seq++;
+        while (s->head)
+            drop(s, link_of(s, s->head), s->head);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+void near_totals(struct near_totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    if (stripes == NULL)
+        return;
+    for (int i = 0; i < NEAR_STRIPES; i++) {
+        struct near_stripe *s = &stripes[i];
+        pthread_mutex_lock(&s->mu);
+        t->bytes += s->bytes;
+        t->entries += s->n;
+        t->evictions += s->evictions;
+        t->invalidations += s->invalidations;
+        t->expired += s->expired;
+        t->fills_refused += s->refused;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* --- the hot set ------------------------------------------------------------------- */
+
+/* Open addressing over 64-bit hashes of (pool, key); 0 marks an empty slot. A false
+ * positive (two keys, one hash) only caches a key that is not hot: harmless. */
+struct hot_set {
+    uint32_t mask;
+    uint64_t slot[];
+};
+
+/* Three sets in turn: a reader holds one for a few hundred nanoseconds, the main thread
+ * publishes every quarter second, so the set it overwrites was retired two periods ago. */
+static struct hot_set *hot_ring[3];
+static int hot_next;
+static _Atomic(struct hot_set *) hot_cur;
+
+static uint64_t hot_key(int pool, const char *key, size_t klen)
+{
+    uint64_t h = near_hash(key, klen) ^ ((uint64_t)(uint32_t)pool * 0x9e3779b97f4a7c15ull);
+    return h ? h : 1;
+}
+
+void near_hot_publish(const char *const *keys, const uint32_t *lens, const int *pools, uint32_t n)
+{
+    uint32_t cap = 16;
+    while (cap < n * 2)
+        cap *= 2;
+    struct hot_set *old = hot_ring[hot_next];
+    struct hot_set *hs = old && old->mask + 1 >= cap ? old : NULL;
+    if (hs == NULL) {
+        hs = malloc(sizeof(*hs) + cap * sizeof(uint64_t));
+        if (hs == NULL)
+            return;
+        hs->mask = cap - 1;
+        free(old);
+        hot_ring[hot_next] = hs;
+    }
+    memset(hs->slot, 0, (hs->mask + 1) * sizeof(uint64_t));
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t k = hot_key(pools[i], keys[i], lens[i]);
+        uint32_t j = (uint32_t)k & hs->mask;
+        while (hs->slot[j] && hs->slot[j] != k)
+            j = (j + 1) & hs->mask;
+        hs->slot[j] = k;
+    }
+    atomic_store_explicit(&hot_cur, hs, memory_order_release);
+    hot_next = (hot_next + 1) % 3;
+}
+
+bool near_hot(int pool, const char *key, size_t klen)
+{
+    struct hot_set *hs = atomic_load_explicit(&hot_cur, memory_order_acquire);
+    if (hs == NULL)
+        return false;
+    uint64_t k = hot_key(pool, key, klen);
+    for (uint32_t j = (uint32_t)k & hs->mask;; j = (j + 1) & hs->mask) {
+        if (hs->slot[j] == k)
+            return true;
+        if (hs->slot[j] == 0)
+            return false;
+    }
+}
+
+static atomic_bool hot_on;
+static _Atomic double hot_rps;
+static atomic_uint hot_top_n;
+
+void near_hot_settings(bool on, double rps, uint32_t top)
+{
+    atomic_store(&hot_rps, rps);
+    atomic_store(&hot_top_n, top);
+    atomic_store(&hot_on, on);
+}
+
+void near_hot_params(bool *on, double *rps, uint32_t *top)
+{
+    *on = atomic_load(&hot_on);
+    *rps = atomic_load(&hot_rps);
+    *top = atomic_load(&hot_top_n);
+}
+
+bool near_hot_empty(void)
+{
+    return atomic_load_explicit(&hot_cur, memory_order_relaxed) == NULL;
+}
+
+void near_free(void)
+{
+    if (stripes) {
+        near_clear();
+        for (int i = 0; i < NEAR_STRIPES; i++) {
+            free(stripes[i].tab);
+            pthread_mutex_destroy(&stripes[i].mu);
+        }
+        free(stripes);
+        stripes = NULL;
+    }
+    atomic_store(&hot_cur, NULL);
+    for (int i = 0; i < 3; i++) {
+        free(hot_ring[i]);
+        hot_ring[i] = NULL;
+    }
+}

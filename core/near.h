@@ -1,0 +1,94 @@
+/* near.h: the near cache — hot keys answered from the gateway's own memory for a bounded
+ * time (mg.near, a pool's near = {...}).
+ *
+ * One store shared by every worker: NEAR_STRIPES stripes, each a hash table with its own
+ * mutex, LRU list and a byte budget of size / NEAR_STRIPES. Shared rather than one cache
+ * per worker because a write through any worker must drop the key for all of them before
+ * its reply goes out: with one store that is one locked removal, with per-worker caches
+ * it would be a message to every worker and a wait for each. A stripe's lock is held for
+ * a hash probe and a copy of the value, so contention stays low with two to a few dozen
+ * workers.
+ *
+ * Races with fills: each stripe counts its invalidations (seq). A get that may fill reads
+ * the stripe's seq before it goes to memcached (near_seq); its fill is refused if any
+ * invalidation of the stripe happened since, so a value read before a write can never be
+ * stored after that write dropped the key. */
+#ifndef MG_NEAR_H
+#define MG_NEAR_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define NEAR_STRIPES 64
+#define NEAR_SIZE_DEFAULT (64ull << 20)
+#define NEAR_MAX_VALUE_DEFAULT (64u << 10)
+#define NEAR_TTL_DEFAULT 1.0
+
+/* Counters of the store (all workers together). */
+struct near_totals {
+    uint64_t bytes, entries, evictions, invalidations, expired, fills_refused;
+};
+
+/* Create the store (first call) or change its budget. size: bytes of entries (keys,
+ * values and bookkeeping) across the stripes. Main thread, before the config that uses
+ * it is published. Returns MG_OK or MG_ERR (out of memory). */
+int near_configure(uint64_t size);
+/* True once near_configure succeeded (then the store exists for the process's life). */
+bool near_ready(void);
+
+/* A hash of key for near_* calls (computed once per request). */
+uint64_t near_hash(const char *key, size_t klen);
+
+/* Look key up for pool of config generation gen at time now (ev_now: wall clock, the same
+ * for every worker). A hit copies the value into val (emptied first), sets *flags, *cas
+ * and returns true; *refresh is set when this hit should refresh the entry (past its
+ * refresh time and nobody refreshing it yet: the caller sends one background read). */
+bool near_lookup(uint64_t h, uint64_t gen, int pool, const char *key, size_t klen, double now,
+                 struct buf *val, uint32_t *flags, uint64_t *cas, bool *refresh);
+
+/* The stripe's invalidation count for h: read before a read that may fill. */
+uint64_t near_seq(uint64_t h);
+
+/* Store a value read from memcached (refused, false, when the stripe saw an invalidation
+ * since seq, or it does not fit). The entry lives until expires and asks for a refresh
+ * from refresh_at. Replaces an entry of the same key. */
+bool near_fill(uint64_t h, uint64_t seq, uint64_t gen, int pool, const char *key, size_t klen,
+               uint32_t flags, uint64_t cas, const char *val, uint32_t vlen, double expires,
+               double refresh_at);
+
+/* Drop the key of hash h (near_hash) in every pool and generation: a write went through.
+ * By hash alone (a write's op keeps no copy of its key): another key of the same 64-bit
+ * hash is dropped too, which costs it a refill, nothing more. Returns the entries dropped;
+ * bumps the stripe's seq even when there was none. */
+uint32_t near_invalidate(uint64_t h);
+/* Drop everything (flush_all, a config without near). */
+void near_clear(void);
+
+/* Whether key is there now (for stats hotkeys' "near" mark); no LRU update. */
+bool near_has(uint64_t h, const char *key, size_t klen, double now);
+
+void near_totals(struct near_totals *t);
+/* Free the store (shutdown, no other thread using it). */
+void near_free(void);
+
+/* --- the hot set: keys the hot-key detector finds hot, published by the main thread --- */
+
+/* What makes a key hot for the near cache (a config's mg.near: on, requests per second, at
+ * most top keys); any thread. The main thread reads them every quarter second, takes the
+ * hot-key detector's hottest keys at or over the rate and publishes them (main.c). */
+void near_hot_settings(bool on, double rps, uint32_t top);
+void near_hot_params(bool *on, double *rps, uint32_t *top);
+/* No hot set was published (or the last one was cleared with n = 0 keys: still one). */
+bool near_hot_empty(void);
+
+/* Replace the hot set with keys[0..n) (lens[i] bytes each, pools[i] their pool); readers on
+ * other threads see either set. Main thread only. */
+void near_hot_publish(const char *const *keys, const uint32_t *lens, const int *pools, uint32_t n);
+/* Is (pool, key) in the hot set? Any thread; lock-free. */
+bool near_hot(int pool, const char *key, size_t klen);
+
+#endif

@@ -1,0 +1,219 @@
+-- The near cache (README "Near cache") end to end against real memcached: a write through
+-- the gateway is seen at once from every connection (every worker); a write through
+-- another gateway within ttl; the memory bound under a flood of distinct values; a herd
+-- winner is never answered from it, nor is a stale value; hot keys found by the detector
+-- are served near and marked in `stats hotkeys`; meta reads keep memcached's own flags.
+assert(jit ~= nil, "specs must run under LuaJIT")
+
+local env = require "spec.helpers.env"
+local client = require "spec.helpers.client"
+
+local function addr(p) return "127.0.0.1:" .. p.port end
+
+-- A config: pool "main" over mcs with the near options (Lua source), extra lines after.
+local function config(mcs, pool_near, extra)
+  local s = {}
+  for i, m in ipairs(mcs) do s[i] = string.format("%q", addr(m)) end
+  return table.concat({
+    'local mg = require "mintgate"',
+    'local main = mg.pool { name = "main", servers = { ' .. table.concat(s, ", ") .. ' }' ..
+      (pool_near and (", near = " .. pool_near) or "") .. ' }',
+    extra or "",
+    'mg.route { default = main }',
+  }, "\n") .. "\n"
+end
+
+local function near_stats(port)
+  local c = client.connect(port)
+  local s = c:stats("stats near")
+  c:close()
+  local t = {}
+  for k, v in pairs(s) do t[k] = tonumber(v) or v end
+  return t
+end
+
+describe("near cache", function()
+  local E, mcs
+
+  lazy_setup(function()
+    env.require_binary()
+    E = env.new("near")
+    mcs = { E:memcached(), E:memcached() }
+  end)
+  lazy_teardown(function()
+    if E then E:teardown() end
+  end)
+  after_each(function() E:close_clients() end)
+
+  it("a write through the gateway is seen at once from every connection (every worker)", function()
+    local gw = E:gateway { threads = 4, config = config(mcs, '{ ttl = 5, prefixes = { "feed:" } }') }
+    local cs = {}
+    for i = 1, 8 do cs[i] = E:client(gw.port, { name = "c" .. i }) end
+    for i = 0, 2 do assert.equal("STORED", cs[1]:set("feed:" .. i, "start", 0, 100)) end
+    for round = 1, 60 do
+      local key = "feed:" .. (round % 3)
+      local w = cs[round % #cs + 1]
+      local v = "v" .. round
+      -- every connection has it near before the write (fills on every worker)
+      for _, c in ipairs(cs) do c:get(key) end
+      local verb = ({ "set", "set", "append" })[round % 3 + 1]
+      if verb == "append" then
+        assert.equal("STORED", w:cmd(string.format("append %s 0 0 %d\r\n%s", key, #v, v)))
+        v = nil
+      else
+        assert.equal("STORED", w:set(key, v, round, 100))
+      end
+      local want = v or client.value_on(mcs[1].port, key) or client.value_on(mcs[2].port, key)
+      for i, c in ipairs(cs) do
+        assert.equal(want, c:value(key), "round " .. round .. ", connection " .. i .. " after " .. verb)
+      end
+    end
+    -- delete, incr, touch and flush_all drop it too
+    local c = cs[1]
+    assert.equal("STORED", c:set("feed:n", "5", 0, 100))
+    for _, o in ipairs(cs) do assert.equal("5", o:value("feed:n")) end
+    assert.equal("6", c:cmd("incr feed:n 1"))
+    for _, o in ipairs(cs) do assert.equal("6", o:value("feed:n")) end
+    assert.equal("DELETED", c:cmd("delete feed:n"))
+    for _, o in ipairs(cs) do assert.is_nil(o:value("feed:n")) end
+    assert.equal("STORED", c:set("feed:f", "x", 0, 100))
+    for _, o in ipairs(cs) do assert.equal("x", o:value("feed:f")) end
+    assert.equal("OK", c:cmd("flush_all"))
+    for _, o in ipairs(cs) do assert.is_nil(o:value("feed:f")) end
+    local st = near_stats(gw.port)
+    assert.equal("yes", st.near_enabled)
+    assert.is_true(st.near_hits > 100, "near hits " .. st.near_hits)
+    assert.is_true(st.near_invalidations >= 60)
+    assert.is_true(st["pool:main:near_hits"] > 100)
+    -- keys without the prefix are never near
+    assert.equal("STORED", c:set("other:1", "a", 0, 100))
+    local before = near_stats(gw.port).near_hits
+    for _ = 1, 10 do assert.equal("a", c:value("other:1")) end
+    assert.equal(before, near_stats(gw.port).near_hits)
+    E:stop(gw)
+  end)
+
+  it("a write through another gateway is seen within ttl", function()
+    local ga = E:gateway { threads = 2, config = config(mcs, '{ ttl = 0.5, prefixes = { "feed:" } }') }
+    local gb = E:gateway { threads = 1, config = config(mcs) }
+    local a = E:client(ga.port, { name = "a" })
+    local b = E:client(gb.port, { name = "b" })
+    for round = 1, 5 do
+      assert.equal("STORED", b:set("feed:x", "old" .. round, 0, 100))
+      -- a has it near (once it has seen it: a fill, then hits)
+      assert.is_true(env.wait_until(3, function() return a:value("feed:x") == "old" .. round end, 0.01))
+      assert.equal("old" .. round, a:value("feed:x"))
+      assert.equal("STORED", b:set("feed:x", "new" .. round, 0, 100))
+      local t0 = env.now()
+      local ok = env.wait_until(3, function() return a:value("feed:x") == "new" .. round end, 0.01)
+      local took = env.now() - t0
+      assert.is_true(ok, "gateway a never saw the write through b")
+      assert.is_true(took <= 0.5 + 0.25, string.format("seen after %.3f s (ttl 0.5)", took))
+    end
+    assert.is_true(near_stats(ga.port).near_hits >= 5)
+    E:stop(ga)
+    E:stop(gb)
+  end)
+
+  it("stays within its size under a flood of distinct values", function()
+    local gw = E:gateway { threads = 2, config = config(mcs, '{ prefixes = { "flood:" } }',
+      'mg.near { size = "256k", hot = false, ttl = 30 }') }
+    local c = E:client(gw.port)
+    local value = string.rep("x", 1000)
+    for i = 1, 1500 do
+      assert.equal("STORED", c:set("flood:" .. i, value, 0, 100))
+      assert.equal(value, c:value("flood:" .. i)) -- a fill
+    end
+    local st = near_stats(gw.port)
+    assert.is_true(st.near_bytes <= 256 * 1024, "near bytes " .. st.near_bytes)
+    assert.is_true(st.near_evictions > 1000, "evictions " .. st.near_evictions)
+    assert.is_true(st.near_entries > 100, "entries " .. st.near_entries)
+    -- what is still there is served right
+    local hits = st.near_hits
+    for i = 1490, 1500 do assert.equal(value, c:value("flood:" .. i)) end
+    assert.is_true(near_stats(gw.port).near_hits > hits)
+    -- values over max_value are never cached
+    local big = string.rep("y", 70 * 1024)
+    assert.equal("STORED", c:set("flood:big", big, 0, 100))
+    for _ = 1, 3 do assert.equal(big, c:value("flood:big")) end
+    assert.is_true(near_stats(gw.port).near_bytes <= 256 * 1024)
+    E:stop(gw)
+  end)
+
+  it("never answers a herd winner or a stale value from the near cache", function()
+    local gw = E:gateway { threads = 2, config = config(mcs, '{ ttl = 10, prefixes = { "h:" } }',
+      'mg.stale { grace = 10, lock = 2, wait = 0 }') }
+    local a = E:client(gw.port, { name = "a" })
+    local b = E:client(gw.port, { name = "b" })
+    assert.equal("STORED", a:set("h:1", "old", 0, 3))
+    -- near while fresh: at most the nominal remaining TTL less a second
+    assert.equal("old", a:value("h:1"))
+    assert.equal("old", b:value("h:1"))
+    assert.is_true(near_stats(gw.port).near_hits >= 1)
+    -- past the nominal TTL: exactly one miss (the winner), then the stale value
+    local misses, t0 = 0, env.now()
+    while misses == 0 and env.now() - t0 < 6 do
+      if a:value("h:1") == nil then misses = misses + 1 end
+      env.sleep(0.05)
+    end
+    assert.equal(1, misses, "the winner's miss came")
+    local hits_before = near_stats(gw.port).near_hits
+    for _ = 1, 5 do assert.equal("old", b:value("h:1"), "the others get the stale value") end
+    -- the stale value came from memcached each time (X/Z: never stored near)
+    assert.equal(hits_before, near_stats(gw.port).near_hits)
+    assert.equal("STORED", a:set("h:1", "new", 0, 100))
+    assert.equal("new", b:value("h:1"))
+    E:stop(gw)
+  end)
+
+  it("finds hot keys with the detector and serves them near; stats hotkeys says so", function()
+    local gw = E:gateway { threads = 2, config = config(mcs, nil,
+      'mg.near { ttl = 1, hot = true, hot_rps = 50 }\nmg.hotkeys { sample = 1 }') }
+    local c = E:client(gw.port)
+    assert.equal("STORED", c:set("celebrity", "v", 0, 100))
+    assert.equal("STORED", c:set("nobody", "w", 0, 100))
+    local ok = env.wait_until(5, function()
+      for _ = 1, 50 do c:value("celebrity") end
+      return near_stats(gw.port).near_hits > 100
+    end, 0.01)
+    assert.is_true(ok, "the hot key was never served near")
+    c:value("nobody")
+    local s = c:stats("stats hotkeys")
+    local near_of = {}
+    for i = 1, 10 do
+      local k = s["hotkey:" .. i .. ":key"]
+      if k then near_of[k] = s["hotkey:" .. i .. ":near"] end
+    end
+    assert.equal("yes", near_of.celebrity)
+    assert.is_not.equal("yes", near_of.nobody)
+    -- a write drops it at once
+    assert.equal("STORED", c:set("celebrity", "v2", 0, 100))
+    assert.equal("v2", c:value("celebrity"))
+    E:stop(gw)
+  end)
+
+  it("meta reads keep memcached's own flags; gets answers carry the cas", function()
+    local gw = E:gateway { threads = 1, config = config(mcs, '{ ttl = 5, prefixes = { "m:" } }') }
+    local c = E:client(gw.port)
+    assert.equal("STORED", c:set("m:1", "abc", 42, 100))
+    local items = c:gets("m:1")
+    local cas = items["m:1"].cas
+    assert.is_not_nil(cas)
+    local again = c:gets("m:1") -- near now
+    assert.equal(cas, again["m:1"].cas)
+    assert.equal(42, again["m:1"].flags)
+    assert.is_true(near_stats(gw.port).near_hits >= 1)
+    local l = c:cmd("mg m:1 v f c t s k")
+    local direct
+    for _, m in ipairs(mcs) do
+      local d = client.connect(m.port)
+      local dl = d:cmd("mg m:1 f c s k")
+      d:close()
+      if not dl:match("^EN") then direct = dl end
+    end
+    assert.truthy(l:match("^VA 3 f42 c" .. cas .. " t%d+ s3 km:1$"), l)
+    assert.truthy(direct:match("^HD f42 c" .. cas .. " s3 km:1$"), direct)
+    assert.equal("abc", c:line())
+    E:stop(gw)
+  end)
+end)
