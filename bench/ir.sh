@@ -16,7 +16,15 @@
 #
 # Targets as in bench/run.sh (memcached direct, twemproxy = nutcracker ketama,
 # mintgate -t 1, mintgate + examples/bench.lua when that config passes
-# --check). Backends are plain memcached, not under valgrind. Placement as in
+# --check). Two more for the near cache (issue 15), where every get asks for
+# the same key (mgload --hot-share 1): mintgate-hot, plain mintgate, the
+# baseline; mintgate+near, the config of bench/hot.sh (bench/lib.sh
+# near_config: mg.near { hot = true, ... } over the same two backends), where
+# the hot-key detector flags the key early in the run and the near cache then
+# answers it: instructions per near hit. The detection and the first fill
+# happen in both runs and cancel, as start-up does. mintgate+near is "not
+# available" while ./mintgate --check rejects that config. Backends are plain
+# memcached, not under valgrind. Placement as in
 # bench/quick.sh: the target on CPU 0, mgload and the backends on CPU 1.
 #
 # Env: IR_SMALL (20000) IR_LARGE (60000) IR_ROUNDS (3; the median is reported)
@@ -33,12 +41,12 @@ SELF=bench/ir.sh
 IR_SMALL=${IR_SMALL:-20000}
 IR_LARGE=${IR_LARGE:-60000}
 IR_ROUNDS=${IR_ROUNDS:-3}
-WANT=${TARGETS:-memcached twemproxy mintgate mintgate-observe-off mintgate+lua}
+WANT=${TARGETS:-memcached twemproxy mintgate mintgate-observe-off mintgate+lua mintgate-hot mintgate+near}
 LUA_CONFIG=${LUA_CONFIG:-examples/bench.lua}
 OUT_DIR=${OUT_DIR:-docs/bench}
 KEYS=10000
 CONNS=${IR_CONNS:-20}
-ALL_TARGETS="memcached twemproxy mintgate mintgate-observe-off mintgate+lua"
+ALL_TARGETS="memcached twemproxy mintgate mintgate-observe-off mintgate+lua mintgate-hot mintgate+near"
 WAIT_TRIES=600                  # valgrind start-up: up to 60 s
 STOP_WAIT=120                   # and writing the profile on exit
 
@@ -71,7 +79,13 @@ for t in $ALL_TARGETS; do
     wanted "$t" || continue
     case $t in
     twemproxy) command -v nutcracker >/dev/null || { note "twemproxy: \`nutcracker\` not installed"; continue; } ;;
-    mintgate | mintgate-observe-off) [ -x ./mintgate ] || { note "$t: no ./mintgate (make mintgate)"; continue; } ;;
+    mintgate | mintgate-observe-off | mintgate-hot) [ -x ./mintgate ] || { note "$t: no ./mintgate (make mintgate)"; continue; } ;;
+    mintgate+near)
+        near_config "$TMP/near.lua"
+        if [ ! -x ./mintgate ] || ! lua_config_ok "$TMP/near.lua" "$B1" "$B2"; then
+            note "mintgate+near: not available (\`./mintgate --check\` on the near config: $(head -1 "$TMP/check.log" 2>/dev/null))"
+            continue
+        fi ;;
     mintgate+lua)
         if [ ! -x ./mintgate ] || ! lua_config_ok "$LUA_CONFIG" "$B1" "$B2"; then
             note "mintgate+lua: not available ($LUA_CONFIG: $(tail -1 "$TMP/check.log" 2>/dev/null))"
@@ -91,11 +105,13 @@ start_cg() {
     case $1 in
     memcached) start cg $cg memcached -p @PORT@ -U 0 -l 127.0.0.1 -t 1 -c "$VG_NOFILE" $MC_USER ;;
     twemproxy) start_twemproxy cg "$cg" "$B1" "$B2" ;;
-    mintgate) start cg $cg ./mintgate -t 1 -c 20000 -l 127.0.0.1:@PORT@ -s "127.0.0.1:$B1,127.0.0.1:$B2" ;;
+    mintgate | mintgate-hot) start cg $cg ./mintgate -t 1 -c 20000 -l 127.0.0.1:@PORT@ -s "127.0.0.1:$B1,127.0.0.1:$B2" ;;
     mintgate-observe-off) start cg $cg ./mintgate -t 1 -c 20000 -l 127.0.0.1:@PORT@ -s "127.0.0.1:$B1,127.0.0.1:$B2" \
         --observe off ;;
     mintgate+lua) start cg $PIN_FRONT env MINTGATE_LISTEN=127.0.0.1:@PORT@ MEMCACHED_1=127.0.0.1:$B1 \
         MEMCACHED_2=127.0.0.1:$B2 $vg ./mintgate -t 1 -c 20000 "$LUA_CONFIG" ;;
+    mintgate+near) start cg $PIN_FRONT env MINTGATE_LISTEN=127.0.0.1:@PORT@ MEMCACHED_1=127.0.0.1:$B1 \
+        MEMCACHED_2=127.0.0.1:$B2 $vg ./mintgate -t 1 -c 20000 "$TMP/near.lua" ;;
     esac
 }
 
@@ -109,8 +125,10 @@ ir_run() {
         return
     fi
     pid=$UP_PID
+    hot=""
+    case $1 in mintgate-hot | mintgate+near) hot="--hot-share 1" ;; esac   # every get the same key
     # --max-time bounds the run even if the target hangs under valgrind.
-    line=$($PIN_LOAD "$MGLOAD" --port "$UP_PORT" --prefill --ratio 1:0 --conns $CONNS --depth 1 \
+    line=$($PIN_LOAD "$MGLOAD" --port "$UP_PORT" --prefill --ratio 1:0 --conns $CONNS --depth 1 $hot \
         --requests "$2" --keys $KEYS --value-size 32 --key-prefix ir: --connect-timeout 20 \
         --timeout 30 --max-time 900 2>"$TMP/mgload.err")
     rc=$?
@@ -157,6 +175,8 @@ goal() {
     mintgate) echo "<= 3,800; observability on costs <= +150 over observe-off" ;;
     mintgate-observe-off) echo "histograms, per-server counters, slow log, hot keys off" ;;
     mintgate+lua) echo "<= 4,500" ;;
+    mintgate-hot) echo "every get the same key (baseline for the near hit)" ;;
+    mintgate+near) echo "every get the same hot key, from the near cache (issue 15)" ;;
     esac
 }
 has() { case " $TARGETS " in *" $1 "*) [ -s "$TMP/$(var "$1").per" ];; *) return 1;; esac; }

@@ -64,7 +64,7 @@ bench_init() {
     command -v python3 >/dev/null || command -v nc >/dev/null || die "need python3 or nc to find ports"
     if [ ! -x "$MGLOAD" ] || [ -n "$(find bench/mgload.c bench/common.h -newer "$MGLOAD")" ]; then
         ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Wshadow -Wstrict-prototypes \
-            -Wmissing-prototypes -pthread -o "$MGLOAD" bench/mgload.c -lev || die "building mgload failed"
+            -Wmissing-prototypes -pthread -o "$MGLOAD" bench/mgload.c -lev -lm || die "building mgload failed"
     fi
     MC_USER=""
     [ "$(id -u)" = 0 ] && MC_USER="-u root"     # memcached refuses root without -u
@@ -236,3 +236,47 @@ total() { if [ -s "$1" ]; then awk '{ s += $1 } END { print s }' "$1"; else echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f\n", a / b }'; }
 # fmt FORMAT VALUE: printf that passes "-" through.
 fmt() { awk -v f="$1" -v v="$2" 'BEGIN { if (v == "-" || v == "") print "-"; else printf f "\n", v }'; }
+
+# ---- near cache (bench/hot.sh, bench/ir.sh) ----
+# near_config FILE: writes the "mintgate+near" config: the gateway's near cache with
+# hot-key detection, NEAR_OPTS overriding the table's fields, over one ketama pool of
+# MEMCACHED_1 and MEMCACHED_2 (from the environment, as examples/bench.lua).
+near_config() {
+    opts=${NEAR_OPTS:-'size = "64m", ttl = 1, hot = true'}
+    cat >"$1" <<LUA
+-- mintgate+near, written by bench/lib.sh (near_config) for bench/hot.sh and bench/ir.sh
+local mg = require "mintgate"
+
+mg.listen { os.getenv("MINTGATE_LISTEN") or "127.0.0.1:11211" }
+mg.near { $opts }
+mg.pool { name = "main", servers = { os.getenv("MEMCACHED_1"), os.getenv("MEMCACHED_2") } }
+LUA
+}
+
+# mc_counters PORT MIN_CHUNK: "cmd_get hot_hits hot_items" of one memcached: its get
+# commands (meta mg included), and the get hits and items of the slab classes whose
+# chunk size is >= MIN_CHUNK. Empty if it does not answer.
+mc_counters() {
+    python3 - "$1" "$2" <<'PY' 2>/dev/null
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"stats\r\nstats slabs\r\n")
+buf = b""
+while buf.count(b"END\r\n") < 2:
+    d = s.recv(65536)
+    if not d:
+        sys.exit(1)
+    buf += d
+st, cls = {}, {}
+for line in buf.decode().split("\r\n"):
+    f = line.split()
+    if len(f) == 3 and f[0] == "STAT":
+        if ":" in f[1]:
+            c, k = f[1].split(":", 1)
+            cls.setdefault(c, {})[k] = int(f[2])
+        else:
+            st[f[1]] = f[2]
+big = [c for c in cls.values() if c.get("chunk_size", 0) >= int(sys.argv[2])]
+print(st["cmd_get"], sum(c.get("get_hits", 0) for c in big), sum(c.get("used_chunks", 0) for c in big))
+PY
+}

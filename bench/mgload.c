@@ -17,6 +17,15 @@
  * With --target-pid the server's CPU time and RSS are read from /proc at the
  * phase boundaries, so a script gets them without racing the run.
  *
+ * Keys. Uniform over --keys by default; --zipf S draws key k (0-based) with
+ * weight 1/(k+1)^S from a CDF built once in main (binary search per draw), so
+ * key 0 is the most popular. --hot-share P sends a share P of requests to one
+ * extra key, --hot-key (default <prefix>hot), whatever --zipf says; it has its
+ * own value size (--hot-value-size, so a memcached keeps it in a slab class of
+ * its own and `stats slabs` counts its hits exactly), is set by the prefill
+ * like the others, and its requests get their own count and histogram. In a
+ * multi-key get the hot key replaces the first key.
+ *
  * Memory: every buffer is sized once when a connection is set up; the request
  * path allocates nothing. Latencies go to a log-linear histogram (HDR-style,
  * 128 linear steps per power of two, under 1% error) per thread, merged at the
@@ -27,6 +36,7 @@
 #include <ev.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -51,6 +61,7 @@
 #define MAX_MULTIGET 1000
 #define MAX_VALUE_SIZE (1024 * 1024)
 #define MAX_PREFIX 200
+#define MAX_ZIPF_KEYS 10000000 /* 80 MB of CDF */
 #define MAX_THREADS 64
 #define MAX_CONNECTING 128 /* connects in flight per loop */
 #define MAX_NOTES 5        /* failure messages printed per loop */
@@ -79,9 +90,13 @@ struct options {
     double duration, connect_timeout, stall_timeout, max_time;
     uint64_t requests, keys, seed;
     unsigned ratio_get, ratio_set;
-    size_t value_size;
+    size_t value_size, hot_value_size;
+    double zipf, hot_share;
     char prefix[MAX_PREFIX + 1];
     size_t prefix_len;
+    char hot_key[MAX_PREFIX + 4]; /* --hot-key, or <prefix>hot */
+    size_t hot_key_len;
+    bool hot_value_set;
     bool prefill, prefill_only, idle_get, json;
     pid_t target_pid;
     struct sockaddr_storage addr;
@@ -95,6 +110,7 @@ struct hist {
 
 struct stats {
     uint64_t ops, gets, sets, errors, misses;
+    uint64_t hot_ops, hot_gets, hot_sets, hot_errors, hot_misses;
     uint64_t conns_failed, conns_lost;
     uint64_t idle_ok, idle_failed, idle_closed;
 };
@@ -104,6 +120,7 @@ struct pending {
     uint64_t start_ns;
     uint16_t nkeys;
     uint8_t kind;
+    bool hot; /* asks for the hot key */
 };
 
 /*
@@ -145,10 +162,13 @@ struct worker {
     ev_timer run_timer, hard_timer;
     struct stats st;
     struct hist hist;
+    struct hist hot_hist; /* the hot key's requests only (also in hist) */
     pthread_t tid;
 };
 
-static char *g_value;    /* value bytes for every set, read-only after main sets it */
+static char *g_value; /* value bytes for every set, read-only after main sets it */
+/* --zipf: g_zipf_cdf[k] = P(key <= k), built by main before any loop runs, then read-only. */
+static double *g_zipf_cdf;
 static size_t g_req_max; /* largest request we can build, for buffer sizing */
 
 /*
@@ -277,13 +297,72 @@ static uint64_t hist_percentile(const struct hist *h, double q)
 
 /* ---- request building ---- */
 
+/* Key number k, 0..keys-1; k == keys (HOT_KEY) is the hot key. */
+#define HOT_KEY(o) ((o)->keys)
+
 static size_t fmt_key(const struct options *o, char *out, uint64_t k)
 {
+    if (k == HOT_KEY(o)) {
+        memcpy(out, o->hot_key, o->hot_key_len);
+        return o->hot_key_len;
+    }
     memcpy(out, o->prefix, o->prefix_len);
     return o->prefix_len + fmt_u64(out + o->prefix_len, k);
 }
 
-/* Appends `get k..` with nkeys distinct consecutive keys; returns bytes written. */
+/* Draws a key number: uniform, or Zipf by binary search in g_zipf_cdf (first k with cdf >= u). */
+static uint64_t draw_key(const struct options *o, uint64_t *rng)
+{
+    double u;
+    uint64_t lo = 0, hi;
+
+    if (g_zipf_cdf == NULL)
+        return rng_next(rng) % o->keys;
+    u = (double)(rng_next(rng) >> 11) * 0x1.0p-53;
+    hi = o->keys - 1;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+
+        if (g_zipf_cdf[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* True for a request that goes to the hot key (one draw per request, only with --hot-share). */
+static bool draw_hot(const struct options *o, uint64_t *rng)
+{
+    return o->hot_share > 0 && (double)(rng_next(rng) >> 11) * 0x1.0p-53 < o->hot_share;
+}
+
+/*
+ * Builds the CDF of Zipf(s) over n keys into g_zipf_cdf; MG_ERR if out of memory.
+ * Summed from the smallest weight up, so the rounding stays small at large n.
+ */
+static int zipf_init(uint64_t n, double s)
+{
+    double sum = 0;
+
+    g_zipf_cdf = malloc((size_t)n * sizeof *g_zipf_cdf);
+    if (g_zipf_cdf == NULL)
+        return MG_ERR;
+    for (uint64_t k = n; k-- > 0;)
+        sum += pow((double)(k + 1), -s);
+    double acc = 0;
+    for (uint64_t k = 0; k < n; k++) {
+        acc += pow((double)(k + 1), -s);
+        g_zipf_cdf[k] = acc / sum;
+    }
+    g_zipf_cdf[n - 1] = 1.0; /* whatever the rounding, every draw lands */
+    return MG_OK;
+}
+
+/*
+ * Appends `get k..` with nkeys distinct consecutive keys from first; returns
+ * bytes written. first may be HOT_KEY: the hot key, then keys 0, 1, ...
+ */
 static size_t build_get(const struct options *o, char *out, uint64_t first, unsigned nkeys)
 {
     size_t n = 3;
@@ -291,7 +370,7 @@ static size_t build_get(const struct options *o, char *out, uint64_t first, unsi
     memcpy(out, "get", 3);
     for (unsigned i = 0; i < nkeys; i++) {
         out[n++] = ' ';
-        n += fmt_key(o, out + n, (first + i) % o->keys);
+        n += fmt_key(o, out + n, i == 0 && first == HOT_KEY(o) ? first : (first + i) % o->keys);
     }
     memcpy(out + n, "\r\n", 2);
     return n + 2;
@@ -300,16 +379,17 @@ static size_t build_get(const struct options *o, char *out, uint64_t first, unsi
 static size_t build_set(const struct options *o, char *out, uint64_t key)
 {
     size_t n = 4;
+    size_t vsize = key == HOT_KEY(o) ? o->hot_value_size : o->value_size;
 
     memcpy(out, "set ", 4);
     n += fmt_key(o, out + n, key);
     memcpy(out + n, " 0 0 ", 5);
     n += 5;
-    n += fmt_u64(out + n, o->value_size);
+    n += fmt_u64(out + n, vsize);
     memcpy(out + n, "\r\n", 2);
     n += 2;
-    memcpy(out + n, g_value, o->value_size);
-    n += o->value_size;
+    memcpy(out + n, g_value, vsize);
+    n += vsize;
     memcpy(out + n, "\r\n", 2);
     return n + 2;
 }
@@ -349,7 +429,7 @@ static bool worker_may_issue(const struct worker *w)
     return w->budget == 0 || w->issued < w->budget;
 }
 
-static void conn_push(struct conn *c, enum req_kind kind, unsigned nkeys, uint64_t t)
+static void conn_push(struct conn *c, enum req_kind kind, unsigned nkeys, bool hot, uint64_t t)
 {
     struct pending *p = &c->ring[(c->rhead + c->rcount) % c->ring_cap];
 
@@ -358,6 +438,7 @@ static void conn_push(struct conn *c, enum req_kind kind, unsigned nkeys, uint64
     p->start_ns = t;
     p->nkeys = (uint16_t)nkeys;
     p->kind = (uint8_t)kind;
+    p->hot = hot;
     c->rcount++;
     c->w->inflight++;
 }
@@ -387,17 +468,19 @@ static void conn_fill(struct conn *c)
     while (c->rcount < w->depth && worker_may_issue(w) && conn_room(c, g_req_max)) {
         uint64_t r = rng_next(&w->rng);
         bool get = !w->prefill && r % (o->ratio_get + o->ratio_set) < o->ratio_get;
+        bool hot = !w->prefill && draw_hot(o, &w->rng);
 
         if (t == 0)
             t = now_ns();
         if (get) {
-            uint64_t first = rng_next(&w->rng) % o->keys;
+            uint64_t first = hot ? HOT_KEY(o) : draw_key(o, &w->rng);
             c->olen += build_get(o, c->obuf + c->olen, first, (unsigned)o->multiget);
-            conn_push(c, REQ_GET, (unsigned)o->multiget, t);
+            conn_push(c, REQ_GET, (unsigned)o->multiget, hot, t);
         } else {
-            uint64_t key = w->prefill ? w->next_key++ : rng_next(&w->rng) % o->keys;
+            /* The prefill's budget covers HOT_KEY last when there is a hot key. */
+            uint64_t key = w->prefill ? w->next_key++ : hot ? HOT_KEY(o) : draw_key(o, &w->rng);
             c->olen += build_set(o, c->obuf + c->olen, key);
-            conn_push(c, REQ_SET, 0, t);
+            conn_push(c, REQ_SET, 0, hot || key == HOT_KEY(o), t);
         }
         w->issued++;
     }
@@ -501,13 +584,23 @@ static void conn_complete(struct conn *c, uint64_t now, enum result r)
         w->st.gets++;
     else
         w->st.sets++;
+    if (p.hot)
+        *(p.kind == REQ_GET ? &w->st.hot_gets : &w->st.hot_sets) += 1;
     if (r == RES_ERR) {
         w->st.errors++;
+        w->st.hot_errors += p.hot;
     } else {
+        uint64_t lat = now > p.start_ns ? now - p.start_ns : 0;
+
         w->st.ops++;
         if (r == RES_MISS)
             w->st.misses++;
-        hist_record(&w->hist, now > p.start_ns ? now - p.start_ns : 0);
+        hist_record(&w->hist, lat);
+        if (p.hot) {
+            w->st.hot_ops++;
+            w->st.hot_misses += r == RES_MISS;
+            hist_record(&w->hot_hist, lat);
+        }
     }
     worker_check_done(w);
 }
@@ -668,11 +761,11 @@ static void conn_on_ready(struct conn *c)
         /* A proxy must route this one (and may not know `version` at all). */
         uint64_t key = (uint64_t)(c - w->conns) % w->o->keys;
         c->olen = build_get(w->o, c->obuf, key, 1);
-        conn_push(c, REQ_GET, 1, now_ns());
+        conn_push(c, REQ_GET, 1, false, now_ns());
     } else if (c->idle) {
         memcpy(c->obuf, "version\r\n", 9);
         c->olen = 9;
-        conn_push(c, REQ_VERSION, 0, now_ns());
+        conn_push(c, REQ_VERSION, 0, false, now_ns());
     } else {
         conn_fill(c);
     }
@@ -928,6 +1021,12 @@ static void usage(FILE *f)
             "  --keys K             key space (default 10000)\n"
             "  --key-prefix STR     key prefix (default \"mgload:\")\n"
             "  --multiget M         keys per get (default 1)\n"
+            "  --zipf S             key popularity Zipf(S) over --keys, key 0 the most popular\n"
+            "                       (default 0: uniform)\n"
+            "  --hot-share P        a share P (0..1) of requests goes to one extra key, the\n"
+            "                       hot key; prints hot_* figures (count, p50, p99)\n"
+            "  --hot-key KEY        the hot key's name (default <key-prefix>hot)\n"
+            "  --hot-value-size B   the hot key's value length (default --value-size)\n"
             "  --prefill            set every key once before measuring\n"
             "  --prefill-only       set every key once, print prefill_keys/prefill_errors, exit\n"
             "  --idle N             also hold N idle connections (one `version` each) for\n"
@@ -980,6 +1079,22 @@ static int opt_secs(const char *name, const char *s, double *out)
     v = strtod(s, &end);
     if (errno != 0 || end == s || *end != '\0' || !(v > 0) || v > 86400) {
         fprintf(stderr, "mgload: --%s wants seconds in (0, 86400], got '%s'\n", name, s);
+        return MG_ERR;
+    }
+    *out = v;
+    return MG_OK;
+}
+
+/* Parses a real number in [lo, hi]; returns MG_ERR with a message otherwise. */
+static int opt_real(const char *name, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "mgload: --%s wants a number in [%g, %g], got '%s'\n", name, lo, hi, s);
         return MG_ERR;
     }
     *out = v;
@@ -1055,7 +1170,11 @@ enum {
     OPT_HELP,
     OPT_PREFILL_ONLY,
     OPT_IDLE_GET,
-    OPT_TARGET_PID
+    OPT_TARGET_PID,
+    OPT_ZIPF,
+    OPT_HOT_SHARE,
+    OPT_HOT_KEY,
+    OPT_HOT_VSIZE
 };
 
 static const struct option long_opts[] = {
@@ -1074,6 +1193,10 @@ static const struct option long_opts[] = {
     { "prefill-only", no_argument, NULL, OPT_PREFILL_ONLY },
     { "idle-get", no_argument, NULL, OPT_IDLE_GET },
     { "target-pid", required_argument, NULL, OPT_TARGET_PID },
+    { "zipf", required_argument, NULL, OPT_ZIPF },
+    { "hot-share", required_argument, NULL, OPT_HOT_SHARE },
+    { "hot-key", required_argument, NULL, OPT_HOT_KEY },
+    { "hot-value-size", required_argument, NULL, OPT_HOT_VSIZE },
     { "idle", required_argument, NULL, OPT_IDLE },
     { "threads", required_argument, NULL, OPT_THREADS },
     { "connect-timeout", required_argument, NULL, OPT_CTIMEOUT },
@@ -1125,6 +1248,23 @@ static int opt_one(struct options *o, int opt, const char *arg)
         return MG_OK;
     case OPT_MULTIGET:
         return opt_int("multiget", arg, 1, MAX_MULTIGET, &o->multiget);
+    case OPT_ZIPF:
+        return opt_real("zipf", arg, 0, 10, &o->zipf);
+    case OPT_HOT_SHARE:
+        return opt_real("hot-share", arg, 0, 1, &o->hot_share);
+    case OPT_HOT_KEY:
+        if (strlen(arg) > MAX_PREFIX || arg[0] == '\0' || strpbrk(arg, " \t\r\n") != NULL) {
+            fprintf(stderr, "mgload: --hot-key: 1 to %d bytes, no whitespace\n", MAX_PREFIX);
+            return MG_ERR;
+        }
+        strcpy(o->hot_key, arg);
+        return MG_OK;
+    case OPT_HOT_VSIZE:
+        if (opt_u64("hot-value-size", arg, 0, MAX_VALUE_SIZE, &v) != MG_OK)
+            return MG_ERR;
+        o->hot_value_size = (size_t)v;
+        o->hot_value_set = true;
+        return MG_OK;
     case OPT_PREFILL:
         o->prefill = true;
         return MG_OK;
@@ -1196,7 +1336,16 @@ static int opt_parse(struct options *o, int argc, char **argv)
         fprintf(stderr, "mgload: --multiget larger than --keys\n");
         return MG_ERR;
     }
+    if (o->zipf > 0 && o->keys > MAX_ZIPF_KEYS) {
+        fprintf(stderr, "mgload: --zipf takes at most %d keys\n", MAX_ZIPF_KEYS);
+        return MG_ERR;
+    }
     o->prefix_len = strlen(o->prefix);
+    if (o->hot_key[0] == '\0')
+        snprintf(o->hot_key, sizeof o->hot_key, "%shot", o->prefix);
+    o->hot_key_len = strlen(o->hot_key);
+    if (!o->hot_value_set)
+        o->hot_value_size = o->value_size;
     if (o->duration == 0 && o->requests == 0)
         o->duration = 10;
     if (o->max_time == 0)
@@ -1233,6 +1382,11 @@ static void stats_add(struct stats *a, const struct stats *b)
     a->sets += b->sets;
     a->errors += b->errors;
     a->misses += b->misses;
+    a->hot_ops += b->hot_ops;
+    a->hot_gets += b->hot_gets;
+    a->hot_sets += b->hot_sets;
+    a->hot_errors += b->hot_errors;
+    a->hot_misses += b->hot_misses;
     a->conns_failed += b->conns_failed;
     a->conns_lost += b->conns_lost;
     a->idle_ok += b->idle_ok;
@@ -1263,18 +1417,20 @@ static double cpu_seconds(void)
 static void report(const struct options *o, const struct worker *ws, int nw,
                    const struct stats *pre, double cpu, struct target_sample tgt_end)
 {
-    static struct hist h; /* 30 KB: keep it off the stack */
+    static struct hist h, hh; /* 30 KB each: keep them off the stack */
     struct stats st;
-    struct kv kv[32];
+    struct kv kv[48];
     uint64_t start = UINT64_MAX, stop = 0;
     double secs;
     int n = 0;
 
     memset(&st, 0, sizeof st);
     memset(&h, 0, sizeof h);
+    memset(&hh, 0, sizeof hh);
     for (int i = 0; i < nw; i++) {
         stats_add(&st, &ws[i].st);
         hist_merge(&h, &ws[i].hist);
+        hist_merge(&hh, &ws[i].hot_hist);
         if (ws[i].start_ns < start)
             start = ws[i].start_ns;
         if (ws[i].stop_ns > stop)
@@ -1303,6 +1459,17 @@ static void report(const struct options *o, const struct worker *ws, int nw,
     KV_U("conns_lost", st.conns_lost);
     KV_F("elapsed_s", secs);
     KV_F("cpu_pct", secs > 0 ? 100.0 * cpu / secs : 0);
+    if (o->hot_share > 0) {
+        /* Only with --hot-share: other scripts parse the line as it was. */
+        KV_U("hot_ops", st.hot_ops);
+        KV_U("hot_gets", st.hot_gets);
+        KV_U("hot_sets", st.hot_sets);
+        KV_U("hot_errors", st.hot_errors);
+        KV_U("hot_misses", st.hot_misses);
+        KV_F("hot_p50_us", (double)hist_percentile(&hh, 0.50) / 1e3);
+        KV_F("hot_p99_us", (double)hist_percentile(&hh, 0.99) / 1e3);
+        KV_F("hot_p999_us", (double)hist_percentile(&hh, 0.999) / 1e3);
+    }
     if (o->idle > 0) {
         KV_U("idle_ok", st.idle_ok);
         KV_U("idle_failed", st.idle_failed);
@@ -1349,16 +1516,18 @@ static int run_prefill(const struct options *o, struct stats *out)
         return MG_ERR;
     if (nconns > PREFILL_CONNS)
         nconns = PREFILL_CONNS;
+    uint64_t nkeys = o->keys + (o->hot_share > 0 ? 1 : 0); /* HOT_KEY is the last */
+
     if ((uint64_t)nconns > o->keys)
         nconns = (int)o->keys;
-    if (worker_init(w, o, -1, nconns, 0, PREFILL_DEPTH, true, o->keys) == MG_OK) {
+    if (worker_init(w, o, -1, nconns, 0, PREFILL_DEPTH, true, nkeys) == MG_OK) {
         worker_run(w);
         *out = w->st;
         rc = w->st.conns_failed == (uint64_t)nconns || w->hit_limit ? MG_ERR : MG_OK;
-        if (w->issued < o->keys || w->st.errors > 0)
+        if (w->issued < nkeys || w->st.errors > 0)
             fprintf(stderr,
                     "mgload: prefill: %" PRIu64 " of %" PRIu64 " keys sent, %" PRIu64 " errors\n",
-                    w->issued, o->keys, w->st.errors);
+                    w->issued, nkeys, w->st.errors);
     }
     worker_free(w);
     free(w);
@@ -1390,15 +1559,21 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (raise_nofile(&o) != MG_OK)
         return 1;
-    g_value = malloc(o.value_size + 1);
-    if (g_value == NULL)
-        return 1;
-    memset(g_value, 'x', o.value_size);
     {
-        size_t key_max = o.prefix_len + 20;
+        size_t vmax = o.value_size > o.hot_value_size ? o.value_size : o.hot_value_size;
+        size_t key_max = (o.prefix_len + 20 > o.hot_key_len ? o.prefix_len + 20 : o.hot_key_len);
         size_t get_max = 5 + (size_t)o.multiget * (key_max + 1);
-        size_t set_max = 4 + key_max + 5 + 20 + 2 + o.value_size + 2;
+        size_t set_max = 4 + key_max + 5 + 20 + 2 + vmax + 2;
+
+        g_value = malloc(vmax + 1);
+        if (g_value == NULL)
+            return 1;
+        memset(g_value, 'x', vmax);
         g_req_max = get_max > set_max ? get_max : set_max;
+    }
+    if (o.zipf > 0 && zipf_init(o.keys, o.zipf) != MG_OK) {
+        fprintf(stderr, "mgload: out of memory for the --zipf table\n");
+        goto cleanup;
     }
     memset(&pre, 0, sizeof pre);
     if (o.prefill && run_prefill(&o, &pre) != MG_OK) {
@@ -1458,5 +1633,6 @@ cleanup:
         worker_free(&ws[i]);
     free(ws);
     free(g_value);
+    free(g_zipf_cdf);
     return rc;
 }
