@@ -636,9 +636,13 @@ __attribute__((noinline)) static bool near_op(struct request *r, struct op *op,
     for (uint32_t i = 0; i < p->nnear_prefixes && !want; i++)
         want = where.len >= p->near_prefix_len[i] &&
                memcmp(where.p, p->near_prefixes[i], p->near_prefix_len[i]) == 0;
-    if (!want && !(cfg->near.hot && near_hot(op->pool, where.p, where.len)))
-        return false;
+    /* the hot-key detector counts the placement key; the cache holds the backend key (the
+     * same bytes unless a key style or function changed them) */
+    bool same_key = where.len == tg->plain.len && memcmp(where.p, tg->plain.p, where.len) == 0;
     uint64_t h = near_hash(tg->plain.p, tg->plain.len);
+    if (!want &&
+        !(cfg->near.hot && near_hot(op->pool, same_key ? h : near_hash(where.p, where.len))))
+        return false;
     uint32_t flags;
     uint64_t cas;
     bool refresh;
@@ -647,22 +651,31 @@ __attribute__((noinline)) static bool near_op(struct request *r, struct op *op,
                     &flags, &cas, &refresh)) {
         if (refresh)
             near_refresh(w, cfg, op->pool, tg, h);
-        if (buf_reserve(&op->out, k.len + 48) != MG_OK)
+        /* the reply as op_reply renders a backend's hit: VALUE key flags bytes [cas] */
+        struct buf *o = &op->out;
+        size_t vlen = w->near_val.len;
+        if (buf_reserve(o, k.len + vlen + 80) != MG_OK)
             return false;
-        buf_put(&op->out, "VALUE ", 6);
-        buf_put(&op->out, k.p, k.len);
-        op->out.data[op->out.len++] = ' ';
-        char fl[48];
-        int n = snprintf(fl, sizeof(fl), "f%u c%llu", flags, (unsigned long long)cas);
-        struct mg_meta_reply rep = {
-            .status = MG_R_VA,
-            .flags = { fl, (uint32_t)n },
-            .data = { w->near_val.data, (uint32_t)w->near_val.len },
-        };
+        buf_put(o, "VALUE ", 6);
+        buf_put(o, k.p, k.len);
+        o->data[o->len++] = ' ';
+        buf_append_u64(o, flags);
+        o->data[o->len++] = ' ';
+        buf_append_u64(o, vlen);
+        if (cmd == MG_CMD_GETS) {
+            o->data[o->len++] = ' ';
+            buf_append_u64(o, cas);
+        }
+        buf_put(o, "\r\n", 2);
+        buf_put(o, w->near_val.data, vlen);
+        buf_put(o, "\r\n", 2);
+        op->status = MG_R_VA;
+        op->vlen = (uint32_t)vlen;
+        STAT_INC(w->st.get_hits);
         STAT_INC(w->st.near_hits);
         if ((uint32_t)op->pool < w->npool_herd)
             STAT_INC(w->pool_herd[op->pool].near_hits);
-        op_reply(op, &rep);
+        op_finish(op); /* a hit has no hook event */
         return true;
     }
     STAT_INC(w->st.near_misses);

@@ -333,9 +333,9 @@ static struct hot_set *hot_ring[3];
 static int hot_next;
 static _Atomic(struct hot_set *) hot_cur;
 
-static uint64_t hot_key(int pool, const char *key, size_t klen)
+static uint64_t hot_key(int pool, uint64_t h)
 {
-    uint64_t h = near_hash(key, klen) ^ ((uint64_t)(uint32_t)pool * 0x9e3779b97f4a7c15ull);
+    h ^= (uint64_t)(uint32_t)pool * 0x9e3779b97f4a7c15ull;
     return h ? h : 1;
 }
 
@@ -356,7 +356,7 @@ void near_hot_publish(const char *const *keys, const uint32_t *lens, const int *
     }
     memset(hs->slot, 0, (hs->mask + 1) * sizeof(uint64_t));
     for (uint32_t i = 0; i < n; i++) {
-        uint64_t k = hot_key(pools[i], keys[i], lens[i]);
+        uint64_t k = hot_key(pools[i], near_hash(keys[i], lens[i]));
         uint32_t j = (uint32_t)k & hs->mask;
         while (hs->slot[j] && hs->slot[j] != k)
             j = (j + 1) & hs->mask;
@@ -366,12 +366,12 @@ void near_hot_publish(const char *const *keys, const uint32_t *lens, const int *
     hot_next = (hot_next + 1) % 3;
 }
 
-bool near_hot(int pool, const char *key, size_t klen)
+bool near_hot(int pool, uint64_t h)
 {
     struct hot_set *hs = atomic_load_explicit(&hot_cur, memory_order_acquire);
     if (hs == NULL)
         return false;
-    uint64_t k = hot_key(pool, key, klen);
+    uint64_t k = hot_key(pool, h);
     for (uint32_t j = (uint32_t)k & hs->mask;; j = (j + 1) & hs->mask) {
         if (hs->slot[j] == k)
             return true;

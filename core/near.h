@@ -88,7 +88,7 @@ bool near_hot_empty(void);
 /* Replace the hot set with keys[0..n) (lens[i] bytes each, pools[i] their pool); readers on
  * other threads see either set. Main thread only. */
 void near_hot_publish(const char *const *keys, const uint32_t *lens, const int *pools, uint32_t n);
-/* Is (pool, key) in the hot set? Any thread; lock-free. */
-bool near_hot(int pool, const char *key, size_t klen);
+/* Is (pool, the key of hash h = near_hash(key)) in the hot set? Any thread; lock-free. */
+bool near_hot(int pool, uint64_t h);
 
 #endif

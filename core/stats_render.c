@@ -315,7 +315,7 @@ static void render_hotkeys(struct worker *self, struct buf *out)
         /* served from the near cache: in its hot set (the pool caches hot keys) */
         bool near = cfg->near.on && cfg->near.hot && e->pool >= 0 &&
                     (uint32_t)e->pool < cfg->npools && cfg->pools[e->pool].near &&
-                    near_hot(e->pool, e->key, e->klen);
+                    near_hot(e->pool, near_hash(e->key, e->klen));
         buf_printf(out, "STAT hotkey:%u:near %s\r\n", i + 1, near ? "yes" : "no");
     }
 }
