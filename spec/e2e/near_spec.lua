@@ -192,6 +192,29 @@ describe("near cache", function()
     E:stop(gw)
   end)
 
+  it("examples/near_cache.lua: feed: keys near for half a second, others not", function()
+    local gw, ems = env.start_example(E, "near_cache", 2)
+    local c = E:client(gw.port)
+    assert.equal("STORED", c:set("feed:home", "posts", 0, 100))
+    assert.equal("STORED", c:set("user:1", "u", 0, 100))
+    for _ = 1, 5 do
+      assert.equal("posts", c:value("feed:home"))
+      assert.equal("u", c:value("user:1"))
+    end
+    local st = near_stats(gw.port)
+    assert.equal(4, st["pool:main:near_hits"]) -- the feed key's reads after its fill
+    assert.equal(0.5, st["pool:main:near_ttl"])
+    assert.equal("yes", st.near_hot)
+    -- behind the gateway's back: served near at most half a second longer
+    local owner
+    for _, m in ipairs(ems) do if client.value_on(m.port, "feed:home") then owner = m end end
+    assert.equal("STORED", client.set_on(owner.port, "feed:home", "fresh", 0, 100))
+    local t0 = env.now()
+    assert.is_true(env.wait_until(2, function() return c:value("feed:home") == "fresh" end, 0.01))
+    assert.is_true(env.now() - t0 <= 0.75)
+    E:stop(gw)
+  end)
+
   it("meta reads keep memcached's own flags; gets answers carry the cas", function()
     local gw = E:gateway { threads = 1, config = config(mcs, '{ ttl = 5, prefixes = { "m:" } }') }
     local c = E:client(gw.port)

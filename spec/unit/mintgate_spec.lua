@@ -210,6 +210,38 @@ describe("mintgate config module", function()
     end)
   end)
 
+  describe("mg.near and a pool's near", function()
+    it("take their options over the defaults and refuse what they cannot take", function()
+      mg.near {}
+      assert.same({ size = 64 * 1024 * 1024, ttl = 1, hot = true, max_value = 64 * 1024,
+        hot_rps = 100, hot_top = 32 }, mg._state.near)
+      mg.near { size = "1m", ttl = 0.25, hot = false, max_value = "4k", hot_rps = 10, hot_top = 4 }
+      assert.same({ size = 1024 * 1024, ttl = 0.25, hot = false, max_value = 4096, hot_rps = 10,
+        hot_top = 4 }, mg._state.near)
+      raises(function() mg.near "64m" end, "mg.near: expected a table")
+      raises(function() mg.near { size = "lots" } end, "'size' must be a number of bytes")
+      raises(function() mg.near { size = "1k" } end, "'size' must be at least 64k")
+      raises(function() mg.near { max_value = "2m" } end, "'max_value' must be at most 1m")
+      raises(function() mg.near { ttl = 0 } end, "'ttl' must be seconds, more than 0")
+      raises(function() mg.near { ttl = 7200 } end, "'ttl' must be seconds")
+      raises(function() mg.near { hot = 1 } end, "'hot' must be a boolean")
+      raises(function() mg.near { hot_rps = 0 } end, "'hot_rps' must be a positive number")
+      raises(function() mg.near { hot_top = 0.5 } end, "'hot_top' must be a whole number")
+      raises(function() mg.near { keys = 1 } end, "unknown option 'keys'")
+      local p = mg.pool { name = "nearpool", servers = { "127.0.0.1:1" },
+        near = { ttl = 0.5, prefixes = { "feed:", "top:" } } }
+      assert.same({ ttl = 0.5, prefixes = { "feed:", "top:" } }, p.near)
+      raises(function() mg.pool { name = "n2", servers = { "127.0.0.1:1" }, near = true } end,
+        "near must be a table")
+      raises(function() mg.pool { name = "n3", servers = { "127.0.0.1:1" }, near = { prefixes = { "" } } } end,
+        "prefix 1 must be a non-empty string")
+      raises(function() mg.pool { name = "n4", servers = { "127.0.0.1:1" }, near = { ttl = -1 } } end,
+        "'ttl' must be seconds")
+      raises(function() mg.pool { name = "n5", servers = { "127.0.0.1:1" }, near = { hot = true } } end,
+        "unknown option 'hot'")
+    end)
+  end)
+
   describe("mg.trace", function()
     it("takes its options over the defaults", function()
       mg.trace { path = "/tmp/x.trace" }
