@@ -486,6 +486,86 @@ static bool mg_writes(const struct mg_text_req *t)
     return false;
 }
 
+/* May a meta get be answered from the near cache? Its flags must all be ones the cache can
+ * answer as memcached would: v f c t s k O q u (no b: a base64 key; no h, l, a: what only
+ * memcached knows of the item's use; no N, R, T, E, I, M: those change it). */
+static bool mg_near_flags(const struct mg_text_req *t)
+{
+    if (t->b64)
+        return false;
+    for (size_t i = 0; i < t->args.len; i++) {
+        if (i > 0 && t->args.p[i - 1] != ' ')
+            continue;
+        char c = t->args.p[i];
+        if (c != ' ' && !strchr("vfctskOqu", c))
+            return false;
+    }
+    return true;
+}
+
+/* Answer a meta get from the near cache entry m (value in w->near_val), flags in the order
+ * the client gave them, as memcached renders them; t from the item's expiry as read. */
+static bool near_meta_hit(struct request *r, struct op *op, const struct mg_text_req *t,
+                          struct mg_slice k, const struct near_meta *m, double now)
+{
+    struct worker *w = r->w;
+    struct buf *o = &op->out;
+    size_t vlen = w->near_val.len;
+    bool value = false;
+    for (size_t i = 0; i < t->args.len; i++)
+        value |= t->args.p[i] == 'v' && (i == 0 || t->args.p[i - 1] == ' ');
+    if (buf_reserve(o, t->args.len + k.len + vlen + 96) != MG_OK)
+        return false;
+    if (value) {
+        buf_put(o, "VA ", 3);
+        buf_append_u64(o, vlen);
+    } else {
+        buf_put(o, "HD", 2);
+    }
+    for (size_t i = 0; i < t->args.len; i++) {
+        if (t->args.p[i] == ' ' || (i > 0 && t->args.p[i - 1] != ' '))
+            continue;
+        size_t end = i;
+        while (end < t->args.len && t->args.p[end] != ' ')
+            end++;
+        char c = t->args.p[i];
+        if (c == 'v' || c == 'q' || c == 'u')
+            continue;
+        o->data[o->len++] = ' ';
+        o->data[o->len++] = c;
+        if (c == 'f') {
+            buf_append_u64(o, m->flags);
+        } else if (c == 'c') {
+            buf_append_u64(o, m->cas);
+        } else if (c == 's') {
+            buf_append_u64(o, vlen);
+        } else if (c == 'k') {
+            buf_put(o, k.p, k.len);
+        } else if (c == 'O') {
+            buf_put(o, t->args.p + i + 1, end - i - 1);
+        } else if (c == 't') {
+            if (m->item_exp < 0) {
+                buf_put(o, "-1", 2);
+            } else {
+                double left = m->item_exp - now;
+                buf_append_u64(o, left > 0 ? (uint64_t)(left + 0.5) : 0);
+            }
+        }
+    }
+    buf_put(o, "\r\n", 2);
+    if (value) {
+        buf_put(o, w->near_val.data, vlen);
+        buf_put(o, "\r\n", 2);
+    }
+    op->status = MG_R_VA;
+    op->vlen = (uint32_t)vlen;
+    STAT_INC(w->st.near_hits);
+    if ((uint32_t)op->pool < w->npool_herd)
+        STAT_INC(w->pool_herd[op->pool].near_hits);
+    op_finish(op);
+    return true;
+}
+
 /* A background read of a near entry (one per entry per refresh time, per gateway). */
 struct near_refresh {
     uint64_t gen, h, seq;
@@ -541,9 +621,12 @@ static bool near_store(const struct config *cfg, uint64_t gen, int pool, uint64_
     double life = near_life(rep->flags, grace, ttl);
     if (life <= 0)
         return false;
-    return near_fill(h, seq, gen, pool, key, klen, (uint32_t)flag_u64(rep->flags, 'f'),
-                     flag_u64(rep->flags, 'c'), rep->data.p, (uint32_t)rep->data.len, now + life,
-                     now + life / 2);
+    /* t was there (near_life): -1 never, else seconds memcached has left for the item */
+    struct near_meta m = { (uint32_t)flag_u64(rep->flags, 'f'), flag_u64(rep->flags, 'c'), -1 };
+    if (mg_meta_flag(rep->flags, 't', &v) && v.len && v.p[0] != '-')
+        m.item_exp = now + (double)flag_u64(rep->flags, 't');
+    return near_fill(h, seq, gen, pool, key, klen, &m, rep->data.p, (uint32_t)rep->data.len,
+                     now + life, now + life / 2);
 }
 
 void dispatch_near_fill(struct op *op, const struct mg_meta_reply *rep)
@@ -625,8 +708,9 @@ __attribute__((noinline)) static bool near_op(struct request *r, struct op *op,
         op->near_h = near_hash(tg->plain.p, tg->plain.len);
         return false;
     }
-    if (cmd != MG_CMD_GET && cmd != MG_CMD_GETS)
-        return false; /* meta reads go to memcached (their flags are memcached's) */
+    bool meta = cmd == MG_CMD_MG;
+    if (meta ? !mg_near_flags(t) : cmd != MG_CMD_GET && cmd != MG_CMD_GETS)
+        return false; /* me, and meta reads asking for what only memcached knows */
     if (op->route >= 0 || op->pool < 0 || (uint32_t)op->pool >= cfg->npools || r->cfg != cfg)
         return false;
     const struct pool *p = &cfg->pools[op->pool];
@@ -643,14 +727,15 @@ __attribute__((noinline)) static bool near_op(struct request *r, struct op *op,
     if (!want &&
         !(cfg->near.hot && near_hot(op->pool, same_key ? h : near_hash(where.p, where.len))))
         return false;
-    uint32_t flags;
-    uint64_t cas;
+    struct near_meta m;
     bool refresh;
     double now = ev_now(w->loop);
     if (near_lookup(h, cfg->generation, op->pool, tg->plain.p, tg->plain.len, now, &w->near_val,
-                    &flags, &cas, &refresh)) {
+                    &m, &refresh)) {
         if (refresh)
             near_refresh(w, cfg, op->pool, tg, h);
+        if (meta)
+            return near_meta_hit(r, op, t, k, &m, now);
         /* the reply as op_reply renders a backend's hit: VALUE key flags bytes [cas] */
         struct buf *o = &op->out;
         size_t vlen = w->near_val.len;
@@ -659,12 +744,12 @@ __attribute__((noinline)) static bool near_op(struct request *r, struct op *op,
         buf_put(o, "VALUE ", 6);
         buf_put(o, k.p, k.len);
         o->data[o->len++] = ' ';
-        buf_append_u64(o, flags);
+        buf_append_u64(o, m.flags);
         o->data[o->len++] = ' ';
         buf_append_u64(o, vlen);
         if (cmd == MG_CMD_GETS) {
             o->data[o->len++] = ' ';
-            buf_append_u64(o, cas);
+            buf_append_u64(o, m.cas);
         }
         buf_put(o, "\r\n", 2);
         buf_put(o, w->near_val.data, vlen);
@@ -681,6 +766,8 @@ __attribute__((noinline)) static bool near_op(struct request *r, struct op *op,
     STAT_INC(w->st.near_misses);
     if ((uint32_t)op->pool < w->npool_herd)
         STAT_INC(w->pool_herd[op->pool].near_misses);
+    if (meta)
+        return false; /* its reply carries the client's flags, not what a fill needs */
     if (tg->plain.len > UINT16_MAX || !op_keep_key(op, tg->plain.p, tg->plain.len))
         return false;
     op->near_fill = true;

@@ -10,9 +10,10 @@
 struct near_entry {
     struct near_entry *hnext;         /* hash chain */
     struct near_entry *lprev, *lnext; /* LRU, most recent at the head */
-    uint64_t hash, gen, cas;
+    uint64_t hash, gen;
+    struct near_meta meta;
     double expires, refresh_at;
-    uint32_t flags, vlen, size; /* size: what it counts against the budget */
+    uint32_t vlen, size; /* size: what it counts against the budget */
     int32_t pool;
     uint16_t klen;
     bool refreshing;
@@ -130,7 +131,7 @@ static struct near_entry **link_of(struct near_stripe *s, struct near_entry *e)
 }
 
 bool near_lookup(uint64_t h, uint64_t gen, int pool, const char *key, size_t klen, double now,
-                 struct buf *val, uint32_t *flags, uint64_t *cas, bool *refresh)
+                 struct buf *val, struct near_meta *m, bool *refresh)
 {
     struct near_stripe *s = stripe_of(h);
     bool hit = false;
@@ -150,8 +151,7 @@ bool near_lookup(uint64_t h, uint64_t gen, int pool, const char *key, size_t kle
             break;
         memcpy(val->data, e->data + e->klen, e->vlen);
         val->len = e->vlen;
-        *flags = e->flags;
-        *cas = e->cas;
+        *m = e->meta;
         if (now >= e->refresh_at && !e->refreshing) {
             e->refreshing = true;
             *refresh = true;
@@ -209,7 +209,7 @@ static void grow(struct near_stripe *s)
 }
 
 bool near_fill(uint64_t h, uint64_t seq, uint64_t gen, int pool, const char *key, size_t klen,
-               uint32_t flags, uint64_t cas, const char *val, uint32_t vlen, double expires,
+               const struct near_meta *m, const char *val, uint32_t vlen, double expires,
                double refresh_at)
 {
     struct near_stripe *s = stripe_of(h);
@@ -222,10 +222,9 @@ bool near_fill(uint64_t h, uint64_t seq, uint64_t gen, int pool, const char *key
         return false;
     e->hash = h;
     e->gen = gen;
-    e->cas = cas;
+    e->meta = *m;
     e->expires = expires;
     e->refresh_at = refresh_at;
-    e->flags = flags;
     e->vlen = vlen;
     e->size = (uint32_t)size;
     e->pool = pool;

@@ -28,6 +28,14 @@
 #define NEAR_MAX_VALUE_DEFAULT (64u << 10)
 #define NEAR_TTL_DEFAULT 1.0
 
+/* What an entry keeps besides its value: the client flags, the CAS, and when the item
+ * itself expires in memcached (wall clock; < 0: never), for a meta reply's t flag. */
+struct near_meta {
+    uint32_t flags;
+    uint64_t cas;
+    double item_exp;
+};
+
 /* Counters of the store (all workers together). */
 struct near_totals {
     uint64_t bytes, entries, evictions, invalidations, expired, fills_refused;
@@ -45,10 +53,10 @@ uint64_t near_hash(const char *key, size_t klen);
 
 /* Look key up for pool of config generation gen at time now (ev_now: wall clock, the same
  * for every worker). A hit copies the value into val (emptied first), sets *flags, *cas
- * and returns true; *refresh is set when this hit should refresh the entry (past its
+ * and returns true (m: its flags, CAS and item expiry); *refresh is set when this hit should refresh the entry (past its
  * refresh time and nobody refreshing it yet: the caller sends one background read). */
 bool near_lookup(uint64_t h, uint64_t gen, int pool, const char *key, size_t klen, double now,
-                 struct buf *val, uint32_t *flags, uint64_t *cas, bool *refresh);
+                 struct buf *val, struct near_meta *m, bool *refresh);
 
 /* The stripe's invalidation count for h: read before a read that may fill. */
 uint64_t near_seq(uint64_t h);
@@ -57,7 +65,7 @@ uint64_t near_seq(uint64_t h);
  * since seq, or it does not fit). The entry lives until expires and asks for a refresh
  * from refresh_at. Replaces an entry of the same key. */
 bool near_fill(uint64_t h, uint64_t seq, uint64_t gen, int pool, const char *key, size_t klen,
-               uint32_t flags, uint64_t cas, const char *val, uint32_t vlen, double expires,
+               const struct near_meta *m, const char *val, uint32_t vlen, double expires,
                double refresh_at);
 
 /* Drop the key of hash h (near_hash) in every pool and generation: a write went through.
