@@ -730,8 +730,8 @@ __attribute__((noinline)) static bool near_op(struct request *r, struct op *op,
     struct near_meta m;
     bool refresh;
     double now = ev_now(w->loop);
-    if (near_lookup(h, cfg->generation, op->pool, tg->plain.p, tg->plain.len, now, &w->near_val,
-                    &m, &refresh)) {
+    if (near_lookup(h, cfg->generation, op->pool, tg->plain.p, tg->plain.len, now, &w->near_val, &m,
+                    &refresh)) {
         if (refresh)
             near_refresh(w, cfg, op->pool, tg, h);
         if (meta)

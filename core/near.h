@@ -53,8 +53,9 @@ uint64_t near_hash(const char *key, size_t klen);
 
 /* Look key up for pool of config generation gen at time now (ev_now: wall clock, the same
  * for every worker). A hit copies the value into val (emptied first), sets *flags, *cas
- * and returns true (m: its flags, CAS and item expiry); *refresh is set when this hit should refresh the entry (past its
- * refresh time and nobody refreshing it yet: the caller sends one background read). */
+ * and returns true (m: its flags, CAS and item expiry); *refresh is set when this hit should
+ * refresh the entry (past its refresh time and nobody refreshing it yet: the caller sends one
+ * background read). */
 bool near_lookup(uint64_t h, uint64_t gen, int pool, const char *key, size_t klen, double now,
                  struct buf *val, struct near_meta *m, bool *refresh);
 
