@@ -28,7 +28,15 @@ struct target {
     char kbuf[MG_KEY_MAX + 1];
     char ebuf[B64_LEN(MG_KEY_MAX) + 1]; /* a base64 key's backend key, re-encoded */
     uint32_t ttl_cap; /* a failover route's child after the first: writes live at most this */
+    const struct pool *pool; /* the server pool the key went to */
 };
+
+/* target_of's answer when the near cache may have the key: target_pick finishes the job
+ * (the server) if it does not. */
+#define TARGET_NEAR 1
+
+static int target_pick(struct request *r, struct op *op, const struct mg_text_req *t,
+                       struct mg_slice k, struct mg_slice place, struct target *tg);
 
 static void request_own_t(struct request *r);
 
@@ -139,8 +147,24 @@ static int target_of(struct request *r, struct op *op, const struct mg_text_req 
         tg->bkey = tg->ebuf;
         tg->bklen = (uint32_t)n;
     }
+    tg->pool = p;
+    if (MG_UNLIKELY(cfg->near.on) && p->near && op->route < 0 &&
+        (r->cmd == MG_CMD_GET || r->cmd == MG_CMD_GETS || r->cmd == MG_CMD_MG))
+        return TARGET_NEAR; /* the near cache first: no server needed for a hit */
+    return target_pick(r, op, t, k, place, tg);
+bad_key:
+    op_fail(op, OP_FAIL_CLIENT, "CLIENT_ERROR bad command line format");
+    return MG_ERR;
+}
+
+/* The rest of target_of: the server of tg's backend key in tg->pool, if it can take op. */
+static int target_pick(struct request *r, struct op *op, const struct mg_text_req *t,
+                       struct mg_slice k, struct mg_slice place, struct target *tg)
+{
+    struct worker *w = r->w;
+    const struct pool *p = tg->pool;
     op->rekey = tg->bklen != k.len || (tg->bkey != k.p && memcmp(tg->bkey, k.p, k.len) != 0);
-    tg->b = worker_pick(w, p, bk.p, bk.len);
+    tg->b = worker_pick(w, p, tg->plain.p, tg->plain.len);
     if (MG_UNLIKELY(!backend_usable(tg->b))) {
         stats_backend_fail(w, (int)p->id, tg->b, OP_FAIL_DOWN);
         route_fail_early(r, op, t, place, tg);
@@ -154,9 +178,6 @@ static int target_of(struct request *r, struct op *op, const struct mg_text_req 
         return MG_ERR;
     }
     return MG_OK;
-bad_key:
-    op_fail(op, OP_FAIL_CLIENT, "CLIENT_ERROR bad command line format");
-    return MG_ERR;
 }
 
 /* Keep the backend key on op for herd bookkeeping that outlives the parse. */
@@ -682,40 +703,45 @@ static void near_refresh(struct worker *w, const struct config *cfg, int pool,
     nr->klen = (uint16_t)tg->plain.len;
     memcpy(nr->key, tg->plain.p, tg->plain.len);
     enum op_fail why;
-    struct request *rr = request_one(w, tg->b, tg->bklen, near_refresh_done, nr, &why);
+    struct backend *b = worker_pick(w, tg->pool, tg->plain.p, tg->plain.len);
+    struct request *rr =
+        backend_usable(b) ? request_one(w, b, tg->bklen, near_refresh_done, nr, &why) : NULL;
     if (rr == NULL) {
         free(nr);
         return;
     }
-    meta_render_get(&tg->b->wbuf, tg->bkey, tg->bklen, true, false, 0, true);
+    meta_render_get(&b->wbuf, tg->bkey, tg->bklen, true, false, 0, true);
     request_one_send(rr);
     STAT_INC(w->st.near_refreshes);
 }
 
-/* The near cache's part of dispatching op: a write is marked to drop its key once done;
- * a classic get of an eligible key is answered from the cache (true: op is done) or
- * marked to fill it. Only with the near cache on in this config. */
-__attribute__((noinline)) static bool near_op(struct request *r, struct op *op,
-                                              const struct mg_text_req *t, struct mg_slice k,
-                                              struct mg_slice where, struct target *tg)
+/* A write (every command but get, gets, me and an mg that changes nothing; gat, gats and
+ * touch included) drops its key from the near cache once done. Near cache on only. */
+__attribute__((noinline)) static void near_write(struct op *op, const struct mg_text_req *t,
+                                                 const struct target *tg)
+{
+    enum mg_cmd cmd = t->cmd;
+    if (cmd == MG_CMD_GET || cmd == MG_CMD_GETS || cmd == MG_CMD_ME ||
+        (cmd == MG_CMD_MG && !mg_writes(t)))
+        return;
+    op->near_inval = true;
+    op->near_h = near_hash(tg->plain.p, tg->plain.len);
+}
+
+/* A get, gets or mg of a key in a pool with the near cache (target_of said TARGET_NEAR):
+ * answered from the cache (true: op is done), or marked to fill it from memcached's reply
+ * (false: the caller picks the server and sends it). */
+__attribute__((noinline)) static bool near_get(struct request *r, struct op *op,
+                                               const struct mg_text_req *t, struct mg_slice k,
+                                               struct mg_slice where, struct target *tg)
 {
     struct worker *w = r->w;
     const struct config *cfg = w->cfg;
     enum mg_cmd cmd = t->cmd;
-    if (!(cmd == MG_CMD_GET || cmd == MG_CMD_GETS || cmd == MG_CMD_ME ||
-          (cmd == MG_CMD_MG && !mg_writes(t)))) {
-        op->near_inval = true; /* every write, gat/gats and touch included */
-        op->near_h = near_hash(tg->plain.p, tg->plain.len);
-        return false;
-    }
     bool meta = cmd == MG_CMD_MG;
-    if (meta ? !mg_near_flags(t) : cmd != MG_CMD_GET && cmd != MG_CMD_GETS)
-        return false; /* me, and meta reads asking for what only memcached knows */
-    if (op->route >= 0 || op->pool < 0 || (uint32_t)op->pool >= cfg->npools || r->cfg != cfg)
-        return false;
-    const struct pool *p = &cfg->pools[op->pool];
-    if (!p->near)
-        return false;
+    if (meta && (mg_writes(t) || !mg_near_flags(t)))
+        return false; /* a write (near_write marks it), or flags only memcached can answer */
+    const struct pool *p = tg->pool;
     bool want = false;
     for (uint32_t i = 0; i < p->nnear_prefixes && !want; i++)
         want = where.len >= p->near_prefix_len[i] &&
@@ -811,6 +837,11 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
         int trc = target_of(r, op, t, k, where, t->b64, res->pool, res->policy, lkey, &tg);
         if (MG_UNLIKELY(--r->w->hot_left == 0)) /* 1 in hot_sample keys: hot-key detector */
             stats_hot_sample(r->w, t->cmd, op->pool, where.p, where.len);
+        if (MG_UNLIKELY(trc == TARGET_NEAR)) {
+            if (near_get(r, op, t, k, where, &tg))
+                continue; /* answered from the near cache */
+            trc = target_pick(r, op, t, k, where, &tg);
+        }
         if (MG_UNLIKELY(op->route >= 0)) {
             /* reads, and routes of only shadows, send nothing before: skip the call */
             if (!is_read(t->cmd) && r->w->cfg->pools[op->route].tree_pre)
@@ -834,8 +865,8 @@ static void dispatch_keys(struct request *r, const struct mg_text_req *t,
                 op->ckey = (struct mg_slice){ buf_head(&op->key), k.len };
             }
         }
-        if (MG_UNLIKELY(r->w->cfg->near.on) && near_op(r, op, t, k, where, &tg))
-            continue; /* answered from the near cache */
+        if (MG_UNLIKELY(r->w->cfg->near.on))
+            near_write(op, t, &tg);
         send_op(r, op, t, k, &tg);
         if (MG_UNLIKELY(op->route >= 0)) {
             const struct pool *rt = &r->w->cfg->pools[op->route];
