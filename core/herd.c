@@ -139,10 +139,13 @@ uint32_t herd_recache(struct worker *w, int pool, const struct stale_policy *pol
         delta = (double)STAT_GET(w->pool_herd[pool].regen_us) / 1e6;
     if (delta <= 0)
         return token; /* nothing measured yet: no early refresh */
-    /* refresh when delta * beta * -ln(u) >= the real remaining time r. memcached only
-     * knows whole seconds: with the remaining count n, r is about n - v for v uniform in
-     * [0, 1), so win iff n <= x + v, i.e. n < floor(x + v) + 1 */
-    double x = delta * pol->beta * -log(herd_uniform(w)) + herd_uniform(w);
+    /* refresh when x = delta * beta * -ln(u) >= the real remaining time r. memcached only
+     * knows whole seconds: a remaining count n means r in (n - 1, n], and nothing tells
+     * where (a 1 s item just stored counts 1 as it will just before it expires). Win only
+     * when x >= n, the upper bound: never more eagerly than xfetch itself (rounding x at
+     * random instead refreshed a 1 s key right after each store), at the price of recompute
+     * times well under a second rarely refreshing early at all */
+    double x = delta * pol->beta * -log(herd_uniform(w));
     if (x < 1)
         return token;
     uint32_t early = x > 1e6 ? 1000000u : (uint32_t)x;

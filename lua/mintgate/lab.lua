@@ -575,7 +575,7 @@ function M.plot_script(results, data_path, png_path)
     return "plot " .. table.concat(p, ", \\\n     ")
   end
   return table.concat({
-    "set terminal pngcairo size 900,700",
+    "set terminal pngcairo size 900,700 noenhanced", -- policy names as they are (a_b)
     "set output " .. gp_string(png_path),
     "set multiplot layout 2,1 title \"mintgate-lab\"",
     "set key outside right",

@@ -140,16 +140,17 @@ describe("mintgate-lab", function()
     -- A stale read under the guard raced a write in flight: a value read from the database
     -- just before the write, stored, and retracted a round trip or two later; or a read
     -- sent before the write. So ages stay within the regeneration (20 ms) plus the cold
-    -- waiters' 50 ms and scheduling; 0.3 s is several times that. Unguarded (none), the
-    -- late set lives until its TTL (5 s): ages of seconds (printed for comparison).
-    local by = run_lab(dir, "guard", { "--duration", "4", "--clients", "16", "--rate", "3000" },
+    -- waiters' 50 ms and scheduling (the lab's own loop may stall on a loaded machine:
+    -- 1 s leaves room for that). Unguarded (none), the late set lives until its TTL (5 s),
+    -- over a 6 s run: ages of seconds (printed for comparison).
+    local by = run_lab(dir, "guard", { "--duration", "6", "--clients", "16", "--rate", "3000" },
       { "examples/lab/none.lua", "examples/lab/xfetch.lua" })
     local x = by.xfetch
     assert.equal(0, x.errors)
     assert.is_true(x.writes > 100, "writes " .. x.writes)
     print(string.format("\n  stale age max: none %s s, xfetch (guarded) %s s", tostring(by.none.stale_age_max),
       tostring(x.stale_age_max)))
-    assert.is_true((x.stale_age_max or 0) < 0.3, "xfetch: stale age max " .. tostring(x.stale_age_max))
+    assert.is_true((x.stale_age_max or 0) < 1, "xfetch: stale age max " .. tostring(x.stale_age_max))
   end)
 
   it("replays a recorded trace to the same operation counts", function()

@@ -5,9 +5,10 @@
 -- and delta = 0 measured means no early refresh at all (the item expires as usual).
 --
 -- Timing: memcached's clock ticks in whole seconds; the specs poll a key every 50 ms over
--- the last seconds of a 3 s TTL and only assert what the draw makes near-certain (with
--- delta = 0.5 s a read in the last second wins with probability 0.43, so 20 reads of it
--- all missing the draw would be a 1e-5 event).
+-- the last seconds of a 3 s TTL and only assert what the draw makes near-certain. The
+-- gateway wins a reader at a remaining count of n seconds when delta * beta * -ln(u) >= n,
+-- so with delta = 1 s a read in the last second wins with probability e^-1 = 0.37: 20
+-- reads of it all missing the draw would be a 1e-4 event.
 assert(jit ~= nil, "specs must run under LuaJIT")
 
 local env = require "spec.helpers.env"
@@ -75,16 +76,16 @@ describe("xfetch", function()
   end)
   after_each(function() E:close_clients() end)
 
-  it("with delta fixed at 0.5 s, one reader refreshes before the expiry and the others keep the value", function()
+  it("with delta fixed at 1 s, one reader refreshes before the expiry and the others keep the value", function()
     local aport = env.free_port()
     local gw = E:gateway { threads = 2, args = { "-A", "127.0.0.1:" .. aport },
-                           config = config(mcs, '{ base = "xfetch", delta = 500 }') }
+                           config = config(mcs, '{ base = "xfetch", delta = 1000 }') }
     local a = E:client(gw.port, { name = "a" })
     local b = E:client(gw.port, { name = "b" })
     local adm = client.connect(aport)
     local explain = adm:stats("route get xf:1")
     adm:close()
-    assert.equal("grace=0 lock=5 wait_ms=50 coalesce guard xfetch beta=1 delta_ms=500", explain.policy)
+    assert.equal("grace=0 lock=5 wait_ms=50 coalesce guard xfetch beta=1 delta_ms=1000", explain.policy)
     assert.equal("STORED", a:set("xf:1", "v1", 0, 3))
     assert.equal(3, client.ttl_on(mcs[1].port, "xf:1") or client.ttl_on(mcs[2].port, "xf:1"),
       "no grace: the TTL is stored as given")
@@ -110,19 +111,19 @@ describe("xfetch", function()
     assert.equal("STORED", a:set("xf:2", "v1", 0, 2))
     local _, early = poll_until_miss(a, mcs, "xf:2", 5)
     assert.is_false(early, "without a measured delta the first miss is the expiry")
-    -- that miss was a cold win (the lease): store 400 ms later, delta ~ 0.4 s
-    env.sleep(0.4)
+    -- that miss was a cold win (the lease): store 1.2 s later, delta ~ 1.2 s
+    env.sleep(1.2)
     assert.equal("STORED", a:set("xf:2", "v2", 0, 3))
     local regen = pool_stat(gw.port, "herd_regen_ms")
-    assert(regen and regen >= 350 and regen < 3000, "herd_regen_ms " .. tostring(regen))
-    -- now a read in the last second wins early with probability ~0.35 each: 20 reads
+    assert(regen and regen >= 1150 and regen < 3000, "herd_regen_ms " .. tostring(regen))
+    -- now a read in the last second wins early with probability e^(-1/1.2) = 0.43: 20 reads
     _, early = poll_until_miss(a, mcs, "xf:2", 5)
     assert.is_true(early, "with delta measured the refresh should come before the expiry")
     E:stop(gw)
   end)
 
   it("beta = 0 turns the early refresh off (the rest of the policy stays)", function()
-    local gw = E:gateway { threads = 1, config = config(mcs, '{ base = "xfetch", delta = 500, beta = 0 }') }
+    local gw = E:gateway { threads = 1, config = config(mcs, '{ base = "xfetch", delta = 1000, beta = 0 }') }
     local a = E:client(gw.port, { name = "a" })
     assert.equal("STORED", a:set("xf:3", "v1", 0, 2))
     local _, early = poll_until_miss(a, mcs, "xf:3", 5)

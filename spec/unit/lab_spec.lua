@@ -286,5 +286,8 @@ describe("mintgate.lab outputs", function()
     assert.truthy(gp:find('set output "/tmp/o.png"', 1, true))
     assert.truthy(gp:find('"/tmp/d.dat" index 1 using 1:3 with linespoints title "new\\"cache"', 1, true))
     assert.truthy(gp:find('index 0 using 1:2', 1, true))
+    -- titles as they are: gnuplot's enhanced text would print invalidation_hooks with a
+    -- subscript h
+    assert.truthy(gp:find("set terminal pngcairo size 900,700 noenhanced", 1, true))
   end)
 end)
