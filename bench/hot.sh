@@ -6,8 +6,8 @@
 # flight each, get:set RATIO): KEYS (100,000) keys of VALUE bytes drawn
 # Zipf(ZIPF = 0.99, the usual "YCSB zipfian" constant: key k with weight
 # 1/(k+1)^0.99), plus one extra key, bench:hot, that takes a share of all
-# requests (HOT_SHARES: a run at 20 % and one at 50 %). Its requests follow the
-# same get:set mix. Every target gets every key and the hot key set once
+# requests (HOT_SHARES: a run at 20 % and one at 50 %), read with HOT_RATIO (1000:1) as
+# its own get:set mix. Every target gets every key and the hot key set once
 # through it first, so no get should miss.
 #
 # Targets, all started once and kept up for the whole run:
@@ -48,7 +48,8 @@
 # it is not used.
 #
 # Env: ROUNDS (3) SECS (4) CONNS (50) HOT_SHARES ("0.2 0.5") DELAY_US (500;
-#      0 = no relay runs) ZIPF (0.99) KEYS (100000) RATIO (9:1) VALUE (32)
+#      0 = no relay runs) ZIPF (0.99) KEYS (100000) RATIO (9:1) HOT_RATIO (the hot key's own
+#      get:set, 1000:1: a celebrity key is read, and written now and then) VALUE (32)
 #      HOT_VALUE (512) TARGETS ("memcached twemproxy mintgate mintgate+near")
 #      NEAR_OPTS (the fields of mg.near, default 'size = "64m", ttl = 1, hot = true')
 #      OUT_DIR (docs/bench)
@@ -70,6 +71,7 @@ DELAY_US=${DELAY_US:-500}
 ZIPF=${ZIPF:-0.99}
 KEYS=${KEYS:-100000}
 RATIO=${RATIO:-9:1}
+HOT_RATIO=${HOT_RATIO:-1000:1}
 VALUE=${VALUE:-32}
 HOT_VALUE=${HOT_VALUE:-512}
 WANT=${TARGETS:-memcached twemproxy mintgate mintgate+near}
@@ -216,7 +218,7 @@ run_one() {
     rl0=0
     [ -n "$RELAY_PIDS" ] && rl0=$(cpu_ticks $RELAY_PIDS)
     line=$("$MGLOAD" --port "$(port_of "$2")" --target-pid "$(pid_of "$2")" --conns "$CONNS" --depth 1 \
-        --ratio "$RATIO" --value-size "$VALUE" --keys "$KEYS" --zipf "$ZIPF" --hot-share "$1" \
+        --ratio "$RATIO" --hot-ratio "$HOT_RATIO" --value-size "$VALUE" --keys "$KEYS" --zipf "$ZIPF" --hot-share "$1" \
         --hot-value-size "$HOT_VALUE" --key-prefix $PREFIX --duration "$SECS" 2>"$TMP/mgload.err")
     rc=$?
     rl1=0
@@ -278,7 +280,7 @@ mkdir -p "$OUT_DIR"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(memcached -V 2>&1 | head -1), $(nutcracker -V 2>&1 | head -1 | sed 's/This is //'), $(./mintgate -V 2>/dev/null | head -1); $(nproc) CPUs, $(uname -sr). Machine: $BUSY."
     echo
-    echo "Workload: $KEYS keys of $VALUE bytes drawn Zipf($ZIPF), plus one hot key (${PREFIX}hot, $HOT_VALUE bytes) taking the share of requests in each table's title; get:set $RATIO for both; $CONNS connections, one request in flight each; $ROUNDS interleaved round(s) of ${SECS}s, medians. Backends: memcached -t 1 (two behind each proxy; the direct target is mgload talking to one memcached of its own that holds every key). No CPU pinning: everything, the relays included, shares the $(nproc) CPUs."
+    echo "Workload: $KEYS keys of $VALUE bytes drawn Zipf($ZIPF), plus one hot key (${PREFIX}hot, $HOT_VALUE bytes) taking the share of requests in each table's title; get:set $RATIO for the others and $HOT_RATIO for the hot key (each of its sets drops it from the near cache); $CONNS connections, one request in flight each; $ROUNDS interleaved round(s) of ${SECS}s, medians. Backends: memcached -t 1 (two behind each proxy; the direct target is mgload talking to one memcached of its own that holds every key). No CPU pinning: everything, the relays included, shares the $(nproc) CPUs."
     echo
     echo "CPU µs/req: the target process's utime+stime over the run per request (the memcached itself for the direct target). Relay CPU µs/req: the relays' (only the one(s) in the target's path were busy)."
     echo "Hot key at memcached: the hot key's gets that reached a memcached (get hits of its own slab class, \`stats slabs\`, before and after each run), per hot get the client completed. Backend gets: every get and mg command memcached counted (\`cmd_get\`), per client get. Both include the few requests in flight when mgload stops (≤ $CONNS)."

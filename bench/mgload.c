@@ -90,6 +90,7 @@ struct options {
     double duration, connect_timeout, stall_timeout, max_time;
     uint64_t requests, keys, seed;
     unsigned ratio_get, ratio_set;
+    unsigned hot_ratio_get, hot_ratio_set; /* the hot key's own mix (0:0: as --ratio) */
     size_t value_size, hot_value_size;
     double zipf, hot_share;
     char prefix[MAX_PREFIX + 1];
@@ -467,8 +468,11 @@ static void conn_fill(struct conn *c)
         return;
     while (c->rcount < w->depth && worker_may_issue(w) && conn_room(c, g_req_max)) {
         uint64_t r = rng_next(&w->rng);
-        bool get = !w->prefill && r % (o->ratio_get + o->ratio_set) < o->ratio_get;
         bool hot = !w->prefill && draw_hot(o, &w->rng);
+        bool get =
+            !w->prefill && (hot && o->hot_ratio_get + o->hot_ratio_set
+                                ? r % (o->hot_ratio_get + o->hot_ratio_set) < o->hot_ratio_get
+                                : r % (o->ratio_get + o->ratio_set) < o->ratio_get);
 
         if (t == 0)
             t = now_ns();
@@ -1027,6 +1031,7 @@ static void usage(FILE *f)
             "                       hot key; prints hot_* figures (count, p50, p99)\n"
             "  --hot-key KEY        the hot key's name (default <key-prefix>hot)\n"
             "  --hot-value-size B   the hot key's value length (default --value-size)\n"
+            "  --hot-ratio G:S      the hot key's own get:set mix (default --ratio)\n"
             "  --prefill            set every key once before measuring\n"
             "  --prefill-only       set every key once, print prefill_keys/prefill_errors, exit\n"
             "  --idle N             also hold N idle connections (one `version` each) for\n"
@@ -1101,18 +1106,18 @@ static int opt_real(const char *name, const char *s, double lo, double hi, doubl
     return MG_OK;
 }
 
-static int opt_ratio(const char *s, struct options *o)
+static int opt_ratio(const char *name, const char *s, unsigned *get, unsigned *set)
 {
     unsigned g, st;
     int used = 0;
 
     if (sscanf(s, "%u:%u%n", &g, &st, &used) != 2 || s[used] != '\0' || g > 1000000 ||
         st > 1000000 || g + st == 0) {
-        fprintf(stderr, "mgload: --ratio wants G:S (e.g. 9:1), got '%s'\n", s);
+        fprintf(stderr, "mgload: --%s wants G:S (e.g. 9:1), got '%s'\n", name, s);
         return MG_ERR;
     }
-    o->ratio_get = g;
-    o->ratio_set = st;
+    *get = g;
+    *set = st;
     return MG_OK;
 }
 
@@ -1173,6 +1178,7 @@ enum {
     OPT_TARGET_PID,
     OPT_ZIPF,
     OPT_HOT_SHARE,
+    OPT_HOT_RATIO,
     OPT_HOT_KEY,
     OPT_HOT_VSIZE
 };
@@ -1195,6 +1201,7 @@ static const struct option long_opts[] = {
     { "target-pid", required_argument, NULL, OPT_TARGET_PID },
     { "zipf", required_argument, NULL, OPT_ZIPF },
     { "hot-share", required_argument, NULL, OPT_HOT_SHARE },
+    { "hot-ratio", required_argument, NULL, OPT_HOT_RATIO },
     { "hot-key", required_argument, NULL, OPT_HOT_KEY },
     { "hot-value-size", required_argument, NULL, OPT_HOT_VSIZE },
     { "idle", required_argument, NULL, OPT_IDLE },
@@ -1231,7 +1238,7 @@ static int opt_one(struct options *o, int opt, const char *arg)
     case OPT_REQUESTS:
         return opt_u64("requests", arg, 1, UINT64_MAX / 2, &o->requests);
     case OPT_RATIO:
-        return opt_ratio(arg, o);
+        return opt_ratio("ratio", arg, &o->ratio_get, &o->ratio_set);
     case OPT_VSIZE:
         if (opt_u64("value-size", arg, 0, MAX_VALUE_SIZE, &v) != MG_OK)
             return MG_ERR;
@@ -1252,6 +1259,8 @@ static int opt_one(struct options *o, int opt, const char *arg)
         return opt_real("zipf", arg, 0, 10, &o->zipf);
     case OPT_HOT_SHARE:
         return opt_real("hot-share", arg, 0, 1, &o->hot_share);
+    case OPT_HOT_RATIO:
+        return opt_ratio("hot-ratio", arg, &o->hot_ratio_get, &o->hot_ratio_set);
     case OPT_HOT_KEY:
         if (strlen(arg) > MAX_PREFIX || arg[0] == '\0' || strpbrk(arg, " \t\r\n") != NULL) {
             fprintf(stderr, "mgload: --hot-key: 1 to %d bytes, no whitespace\n", MAX_PREFIX);
