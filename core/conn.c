@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proto_bin.h"
 #include "proto_text.h"
 #include "request.h"
 #include "worker.h"
@@ -260,8 +261,95 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
  * bytes of a connection that had nothing pending) or the connection's own rbuf. What is
  * left over (a partial request, or everything after a pause) ends up in rbuf; an idle
  * connection holds no buffer at all. */
+/* True when c must stop reading for now: too much queued (backpressure). */
+static bool conn_full(struct conn *c)
+{
+    if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY ||
+        c->inflight_keys >= c->window) {
+        c->paused = true;
+        ev_io_stop(c->w->loop, &c->rio);
+        return true;
+    }
+    return false;
+}
+
+/* Answer a binary request with status (as its text line, rendered back by the engine). */
+static void conn_bin_answer(struct conn *c, uint16_t status)
+{
+    request_reply_line(c, mg_bin_status_line(status));
+    STAT_INC(c->w->st.client_errors);
+}
+
+/* One parsed binary request: what the connection answers itself, or the engine's. */
+static void conn_bin_request(struct conn *c, struct mg_bin_req *q, const char *raw, size_t len)
+{
+    if (q->gateway) { /* SASL without authentication configured: memcached without -S */
+        conn_bin_answer(c, MG_BIN_UNKNOWN);
+        return;
+    }
+    if (q->t.cmd == MG_CMD_QUIT && !q->ctx.quiet)
+        request_reply_cmd(c, MG_CMD_QUIT, "OK");
+    request_dispatch(c, &q->t, raw, len);
+}
+
+/* The binary twin of the text loop below: every complete packet in b. A packet that is
+ * not a binary request (a client switching protocols) closes the connection. */
+static void conn_parse_bin(struct conn *c, struct buf *b)
+{
+    while (!c->closing && !c->close_after_flush && !conn_full(c)) {
+        if (c->swallow) {
+            size_t n = buf_unread(b) < c->swallow ? buf_unread(b) : (size_t)c->swallow;
+            b->off += n;
+            c->swallow -= n;
+            if (c->swallow)
+                break;
+            continue;
+        }
+        if (buf_unread(b) == 0)
+            break;
+        struct mg_bin_req q;
+        size_t used = 0;
+        int rc = mg_bin_parse(buf_head(b), buf_unread(b), settings.value_max, &q, &used);
+        if (rc == MG_EAGAIN)
+            break;
+        c->bin_cur = &q.ctx;
+        if (rc == MG_OK) {
+            conn_bin_request(c, &q, buf_head(b), used);
+        } else if (rc == MG_ESWALLOW) {
+            c->swallow = q.t.swallow;
+            if (q.t.cmd == MG_CMD_SET && q.status == MG_BIN_E2BIG)
+                request_drop_key(c, &q.t); /* as memcached: the old value goes */
+            conn_bin_answer(c, q.status);
+        } else {
+            if (q.status)
+                conn_bin_answer(c, q.status);
+            log_debug("client %s: binary protocol error, closing", c->peer);
+            c->close_after_flush = true;
+            ev_io_stop(c->w->loop, &c->rio);
+            worker_dirty_conn(c->w, c);
+        }
+        c->bin_cur = NULL;
+        b->off += used;
+    }
+}
+
+/* The connection's protocol, from its first byte as memcached tells them apart: 0x80 is
+ * a binary request, anything else text. Returns CONN_PROTO_UNKNOWN until a byte came. */
+static uint8_t conn_proto(struct conn *c, const struct buf *b)
+{
+    if (buf_unread(b) == 0)
+        return CONN_PROTO_UNKNOWN;
+    c->proto = (unsigned char)buf_head(b)[0] == MG_BIN_REQ ? CONN_PROTO_BIN : CONN_PROTO_TEXT;
+    c->bin = c->proto == CONN_PROTO_BIN;
+    return c->proto;
+}
+
 static void conn_process_buf(struct conn *c, struct buf *b)
 {
+    if (MG_UNLIKELY(c->proto != CONN_PROTO_TEXT) && conn_proto(c, b) == CONN_PROTO_BIN) {
+        conn_parse_bin(c, b);
+        goto keep;
+    }
     while (!c->closing && !c->close_after_flush) {
         if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY ||
             c->inflight_keys >= c->window) {
@@ -341,6 +429,7 @@ static void conn_process_buf(struct conn *c, struct buf *b)
         }
         b->off += used;
     }
+keep:
     if (b != &c->rbuf) {
         if (buf_unread(b) && buf_append(&c->rbuf, buf_head(b), buf_unread(b)) != MG_OK)
             conn_close(c);
