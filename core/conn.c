@@ -337,8 +337,8 @@ static void conn_parse_bin(struct conn *c, struct buf *b)
  * a binary request, anything else text. Returns CONN_PROTO_UNKNOWN until a byte came. */
 static uint8_t conn_proto(struct conn *c, const struct buf *b)
 {
-    if (buf_unread(b) == 0)
-        return CONN_PROTO_UNKNOWN;
+    if (c->proto != CONN_PROTO_UNKNOWN || buf_unread(b) == 0)
+        return c->proto;
     c->proto = (unsigned char)buf_head(b)[0] == MG_BIN_REQ ? CONN_PROTO_BIN : CONN_PROTO_TEXT;
     c->bin = c->proto == CONN_PROTO_BIN;
     return c->proto;

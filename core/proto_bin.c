@@ -84,6 +84,12 @@ int mg_bin_parse(const char *buf, size_t len, uint32_t value_max, struct mg_bin_
 {
     const unsigned char *h = (const unsigned char *)buf;
     *consumed = 0;
+    if (len && h[0] != MG_BIN_REQ) { /* not a binary request: no need to wait for more */
+        memset(&req->t, 0, sizeof(req->t));
+        memset(&req->ctx, 0, sizeof(req->ctx));
+        req->status = 0;
+        return MG_ECLOSE;
+    }
     if (len < MG_BIN_HDR)
         return MG_EAGAIN;
     memset(&req->t, 0, sizeof(req->t));

@@ -230,6 +230,7 @@ static void test_bad_input(void)
     CHECK_EQ_INT(q.status, 0);
     /* a text command on a binary connection */
     CHECK_EQ_INT(mg_bin_parse("get foo\r\n                 ", 26, VMAX, &q, &used), MG_ECLOSE);
+    CHECK_EQ_INT(mg_bin_parse("get\r\n", 5, VMAX, &q, &used), MG_ECLOSE);
     /* key + extras over the body: unknown command and close, as memcached */
     n = pkt(b, MG_BIN_GET, NULL, 0, "key", 3, NULL, 0, 0, 0);
     b[11] = 2;
