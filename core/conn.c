@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "log.h"
 #include "proto_bin.h"
 #include "proto_text.h"
@@ -280,9 +281,54 @@ static void conn_bin_answer(struct conn *c, uint16_t status)
     STAT_INC(c->w->st.client_errors);
 }
 
+/* Stop reading c and close it once its replies are out. */
+static void conn_close_after(struct conn *c)
+{
+    c->close_after_flush = true;
+    ev_io_stop(c->w->loop, &c->rio);
+    worker_dirty_conn(c->w, c);
+}
+
+/* SASL for a binary client when a users file is loaded: list the mechanisms (PLAIN), or
+ * check a PLAIN message. Until it passes only these and version are answered; anything
+ * else gets memcached's auth error and a close. Returns true when q was answered here. */
+static bool conn_bin_auth(struct conn *c, const struct mg_bin_req *q)
+{
+    struct mg_slice user, pass;
+    switch (q->ctx.opcode) {
+    case MG_BIN_SASL_LIST:
+        request_reply_line(c, "OK PLAIN");
+        return true;
+    case MG_BIN_SASL_AUTH:
+        if (q->t.key.len == 5 && memcmp(q->t.key.p, "PLAIN", 5) == 0 &&
+            auth_plain_split(q->body, &user, &pass) && auth_check(user, pass)) {
+            c->authed = true;
+            request_reply_line(c, "OK Authenticated");
+            return true;
+        }
+        c->authed = false;
+        log_info("client %s: authentication failed", c->peer);
+        conn_bin_answer(c, MG_BIN_AUTH_ERROR);
+        return true;
+    case MG_BIN_SASL_STEP: /* PLAIN has no second step */
+        conn_bin_answer(c, MG_BIN_AUTH_ERROR);
+        return true;
+    case MG_BIN_VERSION:
+        return false;
+    default:
+        if (c->authed)
+            return false;
+        conn_bin_answer(c, MG_BIN_AUTH_ERROR);
+        conn_close_after(c);
+        return true;
+    }
+}
+
 /* One parsed binary request: what the connection answers itself, or the engine's. */
 static void conn_bin_request(struct conn *c, struct mg_bin_req *q, const char *raw, size_t len)
 {
+    if (MG_UNLIKELY(auth_required()) && (!c->authed || q->gateway) && conn_bin_auth(c, q))
+        return;
     if (q->gateway) { /* SASL without authentication configured: memcached without -S */
         conn_bin_answer(c, MG_BIN_UNKNOWN);
         return;
@@ -334,21 +380,66 @@ static void conn_parse_bin(struct conn *c, struct buf *b)
 }
 
 /* The connection's protocol, from its first byte as memcached tells them apart: 0x80 is
- * a binary request, anything else text. Returns CONN_PROTO_UNKNOWN until a byte came. */
+ * a binary request, anything else text (TEXT_AUTH while a text client must still
+ * authenticate). Returns CONN_PROTO_UNKNOWN until a byte came. */
 static uint8_t conn_proto(struct conn *c, const struct buf *b)
 {
     if (c->proto != CONN_PROTO_UNKNOWN || buf_unread(b) == 0)
         return c->proto;
-    c->proto = (unsigned char)buf_head(b)[0] == MG_BIN_REQ ? CONN_PROTO_BIN : CONN_PROTO_TEXT;
+    c->proto = (unsigned char)buf_head(b)[0] == MG_BIN_REQ ? CONN_PROTO_BIN
+               : auth_required()                           ? CONN_PROTO_TEXT_AUTH
+                                                           : CONN_PROTO_TEXT;
     c->bin = c->proto == CONN_PROTO_BIN;
     return c->proto;
 }
 
+/* memcached's text auth: until a client's first set carries "user password" as its value
+ * (STORED), every command gets CLIENT_ERROR unauthenticated and reaches no backend. */
+static void conn_text_auth(struct conn *c, struct buf *b)
+{
+    while (c->proto == CONN_PROTO_TEXT_AUTH && !c->closing && !c->close_after_flush &&
+           buf_unread(b)) {
+        struct mg_text_req t;
+        size_t used = 0;
+        int rc = mg_text_parse(buf_head(b), buf_unread(b), settings.value_max, &t, &used);
+        if (rc == MG_EAGAIN)
+            return;
+        if (rc == MG_ESWALLOW || rc == MG_ECLOSE) { /* not an auth: too large, too long */
+            request_reply_line(c, "CLIENT_ERROR unauthenticated");
+            conn_close_after(c);
+            return;
+        }
+        const char *sp =
+            rc == MG_OK && t.cmd == MG_CMD_SET ? memchr(t.data.p, ' ', t.data.len) : NULL;
+        if (sp) {
+            struct mg_slice user = { t.data.p, (uint32_t)(sp - t.data.p) };
+            struct mg_slice pass = { sp + 1, (uint32_t)(t.data.p + t.data.len - sp - 1) };
+            if (auth_check(user, pass)) {
+                c->proto = CONN_PROTO_TEXT;
+                request_reply_line(c, "STORED");
+            } else {
+                log_info("client %s: authentication failed", c->peer);
+                request_reply_line(c, "CLIENT_ERROR authentication failure");
+            }
+        } else {
+            request_reply_line(c, "CLIENT_ERROR unauthenticated");
+        }
+        b->off += used ? used : buf_unread(b);
+    }
+}
+
 static void conn_process_buf(struct conn *c, struct buf *b)
 {
-    if (MG_UNLIKELY(c->proto != CONN_PROTO_TEXT) && conn_proto(c, b) == CONN_PROTO_BIN) {
-        conn_parse_bin(c, b);
-        goto keep;
+    if (MG_UNLIKELY(c->proto != CONN_PROTO_TEXT)) {
+        uint8_t proto = conn_proto(c, b);
+        if (proto == CONN_PROTO_BIN) {
+            conn_parse_bin(c, b);
+            goto keep;
+        }
+        if (proto == CONN_PROTO_TEXT_AUTH)
+            conn_text_auth(c, b);
+        if (c->proto != CONN_PROTO_TEXT)
+            goto keep;
     }
     while (!c->closing && !c->close_after_flush) {
         if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY ||

@@ -12,7 +12,8 @@ struct request;
 struct get_line;
 struct mg_bin_ctx;
 
-enum { CONN_PROTO_UNKNOWN = 0, CONN_PROTO_TEXT, CONN_PROTO_BIN };
+/* TEXT_AUTH: a text client that has yet to authenticate (auth.h); TEXT once it has. */
+enum { CONN_PROTO_UNKNOWN = 0, CONN_PROTO_TEXT, CONN_PROTO_BIN, CONN_PROTO_TEXT_AUTH };
 
 /* Owned by its worker (worker->conns list). Freed only from the worker's prepare step once
  * it is closing and none of its requests still waits on a backend. */
@@ -40,6 +41,7 @@ struct conn {
     bool close_after_flush;           /* quit, or a fatal protocol error */
     uint8_t proto;                    /* CONN_PROTO_*: known from the first byte (conn.c) */
     bool bin;                         /* speaks memcached's binary protocol (proto_bin.h) */
+    bool authed;                      /* a binary client that authenticated (SASL PLAIN, auth.h) */
     const struct mg_bin_ctx *bin_cur; /* while a binary request is dispatched: its context,
                                        * copied by each request it makes (dispatch.c) */
     bool admin;                       /* came in on an admin listener */

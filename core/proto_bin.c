@@ -442,6 +442,8 @@ int mg_bin_from_text(struct buf *out, const struct mg_bin_ctx *ctx, const char *
     } else if (line_is(p, ll, "STORED") || line_is(p, ll, "DELETED") || line_is(p, ll, "TOUCHED") ||
                line_is(p, ll, "OK") || line_is(p, ll, "MN")) {
         st = MG_BIN_OK;
+    } else if (starts(p, ll, "OK ")) { /* the gateway's own answers with a body (SASL) */
+        val = (struct mg_slice){ p + 3, (uint32_t)(ll - 3) };
     } else if (starts(p, ll, "VERSION ")) {
         val = (struct mg_slice){ p + 8, (uint32_t)(ll - 8) };
     } else if (ll && p[0] >= '0' && p[0] <= '9') { /* incr/decr's new value */

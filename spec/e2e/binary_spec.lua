@@ -319,4 +319,59 @@ mg.route { ["side:"] = side, default = main }
     end)
   end)
 
+  describe("authentication (--auth-file)", function()
+    local gw3
+
+    lazy_setup(function()
+      local path = E.dir .. "/users"
+      env.write_file(path, "alice:s3cret\nbob:pw2\n")
+      gw3 = E:gateway { servers = { mc.port }, args = { "--auth-file", path } }
+    end)
+
+    it("binary: SASL PLAIN accepted and refused; nothing reaches a backend before", function()
+      local c = client.connect(gw3.port)
+      c:send(packet(0x20))
+      assert.equal("PLAIN", response(c).value)
+      c:send(packet(0x21, { key = "PLAIN", val = "\0alice\0wrong" }))
+      local r = response(c)
+      assert.same({ 0x20, "Auth failure." }, { r.status, r.value })
+      c:send(packet(0x21, { key = "PLAIN", val = "\0alice\0s3cret" }))
+      r = response(c)
+      assert.same({ 0, "Authenticated" }, { r.status, r.value })
+      c:send(packet(0x01, { ext = SET_EXT, key = "auth:b", val = "ok" }))
+      assert.equal(0, response(c).status)
+      assert.equal("ok", client.value_on(mc.port, "auth:b"))
+      -- unauthenticated: memcached's auth error, then a close
+      local u = client.connect(gw3.port)
+      u:send(packet(0x01, { ext = SET_EXT, key = "auth:nope", val = "x" }))
+      assert.equal(0x20, response(u).status)
+      assert.is_true(u:closed(2))
+      assert.is_nil(client.value_on(mc.port, "auth:nope"))
+    end)
+
+    it("text: a set of \"user password\" first", function()
+      local c = client.connect(gw3.port)
+      assert.equal("CLIENT_ERROR unauthenticated", c:cmd("get auth:b"))
+      assert.equal("CLIENT_ERROR authentication failure", c:cmd("set x 0 0 9\r\nbob wrong\r\n"))
+      assert.equal("STORED", c:cmd("set x 0 0 7\r\nbob pw2\r\n"))
+      assert.equal("ok", c:value("auth:b"))
+      assert.is_nil(client.value_on(mc.port, "x")) -- the auth set stored nothing
+    end)
+
+    it("pylibmc with a username and password", function()
+      if env.run { "/usr/bin/python3", "-c", "import pylibmc" } ~= 0 then return pending("no pylibmc") end
+      local script = [=[
+import sys, pylibmc
+c = pylibmc.Client(["127.0.0.1:" + sys.argv[1]], binary=True, username=sys.argv[2], password=sys.argv[3])
+try:
+    print(c.set("auth:py", "yes"), c.get("auth:py"))
+except pylibmc.Error as e:
+    print("refused")
+]=]
+      local _, ok = env.run { "/usr/bin/python3", "-c", script, tostring(gw3.port), "alice", "s3cret" }
+      assert.equal("True yes\n", ok)
+      local _, bad = env.run { "/usr/bin/python3", "-c", script, tostring(gw3.port), "alice", "nope" }
+      assert.equal("refused\n", bad)
+    end)
+  end)
 end)
