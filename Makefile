@@ -28,7 +28,8 @@ TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -DMG_SANITIZE
 # Debian packages the build, the suite and `make run` need.
 DEB_PKGS := gcc make pkg-config clang-format cppcheck lua-check libev-dev libluajit-5.1-dev luajit libmemcached-dev \
             libmemcached-tools memcached lua-busted lua-socket nutcracker netcat-openbsd \
-            luarocks python3 prometheus
+            luarocks python3 prometheus \
+            ruby ruby-dalli php-cli php-memcached python3-pylibmc
 
 .DEFAULT_GOAL := all
 -include $(wildcard build/*.d build/asan/*.d build/tsan/*.d)
@@ -85,7 +86,7 @@ build/asan/test_%: core/test/test_%.c $(ASAN_OBJS) core/test/ctest.h
 
 # The engine without Lua: proto, net and engine objects only, no LuaJIT on the link line
 # (core/test/test_engine.c stands in for the few worker functions they call back).
-ENGINE_OBJS := $(patsubst %,build/%.o,buf log proto_text proto_meta meta_render keys ketama config health slowlog hotkeys trace \
+ENGINE_OBJS := $(patsubst %,build/%.o,buf log auth proto_text proto_bin proto_meta near meta_render keys ketama config health slowlog hotkeys trace \
                 switch conn backend request dispatch route herd stats)
 build/test_engine: core/test/test_engine.c $(ENGINE_OBJS) core/test/ctest.h
 	$(CC) -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread -Icore -o $@ $< $(ENGINE_OBJS) \
@@ -161,7 +162,14 @@ CTESTS := $(TESTS) $(ASAN_TESTS) build/fuzz_smoke build/fuzz_replay
 ctest: $(CTESTS) build/lmc_fill
 	@sh spec/run_ctests.sh $(CTESTS)
 
-spec: mintgate build/lmc_fill
+# memjs, the binary-only Node client spec/e2e/binary_spec.lua runs (skipped without npm).
+MEMJS := build/node/node_modules/memjs/package.json
+$(MEMJS):
+	@if command -v npm >/dev/null; then \
+	  npm install --silent --no-audit --no-fund --prefix build/node memjs@1.3.2; \
+	else echo "npm not found: binary_spec skips memjs"; fi
+
+spec: mintgate build/lmc_fill $(MEMJS)
 	@sh spec/run_busted.sh
 
 capable: mintgate

@@ -11,7 +11,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "log.h"
+#include "proto_bin.h"
 #include "proto_text.h"
 #include "request.h"
 #include "worker.h"
@@ -260,8 +262,185 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
  * bytes of a connection that had nothing pending) or the connection's own rbuf. What is
  * left over (a partial request, or everything after a pause) ends up in rbuf; an idle
  * connection holds no buffer at all. */
+/* True when c must stop reading for now: too much queued (backpressure). */
+static bool conn_full(struct conn *c)
+{
+    if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY ||
+        c->inflight_keys >= c->window) {
+        c->paused = true;
+        ev_io_stop(c->w->loop, &c->rio);
+        return true;
+    }
+    return false;
+}
+
+/* Answer a binary request with status (as its text line, rendered back by the engine). */
+static void conn_bin_answer(struct conn *c, uint16_t status)
+{
+    request_reply_line(c, mg_bin_status_line(status));
+    STAT_INC(c->w->st.client_errors);
+}
+
+/* Stop reading c and close it once its replies are out. */
+static void conn_close_after(struct conn *c)
+{
+    c->close_after_flush = true;
+    ev_io_stop(c->w->loop, &c->rio);
+    worker_dirty_conn(c->w, c);
+}
+
+/* SASL for a binary client when a users file is loaded: list the mechanisms (PLAIN), or
+ * check a PLAIN message. Until it passes only these and version are answered; anything
+ * else gets memcached's auth error and a close. Returns true when q was answered here. */
+static bool conn_bin_auth(struct conn *c, const struct mg_bin_req *q)
+{
+    struct mg_slice user, pass;
+    switch (q->ctx.opcode) {
+    case MG_BIN_SASL_LIST:
+        request_reply_line(c, "OK PLAIN");
+        return true;
+    case MG_BIN_SASL_AUTH:
+        if (q->t.key.len == 5 && memcmp(q->t.key.p, "PLAIN", 5) == 0 &&
+            auth_plain_split(q->body, &user, &pass) && auth_check(user, pass)) {
+            c->authed = true;
+            request_reply_line(c, "OK Authenticated");
+            return true;
+        }
+        c->authed = false;
+        log_info("client %s: authentication failed", c->peer);
+        conn_bin_answer(c, MG_BIN_AUTH_ERROR);
+        return true;
+    case MG_BIN_SASL_STEP: /* PLAIN has no second step */
+        conn_bin_answer(c, MG_BIN_AUTH_ERROR);
+        return true;
+    case MG_BIN_VERSION:
+        return false;
+    default:
+        if (c->authed)
+            return false;
+        conn_bin_answer(c, MG_BIN_AUTH_ERROR);
+        conn_close_after(c);
+        return true;
+    }
+}
+
+/* One parsed binary request: what the connection answers itself, or the engine's. */
+static void conn_bin_request(struct conn *c, struct mg_bin_req *q, const char *raw, size_t len)
+{
+    if (MG_UNLIKELY(auth_required()) && (!c->authed || q->gateway) && conn_bin_auth(c, q))
+        return;
+    if (q->gateway) { /* SASL without authentication configured: memcached without -S */
+        conn_bin_answer(c, MG_BIN_UNKNOWN);
+        return;
+    }
+    if (q->t.cmd == MG_CMD_QUIT && !q->ctx.quiet)
+        request_reply_cmd(c, MG_CMD_QUIT, "OK");
+    request_dispatch(c, &q->t, raw, len);
+}
+
+/* The binary twin of the text loop below: every complete packet in b. A packet that is
+ * not a binary request (a client switching protocols) closes the connection. */
+static void conn_parse_bin(struct conn *c, struct buf *b)
+{
+    while (!c->closing && !c->close_after_flush && !conn_full(c)) {
+        if (c->swallow) {
+            size_t n = buf_unread(b) < c->swallow ? buf_unread(b) : (size_t)c->swallow;
+            b->off += n;
+            c->swallow -= n;
+            if (c->swallow)
+                break;
+            continue;
+        }
+        if (buf_unread(b) == 0)
+            break;
+        struct mg_bin_req q;
+        size_t used = 0;
+        int rc = mg_bin_parse(buf_head(b), buf_unread(b), settings.value_max, &q, &used);
+        if (rc == MG_EAGAIN)
+            break;
+        c->bin_cur = &q.ctx;
+        if (rc == MG_OK) {
+            conn_bin_request(c, &q, buf_head(b), used);
+        } else if (rc == MG_ESWALLOW) {
+            c->swallow = q.t.swallow;
+            if (q.t.cmd == MG_CMD_SET && q.status == MG_BIN_E2BIG)
+                request_drop_key(c, &q.t); /* as memcached: the old value goes */
+            conn_bin_answer(c, q.status);
+        } else {
+            if (q.status)
+                conn_bin_answer(c, q.status);
+            log_debug("client %s: binary protocol error, closing", c->peer);
+            c->close_after_flush = true;
+            ev_io_stop(c->w->loop, &c->rio);
+            worker_dirty_conn(c->w, c);
+        }
+        c->bin_cur = NULL;
+        b->off += used;
+    }
+}
+
+/* The connection's protocol, from its first byte as memcached tells them apart: 0x80 is
+ * a binary request, anything else text (TEXT_AUTH while a text client must still
+ * authenticate). Returns CONN_PROTO_UNKNOWN until a byte came. */
+static uint8_t conn_proto(struct conn *c, const struct buf *b)
+{
+    if (c->proto != CONN_PROTO_UNKNOWN || buf_unread(b) == 0)
+        return c->proto;
+    c->proto = (unsigned char)buf_head(b)[0] == MG_BIN_REQ ? CONN_PROTO_BIN
+               : auth_required()                           ? CONN_PROTO_TEXT_AUTH
+                                                           : CONN_PROTO_TEXT;
+    c->bin = c->proto == CONN_PROTO_BIN;
+    return c->proto;
+}
+
+/* memcached's text auth: until a client's first set carries "user password" as its value
+ * (STORED), every command gets CLIENT_ERROR unauthenticated and reaches no backend. */
+static void conn_text_auth(struct conn *c, struct buf *b)
+{
+    while (c->proto == CONN_PROTO_TEXT_AUTH && !c->closing && !c->close_after_flush &&
+           buf_unread(b)) {
+        struct mg_text_req t;
+        size_t used = 0;
+        int rc = mg_text_parse(buf_head(b), buf_unread(b), settings.value_max, &t, &used);
+        if (rc == MG_EAGAIN)
+            return;
+        if (rc == MG_ESWALLOW || rc == MG_ECLOSE) { /* not an auth: too large, too long */
+            request_reply_line(c, "CLIENT_ERROR unauthenticated");
+            conn_close_after(c);
+            return;
+        }
+        const char *sp =
+            rc == MG_OK && t.cmd == MG_CMD_SET ? memchr(t.data.p, ' ', t.data.len) : NULL;
+        if (sp) {
+            struct mg_slice user = { t.data.p, (uint32_t)(sp - t.data.p) };
+            struct mg_slice pass = { sp + 1, (uint32_t)(t.data.p + t.data.len - sp - 1) };
+            if (auth_check(user, pass)) {
+                c->proto = CONN_PROTO_TEXT;
+                request_reply_line(c, "STORED");
+            } else {
+                log_info("client %s: authentication failed", c->peer);
+                request_reply_line(c, "CLIENT_ERROR authentication failure");
+            }
+        } else {
+            request_reply_line(c, "CLIENT_ERROR unauthenticated");
+        }
+        b->off += used ? used : buf_unread(b);
+    }
+}
+
 static void conn_process_buf(struct conn *c, struct buf *b)
 {
+    if (MG_UNLIKELY(c->proto != CONN_PROTO_TEXT)) {
+        uint8_t proto = conn_proto(c, b);
+        if (proto == CONN_PROTO_BIN) {
+            conn_parse_bin(c, b);
+            goto keep;
+        }
+        if (proto == CONN_PROTO_TEXT_AUTH)
+            conn_text_auth(c, b);
+        if (c->proto != CONN_PROTO_TEXT)
+            goto keep;
+    }
     while (!c->closing && !c->close_after_flush) {
         if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY ||
             c->inflight_keys >= c->window) {
@@ -341,6 +520,7 @@ static void conn_process_buf(struct conn *c, struct buf *b)
         }
         b->off += used;
     }
+keep:
     if (b != &c->rbuf) {
         if (buf_unread(b) && buf_append(&c->rbuf, buf_head(b), buf_unread(b)) != MG_OK)
             conn_close(c);

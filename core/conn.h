@@ -10,6 +10,10 @@
 struct worker;
 struct request;
 struct get_line;
+struct mg_bin_ctx;
+
+/* TEXT_AUTH: a text client that has yet to authenticate (auth.h); TEXT once it has. */
+enum { CONN_PROTO_UNKNOWN = 0, CONN_PROTO_TEXT, CONN_PROTO_BIN, CONN_PROTO_TEXT_AUTH };
 
 /* Owned by its worker (worker->conns list). Freed only from the worker's prepare step once
  * it is closing and none of its requests still waits on a backend. */
@@ -32,15 +36,20 @@ struct conn {
     bool skip_line;              /* drop bytes through the next '\n' (a refused long get) */
     struct get_line *line;       /* the long get line being read (a reference), or NULL */
     bool dirty;
-    bool paused;            /* not reading: too much queued (backpressure) */
-    bool closing;           /* fd closed or to close; no more reads */
-    bool close_after_flush; /* quit, or a fatal protocol error */
-    bool admin;             /* came in on an admin listener */
-    bool admin_authed;      /* sent the admin secret (admin.c) */
-    bool trusted;           /* may use the gateway's own keys: an admin connection that
-                             * needs no secret or sent it (worker.c, admin.c) */
-    uint8_t auth_failures;  /* bad secrets sent so far (admin.c) */
-    uint64_t serial;        /* unique per worker: tells connections apart */
+    bool paused;                      /* not reading: too much queued (backpressure) */
+    bool closing;                     /* fd closed or to close; no more reads */
+    bool close_after_flush;           /* quit, or a fatal protocol error */
+    uint8_t proto;                    /* CONN_PROTO_*: known from the first byte (conn.c) */
+    bool bin;                         /* speaks memcached's binary protocol (proto_bin.h) */
+    bool authed;                      /* a binary client that authenticated (SASL PLAIN, auth.h) */
+    const struct mg_bin_ctx *bin_cur; /* while a binary request is dispatched: its context,
+                                       * copied by each request it makes (dispatch.c) */
+    bool admin;                       /* came in on an admin listener */
+    bool admin_authed;                /* sent the admin secret (admin.c) */
+    bool trusted;                     /* may use the gateway's own keys: an admin connection that
+                                       * needs no secret or sent it (worker.c, admin.c) */
+    uint8_t auth_failures;            /* bad secrets sent so far (admin.c) */
+    uint64_t serial;                  /* unique per worker: tells connections apart */
     char peer[64];
 };
 

@@ -244,7 +244,6 @@ static MG_ALWAYS_INLINE void send_storage(struct request *r, struct op *op,
         [MG_CMD_REPLACE] = META_REPLACE, [MG_CMD_APPEND] = META_APPEND,
         [MG_CMD_PREPEND] = META_PREPEND, [MG_CMD_CAS] = META_SET,
     };
-    MG_UNUSED(r);
     struct buf *wb = &tg->b->wbuf;
     /* a failover's later pool caps the nominal TTL; a staleness policy's grace follows */
     int64_t ttl = cap_ttl(t->exptime, tg->ttl_cap);
@@ -267,6 +266,8 @@ static MG_ALWAYS_INLINE void send_storage(struct request *r, struct op *op,
             opts = META_STORE_RETURN_CAS; /* its lease's check needs it */
         }
     }
+    if (MG_UNLIKELY(request_is_bin(r))) /* a binary store answers the new CAS */
+        opts |= META_STORE_RETURN_CAS;
     if (buf_reserve(wb, tg->bklen + t->data.len + META_EXTRA) != MG_OK) {
         op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;
@@ -294,6 +295,10 @@ static MG_ALWAYS_INLINE void send_keyed(struct request *r, struct op *op,
         HERD_COUNT(r->w, op->pool, marked_stale);
     } else if (t->cmd == MG_CMD_DELETE) {
         meta_render_delete(wb, tg->bkey, tg->bklen, false, 0);
+    } else if (MG_UNLIKELY(request_is_bin(r))) { /* the CAS, and maybe an initial value */
+        const struct mg_bin_ctx *x = &r->bin;
+        meta_render_arith_bin(wb, tg->bkey, tg->bklen, t->cmd == MG_CMD_DECR, t->delta, x->vivify,
+                              cap_ttl(x->vivify_ttl, tg->ttl_cap), x->initial);
     } else {
         meta_render_arith(wb, tg->bkey, tg->bklen, t->cmd == MG_CMD_DECR, t->delta);
     }
@@ -1061,6 +1066,22 @@ void dispatch_explain(struct conn *c, enum mg_cmd cmd, struct mg_slice key)
     explain_finish(ir);
 }
 
+/* A binary client's request: keep what its binary reply needs (the key only when the
+ * reply carries it back). */
+static void request_bin_begin(struct request *r, const struct mg_bin_ctx *x)
+{
+    r->bin.opcode = x->opcode;
+    r->bin.quiet = x->quiet;
+    r->bin.with_key = x->with_key;
+    r->bin.vivify = x->vivify;
+    r->bin.opaque = x->opaque;
+    r->bin.initial = x->initial;
+    r->bin.vivify_ttl = x->vivify_ttl;
+    r->bin.klen = x->with_key ? x->klen : 0;
+    memcpy(r->bin.key, x->key, r->bin.klen);
+    r->bin_cas = 0;
+}
+
 /* Start r: enqueue on c with n ops. Returns NULL (after answering) when out of memory. */
 static struct request *request_begin(struct conn *c, enum mg_cmd cmd, uint32_t n, bool noreply)
 {
@@ -1078,6 +1099,8 @@ static struct request *request_begin(struct conn *c, enum mg_cmd cmd, uint32_t n
     if (MG_LIKELY(stats_observe))
         r->t0 = ev_now(c->w->loop);
     r->noreply = noreply;
+    if (MG_UNLIKELY(c->bin_cur != NULL))
+        request_bin_begin(r, c->bin_cur);
     r->pending = n + 1; /* +1 held until every op went out: no completion mid-dispatch */
     r->flow = n;
     c->inflight_keys += n;

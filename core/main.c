@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "auth.h"
 #include "config.h"
 #include "conn.h"
 #include "health.h"
@@ -33,35 +34,40 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mintgate [options] [config.lua]\n"
-               "  -l, --listen ADDR:PORT      listen here (repeatable; default 127.0.0.1:11211)\n"
-               "  -A, --admin ADDR:PORT       admin listener: switch changes, reload (repeatable;\n"
-               "                              loopback or unix:/path unless --admin-public)\n"
-               "      --admin-public          allow admin commands on non-loopback addresses\n"
-               "      --admin-secret-file F   admin connections must send `auth SECRET` first;\n"
-               "                              SECRET is F's content (one word)\n"
-               "  -s, --servers H:P[,H:P...]  a default pool, when no config script is given\n"
-               "  -t, --threads N             worker threads (default: number of cores)\n"
-               "  -c, --max-conns N           max client connections (default 4096)\n"
-               "  -I, --max-item-size BYTES   largest value accepted (default 1m; k/m suffixes)\n"
-               "      --connect-timeout SEC   backend connect timeout (default 1)\n"
-               "      --timeout SEC           backend reply timeout (default 1)\n"
-               "      --failure-limit N       failures in a row before a backend is ejected (2)\n"
-               "      --retry-timeout SEC     how long an ejected backend rests (default 2)\n"
-               "      --connections N         connections per backend server per worker (1)\n"
-               "      --max-inflight N        requests waiting on one backend connection before\n"
-               "                              SERVER_ERROR backend busy (default: no limit)\n"
-               "      --eject fail|remap      -s pool: an ejected server's keys fail (default)\n"
-               "                              or go over the live servers (auto_eject_hosts)\n"
-               "      --batch-loops N         loop iterations a backend write may wait while more\n"
-               "                              requests keep arriving (default 3; 0: never wait)\n"
-               "      --metrics ADDR:PORT     serve Prometheus metrics (GET /metrics) here\n"
-               "      --slowlog-ms MS         requests this slow go into the slow log (100)\n"
-               "      --observe on|off        per-request histograms, slow log, hot keys (on)\n"
-               "  -v, -vv                     log more (info, debug)\n"
-               "      --check config.lua      validate a config script and exit 0 or 1\n"
-               "  -V, --version               print the version and exit\n"
-               "  -h, --help                  this help\n");
+    fprintf(
+        f,
+        "usage: mintgate [options] [config.lua]\n"
+        "  -l, --listen ADDR:PORT      listen here (repeatable; default 127.0.0.1:11211)\n"
+        "  -A, --admin ADDR:PORT       admin listener: switch changes, reload (repeatable;\n"
+        "                              loopback or unix:/path unless --admin-public)\n"
+        "      --admin-public          allow admin commands on non-loopback addresses\n"
+        "      --auth-file FILE        clients must authenticate (memcached's -Y: user:password\n"
+        "                              per line; SASL PLAIN for binary clients, a set of\n"
+        "                              \"user password\" first for text ones)\n"
+        "      --admin-secret-file F   admin connections must send `auth SECRET` first;\n"
+        "                              SECRET is F's content (one word)\n"
+        "  -s, --servers H:P[,H:P...]  a default pool, when no config script is given\n"
+        "  -t, --threads N             worker threads (default: number of cores)\n"
+        "  -c, --max-conns N           max client connections (default 4096)\n"
+        "  -I, --max-item-size BYTES   largest value accepted (default 1m; k/m suffixes)\n"
+        "      --connect-timeout SEC   backend connect timeout (default 1)\n"
+        "      --timeout SEC           backend reply timeout (default 1)\n"
+        "      --failure-limit N       failures in a row before a backend is ejected (2)\n"
+        "      --retry-timeout SEC     how long an ejected backend rests (default 2)\n"
+        "      --connections N         connections per backend server per worker (1)\n"
+        "      --max-inflight N        requests waiting on one backend connection before\n"
+        "                              SERVER_ERROR backend busy (default: no limit)\n"
+        "      --eject fail|remap      -s pool: an ejected server's keys fail (default)\n"
+        "                              or go over the live servers (auto_eject_hosts)\n"
+        "      --batch-loops N         loop iterations a backend write may wait while more\n"
+        "                              requests keep arriving (default 3; 0: never wait)\n"
+        "      --metrics ADDR:PORT     serve Prometheus metrics (GET /metrics) here\n"
+        "      --slowlog-ms MS         requests this slow go into the slow log (100)\n"
+        "      --observe on|off        per-request histograms, slow log, hot keys (on)\n"
+        "  -v, -vv                     log more (info, debug)\n"
+        "      --check config.lua      validate a config script and exit 0 or 1\n"
+        "  -V, --version               print the version and exit\n"
+        "  -h, --help                  this help\n");
 }
 
 static int parse_num(const char *s, double lo, double hi, double *out)
@@ -109,6 +115,7 @@ enum {
     OPT_CHECK,
     OPT_ADMIN_PUBLIC,
     OPT_ADMIN_SECRET_FILE,
+    OPT_AUTH_FILE,
     OPT_EJECT,
     OPT_MAX_INFLIGHT,
     OPT_CONNECTIONS,
@@ -120,6 +127,9 @@ enum {
 static bool is_unix(const char *addr);
 
 /* Fills settings from argv. Exits 2 on bad usage. Returns the --check script or NULL. */
+/* --auth-file: loaded once the config is (auth.h). */
+static const char *auth_file;
+
 static const char *parse_args(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -143,6 +153,7 @@ static const char *parse_args(int argc, char **argv)
         { "check", required_argument, NULL, OPT_CHECK },
         { "admin-public", no_argument, NULL, OPT_ADMIN_PUBLIC },
         { "admin-secret-file", required_argument, NULL, OPT_ADMIN_SECRET_FILE },
+        { "auth-file", required_argument, NULL, OPT_AUTH_FILE },
         { "verbose", no_argument, NULL, 'v' },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
@@ -250,6 +261,9 @@ static const char *parse_args(int argc, char **argv)
             free(settings.admin_secret_file);
             settings.admin_secret_file = strdup(optarg);
             settings.admin_secret_from_cli = true;
+            break;
+        case OPT_AUTH_FILE:
+            auth_file = optarg;
             break;
         case 'v':
             log_level = log_level < LOG_INFO ? LOG_INFO : LOG_DEBUG;
@@ -523,6 +537,10 @@ int main(int argc, char **argv)
         config_unref(cfg);
         cfg = NULL;
     }
+    if (cfg != NULL && auth_file && auth_load(auth_file, err, sizeof(err)) != MG_OK) {
+        config_unref(cfg);
+        cfg = NULL;
+    }
     if (cfg == NULL) {
         fprintf(stderr, "mintgate: %s\n", err);
         return 1;
@@ -649,6 +667,7 @@ int main(int argc, char **argv)
     trace_free();
     free(settings.admin_secret_file);
     admin_secret_free();
+    auth_free();
     health_free_all();
     ev_loop_destroy(EV_DEFAULT);
     return rc;

@@ -15,6 +15,20 @@ void meta_render_invalidate(struct buf *wb, const char *key, size_t klen, uint32
     meta_end(wb);
 }
 
+void meta_render_arith_bin(struct buf *wb, const char *key, size_t klen, bool decr, uint64_t delta,
+                           bool vivify, int64_t ttl, uint64_t initial)
+{
+    meta_key(wb, "ma ", key, klen);
+    buf_put(wb, decr ? " v c MD D" : " v c D", decr ? 9 : 6);
+    buf_put_u64(wb, delta);
+    if (vivify) {
+        buf_put(wb, " N", 2);
+        buf_put_i64(wb, ttl);
+        meta_num(wb, " J", initial);
+    }
+    meta_end(wb);
+}
+
 void meta_render_read(struct buf *wb, const char *key, size_t klen, bool with_flags)
 {
     meta_key(wb, "mg ", key, klen);

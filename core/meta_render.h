@@ -125,6 +125,10 @@ static inline void meta_render_arith(struct buf *wb, const char *key, size_t kle
     meta_end(wb);
 }
 
+/* ma for a binary client: the new value and CAS; vivify: a missing item is created with
+ * initial for ttl seconds (memcached's binary incr/decr). */
+void meta_render_arith_bin(struct buf *wb, const char *key, size_t klen, bool decr, uint64_t delta,
+                           bool vivify, int64_t ttl, uint64_t initial);
 /* md I: mark stale instead of deleting (ttl: and keep it that long, 0: as it is); with
  * has_cas only if the CAS still matches (nobody stored since). */
 void meta_render_invalidate(struct buf *wb, const char *key, size_t klen, uint32_t ttl,

@@ -280,6 +280,40 @@ static void request_trace(struct request *r)
     r->tr_session = 0;
 }
 
+bool request_is_bin(const struct request *r)
+{
+    return r->c && r->c->bin;
+}
+
+void request_bin_cas(struct request *r, const struct mg_meta_reply *rep)
+{
+    struct mg_slice v;
+    uint64_t cas = 0;
+    if (mg_meta_flag(rep->flags, 'c', &v))
+        for (uint32_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9'; i++)
+            cas = cas * 10 + (uint64_t)(v.p[i] - '0');
+    r->bin_cas = cas;
+}
+
+/* A binary client's request: its text reply (one op's part, or the trailer) becomes
+ * memcached's binary answer, in the request's own raw buffer (the command is no longer
+ * needed), which then takes the trailer's place. */
+static void request_bin_render(struct request *r)
+{
+    const struct buf *text = r->nops && buf_unread(&r->ops[0].out) ? &r->ops[0].out : &r->out;
+    struct buf *b = &r->raw;
+    b->off = b->len = 0;
+    if (mg_bin_from_text(b, &r->bin, buf_head(text), buf_unread(text), r->bin_cas) != MG_OK) {
+        b->off = b->len = 0;
+        mg_bin_from_text(b, &r->bin, "SERVER_ERROR out of memory", 26, 0);
+    }
+    for (uint32_t i = 0; i < r->nops; i++)
+        r->ops[i].out.off = r->ops[i].out.len = 0;
+    struct buf t = r->out;
+    r->out = *b;
+    *b = t;
+}
+
 /* Every op of r answered: settle the reply and hand it to the connection. */
 void request_complete(struct request *r)
 {
@@ -333,6 +367,8 @@ void request_complete(struct request *r)
             buf_append(&r->out, "OK\r\n", 4);
         }
     }
+    if (MG_UNLIKELY(r->c->bin))
+        request_bin_render(r);
     size_t total = 0;
     for (uint32_t i = 0; i < r->nops; i++) {
         if (r->noreply)
@@ -599,6 +635,8 @@ static void out_status(struct op *op, const struct mg_meta_reply *rep, const str
             put_line(&op->out, rep->data.p, rep->data.len);
         if (xl->stat >= 0)
             STAT_INC(*(atomic_uint_fast64_t *)((char *)&op->req->w->st + xl->stat));
+        if (MG_UNLIKELY(request_is_bin(op->req)))
+            request_bin_cas(op->req, rep);
         if (rep->status == MG_R_HD && op->pol && op->req->cmd >= MG_CMD_SET &&
             op->req->cmd <= MG_CMD_CAS)
             herd_on_stored(op->req->w, buf_head(&op->key), buf_unread(&op->key));

@@ -5,6 +5,7 @@
 #include <ev.h>
 
 #include "buf.h"
+#include "proto_bin.h"
 #include "proto_meta.h"
 #include "proto_text.h"
 
@@ -152,6 +153,10 @@ struct request {
     int64_t tr_ttl;
     uint64_t tr_vsize; /* the value stored, or TRACE_VSIZE_REPLY: the reply's */
     struct buf tkeys;
+    /* A binary client's request (its connection's bin is set): how its text reply becomes
+     * binary (request_complete), and the CAS a store or incr answered (bin_cas). */
+    struct mg_bin_ctx bin;
+    uint64_t bin_cas;
 };
 #define TRACE_VSIZE_REPLY UINT64_MAX
 
@@ -199,6 +204,11 @@ void request_internal_go(struct request *r);
 struct request *request_one(struct worker *w, struct backend *b, size_t need,
                             void (*on_done)(struct request *r), void *udata, enum op_fail *why);
 void request_one_send(struct request *r);
+
+/* A binary connection's requests: whether r's client speaks binary, and the CAS in rep
+ * (ms/ma with c) kept for its reply. */
+bool request_is_bin(const struct request *r);
+void request_bin_cas(struct request *r, const struct mg_meta_reply *rep);
 
 /* Shared by request.c and dispatch.c. */
 struct request *request_get(struct worker *w);

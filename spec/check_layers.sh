@@ -15,7 +15,7 @@
 # exits 1 on any violation.
 cd "$(dirname "$0")/.." || exit 2
 
-L1="mg.h buf log proto_text proto_meta meta_render keys ketama config switch health slowlog hotkeys trace near"
+L1="mg.h buf log auth proto_text proto_bin proto_meta meta_render keys ketama config switch health slowlog hotkeys trace near"
 L2="conn backend"
 L3="request dispatch route herd stats plugin.h"
 L4="lua_api lua_resolve lua_vm lua_co.h"
