@@ -804,6 +804,12 @@ __attribute__((noinline)) static bool near_get(struct request *r, struct op *op,
     op->near_fill = true;
     op->near_h = h;
     op->near_seq = near_seq(h);
+    /* Right after a write dropped a hot key, every client of the worker misses it at once:
+     * without a staleness policy of their own, such gets share one backend read (herd.c's
+     * coalescing, nothing else of a policy: no grace, no lock, no wait) */
+    static const struct stale_policy coalesce_only = { .coalesce = true };
+    if (tg->pol == NULL)
+        tg->pol = &coalesce_only;
     return false;
 }
 

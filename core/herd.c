@@ -73,6 +73,9 @@ struct herd_lock {
     uint64_t cas;    /* the won item's (hot win) or the lease's (cold) */
     uint64_t conn;   /* the winning connection's serial (0: none); a conn may be gone by now */
     ev_tstamp since; /* when the win was handed out: its store measures the recompute time */
+    uint32_t lock;   /* seconds the win (or the lease) lasts */
+    bool stored;     /* someone else's store went through this worker since: the item is
+                      * fresh, so the lock's md I C<cas> would fail anyway (not sent) */
     uint8_t klen;
     char key[MG_KEY_MAX];
 };
@@ -207,7 +210,7 @@ static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = l->w;
     ev_timer_stop(loop, t);
     lock_unlink(l);
-    if (!l->lease && l->gen == w->cfg->generation && l->server < w->nbackends) {
+    if (!l->lease && !l->stored && l->gen == w->cfg->generation && l->server < w->nbackends) {
         /* the connection the key's own commands take, so this cannot overtake them */
         struct backend *b = backend_conn(worker_backend(w, l->server), l->key, l->klen);
         enum op_fail why;
@@ -238,6 +241,8 @@ static void lock_start(struct op *op, uint64_t cas, uint32_t lock, bool lease)
     l->pool = op->pool;
     l->cas = cas;
     l->since = ev_now(w->loop);
+    l->lock = lock;
+    l->stored = false;
     l->klen = (uint8_t)buf_unread(&op->key);
     memcpy(l->key, buf_head(&op->key), l->klen);
     l->prev = NULL;
@@ -429,8 +434,10 @@ void herd_on_stored(struct worker *w, const char *key, size_t klen)
     for (struct herd_lock *l = w->herd_locks, *next; l; l = next) {
         next = l->next;
         if (l->klen == klen && memcmp(l->key, key, klen) == 0) {
-            if (l->guard)
-                continue; /* another's store: the winner's late store must still be guarded */
+            if (l->guard) { /* another's store: the winner's late store must still be guarded */
+                l->stored = true;
+                continue;
+            }
             ev_timer_stop(w->loop, &l->timer);
             lock_unlink(l);
             if (l->gen == w->cfg->generation)
@@ -619,7 +626,12 @@ void herd_guard_write(struct op *op, const struct stale_policy *pol, enum mg_cmd
         /* the winner's store: a hot win's item exists, so add would fail anyway (and gets
          * no C); a lease's key was missing, so any of the three may fill it */
         bool hot = !l->lease && (cmd == MG_CMD_SET || cmd == MG_CMD_REPLACE);
-        bool cold = l->lease && (cmd == MG_CMD_SET || cmd == MG_CMD_ADD || cmd == MG_CMD_REPLACE);
+        /* A lease lives lock seconds, and memcached's whole-second clock may end it up to a
+         * second early: its check could then not tell a revocation from the end of its life
+         * and would retract a value nobody overwrote. A store that late is not guarded (as a
+         * hot win's after its lock); it releases the lease as an unguarded store does. */
+        bool cold = l->lease && (cmd == MG_CMD_SET || cmd == MG_CMD_ADD || cmd == MG_CMD_REPLACE) &&
+                    ev_now(w->loop) - l->since < (double)l->lock - 1.0;
         if ((hot || cold) && l->cas != 0) {
             op->guard = hot ? OP_GUARD_WIN : OP_GUARD_LEASE;
             op->guard_cas = l->cas;

@@ -132,6 +132,43 @@ describe("stale set: a cold win through one gateway (one worker)", function()
   end)
 end)
 
+describe("stale set: a winner that stores in its lease's last second", function()
+  local E, mc, gw
+
+  lazy_setup(function()
+    env.require_binary()
+    E = env.new("stale_set_late")
+    mc = E:memcached()
+    gw = E:gateway { threads = 1, config = config({ mc }, "{ grace = 10, lock = 2, wait = 50 }") }
+  end)
+  lazy_teardown(function()
+    if E then E:teardown() end
+  end)
+  after_each(function() E:close_clients() end)
+
+  -- A 2 s lease lives between 1 and 2 s on memcached's whole-second clock. Its end is not a
+  -- revocation: nobody wrote, so the winner's value must stay (found by the wire fuzzer:
+  -- the check saw the expired lease, retracted the value, and the client's next replace
+  -- was NOT_STORED).
+  it("nobody writes: its value stays although the lease has ended", function()
+    local a = E:client(gw.port, { name = "a" })
+    local before = herd_stats(gw.port)
+    assert.same({}, a:get("late:1"), "a takes the lease (a miss)")
+    env.sleep(1.2)
+    -- the lease ends (memcached's clock may end a 2 s lease after 1 s: done here by hand, so
+    -- that the test does not depend on where in its second the lease began)
+    local d = client.connect(mc.port)
+    assert.equal("HD", d:cmd("md mintgate:lease:late:1"))
+    d:close()
+    assert.equal("STORED", a:set("late:1", "mine", 0, 100))
+    env.sleep(0.2) -- a retraction would have landed by now
+    assert.equal("mine", on_backend(mc, "late:1"))
+    assert.equal("STORED", a:cmd("replace late:1 0 100 2\r\nv2"))
+    assert.equal("v2", a:value("late:1"))
+    assert.equal(before.sets_refused, herd_stats(gw.port).sets_refused)
+  end)
+end)
+
 describe("stale set: a cold win, the delete through a second gateway", function()
   local E, mc, g1, g2
   local POLICY = "{ grace = 10, lock = 5, wait = 300 }"
