@@ -92,9 +92,7 @@ static size_t lease_key(const char *key, size_t klen, char *out)
         memcpy(out + LEASE_PREFIX_LEN, key, klen);
         return LEASE_PREFIX_LEN + klen;
     }
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < klen; i++)
-        h = (h ^ (uint8_t)key[i]) * 1099511628211ull;
+    uint64_t h = mg_fnv1a64(key, klen);
     size_t keep = MG_KEY_MAX - LEASE_PREFIX_LEN - 17;
     memcpy(out + LEASE_PREFIX_LEN, key, keep);
     size_t n = LEASE_PREFIX_LEN + keep;

@@ -49,6 +49,27 @@ struct mg_slice {
 /* Characters of the base64 encoding of n bytes. */
 #define B64_LEN(n) (4 * (((n) + 2) / 3))
 
+/* FNV-1a, 64-bit, over n bytes. */
+static inline uint64_t mg_fnv1a64(const char *p, size_t n)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* murmur3's finalizer (fmix64): FNV-1a's high bits barely change between short keys that
+ * differ at the end; after this every bit depends on every byte. */
+static inline uint64_t mg_mix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
 #if defined(__GNUC__)
 #define MG_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MG_UNLIKELY(x) __builtin_expect(!!(x), 0)

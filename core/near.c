@@ -36,17 +36,7 @@ static atomic_uint_fast64_t budget; /* bytes per stripe */
 
 uint64_t near_hash(const char *key, size_t klen)
 {
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < klen; i++)
-        h = (h ^ (uint8_t)key[i]) * 1099511628211ull;
-    /* murmur3's finalizer: FNV-1a's high bits barely change between short keys that
-     * differ at the end, and the stripe takes the high bits (the table the low ones) */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
+    return mg_mix64(mg_fnv1a64(key, klen)); /* the stripe takes the high bits, the table the low */
 }
 
 static struct near_stripe *stripe_of(uint64_t h)

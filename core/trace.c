@@ -89,25 +89,9 @@ int trace_init(int nworkers)
     return MG_OK;
 }
 
-/* murmur3's fmix64 */
-static uint64_t mix64(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
-}
-
 uint64_t trace_hash(const char *key, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 0x100000001b3ull;
-    }
-    return mix64(h); /* FNV-1a's high bits barely depend on a short key's last bytes */
+    return mg_mix64(mg_fnv1a64(key, len));
 }
 
 bool trace_sampled(const char *key, size_t len)
@@ -122,7 +106,7 @@ size_t trace_key(char *dst, const char *key, size_t len)
     if (atomic_load_explicit(&hashed, memory_order_relaxed)) {
         static const char hex[] = "0123456789abcdef";
         /* mixed once more: the sampled keys' hashes are all below the threshold */
-        uint64_t h = mix64(trace_hash(key, len) ^ 0x9e3779b97f4a7c15ull);
+        uint64_t h = mg_mix64(trace_hash(key, len) ^ 0x9e3779b97f4a7c15ull);
         dst[0] = '#';
         for (int i = 0; i < 16; i++)
             dst[1 + i] = hex[(h >> (60 - 4 * i)) & 15];
