@@ -156,6 +156,8 @@ struct settings {
     bool admin_public;          /* admin commands may be reached on non-loopback addresses */
     char *admin_secret_file;    /* file holding the admin secret (--admin-secret-file, mg.admin) */
     bool admin_secret_from_cli; /* --admin-secret-file wins over the script's */
+    char *auth_file;            /* clients' users file (--auth-file, mg.auth), or NULL */
+    bool auth_from_cli;         /* --auth-file wins over the script's */
     char *servers_arg;          /* -s */
     char *script;               /* config script path, or NULL */
     int threads;

@@ -437,6 +437,17 @@ static int compile_named(lua_State *L, struct config *c, char *err, size_t errle
     return MG_OK;
 }
 
+/* mg.auth { file = ... }: the clients' users file, unless --auth-file gave one. */
+static void take_auth(lua_State *L, struct settings *s)
+{
+    lua_getfield(L, -1, "auth_file");
+    if (lua_isstring(L, -1) && !s->auth_from_cli) {
+        free(s->auth_file);
+        s->auth_file = strdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+}
+
 static void take_admin(lua_State *L, struct settings *s)
 {
     lua_getfield(L, -1, "admin_on_data_port");
@@ -543,6 +554,7 @@ static void take_observe(lua_State *L, struct settings *s)
 static void take_listen(lua_State *L, struct settings *s)
 {
     take_admin(L, s);
+    take_auth(L, s);
     take_observe(L, s);
     lua_getfield(L, -1, "listen");
     int n = (int)lua_objlen(L, -1);

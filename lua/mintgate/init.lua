@@ -44,6 +44,7 @@ local state = {
   admin_on_data_port = false,
   admin_public = false,     -- admin listeners may be on non-loopback addresses
   admin_secret_file = nil,  -- path of the file holding the admin secret
+  auth_file = nil, -- the clients' users file (mg.auth)
   policies = {},   -- named staleness policies, in order: { name, policy (table or false) }
   policy_ids = {}, -- name -> 0-based index into policies (what the C core uses)
 }
@@ -688,6 +689,23 @@ function M.admin(t)
   if t.on_data_port ~= nil then state.admin_on_data_port = t.on_data_port end
   if t.public ~= nil then state.admin_public = t.public end
   if t.secret_file ~= nil then state.admin_secret_file = t.secret_file end
+end
+
+--- Make every client authenticate first, against a users file in memcached's `-Y` format
+-- (`user:password` per line): SASL PLAIN for binary clients, memcached's text auth (a first
+-- `set` whose value is "user password") for text ones. `--auth-file` wins. The file is read
+-- again at each reload (a file that cannot be read then keeps the users loaded before);
+-- turning authentication on or off takes a restart. Route functions see `req.user`.
+-- @tparam table t `file`: the users file's path
+function M.auth(t)
+  if type(t) ~= "table" then error("mg.auth: expected a table", 2) end
+  for k in pairs(t) do
+    if k ~= "file" then error("mg.auth: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  if type(t.file) ~= "string" or t.file == "" or #t.file > 4096 then
+    error("mg.auth: 'file' must be a path", 2)
+  end
+  state.auth_file = t.file
 end
 
 local Switch = {}

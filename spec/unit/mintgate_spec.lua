@@ -653,6 +653,24 @@ describe("mintgate config module", function()
     end)
   end)
 
+  describe("mg.auth", function()
+    it("takes the users file; a later call replaces it", function()
+      assert.is_nil(mg._state.auth_file)
+      mg.auth { file = "/etc/mintgate/users" }
+      assert.equal("/etc/mintgate/users", mg._state.auth_file)
+      mg.auth { file = "users" }
+      assert.equal("users", mg._state.auth_file)
+    end)
+
+    it("refuses anything but a table with a path", function()
+      raises(function() mg.auth "users" end, "mg.auth: expected a table")
+      raises(function() mg.auth {} end, "mg.auth: 'file' must be a path")
+      raises(function() mg.auth { file = "" } end, "mg.auth: 'file' must be a path")
+      raises(function() mg.auth { file = 1 } end, "mg.auth: 'file' must be a path")
+      raises(function() mg.auth { file = "u", mechs = "PLAIN" } end, "mg.auth: unknown option 'mechs'")
+    end)
+  end)
+
   describe("mg.switch", function()
     it("declares switches with ids in order", function()
       local a = mg.switch { name = "canary", percent = 10 }

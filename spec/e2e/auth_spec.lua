@@ -1,0 +1,151 @@
+-- Client authentication with a config script (issue 16): mg.auth { file = ... } and its
+-- reload (a changed users file takes effect for new authentications; a missing one keeps
+-- the users loaded before), --auth-file winning over it, req.user in route functions
+-- (examples/tenants.lua: two tenants, each on its own memcached, through binary SASL and
+-- text auth), and backends that require memcached's text auth (mg.pool { auth = ... }).
+assert(jit ~= nil, "specs must run under LuaJIT")
+
+local env = require "spec.helpers.env"
+local client = require "spec.helpers.client"
+local bin = require "spec.helpers.bin"
+
+-- A binary connection to port authenticated as user: the connection, or nil and the
+-- SASL status.
+local function sasl(port, user, password)
+  local c = client.connect(port)
+  local status = bin.sasl_plain(c, user, password)
+  if status ~= 0 then
+    c:close()
+    return nil, status
+  end
+  return c
+end
+
+-- A text connection to port after memcached's text auth: the connection and the answer.
+local function text_auth(port, user, password)
+  local c = client.connect(port)
+  local cred = user .. " " .. password
+  return c, c:cmd(string.format("set auth 0 0 %d\r\n%s\r\n", #cred, cred))
+end
+
+describe("authentication with a config script", function()
+  local E
+
+  lazy_setup(function()
+    env.require_binary()
+    E = env.new("auth")
+  end)
+  lazy_teardown(function() if E then E:teardown() end end)
+  after_each(function() E:close_clients() end)
+
+  describe("mg.auth and reload", function()
+    local gw, mc, users, admin_port
+
+    lazy_setup(function()
+      mc = E:memcached()
+      users = E.dir .. "/users"
+      env.write_file(users, "alice:old-pw\n# a comment\nbob:bob-pw\n")
+      admin_port = env.free_port()
+      gw = E:gateway { config = string.format([[
+local mg = require "mintgate"
+mg.admin { "127.0.0.1:%d" }
+mg.auth { file = %q }
+mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+mg.route { default = "main" }
+]], admin_port, users, mc.port) }
+      assert(env.wait_until(5, function() return env.port_open(admin_port) end), "no admin listener")
+    end)
+
+    it("takes the users file from the script", function()
+      local c = assert(sasl(gw.port, "alice", "old-pw"))
+      assert.equal(0, bin.set(c, "auth:a", "1"))
+      assert.equal("1", client.value_on(mc.port, "auth:a"))
+      assert.same({ nil, 0x20 }, { sasl(gw.port, "alice", "bob-pw") })
+      local t, answer = text_auth(gw.port, "bob", "bob-pw")
+      assert.equal("STORED", answer)
+      assert.equal("1", t:value("auth:a"))
+    end)
+
+    it("a reload reads the changed file: the new password is accepted, the old refused", function()
+      local before = assert(sasl(gw.port, "alice", "old-pw"))
+      env.replace_file(users, "alice:new-pw\n")
+      assert.equal("OK", env.admin_cmd(admin_port, "reload"))
+      assert.same({ nil, 0x20 }, { sasl(gw.port, "alice", "old-pw") })
+      assert.is_truthy(sasl(gw.port, "alice", "new-pw"))
+      assert.same({ nil, 0x20 }, { sasl(gw.port, "bob", "bob-pw") }) -- gone from the file
+      local _, answer = text_auth(gw.port, "bob", "bob-pw")
+      assert.equal("CLIENT_ERROR authentication failure", answer)
+      -- a connection authenticated before the reload goes on
+      assert.equal(0, bin.set(before, "auth:before", "still"))
+      assert.equal("still", client.value_on(mc.port, "auth:before"))
+    end)
+
+    it("SIGHUP reloads it too", function()
+      env.replace_file(users, "alice:hup-pw\n")
+      gw:signal(1) -- SIGHUP
+      assert(env.wait_until(5, function() return sasl(gw.port, "alice", "hup-pw") ~= nil end),
+        "the new password was not accepted after SIGHUP")
+      assert.same({ nil, 0x20 }, { sasl(gw.port, "alice", "new-pw") })
+    end)
+
+    it("a users file gone at a reload keeps the old users and logs an error", function()
+      os.remove(users)
+      assert.equal("OK", env.admin_cmd(admin_port, "reload"))
+      assert.is_truthy(sasl(gw.port, "alice", "hup-pw"))
+      assert.truthy(gw:stderr():find("reload: auth file " .. users .. ": No such file", 1, true),
+        gw:stderr())
+      assert.is_nil(gw:stderr():find("hup-pw", 1, true)) -- passwords are never logged
+    end)
+  end)
+
+  it("--auth-file wins over mg.auth", function()
+    local mc = E:memcached()
+    local a, b = E.dir .. "/users-cli", E.dir .. "/users-script"
+    env.write_file(a, "cli:cli-pw\n")
+    env.write_file(b, "script:script-pw\n")
+    local gw = E:gateway { args = { "--auth-file", a }, config = string.format([[
+local mg = require "mintgate"
+mg.auth { file = %q }
+mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+mg.route { default = "main" }
+]], b, mc.port) }
+    assert.is_truthy(sasl(gw.port, "cli", "cli-pw"))
+    assert.same({ nil, 0x20 }, { sasl(gw.port, "script", "script-pw") })
+  end)
+
+  describe("req.user: examples/tenants.lua", function()
+    local gw, mcs
+
+    lazy_setup(function()
+      gw, mcs = env.start_example(E, "tenants", 2)
+    end)
+
+    it("routes each tenant to its own pool; neither reads the other's keys", function()
+      local acme = assert(sasl(gw.port, "acme", "acme-demo-pw"))
+      local globex = assert(sasl(gw.port, "globex", "globex-demo-pw"))
+      assert.equal(0, bin.set(acme, "cart:1", "acme's cart"))
+      assert.equal(0, bin.set(globex, "cart:1", "globex's cart"))
+      assert.equal(0, bin.set(globex, "globex:only", "secret"))
+      assert.equal("acme's cart", client.value_on(mcs[1].port, "cart:1"))
+      assert.equal("globex's cart", client.value_on(mcs[2].port, "cart:1"))
+      assert.equal("secret", client.value_on(mcs[2].port, "globex:only"))
+      assert.is_nil(client.value_on(mcs[1].port, "globex:only"))
+      -- the same key, each its own item; the other's key is a miss for acme
+      assert.equal("acme's cart", bin.get(acme, "cart:1"))
+      assert.equal("globex's cart", bin.get(globex, "cart:1"))
+      assert.same({ nil, 0x01 }, { bin.get(acme, "globex:only") })
+    end)
+
+    it("a text client authenticated as globex lands on globex's pool", function()
+      local t, answer = text_auth(gw.port, "globex", "globex-demo-pw")
+      assert.equal("STORED", answer)
+      assert.equal("STORED", t:cmd("set text:k 0 0 4\r\ntext\r\n"))
+      assert.equal("text", client.value_on(mcs[2].port, "text:k"))
+      assert.is_nil(client.value_on(mcs[1].port, "text:k"))
+      assert.equal("secret", t:value("globex:only"))
+      local a = select(1, text_auth(gw.port, "acme", "acme-demo-pw"))
+      assert.is_nil(a:value("text:k"))
+      assert.is_nil(a:value("globex:only"))
+    end)
+  end)
+end)
