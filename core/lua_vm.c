@@ -222,6 +222,30 @@ static void read_near(lua_State *L, struct config *c)
     }
 }
 
+/* The pool on top of the stack's auth { user, password } (checked by init.lua) into o. */
+static int read_pool_auth(lua_State *L, struct pool_opts *o)
+{
+    int rc = MG_OK;
+    lua_getfield(L, -1, "auth");
+    if (lua_istable(L, -1)) {
+        size_t ul = 0, pl = 0;
+        lua_getfield(L, -1, "user");
+        lua_getfield(L, -2, "password");
+        const char *u = lua_tolstring(L, -2, &ul), *p = lua_tolstring(L, -1, &pl);
+        if (u == NULL || p == NULL || ul == 0 || ul + 1 + pl >= sizeof(o->auth)) {
+            rc = MG_ERR;
+        } else {
+            memcpy(o->auth, u, ul);
+            o->auth[ul] = ' ';
+            memcpy(o->auth + ul + 1, p, pl);
+            o->auth_len = (uint16_t)(ul + 1 + pl);
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
 /* Compile pools from the state table on top of the stack into c. */
 static int compile_pools(lua_State *L, struct config *c, const struct settings *s, char *err,
                          size_t errlen)
@@ -248,6 +272,11 @@ static int compile_pools(lua_State *L, struct config *c, const struct settings *
         if (mi >= 1 && mi < UINT32_MAX)
             o.max_inflight = (uint32_t)mi;
         o.connections = (uint32_t)nc;
+        o.auth_len = 0;
+        if (read_pool_auth(L, &o) != MG_OK) {
+            snprintf(err, errlen, "pool '%s': bad auth", name ? name : "?");
+            return MG_ERR;
+        }
         lua_getfield(L, -1, "servers");
         int ns = (int)lua_objlen(L, -1);
         const char **names = calloc((size_t)ns + 1, sizeof(char *));

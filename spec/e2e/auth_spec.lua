@@ -113,6 +113,60 @@ mg.route { default = "main" }
     assert.same({ nil, 0x20 }, { sasl(gw.port, "script", "script-pw") })
   end)
 
+  describe("backends that require auth (memcached -Y)", function()
+    local mc, gw, bad, none
+
+    local function pool_config(auth)
+      return string.format([[
+local mg = require "mintgate"
+mg.pool { name = "main", servers = { "127.0.0.1:%d" }, timeout = 1%s }
+mg.route { default = "main" }
+]], mc.port, auth and (", auth = " .. auth) or "")
+    end
+
+    lazy_setup(function()
+      local users = E.dir .. "/backend-users"
+      env.write_file(users, "gateway:backend-pw\n")
+      mc = E:memcached { args = { "-Y", users } }
+      gw = E:gateway { config = pool_config('{ user = "gateway", password = "backend-pw" }') }
+      bad = E:gateway { config = pool_config('{ user = "gateway", password = "wrong-pw" }') }
+      none = E:gateway { config = pool_config(nil) }
+    end)
+
+    it("the gateway authenticates each new connection before anything else", function()
+      local c = E:client(gw.port)
+      assert.equal("STORED", c:cmd("set be:k 0 0 2\r\nhi\r\n"))
+      assert.equal("hi", c:value("be:k"))
+      assert.equal("HD", c:cmd("ms be:m 1 T0\r\nx\r\n"))
+      -- many keys at once on fresh connections (2 workers)
+      for i = 1, 20 do
+        local d = client.connect(gw.port)
+        assert.equal("hi", d:value("be:k"), "connection " .. i)
+        d:close()
+      end
+      -- memcached agrees: the item is there for an authenticated text client
+      local m = client.connect(mc.port)
+      assert.equal("STORED", m:cmd("set x 0 0 18\r\ngateway backend-pw\r\n"))
+      assert.equal("hi", m:value("be:k"))
+    end)
+
+    it("a wrong password or none: errors, not a hang; the password is never logged", function()
+      for _, g in ipairs { bad, none } do
+        local c = E:client(g.port)
+        local t0 = env.now()
+        local r = c:cmd("get be:k", 5)
+        assert.truthy(r:match("^SERVER_ERROR") or r:match("^CLIENT_ERROR"), r)
+        r = c:cmd("set be:k 0 0 2\r\nno\r\n", 5)
+        assert.truthy(r:match("^SERVER_ERROR") or r:match("^CLIENT_ERROR"), r)
+        assert.truthy(env.now() - t0 < 3, "took " .. (env.now() - t0) .. " s")
+      end
+      assert.truthy(bad:stderr():find("authentication refused", 1, true), bad:stderr())
+      assert.is_nil(bad:stderr():find("wrong-pw", 1, true))
+      assert.is_nil(gw:stderr():find("backend-pw", 1, true))
+      assert.equal("hi", client.connect(gw.port):value("be:k")) -- the good one still works
+    end)
+  end)
+
   describe("req.user: examples/tenants.lua", function()
     local gw, mcs
 

@@ -303,6 +303,24 @@ describe("mintgate config module", function()
   end)
 
   describe("mg.pool", function()
+    it("takes backend auth { user, password }; refuses bad ones", function()
+      local p = mg.pool { name = "a", servers = { "127.0.0.1:1" }, auth = { user = "gw", password = "p w" } }
+      assert.same({ user = "gw", password = "p w" }, p.auth)
+      local S = { "127.0.0.1:1" }
+      raises(function() mg.pool { name = "b", servers = S, auth = "gw:pw" } end,
+        "mg.pool 'b': 'auth' must be { user = ..., password = ... }")
+      raises(function() mg.pool { name = "c", servers = S, auth = { user = "a b", password = "x" } } end,
+        "mg.pool 'c': auth 'user' must be a word")
+      raises(function() mg.pool { name = "d", servers = S, auth = { user = "u", password = "x\r\n" } } end,
+        "mg.pool 'd': auth 'password' must be a string without line breaks")
+      raises(function() mg.pool { name = "e", servers = S, auth = { user = "u" } } end,
+        "mg.pool 'e': auth 'password' must be a string")
+      raises(function() mg.pool { name = "f", servers = S, auth = { user = "u", password = "x", mech = 1 } } end,
+        "mg.pool 'f': auth: unknown option 'mech'")
+      raises(function() mg.pool { name = "g", servers = S, auth = { user = "u", password = ("x"):rep(300) } } end,
+        "mg.pool 'g': auth: user and password too long")
+    end)
+
     it("returns a pool object with its declaration", function()
       local p = mg.pool { name = "main", servers = { "127.0.0.1:11311", "10.0.0.2:11312" },
                           connect_timeout = 0.2, timeout = 0.5, failure_limit = 2,
