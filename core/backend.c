@@ -12,6 +12,7 @@
 
 #include "health.h"
 #include "log.h"
+#include "meta_render.h"
 #include "proto_meta.h"
 #include "request.h"
 #include "worker.h"
@@ -389,11 +390,7 @@ static void backend_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 static int backend_auth_first(struct backend *b)
 {
     struct buf nb = { 0 };
-    int rc = buf_printf(&nb, "set mintgate:auth 0 0 %u\r\n", (unsigned)b->opts.auth_len);
-    if (rc == MG_OK)
-        rc = buf_append(&nb, b->opts.auth, b->opts.auth_len);
-    if (rc == MG_OK)
-        rc = buf_append(&nb, "\r\n", 2);
+    int rc = meta_render_auth(&nb, b->opts.auth, b->opts.auth_len);
     if (rc == MG_OK)
         rc = buf_append(&nb, buf_head(&b->wbuf), buf_unread(&b->wbuf));
     if (rc != MG_OK) {

@@ -150,6 +150,14 @@ mg.route { default = "main" }
       assert.equal("hi", m:value("be:k"))
     end)
 
+    it("memcached's own stats are fetched with the auth too (plain stats)", function()
+      local c = E:client(gw.port)
+      assert(env.wait_until(5, function()
+        return tonumber(c:stats().curr_items or "0") >= 2
+      end), "curr_items never reached the backend's count: " .. gw:stderr())
+      assert.is_nil(gw:stderr():find("stats not fetched", 1, true))
+    end)
+
     it("a wrong password or none: errors, not a hang; the password is never logged", function()
       for _, g in ipairs { bad, none } do
         local c = E:client(g.port)
