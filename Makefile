@@ -99,11 +99,12 @@ build/asan/test_engine: core/test/test_engine.c $(ASAN_ENGINE_OBJS) core/test/ct
 # The parser fuzz targets (core/test/fuzz_*.c) without libFuzzer, under ASan+UBSan:
 # fuzz_smoke drives them with a bounded deterministic mutator, fuzz_replay runs the
 # committed corpus through them.
-FUZZ_SRCS := core/test/fuzz_text.c core/test/fuzz_meta.c
+FUZZ_SRCS := core/test/fuzz_text.c core/test/fuzz_meta.c core/test/fuzz_bin.c
+FUZZ_ASAN_OBJS := build/asan/proto_text.o build/asan/proto_meta.o build/asan/proto_bin.o build/asan/buf.o
 build/fuzz_smoke build/fuzz_replay: build/fuzz_%: core/test/fuzz_%.c $(FUZZ_SRCS) core/test/fuzz.h \
-                                    build/asan/proto_text.o build/asan/proto_meta.o
+                                    $(FUZZ_ASAN_OBJS)
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -DFUZZ_NO_ENTRY -DFUZZ_CORPUS_DIR='"$(CURDIR)/core/test/corpus"' \
-	  -Icore -o $@ $< $(FUZZ_SRCS) build/asan/proto_text.o build/asan/proto_meta.o
+	  -Icore -o $@ $< $(FUZZ_SRCS) $(FUZZ_ASAN_OBJS)
 
 # Coverage-guided fuzzing with clang's libFuzzer, one target per parser, linked with the
 # parsers alone (and coverage-guided by them alone: core/test/fuzz.cov). New inputs go
@@ -111,15 +112,16 @@ build/fuzz_smoke build/fuzz_replay: build/fuzz_%: core/test/fuzz_%.c $(FUZZ_SRCS
 # crash stops make with the input in build/fuzz/<target>-crash-*.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= fuzz_text fuzz_meta
+FUZZ_TARGETS ?= fuzz_text fuzz_meta fuzz_bin
 FUZZ_MAX_LEN ?= 8192
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=undefined -fsanitize-coverage-allowlist=core/test/fuzz.cov -Icore
 
-build/fuzz/%: core/test/%.c core/test/fuzz.h core/test/fuzz.cov core/proto_text.c core/proto_meta.c $(HDRS)
+FUZZ_PARSERS := core/proto_text.c core/proto_meta.c core/proto_bin.c core/buf.c
+build/fuzz/%: core/test/%.c core/test/fuzz.h core/test/fuzz.cov $(FUZZ_PARSERS) $(HDRS)
 	@command -v $(FUZZ_CC) >/dev/null || $(MAKE) --no-print-directory deps DEB_PKGS=clang
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< core/proto_text.c core/proto_meta.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_PARSERS)
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)
 	@for t in $(FUZZ_TARGETS); do \

@@ -23,7 +23,11 @@
 # the hot-key detector flags the key early in the run and the near cache then
 # answers it: instructions per near hit. The detection and the first fill
 # happen in both runs and cancel, as start-up does. mintgate+near is "not
-# available" while ./mintgate --check rejects that config. Backends are plain
+# available" while ./mintgate --check rejects that config. mintgate-binary
+# (issue 16): plain mintgate driven by mgload --binary, the same gets in
+# memcached's binary protocol (each a get packet, answered with its flags and
+# CAS): instructions per binary get, to set beside mintgate's per text get.
+# Backends are plain
 # memcached, not under valgrind. Placement as in
 # bench/quick.sh: the target on CPU 0, mgload and the backends on CPU 1.
 #
@@ -41,12 +45,12 @@ SELF=bench/ir.sh
 IR_SMALL=${IR_SMALL:-20000}
 IR_LARGE=${IR_LARGE:-60000}
 IR_ROUNDS=${IR_ROUNDS:-3}
-WANT=${TARGETS:-memcached twemproxy mintgate mintgate-observe-off mintgate+lua mintgate-hot mintgate+near}
+WANT=${TARGETS:-memcached twemproxy mintgate mintgate-binary mintgate-observe-off mintgate+lua mintgate-hot mintgate+near}
 LUA_CONFIG=${LUA_CONFIG:-examples/bench.lua}
 OUT_DIR=${OUT_DIR:-docs/bench}
 KEYS=10000
 CONNS=${IR_CONNS:-20}
-ALL_TARGETS="memcached twemproxy mintgate mintgate-observe-off mintgate+lua mintgate-hot mintgate+near"
+ALL_TARGETS="memcached twemproxy mintgate mintgate-binary mintgate-observe-off mintgate+lua mintgate-hot mintgate+near"
 WAIT_TRIES=600                  # valgrind start-up: up to 60 s
 STOP_WAIT=120                   # and writing the profile on exit
 
@@ -79,7 +83,7 @@ for t in $ALL_TARGETS; do
     wanted "$t" || continue
     case $t in
     twemproxy) command -v nutcracker >/dev/null || { note "twemproxy: \`nutcracker\` not installed"; continue; } ;;
-    mintgate | mintgate-observe-off | mintgate-hot) [ -x ./mintgate ] || { note "$t: no ./mintgate (make mintgate)"; continue; } ;;
+    mintgate | mintgate-binary | mintgate-observe-off | mintgate-hot) [ -x ./mintgate ] || { note "$t: no ./mintgate (make mintgate)"; continue; } ;;
     mintgate+near)
         near_config "$TMP/near.lua"
         if [ ! -x ./mintgate ] || ! lua_config_ok "$TMP/near.lua" "$B1" "$B2"; then
@@ -105,7 +109,7 @@ start_cg() {
     case $1 in
     memcached) start cg $cg memcached -p @PORT@ -U 0 -l 127.0.0.1 -t 1 -c "$VG_NOFILE" $MC_USER ;;
     twemproxy) start_twemproxy cg "$cg" "$B1" "$B2" ;;
-    mintgate | mintgate-hot) start cg $cg ./mintgate -t 1 -c 20000 -l 127.0.0.1:@PORT@ -s "127.0.0.1:$B1,127.0.0.1:$B2" ;;
+    mintgate | mintgate-hot | mintgate-binary) start cg $cg ./mintgate -t 1 -c 20000 -l 127.0.0.1:@PORT@ -s "127.0.0.1:$B1,127.0.0.1:$B2" ;;
     mintgate-observe-off) start cg $cg ./mintgate -t 1 -c 20000 -l 127.0.0.1:@PORT@ -s "127.0.0.1:$B1,127.0.0.1:$B2" \
         --observe off ;;
     mintgate+lua) start cg $PIN_FRONT env MINTGATE_LISTEN=127.0.0.1:@PORT@ MEMCACHED_1=127.0.0.1:$B1 \
@@ -125,10 +129,11 @@ ir_run() {
         return
     fi
     pid=$UP_PID
-    hot=""
-    case $1 in mintgate-hot | mintgate+near) hot="--hot-share 1" ;; esac   # every get the same key
+    flags=""
+    case $1 in mintgate-hot | mintgate+near) flags="--hot-share 1" ;; esac # every get the same key
+    case $1 in mintgate-binary) flags="--binary" ;; esac               # the binary protocol
     # --max-time bounds the run even if the target hangs under valgrind.
-    line=$($PIN_LOAD "$MGLOAD" --port "$UP_PORT" --prefill --ratio 1:0 --conns $CONNS --depth 1 $hot \
+    line=$($PIN_LOAD "$MGLOAD" --port "$UP_PORT" --prefill --ratio 1:0 --conns $CONNS --depth 1 $flags \
         --requests "$2" --keys $KEYS --value-size 32 --key-prefix ir: --connect-timeout 20 \
         --timeout 30 --max-time 900 2>"$TMP/mgload.err")
     rc=$?
@@ -173,6 +178,7 @@ goal() {
     memcached) echo "reference 3,779" ;;
     twemproxy) echo "reference 9,041" ;;
     mintgate) echo "<= 3,800; observability on costs <= +150 over observe-off" ;;
+    mintgate-binary) echo "the same gets in the binary protocol: within ±10 % of mintgate's (issue 16)" ;;
     mintgate-observe-off) echo "histograms, per-server counters, slow log, hot keys off" ;;
     mintgate+lua) echo "<= 4,500" ;;
     mintgate-hot) echo "every get the same key (baseline for the near hit)" ;;

@@ -99,6 +99,7 @@ struct options {
     size_t hot_key_len;
     bool hot_value_set;
     bool prefill, prefill_only, idle_get, json;
+    bool binary; /* --binary: memcached's binary protocol (bin_* below) */
     pid_t target_pid;
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -360,6 +361,56 @@ static int zipf_init(uint64_t n, double s)
     return MG_OK;
 }
 
+/* ---- the binary protocol (--binary) ---- */
+
+#define BIN_HDR 24
+enum { BIN_GET = 0x00, BIN_SET = 0x01, BIN_NOOP = 0x0a, BIN_VERSION = 0x0b, BIN_GETKQ = 0x0d };
+
+static void put_be(char *p, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--, v >>= 8)
+        p[i] = (char)(v & 0xff);
+}
+
+/* A request header at out (opaque and CAS 0); returns BIN_HDR. */
+static size_t bin_header(char *out, uint8_t op, size_t klen, uint8_t elen, size_t body)
+{
+    memset(out, 0, BIN_HDR);
+    out[0] = (char)0x80;
+    out[1] = (char)op;
+    put_be(out + 2, klen, 2);
+    out[4] = (char)elen;
+    put_be(out + 8, body, 4);
+    return BIN_HDR;
+}
+
+/* One key: a get; more: a getkq per key and a noop (memcached's multi-get). */
+static size_t bin_build_get(const struct options *o, char *out, uint64_t first, unsigned nkeys)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < nkeys; i++) {
+        char *h = out + n;
+        n += BIN_HDR;
+        size_t kl =
+            fmt_key(o, out + n, i == 0 && first == HOT_KEY(o) ? first : (first + i) % o->keys);
+        bin_header(h, nkeys == 1 ? BIN_GET : BIN_GETKQ, kl, 0, kl);
+        n += kl;
+    }
+    if (nkeys > 1)
+        n += bin_header(out + n, BIN_NOOP, 0, 0, 0);
+    return n;
+}
+
+static size_t bin_build_set(const struct options *o, char *out, uint64_t key)
+{
+    size_t vsize = key == HOT_KEY(o) ? o->hot_value_size : o->value_size;
+    size_t kl = fmt_key(o, out + BIN_HDR + 8, key);
+    bin_header(out, BIN_SET, kl, 8, 8 + kl + vsize);
+    memset(out + BIN_HDR, 0, 8); /* flags 0, no expiry */
+    memcpy(out + BIN_HDR + 8 + kl, g_value, vsize);
+    return BIN_HDR + 8 + kl + vsize;
+}
+
 /*
  * Appends `get k..` with nkeys distinct consecutive keys from first; returns
  * bytes written. first may be HOT_KEY: the hot key, then keys 0, 1, ...
@@ -368,6 +419,8 @@ static size_t build_get(const struct options *o, char *out, uint64_t first, unsi
 {
     size_t n = 3;
 
+    if (o->binary)
+        return bin_build_get(o, out, first, nkeys);
     memcpy(out, "get", 3);
     for (unsigned i = 0; i < nkeys; i++) {
         out[n++] = ' ';
@@ -382,6 +435,8 @@ static size_t build_set(const struct options *o, char *out, uint64_t key)
     size_t n = 4;
     size_t vsize = key == HOT_KEY(o) ? o->hot_value_size : o->value_size;
 
+    if (o->binary)
+        return bin_build_set(o, out, key);
     memcpy(out, "set ", 4);
     n += fmt_key(o, out + n, key);
     memcpy(out + n, " 0 0 ", 5);
@@ -671,6 +726,69 @@ static int conn_on_line(struct conn *c, const char *line, size_t len, uint64_t n
     }
 }
 
+/* One binary response header (its body follows, skipped as a value's data is). Returns
+ * MG_ERR if it closed c. */
+static int bin_on_header(struct conn *c, const unsigned char *h, uint64_t now)
+{
+    if (c->rcount == 0 || h[0] != 0x81) {
+        conn_close(c, h[0] != 0x81 ? "bad binary response magic"
+                                   : "reply with no request outstanding");
+        return MG_ERR;
+    }
+    const struct pending *p = &c->ring[c->rhead];
+    uint16_t status = (uint16_t)(h[6] << 8 | h[7]);
+    switch (p->kind) {
+    case REQ_GET:
+        if (h[1] == BIN_GETKQ) { /* a multi-get's hit; the noop ends it */
+            c->nvalues++;
+            return MG_OK;
+        }
+        if (h[1] == BIN_NOOP)
+            conn_complete(c, now,
+                          c->nvalues > p->nkeys   ? RES_ERR
+                          : c->nvalues < p->nkeys ? RES_MISS
+                                                  : RES_OK);
+        else
+            conn_complete(c, now, status == 0 ? RES_OK : status == 1 ? RES_MISS : RES_ERR);
+        return MG_OK;
+    default: /* set, version */
+        conn_complete(c, now, status == 0 ? RES_OK : RES_ERR);
+        return MG_OK;
+    }
+}
+
+/* conn_parse for --binary: headers, then their bodies skipped (PARSE_DATA). */
+static int conn_parse_bin(struct conn *c, uint64_t now)
+{
+    size_t pos = 0;
+
+    while (pos < c->rlen && c->state == CONN_READY) {
+        size_t avail = c->rlen - pos;
+        if (c->pstate == PARSE_DATA) {
+            size_t take = avail < c->data_left ? avail : (size_t)c->data_left;
+            pos += take;
+            c->data_left -= take;
+            if (c->data_left == 0)
+                c->pstate = PARSE_LINE;
+            continue;
+        }
+        if (avail < BIN_HDR)
+            break;
+        const unsigned char *h = (const unsigned char *)c->rbuf + pos;
+        pos += BIN_HDR;
+        c->data_left = (uint64_t)h[8] << 24 | (uint64_t)h[9] << 16 | (uint64_t)h[10] << 8 | h[11];
+        if (c->data_left)
+            c->pstate = PARSE_DATA;
+        if (bin_on_header(c, h, now) != MG_OK)
+            return MG_ERR;
+    }
+    if (c->state != CONN_READY)
+        return MG_ERR;
+    memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+    c->rlen -= pos;
+    return MG_OK;
+}
+
 /*
  * Consumes every complete reply element in rbuf and keeps the rest for the
  * next read. Returns MG_ERR if c was closed.
@@ -679,6 +797,8 @@ static int conn_parse(struct conn *c, uint64_t now)
 {
     size_t pos = 0;
 
+    if (c->w->o->binary)
+        return conn_parse_bin(c, now);
     while (pos < c->rlen && c->state == CONN_READY) {
         size_t avail = c->rlen - pos;
 
@@ -766,6 +886,9 @@ static void conn_on_ready(struct conn *c)
         uint64_t key = (uint64_t)(c - w->conns) % w->o->keys;
         c->olen = build_get(w->o, c->obuf, key, 1);
         conn_push(c, REQ_GET, 1, false, now_ns());
+    } else if (c->idle && w->o->binary) {
+        c->olen = bin_header(c->obuf, BIN_VERSION, 0, 0, 0);
+        conn_push(c, REQ_VERSION, 0, false, now_ns());
     } else if (c->idle) {
         memcpy(c->obuf, "version\r\n", 9);
         c->olen = 9;
@@ -1045,7 +1168,9 @@ static void usage(FILE *f)
             "  --timeout S          close a connection whose replies stall this long (default 5)\n"
             "  --max-time S         hard limit per loop (default duration+60, or 600)\n"
             "  --seed N             PRNG seed (default from the clock)\n"
-            "  --json               print one JSON object instead of key=value pairs\n");
+            "  --json               print one JSON object instead of key=value pairs\n"
+            "  --binary             memcached's binary protocol: get (getkq.. noop with\n"
+            "                       --multiget), set, version\n");
 }
 
 /* Parses an unsigned integer in [lo, hi]; returns MG_ERR with a message otherwise. */
@@ -1180,7 +1305,8 @@ enum {
     OPT_HOT_SHARE,
     OPT_HOT_RATIO,
     OPT_HOT_KEY,
-    OPT_HOT_VSIZE
+    OPT_HOT_VSIZE,
+    OPT_BINARY
 };
 
 static const struct option long_opts[] = {
@@ -1211,6 +1337,7 @@ static const struct option long_opts[] = {
     { "max-time", required_argument, NULL, OPT_MAXTIME },
     { "seed", required_argument, NULL, OPT_SEED },
     { "json", no_argument, NULL, OPT_JSON },
+    { "binary", no_argument, NULL, OPT_BINARY },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -1302,6 +1429,9 @@ static int opt_one(struct options *o, int opt, const char *arg)
         return opt_u64("seed", arg, 0, UINT64_MAX, &o->seed);
     case OPT_JSON:
         o->json = true;
+        return MG_OK;
+    case OPT_BINARY:
+        o->binary = true;
         return MG_OK;
     default:
         return MG_ERR;
@@ -1573,6 +1703,10 @@ int main(int argc, char **argv)
         size_t key_max = (o.prefix_len + 20 > o.hot_key_len ? o.prefix_len + 20 : o.hot_key_len);
         size_t get_max = 5 + (size_t)o.multiget * (key_max + 1);
         size_t set_max = 4 + key_max + 5 + 20 + 2 + vmax + 2;
+        if (o.binary) { /* a header per key and a noop; a header and extras per set */
+            get_max = (size_t)(o.multiget + 1) * (BIN_HDR + key_max);
+            set_max = BIN_HDR + 8 + key_max + vmax;
+        }
 
         g_value = malloc(vmax + 1);
         if (g_value == NULL)

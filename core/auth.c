@@ -2,6 +2,8 @@
 #include "auth.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +18,18 @@ struct auth_user {
     size_t ulen, plen;
 };
 
-/* Set before the workers start, read-only afterwards. */
-static struct auth_user *users;
-static size_t nusers;
+/* One loaded users file. Owned by auth.c: replaced whole by auth_load (under the write
+ * lock), read by auth_check under the read lock; nothing else points into it. */
+struct auth_table {
+    struct auth_user *users;
+    size_t n;
+};
+
+static struct auth_table *table;
+static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
+/* Set once a file loaded (main thread, before the workers start or at a reload); read on
+ * every binary request, hence an atomic and not the lock. */
+static atomic_bool required;
 
 static bool slice_equal_ct(const char *a, size_t alen, struct mg_slice b)
 {
@@ -31,44 +42,52 @@ static bool slice_equal_ct(const char *a, size_t alen, struct mg_slice b)
 bool auth_check(struct mg_slice user, struct mg_slice password)
 {
     bool ok = false;
-    for (size_t i = 0; i < nusers; i++) { /* every entry, whoever matches */
+    pthread_rwlock_rdlock(&table_lock);
+    const struct auth_user *users = table ? table->users : NULL;
+    size_t n = table ? table->n : 0;
+    for (size_t i = 0; i < n; i++) { /* every entry, whoever matches */
         bool u = slice_equal_ct(users[i].user, users[i].ulen, user);
         bool p = slice_equal_ct(users[i].pass, users[i].plen, password);
         ok |= u & p;
     }
+    pthread_rwlock_unlock(&table_lock);
     return ok;
 }
 
 bool auth_required(void)
 {
-    return users != NULL;
+    return atomic_load_explicit(&required, memory_order_relaxed);
+}
+
+static void table_free(struct auth_table *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->users[i].pass)
+            memset(t->users[i].pass, 0, t->users[i].plen);
+        free(t->users[i].user);
+        free(t->users[i].pass);
+    }
+    free(t->users);
+    free(t);
 }
 
 void auth_free(void)
 {
-    for (size_t i = 0; i < nusers; i++) {
-        memset(users[i].pass, 0, users[i].plen);
-        free(users[i].user);
-        free(users[i].pass);
-    }
-    free(users);
-    users = NULL;
-    nusers = 0;
+    pthread_rwlock_wrlock(&table_lock);
+    struct auth_table *old = table;
+    table = NULL;
+    atomic_store(&required, false);
+    pthread_rwlock_unlock(&table_lock);
+    table_free(old);
 }
 
-int auth_load(const char *path, char *err, size_t errlen)
+/* Parse the users file f into t. Returns MG_OK, or MG_ERR with err. */
+static int table_read(FILE *f, const char *path, struct auth_table *t, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
     char line[2 * AUTH_FIELD_MAX + 4];
     int rc = MG_ERR, lineno = 0;
-    if (f == NULL) {
-        snprintf(err, errlen, "auth file %s: %s", path, strerror(errno));
-        return MG_ERR;
-    }
-    auth_free();
-    users = calloc(1, sizeof(*users)); /* non-NULL even when empty: nobody gets in */
-    if (users == NULL)
-        goto oom;
     while (fgets(line, sizeof(line), f)) {
         lineno++;
         size_t n = strlen(line);
@@ -77,34 +96,61 @@ int auth_load(const char *path, char *err, size_t errlen)
         if (n == 0 || line[0] == '#')
             continue;
         char *colon = strchr(line, ':');
-        if (colon == NULL || colon == line || nusers >= AUTH_USERS_MAX) {
+        if (colon == NULL || colon == line || t->n >= AUTH_USERS_MAX) {
             snprintf(err, errlen, "auth file %s:%d: want user:password", path, lineno);
-            goto fail;
+            goto done;
         }
-        struct auth_user *nu = realloc(users, (nusers + 1) * sizeof(*users));
+        struct auth_user *nu = realloc(t->users, (t->n + 1) * sizeof(*t->users));
         if (nu == NULL)
             goto oom;
-        users = nu;
-        struct auth_user *u = &users[nusers];
+        t->users = nu;
+        struct auth_user *u = &t->users[t->n];
         u->ulen = (size_t)(colon - line);
         u->plen = n - u->ulen - 1;
         u->user = strndup(line, u->ulen);
         u->pass = strndup(colon + 1, u->plen);
-        nusers++;
+        t->n++;
         if (u->user == NULL || u->pass == NULL)
             goto oom;
     }
+    if (ferror(f)) {
+        snprintf(err, errlen, "auth file %s: read error", path);
+        goto done;
+    }
     rc = MG_OK;
-    log_info("auth: %zu users from %s", nusers, path);
     goto done;
 oom:
     snprintf(err, errlen, "out of memory");
-fail:
-    auth_free();
 done:
     memset(line, 0, sizeof(line));
-    fclose(f);
     return rc;
+}
+
+int auth_load(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "auth file %s: %s", path, strerror(errno));
+        return MG_ERR;
+    }
+    struct auth_table *t = calloc(1, sizeof(*t)); /* an empty table: nobody gets in */
+    int rc = t ? table_read(f, path, t, err, errlen) : MG_ERR;
+    fclose(f);
+    if (t == NULL)
+        snprintf(err, errlen, "out of memory");
+    if (rc != MG_OK) {
+        table_free(t);
+        return MG_ERR;
+    }
+    size_t n = t->n;
+    pthread_rwlock_wrlock(&table_lock);
+    struct auth_table *old = table;
+    table = t;
+    atomic_store(&required, true);
+    pthread_rwlock_unlock(&table_lock);
+    table_free(old); /* no reader holds it: they hold the lock while they look */
+    log_info("auth: %zu users from %s", n, path);
+    return MG_OK;
 }
 
 bool auth_plain_split(struct mg_slice msg, struct mg_slice *user, struct mg_slice *password)

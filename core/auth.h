@@ -5,8 +5,10 @@
 
 #include "mg.h"
 
-/* Load the users file (user:password per line, as memcached's -Y). Called before the
- * workers start; the table is read-only afterwards. Returns MG_OK, or MG_ERR with err. */
+/* Load the users file (user:password per line, as memcached's -Y) and make it the table
+ * every later check uses (at start, and again at each reload: checks running meanwhile see
+ * the old table or the new one, whole). Returns MG_OK, or MG_ERR with err and the table
+ * loaded before (if any) left as it was. */
 int auth_load(const char *path, char *err, size_t errlen);
 /* True when a users file is loaded: every client must authenticate first. */
 bool auth_required(void);

@@ -12,6 +12,7 @@
 
 #include "health.h"
 #include "log.h"
+#include "meta_render.h"
 #include "proto_meta.h"
 #include "request.h"
 #include "worker.h"
@@ -30,6 +31,8 @@ static void backend_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_fail(struct backend *b, enum op_fail why, const char *err);
 static void backend_connect(struct backend *b);
+static int backend_auth_first(struct backend *b);
+static int backend_auth_reply(struct backend *b);
 
 /* Every state change goes through here, so that st.down tells other threads (stats) what
  * they may not read from state itself. */
@@ -288,6 +291,7 @@ static void backend_fail(struct backend *b, enum op_fail why, const char *err)
     bool was_probing = b->probing;
     backend_close(b);
     b->probing = false;
+    b->authing = false;
     struct op *q = b->qhead;
     b->qhead = b->qtail = NULL;
     b->nq = 0;
@@ -369,11 +373,55 @@ static void backend_write_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         backend_set_state(b, BE_UP);
+        if (b->opts.auth_len && backend_auth_first(b) != MG_OK) {
+            backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
+            return;
+        }
         ev_io_start(b->w->loop, &b->rio);
         backend_arm_timer(b);
     }
     ev_io_stop(b->w->loop, &b->wio);
     backend_flush(b);
+}
+
+/* A new connection to a server that wants memcached's text auth: the auth set goes before
+ * the commands already rendered, and its answer comes first (backend_auth_reply). Returns
+ * MG_OK or MG_ERR (out of memory). */
+static int backend_auth_first(struct backend *b)
+{
+    struct buf nb = { 0 };
+    int rc = meta_render_auth(&nb, b->opts.auth, b->opts.auth_len);
+    if (rc == MG_OK)
+        rc = buf_append(&nb, buf_head(&b->wbuf), buf_unread(&b->wbuf));
+    if (rc != MG_OK) {
+        buf_free(&nb);
+        return MG_ERR;
+    }
+    buf_free(&b->wbuf);
+    b->wbuf = nb;
+    b->authing = true;
+    return MG_OK;
+}
+
+/* The auth's answer at the head of b's read buffer: STORED lets the connection serve.
+ * Returns MG_OK (consumed), MG_EAGAIN (not all there), or MG_ERR (refused: b failed). */
+static int backend_auth_reply(struct backend *b)
+{
+    const char *p = buf_head(&b->rbuf);
+    const char *nl = memchr(p, '\n', buf_unread(&b->rbuf));
+    if (nl == NULL && buf_unread(&b->rbuf) < 512)
+        return MG_EAGAIN;
+    size_t n = nl ? (size_t)(nl - p) + 1 : buf_unread(&b->rbuf);
+    if (n == 8 && memcmp(p, "STORED\r\n", 8) == 0) {
+        b->rbuf.off += n;
+        b->authing = false;
+        return MG_OK;
+    }
+    char shown[96];
+    log_warn("backend %s: authentication refused: %s", b->name,
+             log_quote(shown, sizeof(shown), p, n));
+    backend_fail(b, OP_FAIL_ERROR, "SERVER_ERROR backend authentication failed");
+    return MG_ERR;
 }
 
 static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -394,6 +442,8 @@ static void backend_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     b->rbuf.len += (size_t)n;
+    if (MG_UNLIKELY(b->authing) && backend_auth_reply(b) != MG_OK)
+        return;
     if (MG_UNLIKELY(b->probing)) { /* the probe's answer comes first */
         struct mg_meta_reply rep;
         size_t used = 0;

@@ -48,6 +48,7 @@ struct backend {
     uint32_t failures;  /* consecutive */
     ev_tstamp retry_at; /* BE_DOWN until then */
     bool probing;       /* its connection carries the `mn` that tests an ejected server */
+    bool authing;       /* its connection's first answer is to the auth (opts.auth) */
     uint32_t streak;    /* ejections with less than BACKEND_STEADY s up between them */
     ev_tstamp up_since; /* the last probe that got its answer */
     struct buf wbuf;    /* commands rendered but not yet written */

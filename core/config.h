@@ -14,6 +14,8 @@ struct ketama;
 #define MG_MAX_LISTENERS 16
 
 /* Backend behaviour of a pool. Defaults: see config_default_opts. */
+#define MG_BACKEND_AUTH_MAX 256 /* "user password" for a backend's text auth */
+
 struct pool_opts {
     double connect_timeout; /* seconds */
     double timeout;         /* seconds a request may wait for its reply */
@@ -21,6 +23,11 @@ struct pool_opts {
     double retry_timeout;   /* seconds an ejected backend rests before a retry */
     uint32_t max_inflight;  /* requests queued on one backend connection; past it "busy" */
     uint32_t connections;   /* connections per server per worker (1..64) */
+    /* mg.pool { auth = ... }: "user password", memcached's text auth, sent first on every
+     * new connection to the pool's servers; auth_len 0: none. Copied with the options (a
+     * backend keeps its own copy across reloads); never logged. */
+    uint16_t auth_len;
+    char auth[MG_BACKEND_AUTH_MAX];
 };
 
 /* A staleness policy (DESIGN.md §5): how classic clients are shielded from herds.
@@ -156,6 +163,8 @@ struct settings {
     bool admin_public;          /* admin commands may be reached on non-loopback addresses */
     char *admin_secret_file;    /* file holding the admin secret (--admin-secret-file, mg.admin) */
     bool admin_secret_from_cli; /* --admin-secret-file wins over the script's */
+    char *auth_file;            /* clients' users file (--auth-file, mg.auth), or NULL */
+    bool auth_from_cli;         /* --auth-file wins over the script's */
     char *servers_arg;          /* -s */
     char *script;               /* config script path, or NULL */
     int threads;

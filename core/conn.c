@@ -139,6 +139,7 @@ static void conn_free(struct conn *c)
         c->next->prev = c->prev;
     buf_free(&c->rbuf);
     get_line_unref(c->line);
+    free(c->user);
     free(c);
 }
 
@@ -289,6 +290,14 @@ static void conn_close_after(struct conn *c)
     worker_dirty_conn(c->w, c);
 }
 
+/* c authenticated as user (a slice of the read buffer): keep the name for req.user. An
+ * out-of-memory leaves it NULL, which only routes by user can tell. */
+static void conn_set_user(struct conn *c, struct mg_slice user)
+{
+    free(c->user);
+    c->user = strndup(user.p, user.len);
+}
+
 /* SASL for a binary client when a users file is loaded: list the mechanisms (PLAIN), or
  * check a PLAIN message. Until it passes only these and version are answered; anything
  * else gets memcached's auth error and a close. Returns true when q was answered here. */
@@ -303,10 +312,13 @@ static bool conn_bin_auth(struct conn *c, const struct mg_bin_req *q)
         if (q->t.key.len == 5 && memcmp(q->t.key.p, "PLAIN", 5) == 0 &&
             auth_plain_split(q->body, &user, &pass) && auth_check(user, pass)) {
             c->authed = true;
+            conn_set_user(c, user);
             request_reply_line(c, "OK Authenticated");
             return true;
         }
         c->authed = false;
+        free(c->user);
+        c->user = NULL;
         log_info("client %s: authentication failed", c->peer);
         conn_bin_answer(c, MG_BIN_AUTH_ERROR);
         return true;
@@ -386,8 +398,9 @@ static uint8_t conn_proto(struct conn *c, const struct buf *b)
 {
     if (c->proto != CONN_PROTO_UNKNOWN || buf_unread(b) == 0)
         return c->proto;
+    /* admin listeners have their own secret (admin.c), not the users file */
     c->proto = (unsigned char)buf_head(b)[0] == MG_BIN_REQ ? CONN_PROTO_BIN
-               : auth_required()                           ? CONN_PROTO_TEXT_AUTH
+               : auth_required() && !c->admin              ? CONN_PROTO_TEXT_AUTH
                                                            : CONN_PROTO_TEXT;
     c->bin = c->proto == CONN_PROTO_BIN;
     return c->proto;
@@ -416,6 +429,7 @@ static void conn_text_auth(struct conn *c, struct buf *b)
             struct mg_slice pass = { sp + 1, (uint32_t)(t.data.p + t.data.len - sp - 1) };
             if (auth_check(user, pass)) {
                 c->proto = CONN_PROTO_TEXT;
+                conn_set_user(c, user);
                 request_reply_line(c, "STORED");
             } else {
                 log_info("client %s: authentication failed", c->peer);

@@ -42,6 +42,8 @@ struct conn {
     uint8_t proto;                    /* CONN_PROTO_*: known from the first byte (conn.c) */
     bool bin;                         /* speaks memcached's binary protocol (proto_bin.h) */
     bool authed;                      /* a binary client that authenticated (SASL PLAIN, auth.h) */
+    char *user;                       /* the user it authenticated as (either protocol), or
+                                       * NULL; owned by the conn (req.user in Lua) */
     const struct mg_bin_ctx *bin_cur; /* while a binary request is dispatched: its context,
                                        * copied by each request it makes (dispatch.c) */
     bool admin;                       /* came in on an admin listener */

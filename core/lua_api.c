@@ -220,6 +220,10 @@ static int req_index(lua_State *L)
         lua_pushstring(L, co->cur->c ? co->cur->c->peer : "");
         return 1;
     }
+    if (co && co->cur && k && strcmp(k, "user") == 0 && co->cur->c && co->cur->c->user) {
+        lua_pushstring(L, co->cur->c->user);
+        return 1;
+    }
     lua_pushnil(L);
     return 1;
 }

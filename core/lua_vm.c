@@ -222,6 +222,30 @@ static void read_near(lua_State *L, struct config *c)
     }
 }
 
+/* The pool on top of the stack's auth { user, password } (checked by init.lua) into o. */
+static int read_pool_auth(lua_State *L, struct pool_opts *o)
+{
+    int rc = MG_OK;
+    lua_getfield(L, -1, "auth");
+    if (lua_istable(L, -1)) {
+        size_t ul = 0, pl = 0;
+        lua_getfield(L, -1, "user");
+        lua_getfield(L, -2, "password");
+        const char *u = lua_tolstring(L, -2, &ul), *p = lua_tolstring(L, -1, &pl);
+        if (u == NULL || p == NULL || ul == 0 || ul + 1 + pl >= sizeof(o->auth)) {
+            rc = MG_ERR;
+        } else {
+            memcpy(o->auth, u, ul);
+            o->auth[ul] = ' ';
+            memcpy(o->auth + ul + 1, p, pl);
+            o->auth_len = (uint16_t)(ul + 1 + pl);
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
 /* Compile pools from the state table on top of the stack into c. */
 static int compile_pools(lua_State *L, struct config *c, const struct settings *s, char *err,
                          size_t errlen)
@@ -248,6 +272,11 @@ static int compile_pools(lua_State *L, struct config *c, const struct settings *
         if (mi >= 1 && mi < UINT32_MAX)
             o.max_inflight = (uint32_t)mi;
         o.connections = (uint32_t)nc;
+        o.auth_len = 0;
+        if (read_pool_auth(L, &o) != MG_OK) {
+            snprintf(err, errlen, "pool '%s': bad auth", name ? name : "?");
+            return MG_ERR;
+        }
         lua_getfield(L, -1, "servers");
         int ns = (int)lua_objlen(L, -1);
         const char **names = calloc((size_t)ns + 1, sizeof(char *));
@@ -437,6 +466,17 @@ static int compile_named(lua_State *L, struct config *c, char *err, size_t errle
     return MG_OK;
 }
 
+/* mg.auth { file = ... }: the clients' users file, unless --auth-file gave one. */
+static void take_auth(lua_State *L, struct settings *s)
+{
+    lua_getfield(L, -1, "auth_file");
+    if (lua_isstring(L, -1) && !s->auth_from_cli) {
+        free(s->auth_file);
+        s->auth_file = strdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+}
+
 static void take_admin(lua_State *L, struct settings *s)
 {
     lua_getfield(L, -1, "admin_on_data_port");
@@ -543,6 +583,7 @@ static void take_observe(lua_State *L, struct settings *s)
 static void take_listen(lua_State *L, struct settings *s)
 {
     take_admin(L, s);
+    take_auth(L, s);
     take_observe(L, s);
     lua_getfield(L, -1, "listen");
     int n = (int)lua_objlen(L, -1);

@@ -127,9 +127,6 @@ enum {
 static bool is_unix(const char *addr);
 
 /* Fills settings from argv. Exits 2 on bad usage. Returns the --check script or NULL. */
-/* --auth-file: loaded once the config is (auth.h). */
-static const char *auth_file;
-
 static const char *parse_args(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -263,7 +260,9 @@ static const char *parse_args(int argc, char **argv)
             settings.admin_secret_from_cli = true;
             break;
         case OPT_AUTH_FILE:
-            auth_file = optarg;
+            free(settings.auth_file);
+            settings.auth_file = strdup(optarg);
+            settings.auth_from_cli = true;
             break;
         case 'v':
             log_level = log_level < LOG_INFO ? LOG_INFO : LOG_DEBUG;
@@ -520,6 +519,12 @@ int main(int argc, char **argv)
             return 1;
         }
         admin_secret_free();
+        if (settings.auth_file && auth_load(settings.auth_file, err, sizeof(err)) != MG_OK) {
+            fprintf(stderr, "mintgate: %s\n", err);
+            config_unref(c);
+            return 1;
+        }
+        auth_free();
         printf("%s: ok (%u pools, %u servers)\n", check, c->npools, c->nservers);
         config_unref(c);
         return 0;
@@ -537,7 +542,8 @@ int main(int argc, char **argv)
         config_unref(cfg);
         cfg = NULL;
     }
-    if (cfg != NULL && auth_file && auth_load(auth_file, err, sizeof(err)) != MG_OK) {
+    if (cfg != NULL && settings.auth_file &&
+        auth_load(settings.auth_file, err, sizeof(err)) != MG_OK) {
         config_unref(cfg);
         cfg = NULL;
     }
@@ -666,6 +672,7 @@ int main(int argc, char **argv)
     slowlog_free();
     trace_free();
     free(settings.admin_secret_file);
+    free(settings.auth_file);
     admin_secret_free();
     auth_free();
     health_free_all();

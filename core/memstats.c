@@ -15,6 +15,7 @@
 #include "config.h"
 #include "health.h"
 #include "log.h"
+#include "meta_render.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -50,7 +51,9 @@ struct ms_server {
     bool busy;       /* a fetch is under way (the timer runs) */
     bool failing;    /* the last fetch failed: logged once until one works */
     bool kept;       /* ms_sync: found in the new config */
-    size_t woff;     /* bytes of memstats_request written */
+    bool authing;    /* the first answer is to the auth (opts.auth: a new connection) */
+    struct buf wreq; /* what a fetch sends: (the auth and) memstats_request */
+    size_t woff;     /* bytes of wreq written */
     size_t scan;     /* bytes of rbuf checked, whole lines */
     int replies;     /* replies complete (END, or an error line) */
     struct buf rbuf;
@@ -90,7 +93,7 @@ static void ms_close(struct ms_server *s)
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
-    s->connecting = s->busy = false;
+    s->connecting = s->busy = s->authing = false;
     buf_reset(&s->rbuf, MEMSTATS_BUF_KEEP);
 }
 
@@ -226,6 +229,17 @@ static void ms_read(struct ms_server *s)
         size_t len = (size_t)(nl - p);
         if (len > 0 && p[len - 1] == '\r')
             len--;
+        if (MG_UNLIKELY(s->authing)) { /* the auth's answer (at scan 0): taken out of rbuf */
+            if (len != 6 || memcmp(p, "STORED", 6) != 0) {
+                ms_fail(s, "authentication refused");
+                return;
+            }
+            s->authing = false;
+            size_t used = (size_t)(nl - p) + 1;
+            memmove(s->rbuf.data, s->rbuf.data + used, s->rbuf.len - used);
+            s->rbuf.len -= used;
+            continue;
+        }
         if (ms_reply_end(p, len)) {
             s->replies++;
         } else if (len < 5 || memcmp(p, "STAT ", 5) != 0 || s->replies >= MEMSTATS_REPLIES) {
@@ -255,9 +269,9 @@ static void ms_write(struct ms_server *s)
         }
         s->connecting = false;
     }
-    size_t total = sizeof(memstats_request) - 1;
+    size_t total = s->wreq.len;
     if (s->busy && s->woff < total) {
-        ssize_t n = write(s->fd, memstats_request + s->woff, total - s->woff);
+        ssize_t n = write(s->fd, s->wreq.data + s->woff, total - s->woff);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             ms_fail(s, strerror(errno));
             return;
@@ -300,6 +314,13 @@ static void ms_start(struct ms_server *s)
     buf_reset(&s->rbuf, MEMSTATS_BUF_KEEP);
     ev_timer_set(&s->timer, s->opts.connect_timeout + s->opts.timeout, 0.);
     ev_timer_start(poll_loop, &s->timer);
+    s->wreq.off = s->wreq.len = 0;
+    s->authing = s->fd < 0 && s->opts.auth_len; /* a new connection: memcached's text auth first */
+    if ((s->authing && meta_render_auth(&s->wreq, s->opts.auth, s->opts.auth_len) != MG_OK) ||
+        buf_append(&s->wreq, memstats_request, sizeof(memstats_request) - 1) != MG_OK) {
+        ms_fail(s, "out of memory");
+        return;
+    }
     if (s->fd < 0) {
         int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
@@ -342,6 +363,7 @@ static void ms_free(struct ms_server *s)
 {
     ms_close(s);
     buf_free(&s->rbuf);
+    buf_free(&s->wreq);
     for (int i = 0; i < 3; i++)
         buf_free(&s->sec[i]);
     free(s->name);

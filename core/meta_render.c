@@ -98,3 +98,11 @@ void meta_render_flush_all(struct buf *wb, int64_t delay)
         buf_put(wb, "flush_all\r\n", 11);
     }
 }
+
+int meta_render_auth(struct buf *wb, const char *auth, size_t len)
+{
+    if (buf_printf(wb, "set mintgate:auth 0 0 %zu\r\n", len) != MG_OK ||
+        buf_append(wb, auth, len) != MG_OK || buf_append(wb, "\r\n", 2) != MG_OK)
+        return MG_ERR;
+    return MG_OK;
+}

@@ -146,4 +146,9 @@ void meta_render_forward(struct buf *wb, const char cmd[3], const char *key, siz
 /* flush_all, with a delay when delay > 0 (the text command: meta has none). */
 void meta_render_flush_all(struct buf *wb, int64_t delay);
 
+/* memcached's text auth (memcached -Y; mg.pool { auth }): a set whose value is auth[0..len)
+ * ("user password"), answered STORED; the first command on a new connection. Appends it to
+ * wb (growing it). Returns MG_OK or MG_ERR (out of memory). */
+int meta_render_auth(struct buf *wb, const char *auth, size_t len);
+
 #endif

@@ -41,7 +41,7 @@ struct request *request_get(struct worker *w)
     r->w = w;
     r->cfg = w->cfg;
     w->cfg_live++;
-    r->done = r->noreply = r->quiet = r->partial = false;
+    r->done = r->noreply = r->quiet = r->partial = r->bin_hit = false;
     r->line = NULL;
     r->flow = 0;
     r->own_copy = r->parked = r->res_nobatch = r->t_stale = false;
@@ -300,6 +300,10 @@ void request_bin_cas(struct request *r, const struct mg_meta_reply *rep)
  * needed), which then takes the trailer's place. */
 static void request_bin_render(struct request *r)
 {
+    if (r->bin_hit) { /* out_value_bin made the packet: the text trailer (END) goes */
+        r->out.off = r->out.len = 0;
+        return;
+    }
     const struct buf *text = r->nops && buf_unread(&r->ops[0].out) ? &r->ops[0].out : &r->out;
     struct buf *b = &r->raw;
     b->off = b->len = 0;
@@ -492,8 +496,53 @@ static void out_verbatim(struct op *op, const struct mg_meta_reply *rep)
 }
 
 /* Finish a VALUE line begun at dispatch ("VALUE <key> ") from a VA reply. */
+/* The f (client flags) and c (CAS) of a meta reply's flags, in one pass; 0 when absent. */
+static void meta_flags_fc(struct mg_slice flags, uint32_t *f, uint64_t *cas)
+{
+    const char *p = flags.p, *end = flags.p + flags.len;
+    *f = 0;
+    *cas = 0;
+    while (p < end) {
+        char letter = *p++;
+        uint64_t v = 0;
+        for (; p < end && *p >= '0' && *p <= '9'; p++)
+            v = v * 10 + (uint64_t)(*p - '0');
+        if (letter == 'f')
+            *f = (uint32_t)v;
+        else if (letter == 'c')
+            *cas = v;
+        while (p < end && *p != ' ') /* the rest of a token that is not a number */
+            p++;
+        while (p < end && *p == ' ')
+            p++;
+    }
+}
+
+/* A binary client's hit: its packet (the flags in the extras, the CAS in the header)
+ * straight from the backend's reply, with no text in between (request_bin_render then
+ * only drops the trailer). */
+static void out_value_bin(struct op *op, const struct mg_meta_reply *rep)
+{
+    struct request *r = op->req;
+    uint32_t flags;
+    uint64_t cas;
+    meta_flags_fc(rep->flags, &flags, &cas);
+    const char fl[4] = { (char)(flags >> 24), (char)(flags >> 16), (char)(flags >> 8),
+                         (char)flags };
+    struct mg_slice key = { r->bin.key, r->bin.with_key ? r->bin.klen : 0 };
+    struct mg_slice val = r->bin.opcode == MG_BIN_TOUCH ? (struct mg_slice){ NULL, 0 } : rep->data;
+    op->out.off = op->out.len = 0; /* the "VALUE <key> " dispatch began: text only */
+    if (mg_bin_packet(&op->out, &r->bin, MG_BIN_OK, cas, (struct mg_slice){ fl, 4 }, key, val) ==
+        MG_OK)
+        r->bin_hit = true;
+}
+
 static void out_value(struct op *op, const struct mg_meta_reply *rep, bool with_cas)
 {
+    if (MG_UNLIKELY(request_is_bin(op->req))) {
+        out_value_bin(op, rep);
+        return;
+    }
     struct mg_slice f = { "0", 1 }, cas = { "0", 1 };
     mg_meta_flag(rep->flags, 'f', &f);
     if (f.len == 0)

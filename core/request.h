@@ -157,6 +157,7 @@ struct request {
      * binary (request_complete), and the CAS a store or incr answered (bin_cas). */
     struct mg_bin_ctx bin;
     uint64_t bin_cas;
+    bool bin_hit; /* a get's hit was rendered as its binary packet already (out_value) */
 };
 #define TRACE_VSIZE_REPLY UINT64_MAX
 

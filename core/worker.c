@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "auth.h"
 #include "backend.h"
 #include "conn.h"
 #include "health.h"
@@ -421,6 +422,32 @@ int worker_reload_status(uint64_t gen, char *err, size_t errlen)
     return rc;
 }
 
+/* At a reload (under reload_lock): read the clients' users file again, from --auth-file
+ * or the new script's mg.auth (taking copy->auth_file over). Turning authentication on or
+ * off takes a restart: connections already let in would otherwise be left as they are. A
+ * file that fails to load keeps the users loaded before. */
+static void worker_reload_auth(struct settings *copy)
+{
+    char aerr[512];
+    if (!auth_required()) {
+        if (copy->auth_file && !copy->auth_from_cli) {
+            log_error("reload: mg.auth takes a restart to turn authentication on");
+            free(copy->auth_file);
+        }
+        return;
+    }
+    if (!copy->auth_from_cli && copy->auth_file) {
+        free(settings.auth_file);
+        settings.auth_file = copy->auth_file;
+    } else if (!copy->auth_from_cli) {
+        log_warn("reload: the script has no mg.auth any more; authentication stays on "
+                 "(with %s) until a restart",
+                 settings.auth_file);
+    }
+    if (auth_load(settings.auth_file, aerr, sizeof(aerr)) != MG_OK)
+        log_error("reload: %s; the users loaded before stay", aerr);
+}
+
 int worker_reload_all(char *err, size_t errlen, uint64_t *generation)
 {
     if (settings.script == NULL) {
@@ -431,8 +458,12 @@ int worker_reload_all(char *err, size_t errlen, uint64_t *generation)
     struct settings copy = settings; /* listeners stay as they are */
     copy.listen_from_cli = copy.admin_from_cli = copy.admin_secret_from_cli = true;
     copy.metrics_from_cli = true; /* metrics listeners stay too */
+    if (!copy.auth_from_cli)
+        copy.auth_file = NULL; /* the script's mg.auth, if any, fills it afresh */
     struct config *nc = lua_config_load(settings.script, &copy, err, errlen);
     if (nc == NULL) {
+        if (!copy.auth_from_cli)
+            free(copy.auth_file);
         atomic_fetch_add(&metrics_reloads_failed, 1);
         pthread_mutex_unlock(&reload_lock);
         log_error("reload failed, the old config stays: %s", err);
@@ -451,6 +482,7 @@ int worker_reload_all(char *err, size_t errlen, uint64_t *generation)
     char oerr[256];
     if (observe_apply(&copy, oerr, sizeof(oerr)) != MG_OK) /* slow log, hot keys */
         log_warn("reload: %s", oerr);
+    worker_reload_auth(&copy);
     pthread_mutex_unlock(&reload_lock);
     log_warn("reload: config generation %llu loaded", (unsigned long long)gen);
     if (generation)

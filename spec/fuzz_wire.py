@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """spec/fuzz_wire.py: a seeded wire fuzzer for the gateway, in front of two real memcached.
 
-Two rounds, each with its own memcached servers and gateway: "plain" (-s, no script) and
-"lua" (a config script with a prefix key transform and a staleness policy). In each round:
+Three rounds, each with its own memcached servers and gateway: "plain" (-s, no script),
+"lua" (a config script with a prefix key transform and a staleness policy) and "binary"
+(-s, half the checkers and hostile connections speaking memcached's binary protocol:
+BinChecker, BinHostileGen). In each round:
 
 - checker connections each own a key namespace (chk<id>:<n>), run set/add/replace/
   append/prepend/cas/get/gets/gat/touch/delete/incr/decr/mg/ms/md/ma/mn with random
@@ -624,8 +626,9 @@ class Checker(Conn):
             self.sent += 1
             self.fz.cmds += 1
         if not self.expect:  # all noreply: end with something that answers
-            self.expect.append(self.line(b"mn\r\n", b"MN"))
-            data += b"mn\r\n"
+            end, ex = self.end_batch()
+            self.expect.append(ex)
+            data += end
         self.last_progress = now
         if self.rng.random() < 0.2:
             self.fz.split_send(self, bytes(data), self.rng, now)
@@ -647,6 +650,9 @@ class Checker(Conn):
         del self.inbuf[:pos]
         if not self.expect and self.inbuf:
             self.fail(Expect(b"(none)", "line", want="nothing"), self.inbuf)
+
+    def end_batch(self):
+        return b"mn\r\n", self.line(b"mn\r\n", b"MN")
 
     def check_error(self, exp, line):
         if line.startswith((b"SERVER_ERROR", b"CLIENT_ERROR", b"ERROR")):
@@ -948,7 +954,8 @@ class Hostile(Conn):
         self.fz = fz
         self.ident = ident
         self.rng = random.Random("%s:%s:hostile:%d:%d" % (fz.seed, fz.round, ident, gen))
-        self.gen = HostileGen(self.rng, fz.safe)
+        binary = fz.round == "binary" and ident % 2 == 1
+        self.gen = (BinHostileGen if binary else HostileGen)(self.rng, fz.safe)
         self.pause_until = 0.0
         self.next_at = 0.0
 
@@ -992,6 +999,302 @@ class Hostile(Conn):
         else:
             self.out += data
         self.next_at = now + rng.choice([0, 0, 0.001, 0.005, 0.02])
+
+
+# ---------------------------------------------------------------------------------------
+# the binary round: checkers and hostile connections in memcached's binary protocol
+
+B_GET, B_SET, B_ADD, B_REPLACE, B_DELETE, B_INCR, B_DECR = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+B_GETQ, B_NOOP, B_GETK, B_GETKQ, B_APPEND, B_PREPEND = 0x09, 0x0a, 0x0c, 0x0d, 0x0e, 0x0f
+B_SETQ, B_DELETEQ, B_TOUCH, B_GAT, B_GATK = 0x11, 0x14, 0x1c, 0x1d, 0x23
+B_FLUSH_OPS = (0x08, 0x18)  # never sent: they would empty the checkers' keys
+ST_OK, ST_ENOENT, ST_EEXISTS, ST_NOT_STORED = 0x00, 0x01, 0x02, 0x05
+
+
+def bin_packet(op, key=b"", ext=b"", val=b"", opaque=0, cas=0):
+    return bytes([0x80, op]) + len(key).to_bytes(2, "big") + bytes([len(ext), 0, 0, 0]) + \
+        (len(ext) + len(key) + len(val)).to_bytes(4, "big") + opaque.to_bytes(4, "big") + \
+        cas.to_bytes(8, "big") + ext + key + val
+
+
+class BinChecker(Checker):
+    """A checker in the binary protocol: the same model and keys, each reply checked for
+    its opcode, opaque, status, flags, key and value; quiet commands answered only on
+    failure (getq: never on a miss), a noop closing each batch of them."""
+
+    def gen(self):
+        ops = [(self.b_store, 24), (self.b_get, 24), (self.b_delete, 6), (self.b_arith, 8),
+               (self.b_concat, 5), (self.b_cas, 5), (self.b_touch, 5), (self.b_quiet_gets, 6)]
+        r = self.rng.randrange(sum(w for _, w in ops))
+        for fn, w in ops:
+            if r < w:
+                return fn() or self.b_store()
+            r -= w
+        return self.b_store()
+
+    def expect_bin(self, cmd, op, opaque, status, **kw):
+        return Expect(cmd, "bin", op=op, opaque=opaque, status=status,
+                      want=kw.pop("want", "op 0x%02x status 0x%04x" % (op, status)), **kw)
+
+    def opq(self):
+        return self.rng.randrange(1 << 32)
+
+    def b_store(self):
+        rng = self.rng
+        k = self.rand_key()
+        op = rng.choice([B_SET, B_SET, B_SETQ, B_ADD, B_REPLACE])
+        v = str(rng.choice([0, 7, 12345, rng.randrange(1 << 62)])).encode() \
+            if rng.random() < 0.2 else value_bytes(rng)
+        flags = rng.choice([0, 1, 65535, rng.randrange(1 << 32)])
+        ttl = rng.choice([0, 0, 3600, 86400])
+        o = self.opq()
+        cmd = bin_packet(op, k.encode(), flags.to_bytes(4, "big") + ttl.to_bytes(4, "big"), v, o)
+        cur = self.model.get(k)
+        ok = op in (B_SET, B_SETQ) or (op == B_ADD) == (cur is None)
+        if ok:
+            self.model[k] = Entry(v, flags, ttl)
+        if op == B_SETQ:
+            return cmd, []
+        st = ST_OK if ok else (ST_EEXISTS if op == B_ADD else ST_ENOENT)
+        return cmd, [self.expect_bin(cmd, op, o, st)]
+
+    def b_get(self, quiet=False):
+        rng = self.rng
+        k = self.rand_key()
+        if quiet:
+            op = rng.choice([B_GETQ, B_GETKQ])
+        else:
+            op = rng.choice([B_GET, B_GET, B_GETK, B_GAT, B_GATK])
+        ext = b""
+        cur = self.model.get(k)
+        if op in (B_GAT, B_GATK):
+            ttl = rng.choice([0, 3600, 86400])
+            ext = ttl.to_bytes(4, "big")
+            if cur is not None:
+                cur = self.model[k] = cur.copy()
+                cur.ttl = ttl
+        o = self.opq()
+        cmd = bin_packet(op, k.encode(), ext, b"", o)
+        withkey = op in (B_GETK, B_GETKQ, B_GATK)
+        if cur is None:
+            if quiet:
+                return cmd, []
+            return cmd, [self.expect_bin(cmd, op, o, ST_ENOENT, key=k if withkey else None)]
+        return cmd, [self.expect_bin(cmd, op, o, ST_OK, entry=cur, key=k if withkey else None,
+                                     want="hit: %s" % cur.describe())]
+
+    def b_quiet_gets(self):
+        out, ex = b"", []
+        for _ in range(self.rng.randrange(1, 6)):
+            c, e = self.b_get(quiet=True)
+            out += c
+            ex += e
+        o = self.opq()
+        noop = bin_packet(B_NOOP, opaque=o)
+        return out + noop, ex + [self.expect_bin(noop, B_NOOP, o, ST_OK)]
+
+    def b_delete(self):
+        k = self.rand_key()
+        cur = self.model.pop(k, None)
+        o = self.opq()
+        cmd = bin_packet(B_DELETE, k.encode(), opaque=o)
+        return cmd, [self.expect_bin(cmd, B_DELETE, o, ST_OK if cur else ST_ENOENT)]
+
+    def b_arith(self):
+        rng = self.rng
+        k = self.rand_key()
+        cur = self.model.get(k)
+        if cur is not None and cur.num is None:
+            return None
+        delta = rng.choice([0, 1, 7, 1000, 1 << 40])
+        incr = self.incr_ok(cur, delta)
+        initial = rng.choice([0, 5, 1 << 33])
+        create = rng.random() < 0.5
+        expiry = 0 if create else 0xffffffff
+        o = self.opq()
+        op = B_INCR if incr else B_DECR
+        cmd = bin_packet(op, k.encode(), delta.to_bytes(8, "big") + initial.to_bytes(8, "big") +
+                         expiry.to_bytes(4, "big"), b"", o)
+        if cur is None and not create:
+            return cmd, [self.expect_bin(cmd, op, o, ST_ENOENT)]
+        if cur is None:
+            new = initial
+            self.model[k] = Entry(str(new).encode(), 0, 0)
+        else:
+            new = cur.num + delta if incr else max(0, cur.num - delta)
+            self.set_counter(k, cur, new)
+        return cmd, [self.expect_bin(cmd, op, o, ST_OK, num=new, want="counter %d" % new)]
+
+    def b_concat(self):
+        rng = self.rng
+        k = self.rand_key()
+        cur = self.model.get(k)
+        if cur is not None and cur.value is None:
+            return None
+        op = rng.choice([B_APPEND, B_PREPEND])
+        v = value_bytes(rng)[:rng.choice([5, 100, 5000])]
+        o = self.opq()
+        cmd = bin_packet(op, k.encode(), b"", v, o)
+        if cur is None:
+            return cmd, [self.expect_bin(cmd, op, o, ST_NOT_STORED)]
+        self.model[k] = Entry(cur.value + v if op == B_APPEND else v + cur.value, cur.flags, cur.ttl)
+        return cmd, [self.expect_bin(cmd, op, o, ST_OK)]
+
+    def b_cas(self):
+        rng = self.rng
+        cands = [k for k, e in self.model.items() if e.cas is not None]
+        if not cands or rng.random() < 0.15:
+            k = self.rand_key()
+            cur, good, casv = self.model.get(k), False, rng.randrange(1 << 41, 1 << 42)
+        else:
+            k = rng.choice(sorted(cands))
+            cur = self.model[k]
+            good = rng.random() < 0.75
+            casv = cur.cas if good else cur.cas + rng.randrange(1, 1000)
+        v = value_bytes(rng)
+        flags = rng.randrange(1 << 16)
+        o = self.opq()
+        cmd = bin_packet(B_SET, k.encode(), flags.to_bytes(4, "big") + bytes(4), v, o, casv)
+        if cur is None:
+            st = ST_ENOENT
+        elif good:
+            st = ST_OK
+            self.model[k] = Entry(v, flags, 0)
+        else:
+            st = ST_EEXISTS
+        return cmd, [self.expect_bin(cmd, B_SET, o, st)]
+
+    def b_touch(self):
+        k = self.rand_key()
+        ttl = self.rng.choice([0, 3600, 86400])
+        cur = self.model.get(k)
+        if cur is not None:
+            self.model[k] = cur.copy()
+            self.model[k].ttl = ttl
+        o = self.opq()
+        cmd = bin_packet(B_TOUCH, k.encode(), ttl.to_bytes(4, "big"), b"", o)
+        return cmd, [self.expect_bin(cmd, B_TOUCH, o, ST_OK if cur else ST_ENOENT)]
+
+    def end_batch(self):
+        return bin_packet(B_NOOP, opaque=7), self.expect_bin(b"noop", B_NOOP, 7, ST_OK)
+
+    def parse(self, exp, pos):
+        buf = self.inbuf
+        if len(buf) - pos < 24:
+            return None
+        h = bytes(buf[pos:pos + 24])
+        body = int.from_bytes(h[8:12], "big")
+        if len(buf) - pos < 24 + body:
+            return None
+        elen, klen = h[4], int.from_bytes(h[2:4], "big")
+        b = bytes(buf[pos + 24:pos + 24 + body])
+        ext, key, val = b[:elen], b[elen:elen + klen], b[elen + klen:]
+        status = int.from_bytes(h[6:8], "big")
+        got = b"magic %02x op %02x status %04x opaque %d ext %s key %s value %s" % (
+            h[0], h[1], status, int.from_bytes(h[12:16], "big"), ext.hex().encode(),
+            short(key).encode(), short(val, 200).encode())
+        if h[0] != 0x81 or h[1] != exp.op or int.from_bytes(h[12:16], "big") != exp.opaque or \
+                status != exp.status or elen + klen > body:
+            self.fail(exp, got)
+        k = getattr(exp, "key", None)
+        if k is not None and key != k.encode():
+            self.fail(exp, got)
+        e = getattr(exp, "entry", None)
+        if status == ST_OK and e is not None:
+            if len(ext) != 4 or int.from_bytes(ext, "big") != e.flags or not e.matches(val):
+                self.fail(exp, got)
+            e.cas = int.from_bytes(h[16:24], "big")
+        num = getattr(exp, "num", None)
+        if num is not None and (len(val) != 8 or int.from_bytes(val, "big") != num):
+            self.fail(exp, got)
+        return pos + 24 + body
+
+
+class BinHostileGen(HostileGen):
+    """Binary packets on hos* keys, mutated (lengths, magic, opcodes, extras, truncation,
+    junk); the stream is framed as the gateway frames it so that no flush opcode ever
+    starts a packet, whatever the mutations did to the lengths before it."""
+
+    OPS = [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
+           0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x19, 0x1a, 0x1b, 0x1c, 0x1d,
+           0x1e, 0x20, 0x21, 0x22, 0x23, 0x24, 0x30, 0x50, 0xff]
+
+    def __init__(self, rng, safe):
+        super().__init__(rng, safe)
+        self.hdr = b""  # a packet header not yet complete, as the gateway sees the stream
+        self.left = 0   # bytes of the current packet's body still to come
+        self.dead = False  # a byte other than 0x80 began a packet: the gateway closes
+
+    def packet(self):
+        rng = self.rng
+        op = rng.choice(self.OPS)
+        key = self.hkey().encode() if rng.random() < 0.9 else b""
+        ext = rng.choice([b"", bytes(4), bytes(8), rng.randbytes(8), rng.randbytes(20)])
+        val = self.value(rng.choice([0, 0, 5, 100, 3000, 70000]))
+        return bin_packet(op, key, ext, val, rng.randrange(1 << 32), rng.choice([0, 0, 1 << 40]))
+
+    def mutate_bin(self, p):
+        rng = self.rng
+        b = bytearray(p)
+        for _ in range(rng.randrange(0, 3)):
+            r = rng.random()
+            if len(b) < 24:  # truncated already: only more junk
+                b += rng.randbytes(rng.randrange(1, 40)) if r < 0.3 else b""
+            elif r < 0.25:  # a length field: key, extras, body
+                at = rng.choice([2, 3, 4, 8, 9, 10, 11])
+                b[at] = rng.choice([0, 1, 0x7f, 0xff, rng.randrange(256)])
+            elif r < 0.35:
+                b[0] = rng.choice([0x81, 0x00, ord("g")])
+            elif r < 0.55 and len(b) > 24:
+                b[rng.randrange(24, len(b))] = rng.randrange(256)
+            elif r < 0.7:
+                del b[rng.randrange(len(b) + 1):]
+            elif r < 0.8:
+                b[rng.randrange(24)] = rng.randrange(256)
+            else:
+                b += rng.randbytes(rng.randrange(1, 40))
+        return bytes(b)
+
+    def allowed(self, data):
+        """Frame data after what was sent before; False if a flush opcode would begin a
+        packet. Updates the framing state only when allowed."""
+        hdr, left, dead = self.hdr, self.left, self.dead
+        i = 0
+        while i < len(data) and not dead:
+            if left:
+                n = min(left, len(data) - i)
+                i += n
+                left -= n
+                continue
+            take = min(24 - len(hdr), len(data) - i)
+            hdr += data[i:i + take]
+            i += take
+            if len(hdr) >= 1 and hdr[0] != 0x80:
+                dead = True
+            elif len(hdr) >= 2 and hdr[1] in B_FLUSH_OPS:
+                return False
+            if len(hdr) == 24:
+                left = int.from_bytes(hdr[8:12], "big")
+                hdr = b""
+        self.hdr, self.left, self.dead = hdr, left, dead
+        return True
+
+    def unit(self):
+        rng = self.rng
+        out, count = bytearray(), 0
+        for _ in range(rng.choice([1, 1, 2, 5, 20])):
+            p = self.packet()
+            if rng.random() < 0.5:
+                p = self.mutate_bin(p)
+            window = (self.tail + bytes(out[-16:]) + p).lower()
+            if any(f in window for f in FORBIDDEN) or not self.allowed(p):
+                self.rejected += 1
+                continue
+            out += p
+            count += 1
+        if out:
+            self.tail = bytes(out[-16:])
+        return bytes(out), count
 
 
 # ---------------------------------------------------------------------------------------
@@ -1058,7 +1361,8 @@ class Fuzzer:
 
     def run(self, seconds):
         args = self.args
-        checkers = [Checker(self, i) for i in range(args.checkers)]
+        checkers = [(BinChecker if self.round == "binary" and i % 2 == 1 else Checker)(self, i)
+                    for i in range(args.checkers)]
         hostiles = [Hostile(self, i, 0) for i in range(args.conns)]
         gens = [0] * args.conns
         start = self.start = time.time()
@@ -1261,7 +1565,8 @@ def main():
     ap.add_argument("--bin", default="./mintgate-asan")
     ap.add_argument("--conns", type=int, default=16, help="hostile connections")
     ap.add_argument("--checkers", type=int, default=4)
-    ap.add_argument("--rounds", default="plain,lua", help="plain (-s) and/or lua (config script)")
+    ap.add_argument("--rounds", default="plain,lua,binary",
+                    help="plain (-s), lua (config script), binary (-s, half the connections binary)")
     ap.add_argument("--safe", action="store_true",
                     help="leave out the mutations known to desync (junk meta flags, \\r\\r\\n)")
     ap.add_argument("--skip", default="", help="checker families to leave out: b64,samekey")

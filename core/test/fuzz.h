@@ -9,7 +9,8 @@
  *   [0]    value_max: 0..253 -> n * 4 (so both sides of small sizes get explored),
  *          254 -> MG_VALUE_MAX_DEFAULT, 255 -> UINT32_MAX
  *   [1]    options: fuzz_text: bit 0 accepts client keys up to FUZZ_LONG_KEY_MAX;
- *          fuzz_meta: one more flag letter to look up with mg_meta_flag
+ *          fuzz_meta: one more flag letter to look up with mg_meta_flag;
+ *          fuzz_bin: where in its list of text replies the renderer starts
  *   [2..3] where the stream is split in two deliveries, little endian, modulo len + 1
  * Shorter inputs are padded with zero control bytes and an empty stream. */
 #ifndef MG_FUZZ_H
@@ -29,6 +30,7 @@
 
 int fuzz_text_input(const uint8_t *data, size_t size);
 int fuzz_meta_input(const uint8_t *data, size_t size);
+int fuzz_bin_input(const uint8_t *data, size_t size);
 
 /* A broken property: say which, then abort so libFuzzer and ASan print the stack. */
 #define FUZZ_CHECK(cond)                                                                \

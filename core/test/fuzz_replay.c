@@ -5,8 +5,9 @@
  * aborts on a broken property and the sanitizers on memory errors; a clean run prints
  * "N passed, 0 failed", one test per file.
  *
- *   build/fuzz_replay [DIR...]   each DIR's last component names its target (fuzz_text or
- *                                fuzz_meta); default: the dirs under core/test/corpus/ */
+ *   build/fuzz_replay [DIR...]   each DIR's last component names its target (fuzz_text,
+ *                                fuzz_meta or fuzz_bin); default: the dirs under
+ *                                core/test/corpus/ */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,6 +51,7 @@ static long replay_dir(const char *dir)
     const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
     fuzz_target target = strcmp(name, "fuzz_text") == 0   ? fuzz_text_input
                          : strcmp(name, "fuzz_meta") == 0 ? fuzz_meta_input
+                         : strcmp(name, "fuzz_bin") == 0  ? fuzz_bin_input
                                                           : NULL;
     DIR *d = target ? opendir(dir) : NULL;
     struct dirent *de;
@@ -57,7 +59,7 @@ static long replay_dir(const char *dir)
 
     if (!d) {
         fprintf(stderr, "fuzz_replay: %s: %s\n", dir,
-                target ? "cannot open" : "not a fuzz_text or fuzz_meta corpus");
+                target ? "cannot open" : "not a fuzz_text, fuzz_meta or fuzz_bin corpus");
         return -1;
     }
     while ((de = readdir(d)) != NULL) {

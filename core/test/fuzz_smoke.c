@@ -148,6 +148,7 @@ int main(int argc, char **argv)
                 len = FUZZ_HDR + mutate(buf + FUZZ_HDR, len - FUZZ_HDR);
             fuzz_text_input(buf, len);
             fuzz_meta_input(buf, len);
+            fuzz_bin_input(buf, len);
             inputs++;
         }
     }

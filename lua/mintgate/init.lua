@@ -44,6 +44,7 @@ local state = {
   admin_on_data_port = false,
   admin_public = false,     -- admin listeners may be on non-loopback addresses
   admin_secret_file = nil,  -- path of the file holding the admin secret
+  auth_file = nil, -- the clients' users file (mg.auth)
   policies = {},   -- named staleness policies, in order: { name, policy (table or false) }
   policy_ids = {}, -- name -> 0-based index into policies (what the C core uses)
 }
@@ -316,6 +317,8 @@ end
 -- "fail" (the default: keys of an ejected server get `SERVER_ERROR backend down`) or
 -- "remap" (they go where libmemcached's ketama over the live servers puts them, as
 -- pylibmc's auto_eject_hosts does, and move back once the server answers again).
+-- `auth = { user =, password = }`: the servers want memcached's text auth (memcached -Y),
+-- sent first on every new connection.
 -- @return a pool object to use in routes
 function M.pool(t)
   if type(t) ~= "table" then error("mg.pool: expected a table", 2) end
@@ -334,6 +337,21 @@ function M.pool(t)
   if t.stale ~= nil then p.stale = stale.normalize(t.stale, 2) end
   if t.keys ~= nil then p.keys = key_style(t.keys, 2) end
   if t.near ~= nil then p.near = pool_near(t.name, t.near) end
+  if t.auth ~= nil then
+    local a, what = t.auth, "mg.pool '" .. t.name .. "': "
+    if type(a) ~= "table" then error(what .. "'auth' must be { user = ..., password = ... }", 2) end
+    for k in pairs(a) do
+      if k ~= "user" and k ~= "password" then error(what .. "auth: unknown option '" .. tostring(k) .. "'", 2) end
+    end
+    if type(a.user) ~= "string" or not a.user:match("^[%w%p]+$") then
+      error(what .. "auth 'user' must be a word (no spaces or control characters)", 2)
+    end
+    if type(a.password) ~= "string" or a.password:find("[\r\n%z]") then
+      error(what .. "auth 'password' must be a string without line breaks", 2)
+    end
+    if #a.user + 1 + #a.password > 255 then error(what .. "auth: user and password too long", 2) end
+    p.auth = { user = a.user, password = a.password }
+  end
   if t.eject ~= nil then
     if t.eject ~= "fail" and t.eject ~= "remap" then
       error("mg.pool '" .. t.name .. "': 'eject' must be \"fail\" or \"remap\"", 2)
@@ -342,7 +360,7 @@ function M.pool(t)
   end
   for k, v in pairs(t) do
     if k ~= "name" and k ~= "servers" and k ~= "stale" and k ~= "keys" and k ~= "eject" and
-      k ~= "near" then
+      k ~= "near" and k ~= "auth" then
       local want = POOL_OPTS[k]
       if not want then error("mg.pool '" .. t.name .. "': unknown option '" .. tostring(k) .. "'", 2) end
       if type(v) ~= want or v < 0 then
@@ -688,6 +706,23 @@ function M.admin(t)
   if t.on_data_port ~= nil then state.admin_on_data_port = t.on_data_port end
   if t.public ~= nil then state.admin_public = t.public end
   if t.secret_file ~= nil then state.admin_secret_file = t.secret_file end
+end
+
+--- Make every client authenticate first, against a users file in memcached's `-Y` format
+-- (`user:password` per line): SASL PLAIN for binary clients, memcached's text auth (a first
+-- `set` whose value is "user password") for text ones. `--auth-file` wins. The file is read
+-- again at each reload (a file that cannot be read then keeps the users loaded before);
+-- turning authentication on or off takes a restart. Route functions see `req.user`.
+-- @tparam table t `file`: the users file's path
+function M.auth(t)
+  if type(t) ~= "table" then error("mg.auth: expected a table", 2) end
+  for k in pairs(t) do
+    if k ~= "file" then error("mg.auth: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  if type(t.file) ~= "string" or t.file == "" or #t.file > 4096 then
+    error("mg.auth: 'file' must be a path", 2)
+  end
+  state.auth_file = t.file
 end
 
 local Switch = {}

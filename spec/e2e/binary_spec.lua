@@ -47,41 +47,8 @@ local CLIENTS = {
   },
 }
 
--- One request packet.
-local function be(n, bytes)
-  local t = {}
-  for i = bytes, 1, -1 do
-    t[i] = string.char(n % 256)
-    n = math.floor(n / 256)
-  end
-  return table.concat(t)
-end
-
-local function packet(op, o)
-  o = o or {}
-  local ext, key, val = o.ext or "", o.key or "", o.val or ""
-  local body = o.body or (#ext + #key + #val)
-  return string.char(o.magic or 0x80, op) .. be(o.klen or #key, 2) .. string.char(#ext, 0) ..
-    "\0\0" .. be(body, 4) .. be(o.opaque or 0, 4) .. be(o.cas or 0, 8) .. ext .. key .. val
-end
-
--- Read one response packet: a table of its fields.
-local function response(c, timeout)
-  local h = c:read(24, timeout)
-  local r = {
-    magic = h:byte(1), op = h:byte(2), klen = h:byte(3) * 256 + h:byte(4), elen = h:byte(5),
-    status = h:byte(7) * 256 + h:byte(8),
-    body = ((h:byte(9) * 256 + h:byte(10)) * 256 + h:byte(11)) * 256 + h:byte(12),
-    opaque = h:sub(13, 16), cas = h:sub(17, 24),
-  }
-  local b = r.body > 0 and c:read(r.body, timeout) or ""
-  r.extras = b:sub(1, r.elen)
-  r.key = b:sub(r.elen + 1, r.elen + r.klen)
-  r.value = b:sub(r.elen + r.klen + 1)
-  return r
-end
-
-local SET_EXT = "\0\0\0\5\0\0\0\0" -- flags 5, no expiry
+local bin = require "spec.helpers.bin"
+local be, packet, response, SET_EXT = bin.be, bin.packet, bin.response, bin.SET_EXT
 
 describe("binary protocol", function()
   local E, ref, mc, gw

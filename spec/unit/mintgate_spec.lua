@@ -303,6 +303,24 @@ describe("mintgate config module", function()
   end)
 
   describe("mg.pool", function()
+    it("takes backend auth { user, password }; refuses bad ones", function()
+      local p = mg.pool { name = "a", servers = { "127.0.0.1:1" }, auth = { user = "gw", password = "p w" } }
+      assert.same({ user = "gw", password = "p w" }, p.auth)
+      local S = { "127.0.0.1:1" }
+      raises(function() mg.pool { name = "b", servers = S, auth = "gw:pw" } end,
+        "mg.pool 'b': 'auth' must be { user = ..., password = ... }")
+      raises(function() mg.pool { name = "c", servers = S, auth = { user = "a b", password = "x" } } end,
+        "mg.pool 'c': auth 'user' must be a word")
+      raises(function() mg.pool { name = "d", servers = S, auth = { user = "u", password = "x\r\n" } } end,
+        "mg.pool 'd': auth 'password' must be a string without line breaks")
+      raises(function() mg.pool { name = "e", servers = S, auth = { user = "u" } } end,
+        "mg.pool 'e': auth 'password' must be a string")
+      raises(function() mg.pool { name = "f", servers = S, auth = { user = "u", password = "x", mech = 1 } } end,
+        "mg.pool 'f': auth: unknown option 'mech'")
+      raises(function() mg.pool { name = "g", servers = S, auth = { user = "u", password = ("x"):rep(300) } } end,
+        "mg.pool 'g': auth: user and password too long")
+    end)
+
     it("returns a pool object with its declaration", function()
       local p = mg.pool { name = "main", servers = { "127.0.0.1:11311", "10.0.0.2:11312" },
                           connect_timeout = 0.2, timeout = 0.5, failure_limit = 2,
@@ -650,6 +668,24 @@ describe("mintgate config module", function()
       raises(function() mg.admin "localhost" end, "mg.admin: expected \"host:port\", got localhost")
       raises(function() mg.admin { "127.0.0.1:1", "127.0.0.1:70000" } end,
         "mg.admin: port out of range in 127.0.0.1:70000")
+    end)
+  end)
+
+  describe("mg.auth", function()
+    it("takes the users file; a later call replaces it", function()
+      assert.is_nil(mg._state.auth_file)
+      mg.auth { file = "/etc/mintgate/users" }
+      assert.equal("/etc/mintgate/users", mg._state.auth_file)
+      mg.auth { file = "users" }
+      assert.equal("users", mg._state.auth_file)
+    end)
+
+    it("refuses anything but a table with a path", function()
+      raises(function() mg.auth "users" end, "mg.auth: expected a table")
+      raises(function() mg.auth {} end, "mg.auth: 'file' must be a path")
+      raises(function() mg.auth { file = "" } end, "mg.auth: 'file' must be a path")
+      raises(function() mg.auth { file = 1 } end, "mg.auth: 'file' must be a path")
+      raises(function() mg.auth { file = "u", mechs = "PLAIN" } end, "mg.auth: unknown option 'mechs'")
     end)
   end)
 
