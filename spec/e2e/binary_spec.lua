@@ -286,6 +286,49 @@ mg.route { ["side:"] = side, default = main }
     end)
   end)
 
+  describe("with key transforms, a staleness policy and hooks", function()
+    local gw4
+
+    lazy_setup(function()
+      gw4 = E:gateway { config = string.format([[
+local mg = require "mintgate"
+local main = mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
+mg.keys { style = "prefix", prefix = "app:" }
+mg.stale { grace = 10, lock = 2, wait = 0 }
+mg.route { default = main }
+mg.on("set", function(req, pool) pool:set("audit:" .. req.key, "seen") end)
+]], mc.port) }
+    end)
+
+    it("apply to binary clients as to text ones: a get past the TTL, one miss, the rest stale", function()
+      local c = client.connect(gw4.port)
+      -- set with exptime 1 (extras: flags, exptime): stored as app:hk with TTL 1 + grace
+      c:send(packet(0x01, { ext = "\0\0\0\7\0\0\0\1", key = "hk", val = "old" }))
+      assert.equal(0, response(c).status)
+      assert.equal("old", client.value_on(mc.port, "app:hk"), "the key transform")
+      assert.equal("seen", client.value_on(mc.port, "audit:hk"), "the set hook ran")
+      local ttl = client.ttl_on(mc.port, "app:hk")
+      assert.is_true(ttl >= 10 and ttl <= 11, "TTL 1 + grace 10, got " .. tostring(ttl))
+      -- past the nominal TTL: the first binary get is the winner's miss, then stale values
+      local misses, t0 = 0, env.now()
+      while misses == 0 and env.now() - t0 < 5 do
+        local v, st = bin.get(c, "hk")
+        if v == nil then
+          assert.equal(0x01, st)
+          misses = 1
+        else
+          assert.equal("old", v)
+          env.sleep(0.05)
+        end
+      end
+      assert.equal(1, misses, "no winner's miss within 5 s")
+      local d = client.connect(gw4.port)
+      for _ = 1, 3 do assert.equal("old", bin.get(d, "hk"), "the others get the stale value") end
+      d:close()
+      c:close()
+    end)
+  end)
+
   describe("authentication (--auth-file)", function()
     local gw3
 
