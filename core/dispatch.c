@@ -223,7 +223,7 @@ static MG_ALWAYS_INLINE void send_retrieval(struct request *r, struct op *op,
         if (tg->pol->coalesce && herd_follow(w, op))
             return; /* answered with the identical get already on the wire */
         meta_render_herd_get(wb, tg->bkey, tg->bklen, herd_recache(w, op->pool, tg->pol),
-                             op->near_fill);
+                             op->near_fill || tg->pol->guard); /* t: a win's expiry */
         backend_push(b, op);
         if (tg->pol->coalesce)
             herd_lead(w, op);

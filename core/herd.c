@@ -71,6 +71,7 @@ struct herd_lock {
     bool guard; /* the policy guards the winner's store (only the winner's write ends it) */
     uint64_t gen;
     uint64_t cas;    /* the won item's (hot win) or the lease's (cold) */
+    double item_exp; /* a hot win: when the item expires (wall clock), < 0 never or unknown */
     uint64_t conn;   /* the winning connection's serial (0: none); a conn may be gone by now */
     ev_tstamp since; /* when the win was handed out: its store measures the recompute time */
     uint32_t lock;   /* seconds the win (or the lease) lasts */
@@ -241,6 +242,7 @@ static void lock_start(struct op *op, uint64_t cas, uint32_t lock, bool lease)
     l->since = ev_now(w->loop);
     l->lock = lock;
     l->stored = false;
+    l->item_exp = -1;
     l->klen = (uint8_t)buf_unread(&op->key);
     memcpy(l->key, buf_head(&op->key), l->klen);
     l->prev = NULL;
@@ -623,7 +625,12 @@ void herd_guard_write(struct op *op, const struct stale_policy *pol, enum mg_cmd
     if (l) {
         /* the winner's store: a hot win's item exists, so add would fail anyway (and gets
          * no C); a lease's key was missing, so any of the three may fill it */
-        bool hot = !l->lease && (cmd == MG_CMD_SET || cmd == MG_CMD_REPLACE);
+        /* A hot win's item may expire before the winner stores (an early refresh near the
+         * end, xfetch's): its ms C<cas> would then answer NF as if someone had deleted it,
+         * and a fresh value would be dropped. Within a second of the item's expiry (its
+         * whole-second clock) the store is not guarded. */
+        bool hot = !l->lease && (cmd == MG_CMD_SET || cmd == MG_CMD_REPLACE) &&
+                   !(l->item_exp >= 0 && ev_now(w->loop) > l->item_exp - 1.0);
         /* A lease lives lock seconds, and memcached's whole-second clock may end it up to a
          * second early: its check could then not tell a revocation from the end of its life
          * and would retract a value nobody overwrote. A store that late is not guarded (as a
@@ -736,6 +743,16 @@ static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep,
         HERD_COUNT(w, op->pool, wins);
         if (pol->lock)
             lock_start(op, cas_of(rep->flags), pol->lock, false);
+        if (w->herd_locks && w->herd_locks->cas == cas_of(rep->flags) && !w->herd_locks->lease) {
+            struct mg_slice t;
+            /* the remaining TTL, asked for with t (the guard's): -1 never expires */
+            if (mg_meta_flag(rep->flags, 't', &t) && t.len && t.p[0] != '-') {
+                uint64_t n = 0;
+                for (uint32_t i = 0; i < t.len && t.p[i] >= '0' && t.p[i] <= '9'; i++)
+                    n = n * 10 + (uint64_t)(t.p[i] - '0');
+                w->herd_locks->item_exp = ev_now(w->loop) + (double)n;
+            }
+        }
         return HERD_MISS;
     }
     if (waited)

@@ -122,6 +122,19 @@ describe("xfetch", function()
     E:stop(gw)
   end)
 
+  it("an early winner that stores after the item expired still stores (expiry is not a write)", function()
+    local gw = E:gateway { threads = 1, config = config(mcs, '{ base = "xfetch", delta = 3000 }') }
+    local a = E:client(gw.port, { name = "a" })
+    assert.equal("STORED", a:set("xf:4", "v1", 0, 2))
+    local _, early = poll_until_miss(a, mcs, "xf:4", 4)
+    assert.is_true(early, "an early win (delta 3 s against a 2 s TTL)")
+    env.sleep(2.1) -- the regeneration outlives the item
+    assert.is_false(backend_has(mcs, "xf:4"), "the item expired meanwhile")
+    assert.equal("STORED", a:set("xf:4", "v2", 0, 100))
+    assert.equal("v2", E:client(gw.port):value("xf:4"), "the refreshed value was dropped")
+    E:stop(gw)
+  end)
+
   it("beta = 0 turns the early refresh off (the rest of the policy stays)", function()
     local gw = E:gateway { threads = 1, config = config(mcs, '{ base = "xfetch", delta = 1000, beta = 0 }') }
     local a = E:client(gw.port, { name = "a" })
