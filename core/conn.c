@@ -350,16 +350,23 @@ static void conn_bin_request(struct conn *c, struct mg_bin_req *q, const char *r
     request_dispatch(c, &q->t, raw, len);
 }
 
+/* Drop what b holds of the data block being swallowed (c->swallow bytes). Returns true
+ * when all of it is gone, false when more must arrive first. */
+static bool conn_swallow(struct conn *c, struct buf *b)
+{
+    size_t n = buf_unread(b) < c->swallow ? buf_unread(b) : (size_t)c->swallow;
+    b->off += n;
+    c->swallow -= n;
+    return c->swallow == 0;
+}
+
 /* The binary twin of the text loop below: every complete packet in b. A packet that is
  * not a binary request (a client switching protocols) closes the connection. */
 static void conn_parse_bin(struct conn *c, struct buf *b)
 {
     while (!c->closing && !c->close_after_flush && !conn_full(c)) {
-        if (c->swallow) {
-            size_t n = buf_unread(b) < c->swallow ? buf_unread(b) : (size_t)c->swallow;
-            b->off += n;
-            c->swallow -= n;
-            if (c->swallow)
+        if (c->swallow) { /* a refused data block still arriving */
+            if (!conn_swallow(c, b))
                 break;
             continue;
         }
@@ -471,11 +478,8 @@ static void conn_process_buf(struct conn *c, struct buf *b)
                 break;
             continue;
         }
-        if (c->swallow) {
-            size_t n = buf_unread(b) < c->swallow ? buf_unread(b) : (size_t)c->swallow;
-            b->off += n;
-            c->swallow -= n;
-            if (c->swallow)
+        if (c->swallow) { /* a refused data block still arriving */
+            if (!conn_swallow(c, b))
                 break;
             continue;
         }

@@ -173,13 +173,7 @@ static bool has_flag(struct mg_slice flags, char f)
 
 static uint64_t cas_of(struct mg_slice flags)
 {
-    struct mg_slice v;
-    uint64_t c = 0;
-    if (!mg_meta_flag(flags, 'c', &v))
-        return 0;
-    for (uint32_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9'; i++)
-        c = c * 10 + (uint64_t)(v.p[i] - '0');
-    return c;
+    return mg_meta_flag_u64(flags, 'c');
 }
 
 /* --- lock timers ------------------------------------------------------------------- */
@@ -225,7 +219,10 @@ static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
     free(l);
 }
 
-static void lock_start(struct op *op, uint64_t cas, uint32_t lock, bool lease)
+/* A win handed out for op's key: the won item's CAS (or the lease's), the win's length,
+ * whether it is a cold-miss lease, and (hot) the win's reply flags, for the item's expiry. */
+static void lock_start(struct op *op, uint64_t cas, uint32_t lock, bool lease,
+                       const struct mg_slice *flags)
 {
     struct worker *w = op->req->w;
     struct herd_lock *l = malloc(sizeof(*l));
@@ -243,6 +240,9 @@ static void lock_start(struct op *op, uint64_t cas, uint32_t lock, bool lease)
     l->lock = lock;
     l->stored = false;
     l->item_exp = -1;
+    struct mg_slice t; /* the remaining TTL, asked for with t (the guard's): -1 never */
+    if (flags && mg_meta_flag(*flags, 't', &t) && t.len && t.p[0] != '-')
+        l->item_exp = l->since + (double)mg_meta_flag_u64(*flags, 't');
     l->klen = (uint8_t)buf_unread(&op->key);
     memcpy(l->key, buf_head(&op->key), l->klen);
     l->prev = NULL;
@@ -702,7 +702,7 @@ static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep,
         op->herd_lease = false;
         if (rep->status == MG_R_HD) { /* ours: this client regenerates */
             HERD_COUNT(w, op->pool, wins);
-            lock_start(op, cas_of(rep->flags), pol->lock ? pol->lock : 1, true);
+            lock_start(op, cas_of(rep->flags), pol->lock ? pol->lock : 1, true, NULL);
             return HERD_MISS;
         }
         if (rep->status == MG_R_NS && wait_start(op))
@@ -742,17 +742,7 @@ static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep,
     if (win) {
         HERD_COUNT(w, op->pool, wins);
         if (pol->lock)
-            lock_start(op, cas_of(rep->flags), pol->lock, false);
-        if (w->herd_locks && w->herd_locks->cas == cas_of(rep->flags) && !w->herd_locks->lease) {
-            struct mg_slice t;
-            /* the remaining TTL, asked for with t (the guard's): -1 never expires */
-            if (mg_meta_flag(rep->flags, 't', &t) && t.len && t.p[0] != '-') {
-                uint64_t n = 0;
-                for (uint32_t i = 0; i < t.len && t.p[i] >= '0' && t.p[i] <= '9'; i++)
-                    n = n * 10 + (uint64_t)(t.p[i] - '0');
-                w->herd_locks->item_exp = ev_now(w->loop) + (double)n;
-            }
-        }
+            lock_start(op, cas_of(rep->flags), pol->lock, false, &rep->flags);
         return HERD_MISS;
     }
     if (waited)

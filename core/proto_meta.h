@@ -42,4 +42,17 @@ int mg_meta_parse_reply(const char *buf, size_t len, uint32_t value_max, struct 
  * *val to the token after the letter (possibly empty) when found. */
 bool mg_meta_flag(struct mg_slice flags, char f, struct mg_slice *val);
 
+/* The number after flag letter f (its leading digits; c, f, t ...): 0 when the flag is not
+ * there or has none. */
+static inline uint64_t mg_meta_flag_u64(struct mg_slice flags, char f)
+{
+    struct mg_slice v;
+    uint64_t x = 0;
+    if (!mg_meta_flag(flags, f, &v))
+        return 0;
+    for (uint32_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9'; i++)
+        x = x * 10 + (uint64_t)(v.p[i] - '0');
+    return x;
+}
+
 #endif

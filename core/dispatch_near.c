@@ -1,0 +1,309 @@
+/* dispatch_near.c: dispatch's part of the near cache (near.h holds the store): a get of an
+ * eligible key answered from the cache or marked to fill it, the fill from memcached's
+ * reply, the background refresh of an entry, and the mark that makes a write drop its key
+ * once done (request.c's op_finish). dispatch.c calls it only when a config has the near
+ * cache on. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "dispatch_int.h"
+#include "meta_render.h"
+#include "near.h"
+#include "stats.h"
+#include "worker.h"
+
+/* Does a meta get change the item (touch, vivify, invalidate, a new TTL on a miss)? */
+static bool mg_writes(const struct mg_text_req *t)
+{
+    for (size_t i = 0; i < t->args.len; i++) {
+        char c = t->args.p[i];
+        if ((i == 0 || t->args.p[i - 1] == ' ') && (c == 'T' || c == 'N' || c == 'I' || c == 'E'))
+            return true;
+    }
+    return false;
+}
+
+/* May a meta get be answered from the near cache? Its flags must all be ones the cache can
+ * answer as memcached would: v f c t s k O q u (no b: a base64 key; no h, l, a: what only
+ * memcached knows of the item's use; no N, R, T, E, I, M: those change it). */
+static bool mg_near_flags(const struct mg_text_req *t)
+{
+    if (t->b64)
+        return false;
+    for (size_t i = 0; i < t->args.len; i++) {
+        if (i > 0 && t->args.p[i - 1] != ' ')
+            continue;
+        char c = t->args.p[i];
+        if (c != ' ' && !strchr("vfctskOqu", c))
+            return false;
+    }
+    return true;
+}
+
+/* Answer a meta get from the near cache entry m (value in w->near_val), flags in the order
+ * the client gave them, as memcached renders them; t from the item's expiry as read. */
+static bool near_meta_hit(struct request *r, struct op *op, const struct mg_text_req *t,
+                          struct mg_slice k, const struct near_meta *m, double now)
+{
+    struct worker *w = r->w;
+    struct buf *o = &op->out;
+    size_t vlen = w->near_val.len;
+    bool value = false;
+    for (size_t i = 0; i < t->args.len; i++)
+        value |= t->args.p[i] == 'v' && (i == 0 || t->args.p[i - 1] == ' ');
+    if (buf_reserve(o, t->args.len + k.len + vlen + 96) != MG_OK)
+        return false;
+    if (value) {
+        buf_put(o, "VA ", 3);
+        buf_append_u64(o, vlen);
+    } else {
+        buf_put(o, "HD", 2);
+    }
+    for (size_t i = 0; i < t->args.len; i++) {
+        if (t->args.p[i] == ' ' || (i > 0 && t->args.p[i - 1] != ' '))
+            continue;
+        size_t end = i;
+        while (end < t->args.len && t->args.p[end] != ' ')
+            end++;
+        char c = t->args.p[i];
+        if (c == 'v' || c == 'q' || c == 'u')
+            continue;
+        o->data[o->len++] = ' ';
+        o->data[o->len++] = c;
+        if (c == 'f') {
+            buf_append_u64(o, m->flags);
+        } else if (c == 'c') {
+            buf_append_u64(o, m->cas);
+        } else if (c == 's') {
+            buf_append_u64(o, vlen);
+        } else if (c == 'k') {
+            buf_put(o, k.p, k.len);
+        } else if (c == 'O') {
+            buf_put(o, t->args.p + i + 1, end - i - 1);
+        } else if (c == 't') {
+            if (m->item_exp < 0) {
+                buf_put(o, "-1", 2);
+            } else {
+                double left = m->item_exp - now;
+                buf_append_u64(o, left > 0 ? (uint64_t)(left + 0.5) : 0);
+            }
+        }
+    }
+    buf_put(o, "\r\n", 2);
+    if (value) {
+        buf_put(o, w->near_val.data, vlen);
+        buf_put(o, "\r\n", 2);
+    }
+    op->status = MG_R_VA;
+    op->vlen = (uint32_t)vlen;
+    STAT_INC(w->st.near_hits);
+    if ((uint32_t)op->pool < w->npool_herd)
+        STAT_INC(w->pool_herd[op->pool].near_hits);
+    op_finish(op);
+    return true;
+}
+
+/* A background read of a near entry (one per entry per refresh time, per gateway). */
+struct near_refresh {
+    uint64_t gen, h, seq;
+    int pool;
+    uint32_t grace;
+    double ttl;
+    uint32_t max_value;
+    uint16_t klen;
+    char key[];
+};
+
+/* How long a value read with remaining TTL t (meta t: whole seconds, -1 none) may live in
+ * the near cache: at most ttl, and at most its nominal remaining time less a second
+ * (memcached's clock ticks in seconds; grace: a staleness policy's, past the nominal
+ * expiry). 0: not at all. */
+static double near_life(struct mg_slice flags, uint32_t grace, double ttl)
+{
+    struct mg_slice v;
+    if (!mg_meta_flag(flags, 't', &v) || v.len == 0)
+        return 0;
+    if (v.p[0] == '-')
+        return ttl; /* never expires */
+    int64_t left = 0;
+    for (uint32_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9'; i++)
+        left = left * 10 + (v.p[i] - '0');
+    left -= (int64_t)grace + 1;
+    if (left <= 0)
+        return 0;
+    return (double)left < ttl ? (double)left : ttl;
+}
+
+/* Store rep (a VA) in the near cache if it may be: not a win, not stale, not past the
+ * policy's stale point, small enough. */
+static bool near_store(const struct config *cfg, uint64_t gen, int pool, uint64_t h, uint64_t seq,
+                       const char *key, size_t klen, const struct mg_meta_reply *rep,
+                       uint32_t grace, double ttl, double now)
+{
+    struct mg_slice v;
+    if (rep->data.len > cfg->near.max_value || mg_meta_flag(rep->flags, 'W', &v) ||
+        mg_meta_flag(rep->flags, 'X', &v) || mg_meta_flag(rep->flags, 'Z', &v))
+        return false;
+    double life = near_life(rep->flags, grace, ttl);
+    if (life <= 0)
+        return false;
+    /* t was there (near_life): -1 never, else seconds memcached has left for the item */
+    struct near_meta m = { (uint32_t)mg_meta_flag_u64(rep->flags, 'f'),
+                           mg_meta_flag_u64(rep->flags, 'c'), -1 };
+    if (mg_meta_flag(rep->flags, 't', &v) && v.len && v.p[0] != '-')
+        m.item_exp = now + (double)mg_meta_flag_u64(rep->flags, 't');
+    return near_fill(h, seq, gen, pool, key, klen, &m, rep->data.p, (uint32_t)rep->data.len,
+                     now + life, now + life / 2);
+}
+
+void dispatch_near_fill(struct op *op, const struct mg_meta_reply *rep)
+{
+    struct request *r = op->req;
+    struct worker *w = r->w;
+    const struct config *cfg = w->cfg;
+    if (r->cfg != cfg || op->pool < 0 || (uint32_t)op->pool >= cfg->npools)
+        return;
+    const struct pool *p = &cfg->pools[op->pool];
+    if (near_store(cfg, cfg->generation, op->pool, op->near_h, op->near_seq, buf_head(&op->key),
+                   buf_unread(&op->key), rep, op->pol ? op->pol->grace : 0, p->near_ttl,
+                   ev_now(w->loop))) {
+        STAT_INC(w->st.near_fills);
+        if ((uint32_t)op->pool < w->npool_herd)
+            STAT_INC(w->pool_herd[op->pool].near_fills);
+    }
+}
+
+static void near_refresh_done(struct request *rr)
+{
+    struct near_refresh *nr = rr->udata;
+    struct worker *w = rr->w;
+    const struct op *op = &rr->ops[0];
+    struct mg_meta_reply rep;
+    size_t used;
+    if (op->fail == OP_FAIL_NONE && w->cfg->generation == nr->gen &&
+        mg_meta_parse_reply(buf_head(&op->out), buf_unread(&op->out), nr->max_value + 1, &rep,
+                            &used) == MG_OK) {
+        if (rep.status != MG_R_VA ||
+            !near_store(w->cfg, nr->gen, nr->pool, nr->h, nr->seq, nr->key, nr->klen, &rep,
+                        nr->grace, nr->ttl, ev_now(w->loop)))
+            near_invalidate(nr->h); /* gone, stale or expiring: stop answering it near */
+    }
+    free(nr);
+    request_release(rr);
+}
+
+/* Read key again in the background (the hit that asked for it answers at once). */
+static void near_refresh(struct worker *w, const struct config *cfg, int pool,
+                         const struct target *tg, uint64_t h)
+{
+    struct near_refresh *nr = malloc(sizeof(*nr) + tg->plain.len);
+    if (nr == NULL)
+        return;
+    nr->gen = cfg->generation;
+    nr->h = h;
+    nr->seq = near_seq(h);
+    nr->pool = pool;
+    nr->grace = tg->pol ? tg->pol->grace : 0;
+    nr->ttl = cfg->pools[pool].near_ttl;
+    nr->max_value = cfg->near.max_value;
+    nr->klen = (uint16_t)tg->plain.len;
+    memcpy(nr->key, tg->plain.p, tg->plain.len);
+    enum op_fail why;
+    struct backend *b = worker_pick(w, tg->pool, tg->plain.p, tg->plain.len);
+    struct request *rr =
+        backend_usable(b) ? request_one(w, b, tg->bklen, near_refresh_done, nr, &why) : NULL;
+    if (rr == NULL) {
+        free(nr);
+        return;
+    }
+    meta_render_get(&b->wbuf, tg->bkey, tg->bklen, true, false, 0, true);
+    request_one_send(rr);
+    STAT_INC(w->st.near_refreshes);
+}
+
+void dispatch_near_write(struct op *op, const struct mg_text_req *t, const struct target *tg)
+{
+    enum mg_cmd cmd = t->cmd;
+    if (cmd == MG_CMD_GET || cmd == MG_CMD_GETS || cmd == MG_CMD_ME ||
+        (cmd == MG_CMD_MG && !mg_writes(t)))
+        return;
+    op->near_inval = true;
+    op->near_h = near_hash(tg->plain.p, tg->plain.len);
+}
+
+bool dispatch_near_get(struct request *r, struct op *op, const struct mg_text_req *t,
+                       struct mg_slice k, struct mg_slice where, struct target *tg)
+{
+    struct worker *w = r->w;
+    const struct config *cfg = w->cfg;
+    enum mg_cmd cmd = t->cmd;
+    bool meta = cmd == MG_CMD_MG;
+    if (meta && (mg_writes(t) || !mg_near_flags(t)))
+        return false; /* a write (near_write marks it), or flags only memcached can answer */
+    const struct pool *p = tg->pool;
+    bool want = false;
+    for (uint32_t i = 0; i < p->nnear_prefixes && !want; i++)
+        want = where.len >= p->near_prefix_len[i] &&
+               memcmp(where.p, p->near_prefixes[i], p->near_prefix_len[i]) == 0;
+    /* the hot-key detector counts the placement key; the cache holds the backend key (the
+     * same bytes unless a key style or function changed them) */
+    bool same_key = where.len == tg->plain.len && memcmp(where.p, tg->plain.p, where.len) == 0;
+    uint64_t h = near_hash(tg->plain.p, tg->plain.len);
+    if (!want &&
+        !(cfg->near.hot && near_hot(op->pool, same_key ? h : near_hash(where.p, where.len))))
+        return false;
+    struct near_meta m;
+    bool refresh;
+    double now = ev_now(w->loop);
+    if (near_lookup(h, cfg->generation, op->pool, tg->plain.p, tg->plain.len, now, &w->near_val, &m,
+                    &refresh)) {
+        if (refresh)
+            near_refresh(w, cfg, op->pool, tg, h);
+        if (meta)
+            return near_meta_hit(r, op, t, k, &m, now);
+        /* the reply as op_reply renders a backend's hit: VALUE key flags bytes [cas] */
+        struct buf *o = &op->out;
+        size_t vlen = w->near_val.len;
+        if (buf_reserve(o, k.len + vlen + 80) != MG_OK)
+            return false;
+        buf_put(o, "VALUE ", 6);
+        buf_put(o, k.p, k.len);
+        o->data[o->len++] = ' ';
+        buf_append_u64(o, m.flags);
+        o->data[o->len++] = ' ';
+        buf_append_u64(o, vlen);
+        if (cmd == MG_CMD_GETS) {
+            o->data[o->len++] = ' ';
+            buf_append_u64(o, m.cas);
+        }
+        buf_put(o, "\r\n", 2);
+        buf_put(o, w->near_val.data, vlen);
+        buf_put(o, "\r\n", 2);
+        op->status = MG_R_VA;
+        op->vlen = (uint32_t)vlen;
+        STAT_INC(w->st.get_hits);
+        STAT_INC(w->st.near_hits);
+        if ((uint32_t)op->pool < w->npool_herd)
+            STAT_INC(w->pool_herd[op->pool].near_hits);
+        op_finish(op); /* a hit has no hook event */
+        return true;
+    }
+    STAT_INC(w->st.near_misses);
+    if ((uint32_t)op->pool < w->npool_herd)
+        STAT_INC(w->pool_herd[op->pool].near_misses);
+    if (meta)
+        return false; /* its reply carries the client's flags, not what a fill needs */
+    if (tg->plain.len > UINT16_MAX || !op_keep_key(op, tg->plain.p, tg->plain.len))
+        return false;
+    op->near_fill = true;
+    op->near_h = h;
+    op->near_seq = near_seq(h);
+    /* Right after a write dropped a hot key, every client of the worker misses it at once:
+     * without a staleness policy of their own, such gets share one backend read (herd.c's
+     * coalescing, nothing else of a policy: no grace, no lock, no wait) */
+    static const struct stale_policy coalesce_only = { .coalesce = true };
+    if (tg->pol == NULL)
+        tg->pol = &coalesce_only;
+    return false;
+}
