@@ -433,9 +433,14 @@ function Stats:error(what)
   self.error_kinds[kind] = (self.error_kinds[kind] or 0) + 1
 end
 
+-- The first n seconds of a per-second series; events after them (a reply read just after
+-- the run's end) go into the last second, so the series adds up to the totals.
 local function series(t, n)
   local out = {}
   for i = 1, n do out[i] = t[i] or 0 end
+  for i, v in pairs(t) do
+    if i > n then out[n] = out[n] + v end
+  end
   return out
 end
 

@@ -195,6 +195,18 @@ describe("mintgate.lab statistics", function()
     assert.equal(7, lab.percentile({ 7 }, 0.99))
   end)
 
+  it("a series adds up to its total even with events just after the run's end", function()
+    local st = lab.new_stats()
+    st:db_read(0.5, 1)
+    st:db_read(2.9, 2)
+    st:db_read(3.02, 3) -- a reply read just after a 3 s run ended
+    st:get(3.01, 0.001, "hit")
+    local r = st:summary("p", 3)
+    assert.same({ 1, 0, 2 }, r.series.db_reads)
+    assert.equal(3, r.db_reads)
+    assert.same({ 0, 0, 1 }, r.series.reads)
+  end)
+
   it("counts fills, regenerations, stale reads and per-second series", function()
     local st = lab.new_stats()
     -- second 0: key 1 missed by three clients before the first set: one fill, three reads
