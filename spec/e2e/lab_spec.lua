@@ -183,6 +183,8 @@ describe("mintgate-lab", function()
     assert.truthy(ok, "the run did not start:\n" .. p:stderr())
     p:signal(2) -- SIGINT
     assert.truthy(env.wait_until(10, function() return not p:alive() end, 0.05), "the lab still runs")
+    -- its exit status is written by the shell that started it, a moment after it is gone
+    env.wait_until(5, function() return p:exit_code() ~= nil end, 0.02)
     assert.equal(1, p:exit_code())
     local err = p:stderr()
     assert.truthy(err:find("interrupted", 1, true), err)
