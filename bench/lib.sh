@@ -49,6 +49,8 @@ stop() {
 bench_cleanup() {
     trap - EXIT INT TERM
     stop_pids $PIDS
+    # BENCH_KEEP=DIR keeps the run's files (callgrind profiles, logs) for callgrind_annotate.
+    if [ -n "${BENCH_KEEP:-}" ]; then mkdir -p "$BENCH_KEEP" && cp -r "$TMP"/. "$BENCH_KEEP"/; fi
     rm -rf "$TMP"
 }
 

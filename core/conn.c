@@ -34,6 +34,8 @@
 #define CONN_KEY_LOG2_START 18
 #define CONN_SHRINK_AFTER 4
 #define CONN_IOV 64
+/* An express lane's reply buffer larger than this is freed once written out. */
+#define CONN_XOUT_KEEP 1024u
 
 /* How many keys a connection may have in flight when its replies run to 2^log2 bytes per
  * key (see CONN_WINDOW_MIN). */
@@ -138,6 +140,7 @@ static void conn_free(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     buf_free(&c->rbuf);
+    buf_free(&c->xout);
     get_line_unref(c->line);
     free(c->user);
     free(c);
@@ -177,6 +180,11 @@ static ssize_t conn_write_some(struct conn *c)
     struct iovec iov[CONN_IOV];
     int n = 0;
     size_t skip = c->wpos;
+    if (MG_UNLIKELY(buf_unread(&c->xout))) { /* the express lane's, before any request */
+        iov[0].iov_base = buf_head(&c->xout);
+        iov[0].iov_len = buf_unread(&c->xout);
+        n = 1;
+    }
     /* pieces strictly in order; stop at the first that does not fit */
     for (struct request *r = c->head; r && r->done; r = r->next) {
         for (uint32_t i = 0; i < r->nops; i++) {
@@ -201,6 +209,17 @@ full:
 /* Account for w written bytes: pop every request whose reply went out completely. */
 static void conn_consume(struct conn *c, size_t w)
 {
+    size_t x = buf_unread(&c->xout);
+    if (MG_UNLIKELY(x)) {
+        if (w < x) {
+            c->xout.off += w;
+            return;
+        }
+        w -= x;
+        c->xout.off = c->xout.len = 0;
+        if (c->xout.cap > CONN_XOUT_KEEP)
+            buf_free(&c->xout); /* a burst's buffer goes; a small one stays for the next */
+    }
     while (c->head && c->head->done) {
         size_t left = c->head->outlen - c->wpos;
         if (w < left) {
@@ -243,7 +262,8 @@ void conn_flush(struct conn *c)
         conn_close(c);
         return;
     }
-    if (c->paused && c->nreq < CONN_MAX_PIPELINE / 2 && c->ready_bytes < CONN_MAX_READY / 2 &&
+    if (c->paused && c->nreq < CONN_MAX_PIPELINE / 2 &&
+        c->ready_bytes + buf_unread(&c->xout) < CONN_MAX_READY / 2 &&
         c->inflight_keys <= c->window / 2) {
         c->paused = false;
         ev_io_start(c->w->loop, &c->rio);
@@ -266,7 +286,7 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 /* True when c must stop reading for now: too much queued (backpressure). */
 static bool conn_full(struct conn *c)
 {
-    if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY ||
+    if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes + buf_unread(&c->xout) >= CONN_MAX_READY ||
         c->inflight_keys >= c->window) {
         c->paused = true;
         ev_io_stop(c->w->loop, &c->rio);
@@ -462,13 +482,7 @@ static void conn_process_buf(struct conn *c, struct buf *b)
         if (c->proto != CONN_PROTO_TEXT)
             goto keep;
     }
-    while (!c->closing && !c->close_after_flush) {
-        if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY ||
-            c->inflight_keys >= c->window) {
-            c->paused = true;
-            ev_io_stop(c->w->loop, &c->rio);
-            break;
-        }
+    while (!c->closing && !c->close_after_flush && !conn_full(c)) {
         if (c->skip_line) {
             const char *nl = memchr(buf_head(b), '\n', buf_unread(b));
             size_t n = nl ? (size_t)(nl - buf_head(b)) + 1 : buf_unread(b);
@@ -487,6 +501,11 @@ static void conn_process_buf(struct conn *c, struct buf *b)
             break;
         struct mg_text_req t;
         size_t used = 0;
+        bool express = MG_UNLIKELY(c->w->near_express) && c->head == NULL && c->line == NULL;
+        if (express && dispatch_near_express(c, buf_head(b), buf_unread(b), &used)) {
+            b->off += used; /* answered from the near cache */
+            continue;
+        }
         int rc = mg_text_parse(buf_head(b), buf_unread(b), settings.value_max, &t, &used);
         if (rc == MG_EAGAIN)
             break;
@@ -536,6 +555,8 @@ static void conn_process_buf(struct conn *c, struct buf *b)
             STAT_INC(c->w->st.client_errors);
             break;
         }
+        if (express)
+            c->w->near_pre.p = NULL; /* what it found out was for this request only */
         b->off += used;
     }
 keep:
@@ -569,7 +590,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     ssize_t n = read(c->fd, b->data + b->len, b->cap - b->len);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    if (n == 0 && c->head) {
+    if (n == 0 && (c->head || buf_unread(&c->xout))) {
         /* half-close (printf ... | nc): answer what was asked, then close */
         c->close_after_flush = true;
         ev_io_stop(c->w->loop, &c->rio);

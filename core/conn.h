@@ -28,8 +28,14 @@ struct conn {
     uint32_t nreq;               /* in the FIFO */
     size_t ready_bytes;          /* reply bytes of done requests not yet written */
     size_t wpos;                 /* bytes of head's reply already written */
+    struct buf xout;             /* replies of the near cache's express lane, all of them
+                                  * before any request queued (only added to while the queue
+                                  * is empty); written first */
     uint64_t swallow;            /* data bytes still to drop (value too large) */
     uint32_t inflight_keys;      /* keys of its requests not answered yet */
+    uint32_t near_writes;        /* its writes in flight that drop a near cache key once done
+                                  * (dispatch_near.c): until then its gets skip the near
+                                  * cache, as memcached would answer them after the write */
     uint8_t key_log2;            /* reply bytes per key, as a power of two (flow window) */
     uint8_t key_small;           /* replies in a row below it: it shrinks after a few */
     uint32_t window;             /* keys it may have in flight, from key_log2 (conn.c) */

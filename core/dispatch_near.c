@@ -3,14 +3,18 @@
  * reply, the background refresh of an entry, and the mark that makes a write drop its key
  * once done (request.c's op_finish). dispatch.c calls it only when a config has the near
  * cache on. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "conn.h"
 #include "dispatch_int.h"
 #include "meta_render.h"
 #include "near.h"
+#include "slowlog.h"
 #include "stats.h"
+#include "trace.h"
 #include "worker.h"
 
 /* Does a meta get change the item (touch, vivify, invalidate, a new TTL on a miss)? */
@@ -153,8 +157,13 @@ static bool near_store(const struct config *cfg, uint64_t gen, int pool, uint64_
                            mg_meta_flag_u64(rep->flags, 'c'), -1 };
     if (mg_meta_flag(rep->flags, 't', &v) && v.len && v.p[0] != '-')
         m.item_exp = now + (double)mg_meta_flag_u64(rep->flags, 't');
-    return near_fill(h, seq, gen, pool, key, klen, &m, rep->data.p, (uint32_t)rep->data.len,
-                     now + life, now + life / 2);
+    /* the express lane's reply head, rendered once: " flags bytes" then " cas" */
+    char head[72];
+    int hcas = snprintf(head, sizeof(head), " %u %zu", m.flags, (size_t)rep->data.len);
+    int hlen = hcas + snprintf(head + hcas, sizeof(head) - (size_t)hcas, " %llu",
+                               (unsigned long long)m.cas);
+    return near_fill(h, seq, gen, pool, key, klen, &m, head, (uint8_t)hlen, (uint8_t)hcas,
+                     rep->data.p, (uint32_t)rep->data.len, now + life, now + life / 2);
 }
 
 void dispatch_near_fill(struct op *op, const struct mg_meta_reply *rep)
@@ -222,6 +231,50 @@ static void near_refresh(struct worker *w, const struct config *cfg, int pool,
     STAT_INC(w->st.near_refreshes);
 }
 
+/* Is key where (of near_hash hw) one the near cache of pool p serves: one of its prefixes,
+ * or found hot? */
+static bool near_wanted(const struct config *cfg, const struct pool *p, struct mg_slice where,
+                        uint64_t hw)
+{
+    for (uint32_t i = 0; i < p->nnear_prefixes; i++)
+        if (where.len >= p->near_prefix_len[i] &&
+            memcmp(where.p, p->near_prefixes[i], p->near_prefix_len[i]) == 0)
+            return true;
+    /* the hot-key detector counts the placement key; the cache holds the backend key (the
+     * same bytes unless a key style or function changed them) */
+    return cfg->near.hot && near_hot((int)p->id, hw);
+}
+
+/* near_hash of plain, and of where (the same when the bytes are). */
+static uint64_t near_hashes(struct mg_slice where, struct mg_slice plain, uint64_t *hw)
+{
+    uint64_t hp = near_hash(plain.p, plain.len);
+    bool same_key = where.len == plain.len && memcmp(where.p, plain.p, where.len) == 0;
+    *hw = same_key ? hp : near_hash(where.p, where.len);
+    return hp;
+}
+
+/* Append a classic hit's reply for client key k to o: VALUE k flags bytes [cas], the value
+ * and its \r\n (op_reply's rendering of a backend's hit). */
+static MG_ALWAYS_INLINE void near_value_line(struct buf *o, struct mg_slice k,
+                                             const struct near_meta *m, const struct buf *val,
+                                             bool gets)
+{
+    buf_put(o, "VALUE ", 6);
+    buf_put(o, k.p, k.len);
+    o->data[o->len++] = ' ';
+    buf_append_u64(o, m->flags);
+    o->data[o->len++] = ' ';
+    buf_append_u64(o, val->len);
+    if (gets) {
+        o->data[o->len++] = ' ';
+        buf_append_u64(o, m->cas);
+    }
+    buf_put(o, "\r\n", 2);
+    buf_put(o, val->data, val->len);
+    buf_put(o, "\r\n", 2);
+}
+
 void dispatch_near_write(struct op *op, const struct mg_text_req *t, const struct target *tg)
 {
     enum mg_cmd cmd = t->cmd;
@@ -230,6 +283,8 @@ void dispatch_near_write(struct op *op, const struct mg_text_req *t, const struc
         return;
     op->near_inval = true;
     op->near_h = near_hash(tg->plain.p, tg->plain.len);
+    if (op->req->c)
+        op->req->c->near_writes++; /* op_finish counts it down */
 }
 
 bool dispatch_near_get(struct request *r, struct op *op, const struct mg_text_req *t,
@@ -239,19 +294,22 @@ bool dispatch_near_get(struct request *r, struct op *op, const struct mg_text_re
     const struct config *cfg = w->cfg;
     enum mg_cmd cmd = t->cmd;
     bool meta = cmd == MG_CMD_MG;
+    if (r->c && r->c->near_writes)
+        return false; /* a write of this client is in flight: the get goes after it */
     if (meta && (mg_writes(t) || !mg_near_flags(t)))
         return false; /* a write (near_write marks it), or flags only memcached can answer */
-    const struct pool *p = tg->pool;
-    bool want = false;
-    for (uint32_t i = 0; i < p->nnear_prefixes && !want; i++)
-        want = where.len >= p->near_prefix_len[i] &&
-               memcmp(where.p, p->near_prefixes[i], p->near_prefix_len[i]) == 0;
-    /* the hot-key detector counts the placement key; the cache holds the backend key (the
-     * same bytes unless a key style or function changed them) */
-    bool same_key = where.len == tg->plain.len && memcmp(where.p, tg->plain.p, where.len) == 0;
-    uint64_t h = near_hash(tg->plain.p, tg->plain.len);
-    if (!want &&
-        !(cfg->near.hot && near_hot(op->pool, same_key ? h : near_hash(where.p, where.len))))
+    uint64_t h;
+    bool want;
+    if (w->near_pre.p == where.p && w->near_pre.len == where.len) {
+        h = w->near_pre.h; /* the express lane looked at this very key a moment ago */
+        want = w->near_pre.want;
+        w->near_pre.p = NULL;
+    } else {
+        uint64_t hw;
+        h = near_hashes(where, tg->plain, &hw);
+        want = near_wanted(cfg, tg->pool, where, hw);
+    }
+    if (!want)
         return false;
     struct near_meta m;
     bool refresh;
@@ -267,19 +325,7 @@ bool dispatch_near_get(struct request *r, struct op *op, const struct mg_text_re
         size_t vlen = w->near_val.len;
         if (buf_reserve(o, k.len + vlen + 80) != MG_OK)
             return false;
-        buf_put(o, "VALUE ", 6);
-        buf_put(o, k.p, k.len);
-        o->data[o->len++] = ' ';
-        buf_append_u64(o, m.flags);
-        o->data[o->len++] = ' ';
-        buf_append_u64(o, vlen);
-        if (cmd == MG_CMD_GETS) {
-            o->data[o->len++] = ' ';
-            buf_append_u64(o, m.cas);
-        }
-        buf_put(o, "\r\n", 2);
-        buf_put(o, w->near_val.data, vlen);
-        buf_put(o, "\r\n", 2);
+        near_value_line(o, k, &m, &w->near_val, cmd == MG_CMD_GETS);
         op->status = MG_R_VA;
         op->vlen = (uint32_t)vlen;
         STAT_INC(w->st.get_hits);
@@ -306,4 +352,89 @@ bool dispatch_near_get(struct request *r, struct op *op, const struct mg_text_re
     if (tg->pol == NULL)
         tg->pol = &coalesce_only;
     return false;
+}
+
+bool dispatch_near_express(struct conn *c, const char *p, size_t n, size_t *used)
+{
+    struct worker *w = c->w;
+    size_t ks;
+    if (n >= 7 && memcmp(p, "get ", 4) == 0)
+        ks = 4;
+    else if (n >= 8 && memcmp(p, "gets ", 5) == 0)
+        ks = 5;
+    else
+        return false;
+    /* the key: bytes memcached takes in a key, hashed as they are scanned, up to \r\n */
+    const char *key = p + ks, *end = p + n;
+    const char *stop = end - key > MG_KEY_MAX ? key + MG_KEY_MAX : end;
+    const char *q = key;
+    uint64_t fnv = MG_FNV_OFFSET;
+    for (; q < stop; q++) {
+        unsigned char ch = (unsigned char)*q;
+        if (ch <= ' ' || ch == 127)
+            break;
+        fnv = MG_FNV_STEP(fnv, ch);
+    }
+    if (q == key || end - q < 2 || q[0] != '\r' || q[1] != '\n')
+        return false; /* not one key and \r\n: the parser says what it is */
+    struct mg_slice k = { key, (uint32_t)(q - key) };
+    const struct config *cfg = w->cfg;
+    if (MG_UNLIKELY(w->tearing_down) ||
+        atomic_load_explicit(&trace_session, memory_order_relaxed) != 0 ||
+        atomic_load_explicit(&slowlog_gate_us, memory_order_relaxed) == 0)
+        return false; /* traced or logged: those need the request */
+    struct target tg;
+    const struct pool *pool = config_route(cfg, k.p, k.len, &tg.pol);
+    if (pool->kind != POOL_SERVERS || !pool->near)
+        return false;
+    tg.plain = k;
+    uint64_t hw = near_hash_fnv(fnv), h = hw;
+    if (pool->keys) {
+        int kn = keys_apply_bytes(pool->keys, k.p, k.len, false, tg.kbuf, sizeof(tg.kbuf));
+        if (kn < 0 || kn > MG_KEY_MAX)
+            return false;
+        tg.plain = (struct mg_slice){ tg.kbuf, (uint32_t)kn };
+        h = near_hashes(k, tg.plain, &hw);
+    }
+    if (tg.plain.len >= sizeof(MG_RESERVED_PREFIX) - 1 &&
+        memcmp(tg.plain.p, MG_RESERVED_PREFIX, sizeof(MG_RESERVED_PREFIX) - 1) == 0)
+        return false; /* the gateway's own keys: dispatch decides who may */
+    bool want = near_wanted(cfg, pool, k, hw);
+    w->near_pre = (struct near_pre){ k.p, k.len, h, want }; /* for the usual path, if it comes */
+    if (!want)
+        return false;
+    int pid = (int)pool->id;
+    bool refresh, gets = ks == 5;
+    struct buf *o = &c->xout;
+    size_t mark = o->len;
+    if (buf_reserve(o, k.len + 16) != MG_OK)
+        return false;
+    buf_put(o, "VALUE ", 6);
+    buf_put(o, k.p, k.len);
+    if (!near_lookup_reply(h, cfg->generation, pid, tg.plain.p, tg.plain.len, ev_now(w->loop), o,
+                           gets, &refresh) ||
+        buf_append(o, "END\r\n", 5) != MG_OK) {
+        o->len = mark; /* a miss: the usual path asks memcached */
+        return false;
+    }
+    w->near_pre.p = NULL;
+    if (refresh) {
+        tg.pool = pool;
+        tg.bkey = tg.plain.p;
+        tg.bklen = tg.plain.len;
+        near_refresh(w, cfg, pid, &tg, h);
+    }
+    *used = (size_t)(q + 2 - p);
+    STAT_INC(w->st.cmd_get);
+    STAT_INC(w->st.get_hits);
+    STAT_INC(w->st.near_hits);
+    if ((uint32_t)pid < w->npool_herd)
+        STAT_INC(w->pool_herd[pid].near_hits);
+    enum mg_cmd cmd = gets ? MG_CMD_GETS : MG_CMD_GET;
+    if (MG_LIKELY(stats_observe))
+        hist_add(&w->st.cmd_lat[cmd], 0); /* answered within the loop turn that read it */
+    if (MG_UNLIKELY(--w->hot_left == 0))
+        stats_hot_sample(w, cmd, pid, k.p, k.len);
+    worker_dirty_conn(w, c);
+    return true;
 }

@@ -49,12 +49,15 @@ struct mg_slice {
 /* Characters of the base64 encoding of n bytes. */
 #define B64_LEN(n) (4 * (((n) + 2) / 3))
 
-/* FNV-1a, 64-bit, over n bytes. */
+/* FNV-1a, 64-bit, over n bytes (MG_FNV_STEP: one byte more, for loops that hash as they
+ * scan). */
+#define MG_FNV_OFFSET 14695981039346656037ull
+#define MG_FNV_STEP(h, c) (((h) ^ (uint8_t)(c)) * 1099511628211ull)
 static inline uint64_t mg_fnv1a64(const char *p, size_t n)
 {
-    uint64_t h = 14695981039346656037ull;
+    uint64_t h = MG_FNV_OFFSET;
     for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+        h = MG_FNV_STEP(h, p[i]);
     return h;
 }
 

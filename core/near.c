@@ -16,8 +16,9 @@ struct near_entry {
     uint32_t vlen, size; /* size: what it counts against the budget */
     int32_t pool;
     uint16_t klen;
+    uint8_t hlen, hcas; /* the reply head: its length, and without the CAS */
     bool refreshing;
-    char data[]; /* key, then value */
+    char data[]; /* key, reply head, value */
 };
 
 struct near_stripe {
@@ -33,11 +34,6 @@ struct near_stripe {
 
 static struct near_stripe *stripes;
 static atomic_uint_fast64_t budget; /* bytes per stripe */
-
-uint64_t near_hash(const char *key, size_t klen)
-{
-    return mg_mix64(mg_fnv1a64(key, klen)); /* the stripe takes the high bits, the table the low */
-}
 
 static struct near_stripe *stripe_of(uint64_t h)
 {
@@ -120,13 +116,11 @@ static struct near_entry **link_of(struct near_stripe *s, struct near_entry *e)
     return l;
 }
 
-bool near_lookup(uint64_t h, uint64_t gen, int pool, const char *key, size_t klen, double now,
-                 struct buf *val, struct near_meta *m, bool *refresh)
+/* The live entry of key (s locked), or NULL; an expired one is dropped. A hit moves to the
+ * LRU's head and sets *refresh when it is due for one nobody took yet. */
+static struct near_entry *find_live(struct near_stripe *s, uint64_t h, uint64_t gen, int pool,
+                                    const char *key, size_t klen, double now, bool *refresh)
 {
-    struct near_stripe *s = stripe_of(h);
-    bool hit = false;
-    *refresh = false;
-    pthread_mutex_lock(&s->mu);
     struct near_entry **l = &s->tab[h & (s->cap - 1)];
     for (struct near_entry *e = *l; e; l = &e->hnext, e = e->hnext) {
         if (!same(e, h, key, klen) || e->pool != pool || e->gen != gen)
@@ -134,14 +128,8 @@ bool near_lookup(uint64_t h, uint64_t gen, int pool, const char *key, size_t kle
         if (now >= e->expires) {
             s->expired++;
             drop(s, l, e);
-            break;
+            return NULL;
         }
-        val->off = val->len = 0;
-        if (buf_reserve(val, e->vlen) != MG_OK)
-            break;
-        memcpy(val->data, e->data + e->klen, e->vlen);
-        val->len = e->vlen;
-        *m = e->meta;
         if (now >= e->refresh_at && !e->refreshing) {
             e->refreshing = true;
             *refresh = true;
@@ -150,11 +138,61 @@ bool near_lookup(uint64_t h, uint64_t gen, int pool, const char *key, size_t kle
             lru_unlink(s, e);
             lru_push(s, e);
         }
-        hit = true;
-        break;
+        return e;
+    }
+    return NULL;
+}
+
+static const char *value_of(const struct near_entry *e)
+{
+    return e->data + e->klen + e->hlen;
+}
+
+bool near_lookup(uint64_t h, uint64_t gen, int pool, const char *key, size_t klen, double now,
+                 struct buf *val, struct near_meta *m, bool *refresh)
+{
+    struct near_stripe *s = stripe_of(h);
+    *refresh = false;
+    pthread_mutex_lock(&s->mu);
+    struct near_entry *e = find_live(s, h, gen, pool, key, klen, now, refresh);
+    val->off = val->len = 0;
+    if (e && buf_reserve(val, e->vlen) == MG_OK) {
+        memcpy(val->data, value_of(e), e->vlen);
+        val->len = e->vlen;
+        *m = e->meta;
+    } else if (e) {
+        e->refreshing = e->refreshing && !*refresh; /* not taken after all */
+        *refresh = false;
+        e = NULL;
     }
     pthread_mutex_unlock(&s->mu);
-    return hit;
+    return e != NULL;
+}
+
+bool near_lookup_reply(uint64_t h, uint64_t gen, int pool, const char *key, size_t klen, double now,
+                       struct buf *out, bool with_cas, bool *refresh)
+{
+    struct near_stripe *s = stripe_of(h);
+    *refresh = false;
+    pthread_mutex_lock(&s->mu);
+    struct near_entry *e = find_live(s, h, gen, pool, key, klen, now, refresh);
+    size_t hl = e ? (with_cas ? e->hlen : e->hcas) : 0;
+    if (e && buf_reserve(out, hl + e->vlen + 4) == MG_OK) {
+        char *d = out->data + out->len;
+        memcpy(d, e->data + e->klen, hl);
+        d[hl] = '\r';
+        d[hl + 1] = '\n';
+        memcpy(d + hl + 2, value_of(e), e->vlen);
+        d[hl + 2 + e->vlen] = '\r';
+        d[hl + 3 + e->vlen] = '\n';
+        out->len += hl + e->vlen + 4;
+    } else if (e) {
+        e->refreshing = e->refreshing && !*refresh;
+        *refresh = false;
+        e = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return e != NULL;
 }
 
 bool near_has(uint64_t h, const char *key, size_t klen, double now)
@@ -199,11 +237,11 @@ static void grow(struct near_stripe *s)
 }
 
 bool near_fill(uint64_t h, uint64_t seq, uint64_t gen, int pool, const char *key, size_t klen,
-               const struct near_meta *m, const char *val, uint32_t vlen, double expires,
-               double refresh_at)
+               const struct near_meta *m, const char *head, uint8_t hlen, uint8_t hcas,
+               const char *val, uint32_t vlen, double expires, double refresh_at)
 {
     struct near_stripe *s = stripe_of(h);
-    size_t size = sizeof(struct near_entry) + klen + vlen;
+    size_t size = sizeof(struct near_entry) + klen + hlen + vlen;
     uint64_t max = atomic_load_explicit(&budget, memory_order_relaxed);
     if (klen > UINT16_MAX || size > max)
         return false;
@@ -219,9 +257,12 @@ bool near_fill(uint64_t h, uint64_t seq, uint64_t gen, int pool, const char *key
     e->size = (uint32_t)size;
     e->pool = pool;
     e->klen = (uint16_t)klen;
+    e->hlen = hlen;
+    e->hcas = hcas <= hlen ? hcas : hlen;
     e->refreshing = false;
     memcpy(e->data, key, klen);
-    memcpy(e->data + klen, val, vlen);
+    memcpy(e->data + klen, head, hlen);
+    memcpy(e->data + klen + hlen, val, vlen);
     pthread_mutex_lock(&s->mu);
     if (s->seq != seq) { /* a write dropped keys of this stripe since the read went out */
         s->refused++;

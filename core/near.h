@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "mg.h"
 
 #define NEAR_STRIPES 64
 #define NEAR_SIZE_DEFAULT (64ull << 20)
@@ -48,8 +49,16 @@ int near_configure(uint64_t size);
 /* True once near_configure succeeded (then the store exists for the process's life). */
 bool near_ready(void);
 
-/* A hash of key for near_* calls (computed once per request). */
-uint64_t near_hash(const char *key, size_t klen);
+/* A hash of key for near_* calls (computed once per request): mg_mix64 of its FNV-1a, so a
+ * scan that hashes as it goes (MG_FNV_STEP) gets it with near_hash_fnv. */
+static inline uint64_t near_hash_fnv(uint64_t fnv)
+{
+    return mg_mix64(fnv); /* the stripe takes the high bits, the table the low */
+}
+static inline uint64_t near_hash(const char *key, size_t klen)
+{
+    return near_hash_fnv(mg_fnv1a64(key, klen));
+}
 
 /* Look key up for pool of config generation gen at time now (ev_now: wall clock, the same
  * for every worker). A hit copies the value into val (emptied first), sets *flags, *cas
@@ -59,15 +68,24 @@ uint64_t near_hash(const char *key, size_t klen);
 bool near_lookup(uint64_t h, uint64_t gen, int pool, const char *key, size_t klen, double now,
                  struct buf *val, struct near_meta *m, bool *refresh);
 
+/* A classic hit's reply, for the express lane: like near_lookup, but appends to out, under
+ * the stripe's lock, the entry's reply head (its first hcas bytes, or all of it with_cas:
+ * see near_fill) followed by \r\n, the value and \r\n. False on a miss (or no memory:
+ * nothing appended). */
+bool near_lookup_reply(uint64_t h, uint64_t gen, int pool, const char *key, size_t klen, double now,
+                       struct buf *out, bool with_cas, bool *refresh);
+
 /* The stripe's invalidation count for h: read before a read that may fill. */
 uint64_t near_seq(uint64_t h);
 
 /* Store a value read from memcached (refused, false, when the stripe saw an invalidation
  * since seq, or it does not fit). The entry lives until expires and asks for a refresh
- * from refresh_at. Replaces an entry of the same key. */
+ * from refresh_at. Replaces an entry of the same key. head[0..hlen): the reply head
+ * near_lookup_reply hands out (its caller's rendering, e.g. " flags bytes cas"; hcas <=
+ * hlen: the part without the CAS). */
 bool near_fill(uint64_t h, uint64_t seq, uint64_t gen, int pool, const char *key, size_t klen,
-               const struct near_meta *m, const char *val, uint32_t vlen, double expires,
-               double refresh_at);
+               const struct near_meta *m, const char *head, uint8_t hlen, uint8_t hcas,
+               const char *val, uint32_t vlen, double expires, double refresh_at);
 
 /* Drop the key of hash h (near_hash) in every pool and generation: a write went through.
  * By hash alone (a write's op keeps no copy of its key): another key of the same 64-bit

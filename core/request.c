@@ -390,6 +390,8 @@ void op_finish(struct op *op)
     struct request *r = op->req;
     if (MG_UNLIKELY(op->near_inval)) { /* a write: no worker answers the old value near */
         op->near_inval = false;
+        if (r->c)
+            r->c->near_writes--;
         if (near_invalidate(op->near_h))
             STAT_INC(r->w->st.near_invalidations);
     } else if (MG_UNLIKELY(r->cmd == MG_CMD_FLUSH_ALL) && near_ready()) {

@@ -169,6 +169,12 @@ void dispatch_resume(struct request *r);
 /* Admin `route CMD KEY`: answer on c what a command cmd for key would do (the route chain,
  * pool, server, backend key, staleness policy, each switch's decision), without doing it. */
 void dispatch_explain(struct conn *c, enum mg_cmd cmd, struct mg_slice key);
+/* The near cache's express lane (conn.c, text clients with nothing queued, config with the
+ * near cache and no per-request plug-in or failover route): when p[0..n) starts with a
+ * single-key `get KEY\r\n` or `gets KEY\r\n` that the near cache has, its reply goes
+ * straight into c's express buffer (no request object) and *used is set: returns true.
+ * Anything else returns false and is parsed and dispatched as usual. */
+bool dispatch_near_express(struct conn *c, const char *p, size_t n, size_t *used);
 /* A get marked to fill the near cache got rep (a VA): store it if it may be (near.h). */
 void dispatch_near_fill(struct op *op, const struct mg_meta_reply *rep);
 /* A store was refused as too large: drop the key's old value, as memcached does (the

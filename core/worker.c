@@ -313,6 +313,14 @@ void worker_cfg_release(struct worker *w, const struct config *cfg)
     }
 }
 
+/* The near cache's express lane (dispatch_near_express) is open when the config has the
+ * near cache and nothing decides per request in Lua or needs a request's own copy. */
+static void worker_set_express(struct worker *w)
+{
+    w->near_express = w->cfg->near.on && w->plugin == NULL && !w->cfg->has_failover;
+    w->near_pre.p = NULL;
+}
+
 /* Take a new config generation (a reload): a new Lua state, backends matched by address
  * (connections to unchanged servers are kept), requests in flight finish as they are. */
 static void worker_apply(struct worker *w, struct config *nc)
@@ -401,6 +409,7 @@ static void worker_apply(struct worker *w, struct config *nc)
     if (oldvm)
         lua_api_vm_release(oldvm);
     worker_free_retired(w);
+    worker_set_express(w);
     atomic_store_explicit(&w->cfg_gen, nc->generation, memory_order_release);
     log_info("worker %d: config generation %llu", w->id, (unsigned long long)nc->generation);
 }
@@ -651,6 +660,7 @@ int worker_init(struct worker *w, int id, const struct listener *ls, int n, stru
     live_rings_reset(w);
     if (settings.script && lua_api_worker_init(w, settings.script, err, errlen) != MG_OK)
         return MG_ERR;
+    worker_set_express(w);
     atomic_store(&w->cfg_gen, cfg->generation);
     w->pool_herd = calloc(cfg->npools, sizeof(struct pool_herd));
     if (w->pool_herd == NULL)

@@ -105,6 +105,13 @@ struct worker {
     uint64_t hot_rng;       /* xorshift state for the sampling gaps */
     uint64_t herd_rng;      /* xorshift state for xfetch's draws (herd.c) */
     struct buf near_val;    /* a near cache hit's value, copied out under its stripe's lock */
+    bool near_express;      /* the near cache's express lane is open (worker_set_express) */
+    struct near_pre {       /* what the express lane found out about the key it let pass */
+        const char *p;      /* the key's bytes in the read buffer (NULL: nothing) */
+        uint32_t len;
+        uint64_t h; /* near_hash of its backend key */
+        bool want;  /* a key the near cache serves */
+    } near_pre;
     uint32_t nslots;
 };
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """spec/fuzz_wire.py: a seeded wire fuzzer for the gateway, in front of two real memcached.
 
-Three rounds, each with its own memcached servers and gateway: "plain" (-s, no script),
-"lua" (a config script with a prefix key transform and a staleness policy) and "binary"
+Four rounds, each with its own memcached servers and gateway: "plain" (-s, no script),
+"lua" (a config script with a prefix key transform and a staleness policy), "binary"
 (-s, half the checkers and hostile connections speaking memcached's binary protocol:
-BinChecker, BinHostileGen). In each round:
+BinChecker, BinHostileGen) and "near" (the lua round's script with the near cache on for
+every key, its express lane included). In each round:
 
 - checker connections each own a key namespace (chk<id>:<n>), run set/add/replace/
   append/prepend/cas/get/gets/gat/touch/delete/incr/decr/mg/ms/md/ma/mn with random
@@ -55,6 +56,14 @@ mg.keys { style = "prefix", prefix = "app:" }
 mg.stale { grace = 30, lock = 2, wait = 50 }
 mg.route { default = main }
 """
+
+# the near round: every checker and hostile key near (a write through the gateway must drop it at once, so the
+# checkers' models hold; another gateway's writes do not exist here)
+NEAR_CONFIG = LUA_CONFIG.replace(
+    'servers = { os.getenv("MEMCACHED_1"), os.getenv("MEMCACHED_2") } }',
+    'servers = { os.getenv("MEMCACHED_1"), os.getenv("MEMCACHED_2") },\n'
+    '  near = { ttl = 5, prefixes = { "chk", "hos" } } }\n'
+    'mg.near { size = "16m", ttl = 5, hot = true }')
 
 
 class Failure(Exception):
@@ -157,7 +166,7 @@ def sanitizer_env():
 
 
 def start_gateway(procs, args, logdir, rnd, ports, threads=2):
-    """The gateway for round rnd ("plain" or "lua"); returns (Popen, port, log path)."""
+    """The gateway for round rnd ("plain", "lua", "near"); returns (Popen, port, log path)."""
     logpath = os.path.join(logdir, "gateway-%s.log" % rnd)
     env = sanitizer_env()
     env["MEMCACHED_1"] = "127.0.0.1:%d" % ports[0]
@@ -166,10 +175,10 @@ def start_gateway(procs, args, logdir, rnd, ports, threads=2):
         pg = free_port()
         env["MINTGATE_LISTEN"] = "127.0.0.1:%d" % pg
         argv = [args.bin, "-t", str(threads), "-l", "127.0.0.1:%d" % pg] + args.gw_arg
-        if rnd == "lua":
-            cfg = os.path.join(logdir, "fuzz-wire-config.lua")
+        if rnd in ("lua", "near"):
+            cfg = os.path.join(logdir, "fuzz-wire-config-%s.lua" % rnd)
             with open(cfg, "w") as f:
-                f.write(LUA_CONFIG)
+                f.write(LUA_CONFIG if rnd == "lua" else NEAR_CONFIG)
             argv.append(cfg)
         else:
             argv += ["-s", "127.0.0.1:%d,127.0.0.1:%d" % ports]
@@ -1432,6 +1441,26 @@ def gateway_version(port):
         s.close()
 
 
+def memcached_stat(port, name):
+    """One counter of memcached's `stats` (bytes), or None when it does not answer."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(b"stats\r\n")
+            buf = b""
+            while not buf.endswith(b"END\r\n"):
+                d = s.recv(65536)
+                if not d:
+                    return None
+                buf += d
+    except OSError:
+        return None
+    for line in buf.split(b"\r\n"):
+        parts = line.split(b" ")
+        if len(parts) == 3 and parts[1] == name:
+            return parts[2]
+    return None
+
+
 def run_round(args, rnd, seconds):
     procs = Procs()
     try:
@@ -1467,6 +1496,12 @@ def run_round(args, rnd, seconds):
             fz.scan_log()
         except Failure as e:
             problems.insert(0, str(e))
+        if problems:  # a key memcached evicted is a miss no gateway can help: say so
+            for port in ports:
+                ev = memcached_stat(port, b"evictions")
+                if ev not in (None, b"0"):
+                    problems.append("round %s: memcached on %d evicted %s items (-m 64)" % (
+                        rnd, port, ev.decode()))
         failure = "\n".join(problems) if problems else None
         log("round %s: %s, %d commands sent (%d rejected as unsafe), %d checker replies verified, "
             "%.0f commands/s" % (rnd, "FAILED" if failure else "passed", fz.cmds, fz.rejected,
@@ -1565,8 +1600,9 @@ def main():
     ap.add_argument("--bin", default="./mintgate-asan")
     ap.add_argument("--conns", type=int, default=16, help="hostile connections")
     ap.add_argument("--checkers", type=int, default=4)
-    ap.add_argument("--rounds", default="plain,lua,binary",
-                    help="plain (-s), lua (config script), binary (-s, half the connections binary)")
+    ap.add_argument("--rounds", default="plain,lua,binary,near",
+                    help="plain (-s), lua (config script), binary (-s, half the connections "
+                    "binary), near (the lua script with the near cache on every key)")
     ap.add_argument("--safe", action="store_true",
                     help="leave out the mutations known to desync (junk meta flags, \\r\\r\\n)")
     ap.add_argument("--skip", default="", help="checker families to leave out: b64,samekey")

@@ -7,6 +7,7 @@ assert(jit ~= nil, "specs must run under LuaJIT")
 
 local env = require "spec.helpers.env"
 local client = require "spec.helpers.client"
+local socket = require "socket"
 
 local function addr(p) return "127.0.0.1:" .. p.port end
 
@@ -255,6 +256,62 @@ describe("near cache", function()
     assert.truthy(c:cmd("mg m:1 T50 f"):match("^HD f42"))
     assert.truthy(c:cmd("mg m:1 t"):match("^HD t%d+$"))
     assert.equal(hits + 2, near_stats(gw.port).near_hits)
+    E:stop(gw)
+  end)
+
+  it("a client's pipelined writes and reads keep memcached's order and answers (express lane too)", function()
+    local gw = E:gateway { threads = 2, config = config(mcs, '{ ttl = 5, prefixes = { "p:" } }') }
+    local c = E:client(gw.port)
+    assert.equal("STORED", c:set("p:k", "x000", 3, 100))
+    assert.equal("x000", c:value("p:k")) -- filled
+    local st0 = c:stats()
+    local n0 = near_stats(gw.port)
+    local function value_reply(want, what)
+      local items = c:get_reply()
+      assert.equal(want, items["p:k"] and items["p:k"].value, what)
+      assert.equal(3, items["p:k"].flags)
+    end
+    for i = 1, 100 do
+      local v = string.format("x%03d", i)
+      -- one packet: a near hit, a write, reads after the write (memcached answers them with
+      -- the new value), a hit again, a miss, a gets, a version in between
+      c:send(string.format("get p:k\r\nset p:k 3 0 4\r\n%s\r\nget p:k\r\nget p:k\r\n" ..
+        "get p:none\r\nversion\r\ngets p:k\r\n", v))
+      value_reply(string.format("x%03d", i - 1), "round " .. i .. ": the hit before the write")
+      assert.equal("STORED", c:line())
+      value_reply(v, "round " .. i .. ": a read after the client's own write")
+      value_reply(v, "round " .. i .. ": the read after that")
+      assert.equal("END", c:line())
+      assert.truthy(c:line():match("^VERSION "))
+      local items = c:get_reply()
+      assert.equal(v, items["p:k"].value)
+      assert.is_not_nil(items["p:k"].cas)
+    end
+    -- a burst of pipelined near hits, answered in order with the right counts
+    assert.equal("x100", c:value("p:k"))
+    local st1, n1 = c:stats(), near_stats(gw.port)
+    c:send(string.rep("get p:k\r\n", 500) .. "gets p:k\r\n")
+    for _ = 1, 501 do
+      local items = c:get_reply()
+      assert.equal("x100", items["p:k"].value)
+    end
+    local st2, n2 = c:stats(), near_stats(gw.port)
+    assert.equal(501, tonumber(st2.cmd_get) - tonumber(st1.cmd_get))
+    assert.equal(501, tonumber(st2.get_hits) - tonumber(st1.get_hits))
+    assert.equal(501, n2.near_hits - n1.near_hits)
+    assert.equal(501, tonumber(st1.cmd_get) - tonumber(st0.cmd_get)) -- 5 a round, c:value
+    assert.is_true(n1.near_hits >= n0.near_hits)
+    -- a client that sends its gets and closes its side still gets every answer (3.6 MB of
+    -- them from the express lane)
+    local big = string.rep("b", 60000)
+    assert.equal("STORED", c:set("p:big", big, 0, 100))
+    assert.equal(big, c:value("p:big"))
+    local h = E:client(gw.port, { name = "half" })
+    h:send(string.rep("get p:big\r\n", 60))
+    h.sock:shutdown("send")
+    socket.sleep(0.3) -- the gateway reads the end while its replies wait for the socket
+    for i = 1, 60 do assert.equal(big, h:get_reply()["p:big"].value, "reply " .. i) end
+    assert.is_true(h:closed())
     E:stop(gw)
   end)
 end)
