@@ -27,13 +27,17 @@
 # (issue 16): plain mintgate driven by mgload --binary, the same gets in
 # memcached's binary protocol (each a get packet, answered with its flags and
 # CAS): instructions per binary get, to set beside mintgate's per text get.
+# mintgate+lua-memo (issue 11): examples/bench_memo.lua (LUA_MEMO_CONFIG), a
+# route function, a key function in Lua and a switch under mg.memo: after the
+# prefill each key's resolution comes from the worker's memo, no Lua call.
 # Backends are plain
 # memcached, not under valgrind. Placement as in
 # bench/quick.sh: the target on CPU 0, mgload and the backends on CPU 1.
 #
 # Env: IR_SMALL (20000) IR_LARGE (60000) IR_ROUNDS (3; the median is reported)
 #      IR_CONNS (20)
-#      TARGETS LUA_CONFIG PIN OUT_DIR as for bench/run.sh
+#      TARGETS LUA_CONFIG PIN OUT_DIR as for bench/run.sh; LUA_MEMO_CONFIG
+#      (examples/bench_memo.lua) for mintgate+lua-memo
 # Writes OUT_DIR/ir.md (also printed), ir.png (if gnuplot), ir.dat.
 
 set -u
@@ -45,12 +49,13 @@ SELF=bench/ir.sh
 IR_SMALL=${IR_SMALL:-20000}
 IR_LARGE=${IR_LARGE:-60000}
 IR_ROUNDS=${IR_ROUNDS:-3}
-WANT=${TARGETS:-memcached twemproxy mintgate mintgate-binary mintgate-observe-off mintgate+lua mintgate-hot mintgate+near}
+WANT=${TARGETS:-memcached twemproxy mintgate mintgate-binary mintgate-observe-off mintgate+lua mintgate+lua-memo mintgate-hot mintgate+near}
 LUA_CONFIG=${LUA_CONFIG:-examples/bench.lua}
+LUA_MEMO_CONFIG=${LUA_MEMO_CONFIG:-examples/bench_memo.lua}
 OUT_DIR=${OUT_DIR:-docs/bench}
 KEYS=10000
 CONNS=${IR_CONNS:-20}
-ALL_TARGETS="memcached twemproxy mintgate mintgate-binary mintgate-observe-off mintgate+lua mintgate-hot mintgate+near"
+ALL_TARGETS="memcached twemproxy mintgate mintgate-binary mintgate-observe-off mintgate+lua mintgate+lua-memo mintgate-hot mintgate+near"
 WAIT_TRIES=600                  # valgrind start-up: up to 60 s
 STOP_WAIT=120                   # and writing the profile on exit
 
@@ -95,6 +100,11 @@ for t in $ALL_TARGETS; do
             note "mintgate+lua: not available ($LUA_CONFIG: $(tail -1 "$TMP/check.log" 2>/dev/null))"
             continue
         fi ;;
+    mintgate+lua-memo)
+        if [ ! -x ./mintgate ] || ! lua_config_ok "$LUA_MEMO_CONFIG" "$B1" "$B2"; then
+            note "mintgate+lua-memo: not available ($LUA_MEMO_CONFIG: $(tail -1 "$TMP/check.log" 2>/dev/null))"
+            continue
+        fi ;;
     esac
     TARGETS="$TARGETS $t"
 done
@@ -114,6 +124,8 @@ start_cg() {
         --observe off ;;
     mintgate+lua) start cg $PIN_FRONT env MINTGATE_LISTEN=127.0.0.1:@PORT@ MEMCACHED_1=127.0.0.1:$B1 \
         MEMCACHED_2=127.0.0.1:$B2 $vg ./mintgate -t 1 -c 20000 "$LUA_CONFIG" ;;
+    mintgate+lua-memo) start cg $PIN_FRONT env MINTGATE_LISTEN=127.0.0.1:@PORT@ MEMCACHED_1=127.0.0.1:$B1 \
+        MEMCACHED_2=127.0.0.1:$B2 $vg ./mintgate -t 1 -c 20000 "$LUA_MEMO_CONFIG" ;;
     mintgate+near) start cg $PIN_FRONT env MINTGATE_LISTEN=127.0.0.1:@PORT@ MEMCACHED_1=127.0.0.1:$B1 \
         MEMCACHED_2=127.0.0.1:$B2 $vg ./mintgate -t 1 -c 20000 "$TMP/near.lua" ;;
     esac
@@ -181,6 +193,7 @@ goal() {
     mintgate-binary) echo "the same gets in the binary protocol: within ±10 % of mintgate's (issue 16)" ;;
     mintgate-observe-off) echo "histograms, per-server counters, slow log, hot keys off" ;;
     mintgate+lua) echo "<= 4,500" ;;
+    mintgate+lua-memo) echo "<= 3,600: a route function, a Lua key function and a switch, memoized (issue 11)" ;;
     mintgate-hot) echo "every get the same key (baseline for the near hit)" ;;
     mintgate+near) echo "every get the same hot key, from the near cache (issue 15)" ;;
     esac
@@ -212,7 +225,7 @@ MC=$(per memcached)
     echo
     echo "Reference figures from the issue (callgrind, 20 conns; their exact set-up is not recorded here): twemproxy 9,041, memcached's proxy 8,600, memcached itself 3,779."
     echo "Counts depend on how many ready connections one wakeup serves (under callgrind the target is the bottleneck, so with 20 connections it serves many); IR_CONNS=1 shows the unbatched cost."
-    echo "Goals: mintgate <= 3,800 without a script, <= 4,500 with a route function, a key transform and a switch (examples/bench.lua)."
+    echo "Goals: mintgate <= 3,800 without a script, <= 4,500 with a route function, a key transform and a switch (examples/bench.lua), <= 3,600 with a route function, a key function in Lua and a switch under mg.memo (examples/bench_memo.lua)."
     if [ -s "$TMP/notes" ]; then echo; cat "$TMP/notes"; fi
 } >"$TMP/ir.md"
 

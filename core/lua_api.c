@@ -22,6 +22,7 @@
 #include "meta_render.h"
 #include "near.h"
 #include "lua_co.h"
+#include "lua_memo.h"
 #include "lua_resolve.h"
 #include "lua_vm.h"
 #include "proto_meta.h"
@@ -60,6 +61,7 @@ static void vm_unref(struct lua_vm *vm)
         free(co);
     }
     lua_close(vm->L);
+    lua_memo_free(vm->memo);
     free(vm);
 }
 
@@ -208,7 +210,10 @@ static void push_req(struct lua_co *co, struct request *r, const char *key, size
     co->cur = r; /* req.client is looked up lazily (req_index) from here */
 }
 
-/* __index of req tables: fields computed only when a script reads them. */
+/* __index of req tables: fields computed only when a script reads them. With a memo, a
+ * resolver's req has no raw `command` either: each field read here is noted in the track
+ * table (cmd or other), so a resolution that depends on more than the key is kept by
+ * command, or not at all (lua_resolve.c). */
 static int req_index(lua_State *L)
 {
     const char *k = lua_tostring(L, 2);
@@ -216,6 +221,17 @@ static int req_index(lua_State *L)
     lua_pushthread(L);
     lua_rawget(L, -2);
     struct lua_co *co = lua_touserdata(L, -1);
+    if (co && co->cur && co->resolver && co->vm->track_ref != LUA_NOREF) {
+        bool cmd = k && strcmp(k, "command") == 0;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, co->vm->track_ref);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, cmd ? "cmd" : "other");
+        lua_pop(L, 1);
+        if (cmd) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, co->vm->s_cmd[co->cur->cmd]);
+            return 1;
+        }
+    }
     if (co && co->cur && k && strcmp(k, "client") == 0) {
         lua_pushstring(L, co->cur->c ? co->cur->c->peer : "");
         return 1;
@@ -234,10 +250,9 @@ static int intern(lua_State *L, const char *s)
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-/* Copy a Lua error's first line, prefixed, into b as a reply line. */
+/* Append a Lua error's first line, prefixed, to b as a reply line. */
 void lua_error_line(struct buf *b, const char *prefix, const char *msg)
 {
-    b->off = b->len = 0;
     buf_append_str(b, prefix);
     size_t n = strcspn(msg, "\r\n");
     if (n > 200)
@@ -397,6 +412,7 @@ static int l_call(lua_State *L)
     struct lua_co *co = co_of(L);
     if (co == NULL)
         return luaL_error(L, "pool calls are only possible while serving a request");
+    co->called = true; /* a resolution that asked a backend is not the key's alone */
     struct worker *w = co->vm->w;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_getfield(L, 1, "_id");
@@ -588,6 +604,39 @@ static int bind_state(lua_State *L, struct lua_vm *vm, struct worker *w, char *e
     return MG_OK;
 }
 
+/* mg.memo (state.memo of the state table at st): the memo and the track table the module
+ * and the resolver loop note what a key's functions asked in (vm->track_ref). */
+static int memo_init(lua_State *L, struct lua_vm *vm, int st, char *err, size_t errlen)
+{
+    lua_getfield(L, st, "memo");
+    lua_Number size = 0;
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "size");
+        size = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (size == 0)
+        return MG_OK;
+    if (!(size >= LUA_MEMO_MIN && size <= LUA_MEMO_MAX)) { /* mg.memo checked it */
+        snprintf(err, errlen, "mg.memo: bad size");
+        return MG_ERR;
+    }
+    lua_getfield(L, st - 1, "_track");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        snprintf(err, errlen, "mintgate has no _track table");
+        return MG_ERR;
+    }
+    vm->track_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    vm->memo = lua_memo_new((uint32_t)size);
+    if (vm->memo == NULL) {
+        snprintf(err, errlen, "mg.memo: out of memory");
+        return MG_ERR;
+    }
+    return MG_OK;
+}
+
 int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t errlen)
 {
     lua_State *L = lua_vm_new(err, errlen);
@@ -604,6 +653,7 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     vm->refs = 1;
     vm->resolve_ref = LUA_NOREF;
     vm->pools_ref = LUA_NOREF;
+    vm->track_ref = LUA_NOREF;
     for (int i = 0; i < OP_EV_COUNT; i++)
         vm->hook_ref[i] = LUA_NOREF;
     lua_getglobal(L, "package");
@@ -652,6 +702,8 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     if (bind_state(L, vm, w, err, errlen) != MG_OK)
         goto fail;
     int st = lua_gettop(L); /* the state table; the module is just below it */
+    if (memo_init(L, vm, st, err, errlen) != MG_OK)
+        goto fail;
     lua_getfield(L, st, "route_fn");
     lua_getfield(L, st - 1, "_key_fns");
     lua_call(L, 0, 2); /* key functions by pool id, and mg.keys' */
@@ -665,11 +717,14 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
         lua_getfield(L, st, "policy_ids");
         lua_pushlightuserdata(L, (void *)&lua_resolver_done);
         lua_getfield(L, LUA_REGISTRYINDEX, "mintgate.yield");
-        lua_call(L, 6, 1);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->track_ref); /* nil without a memo */
+        lua_call(L, 7, 1);
         vm->resolve_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         vm->per_request = true;
-    } else {
+    } else { /* nothing to memoize */
         lua_pop(L, 3);
+        lua_memo_free(vm->memo);
+        vm->memo = NULL;
     }
     lua_getfield(L, -1, "hooks");
     for (int i = 0; i < OP_EV_COUNT; i++) {
@@ -684,9 +739,13 @@ int lua_api_worker_init(struct worker *w, const char *script, char *err, size_t 
     lua_settop(L, 0);
     w->vm = vm;
     w->plugin = vm->per_request ? &lua_plugin : NULL;
+    atomic_store_explicit(&w->st.lua_memo_entries, 0, memory_order_relaxed);
+    atomic_store_explicit(&w->st.lua_memo_capacity, vm->memo ? lua_memo_capacity(vm->memo) : 0,
+                          memory_order_relaxed);
     return MG_OK;
 fail:
     lua_close(L);
+    lua_memo_free(vm->memo);
     free(vm);
     return MG_ERR;
 }

@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "lua_api.h"
+#include "lua_resolve.h"
 #include "plugin.h"
 #include "proto_text.h"
 
@@ -20,16 +21,24 @@ struct lua_co {
     int ref, req_ref;
     struct lua_vm *vm;
     struct lua_co *next;
-    co_cont k;             /* called once the function returned (or raised: err) */
-    struct request *r;     /* the request it resolves a key for */
-    struct op *op;         /* the op a hook runs for */
-    int last_cmd;          /* req.command as last set (skipped when unchanged) */
-    struct request *cur;   /* the request req describes */
-    bool in_call;          /* inside core.call, before it yields */
-    bool waiting;          /* yielded in core.call: resumed by its reply */
-    bool resolver;         /* runs the resolver loop: parked there between keys */
-    int ks_ref, rs_ref;    /* a batch's keys in, and results out (tables) */
-    uint32_t bfirst, bn;   /* the batch being resolved: ops [bfirst, bfirst + bn) */
+    co_cont k;           /* called once the function returned (or raised: err) */
+    struct request *r;   /* the request it resolves a key for */
+    struct op *op;       /* the op a hook runs for */
+    int last_cmd;        /* req.command as last set (skipped when unchanged) */
+    struct request *cur; /* the request req describes */
+    bool in_call;        /* inside core.call, before it yields */
+    bool waiting;        /* yielded in core.call: resumed by its reply */
+    bool resolver;       /* runs the resolver loop: parked there between keys */
+    int ks_ref, rs_ref;  /* a batch's keys in, and results out (tables) */
+    uint32_t bfirst, bn; /* the batch being resolved: ops [bfirst, bfirst + bn) */
+    /* with a memo: the batch's keys the memo did not have (the turn's ks[j + 1] is op
+     * bfirst + bmap[j]; bn of them) and the ops the batch covers */
+    uint32_t bspan;
+    uint8_t bmap[LUA_BATCH_MAX];
+    bool called;      /* made a pool call since the turn began: its result is not kept */
+    uint64_t mgen;    /* the switch generation read before the turn */
+    const char *mkey; /* one key's turn: its key (valid until the turn ends) */
+    uint32_t mklen;
     bool sync;             /* a hook that has not waited yet: its caller finishes the op */
     struct request *early; /* a pool call that completed before the yield */
     int call;              /* the pool call under way (lua_api.c's CALL_*) */
@@ -53,6 +62,10 @@ struct lua_vm {
     int s_key, s_command;
     int req_mt; /* metatable of req tables */
     int s_cmd[MG_CMD_UNKNOWN + 1];
+    /* mg.memo: resolutions kept by client key (owned), and the table the resolver loop
+     * notes per key what the functions asked in (req fields, switches); NULL/LUA_NOREF */
+    struct lua_memo *memo;
+    int track_ref;
 };
 
 /* Its address is what the resolver loop yields first once a key (or batch) is resolved. */
@@ -67,7 +80,7 @@ void lua_co_put(struct lua_co *co);
  * (co->k was called), MG_EAGAIN when it waits on a pool call, MG_ERR when it raised or
  * yielded on its own (co->k was called with the message; the coroutine is gone). */
 int lua_co_run(struct lua_co *co, int nargs);
-/* Copy a Lua error's first line, prefixed, into b as a reply line. */
+/* Append a Lua error's first line, prefixed, to b as a reply line. */
 void lua_error_line(struct buf *b, const char *prefix, const char *msg);
 
 #endif

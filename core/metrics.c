@@ -157,6 +157,18 @@ static void render_general(struct buf *o)
     for (int i = 0; i < nworkers; i++)
         kb += atomic_load_explicit(&workers[i].lua_kb, memory_order_relaxed);
     gauge(o, "mintgate_lua_memory_bytes", "Memory of the workers' Lua states.", (double)kb * 1024);
+    counter(o, "mintgate_lua_memo_hits_total",
+            "Keys resolved from the memo (mg.memo), no Lua call.", STAT(lua_memo_hits));
+    counter(o, "mintgate_lua_memo_misses_total",
+            "Keys the memo did not have: their route and key functions ran.",
+            STAT(lua_memo_misses));
+    counter(o, "mintgate_lua_memo_evictions_total", "Memo entries pushed out by new ones.",
+            STAT(lua_memo_evictions));
+    counter(o, "mintgate_lua_memo_uncacheable_total",
+            "Resolutions the memo may not keep (req fields, pool calls, errors).",
+            STAT(lua_memo_uncacheable));
+    gauge(o, "mintgate_lua_memo_entries", "Resolutions the workers' memos hold.",
+          (double)STAT(lua_memo_entries));
     gauge(o, "mintgate_threads", "Worker threads.", nworkers);
     family(o, "mintgate_build_info", "gauge", "The gateway's version.");
     buf_printf(o, "mintgate_build_info{version=\"%s\"} 1\n", MG_VERSION);

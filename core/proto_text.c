@@ -161,10 +161,30 @@ static inline bool key_ok(struct mg_slice k)
     return mg_text_key_ok(k.p, k.len);
 }
 
+/* Does any byte of v fall below 0x21 (space, controls) or equal 0x7f? Exact (the borrow
+ * of the subtraction can only mark bytes above one that is really there). Bytes from 0x80
+ * have their top bit set in v, so ~v keeps them out. */
+static inline bool word_has_bad_key_byte(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t d = v ^ (ones * 0x7f);
+    return (((v - ones * 0x21) & ~v) | ((d - ones) & ~d)) & high;
+}
+
 bool mg_text_key_ok(const char *k, size_t len)
 {
     if (len == 0 || len > MG_KEY_MAX)
         return false;
+    uint64_t v;
+    if (len >= 8) { /* a backend key from a Lua key function: 8 bytes a turn, the last 8 too */
+        for (size_t i = 0; i + 8 < len; i += 8) {
+            memcpy(&v, k + i, 8);
+            if (word_has_bad_key_byte(v))
+                return false;
+        }
+        memcpy(&v, k + len - 8, 8);
+        return !word_has_bad_key_byte(v);
+    }
     for (size_t i = 0; i < len; i++) {
         if (!is_key_byte((unsigned char)k[i]))
             return false;

@@ -36,6 +36,11 @@ struct stats {
     /* the near cache (near.h): gets answered from it, eligible gets it did not have, values
      * stored in it, background refreshes sent, writes that dropped a key from it */
     atomic_uint_fast64_t near_hits, near_misses, near_fills, near_refreshes, near_invalidations;
+    /* the Lua layer's memo of resolutions (lua_memo.h): keys resolved from it, keys whose
+     * functions ran, entries pushed out by new ones, results it may not keep (see
+     * lua_resolve.c); entries held and capacity (gauges of the worker's current state) */
+    atomic_uint_fast64_t lua_memo_hits, lua_memo_misses, lua_memo_evictions, lua_memo_uncacheable;
+    atomic_uint_fast64_t lua_memo_entries, lua_memo_capacity;
     /* client-observed latency by command: from the request's parse to its reply being
      * ready (metrics: mintgate_command_duration_seconds, mintgate_commands_total) */
     struct hist cmd_lat[MG_CMD_UNKNOWN + 1];

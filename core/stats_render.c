@@ -53,6 +53,14 @@ static const struct {
     F(herd_wait_hits), F(herd_wait_timeouts), F(herd_lock_expired),
     F(herd_coalesced), F(herd_marked_stale),  F(herd_sets_refused),
 };
+/* mg.memo's (lua_memo.h): hits, misses, evictions, results not kept, entries, capacity */
+static const struct {
+    const char *name;
+    size_t off;
+} memo_counters[] = {
+    F(lua_memo_hits),        F(lua_memo_misses),  F(lua_memo_evictions),
+    F(lua_memo_uncacheable), F(lua_memo_entries), F(lua_memo_capacity),
+};
 
 #undef F
 
@@ -89,6 +97,8 @@ static void render_general(struct buf *out, uint64_t cfg_generation)
     for (int i = 0; i < nworkers; i++)
         lua_kb += atomic_load_explicit(&workers[i].lua_kb, memory_order_relaxed);
     buf_printf(out, "STAT lua_memory_kb %llu\r\n", (unsigned long long)lua_kb);
+    for (size_t i = 0; i < MG_ARRAY_LEN(memo_counters); i++)
+        stats_line(out, "", memo_counters[i].name, sum_counter(memo_counters[i].off));
     buf_printf(out, "STAT config_generation %llu\r\n", (unsigned long long)cfg_generation);
     buf_printf(out, "STAT threads %d\r\n", nworkers);
     buf_printf(out, "STAT item_size_max %u\r\n", settings.value_max);

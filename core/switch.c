@@ -9,6 +9,7 @@
 
 struct mg_switch switch_table[MG_MAX_SWITCHES];
 atomic_int switch_n;
+atomic_uint_fast64_t switch_gen;
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static unsigned to_share(double percent)
@@ -64,7 +65,9 @@ int switch_set(const char *name, double percent)
     int n = atomic_load(&switch_n);
     for (int i = 0; i < n; i++)
         if (strcmp(switch_table[i].name, name) == 0) {
-            atomic_store(&switch_table[i].share, to_share(percent));
+            /* the fleet poll sets the same value every second: only a change counts */
+            if (atomic_exchange(&switch_table[i].share, to_share(percent)) != to_share(percent))
+                atomic_fetch_add(&switch_gen, 1);
             return MG_OK;
         }
     return MG_ERR;

@@ -29,6 +29,15 @@ int switch_register(const char *name, double percent, const char *fleet_pool,
 /* The registered switches (switch_n of them): switch.c writes them, switch_on reads. */
 extern struct mg_switch switch_table[MG_MAX_SWITCHES];
 extern atomic_int switch_n;
+/* Bumped (after the new value is stored) each time a switch's value changes: whoever kept
+ * an answer computed from switches under an older generation must compute it again (the
+ * Lua layer's memo of resolutions). */
+extern atomic_uint_fast64_t switch_gen;
+
+static inline uint64_t switch_generation(void)
+{
+    return atomic_load_explicit(&switch_gen, memory_order_acquire);
+}
 
 /* FNV-1a, then a final mix so neighbouring keys ("user:1", "user:2") spread evenly. The
  * values are a contract: gateways of a fleet must agree (core/test/test_switch.c pins

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.." || exit 2
 L1="mg.h buf log auth proto_text proto_bin proto_meta meta_render keys ketama config switch health slowlog hotkeys trace near"
 L2="conn backend"
 L3="request dispatch dispatch_near dispatch_int.h route herd stats plugin.h"
-L4="lua_api lua_resolve lua_vm lua_co.h"
+L4="lua_api lua_resolve lua_memo lua_vm lua_co.h"
 L5="main worker admin stats_render fleet metrics metrics_http memstats"
 
 # Known upward includes, as "file:header". worker.h is the context every layer runs in

@@ -1065,6 +1065,25 @@ static void test_key_ok(void)
     CHECK(!mg_text_key_ok("a\0b", 3));
     CHECK(!mg_text_key_ok("a\x7f", 2));
     CHECK(!mg_text_key_ok("\x1f", 1));
+    /* every byte value at every place of keys of 1 to 20 bytes (8 bytes a turn, then one
+     * by one) against the definition: above ' ', not 127 */
+    char k[20];
+    for (size_t len = 1; len <= sizeof(k); len++)
+        for (size_t at = 0; at < len; at++)
+            for (int c = 0; c < 256; c++) {
+                memset(k, 'a', sizeof(k));
+                k[at] = (char)c;
+                bool want = c > ' ' && c != 127;
+                if (mg_text_key_ok(k, len) != want) {
+                    CHECK(mg_text_key_ok(k, len) == want);
+                    return;
+                }
+            }
+    memset(k, 0x80, sizeof(k)); /* high bytes beside a bad one (no borrow in between) */
+    k[9] = ' ';
+    CHECK(!mg_text_key_ok(k, sizeof(k)));
+    k[9] = (char)0xff;
+    CHECK(mg_text_key_ok(k, sizeof(k)));
 }
 
 /* The parser must not keep state between calls or depend on what *req held. */

@@ -41,6 +41,7 @@ local state = {
   hotkeys = nil, -- { top, sample, window, expose_keys, enabled } (mg.hotkeys)
   trace = nil,   -- { path, sample, hash_keys, max_size (bytes) } (mg.trace)
   near = nil,    -- { size (bytes), ttl, hot, max_value (bytes), hot_rps, hot_top } (mg.near)
+  memo = nil,    -- { size (entries per worker) } (mg.memo)
   admin_on_data_port = false,
   admin_public = false,     -- admin listeners may be on non-loopback addresses
   admin_secret_file = nil,  -- path of the file holding the admin secret
@@ -57,6 +58,12 @@ for _, name in ipairs { "newcache", "mint", "publish", "none" } do
   add_policy(name, stale.normalize(name))
 end
 M._state = state
+
+-- With mg.memo, what a key's route and key functions asked besides the key: sw:on notes
+-- switches here, the req table's __index (in C) req fields; the resolver loop reads and
+-- clears it per key (lua/mintgate/resolver.lua).
+local track = { sw = false, cmd = false, other = false }
+M._track = track
 
 local Pool = {}
 Pool.__index = Pool
@@ -584,6 +591,29 @@ function M.stale(spec, named)
   state.stale = stale.normalize(spec, 2)
 end
 
+--- Memoize resolutions: the script promises that its route and key functions are pure,
+-- their answer for a key depending only on the key, req.command (when they read it) and
+-- the switches they ask (sw:on). Each worker then keeps up to `size` resolutions (pool,
+-- policy, backend key) by client key and answers a key it has without calling Lua. A
+-- change of any switch retires the answers that asked one; a function that reads another
+-- req field (req.user, req.client, ...), makes a pool call or raises is not memoized for
+-- that key. See README "Memoized resolutions".
+-- @tparam table t `size`: entries per worker, a whole number from 64 to 16777216
+function M.memo(t)
+  if type(t) ~= "table" then error("mg.memo: expected a table { size = entries }", 2) end
+  for k, v in pairs(t) do
+    if k == "size" then
+      if type(v) ~= "number" or v % 1 ~= 0 or v < 64 or v > 16777216 then
+        error("mg.memo: 'size' must be a whole number from 64 to 16777216", 2)
+      end
+    else
+      error("mg.memo: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  if t.size == nil then error("mg.memo: 'size' is required (entries per worker)", 2) end
+  state.memo = { size = t.size }
+end
+
 --- Set how client keys become backend keys, for every pool without its own `keys`.
 -- @param t a table `{ style = "newcache"|"django"|"prefix", prefix =, version =, flavor =,
 -- hash_long = bool }` (compiled into C), or a `function(key, req)` returning the new key
@@ -766,6 +796,7 @@ end
 -- percentage stays; raising the percentage only adds keys.
 -- @tparam string key
 function Switch:on(key)
+  track.sw = true -- a memoized answer that asked a switch lives while no switch changes
   if ffi_switch_on then return ffi_switch_on(self.id, key, #key) ~= 0 end
   if core then return core.switch_on(self.id, key) end
   -- outside the gateway (config check, unit tests): the declared percentage

@@ -19,7 +19,18 @@
 -- A key's function is its pool's (the route function's pool, else the table's): the
 -- pool's own `keys` function, none when the pool has its own key style table, else the
 -- `mg.keys` function.
+--
+-- With a memo (mg.memo; `track` given), each key's turn also tells what its functions
+-- asked besides the key, as a number: 1 a switch (sw:on), 2 req.command, 4 anything else
+-- of req (req.user, req.client, ...), added up. `track` is the table where sw:on and the
+-- req table's __index note it (fields sw, cmd, other); the loop clears it before each key.
+-- One key: the number is yielded after the policy id; a batch: it is in rs[64 + i]. The
+-- command is never set on req then (cmd is nil): req.command comes from __index, so
+-- reading it is noted.
 local M = {}
+
+-- Keys a batch turn resolves at most (lua_resolve.h's LUA_BATCH_MAX).
+local BATCH_MAX = 64
 
 --- Build the resolver loop.
 -- @param route_fn the script's route function, or nil
@@ -28,8 +39,9 @@ local M = {}
 -- @param policy_ids named policy -> id
 -- @param done the mark a finished turn yields first
 -- @param yield the gateway's coroutine yield
+-- @param track with a memo, the table sw:on and req's __index note reads in; else nil
 -- @return function(req, ks, rs, k, cmd, n, tp): the loop
-function M.new(route_fn, key_fns, key_default, policy_ids, done, yield)
+function M.new(route_fn, key_fns, key_default, policy_ids, done, yield, track)
   local type, error, xpcall, tb = type, error, xpcall, debug.traceback
 
   local function one(req, tp)
@@ -62,6 +74,41 @@ function M.new(route_fn, key_fns, key_default, policy_ids, done, yield)
   end
 
   local function trace(e) return tb(tostring(e), 2) end
+
+  if track then
+    -- what the last key's functions asked (see the header), and a clean slate
+    local function asked()
+      local d = track.sw and 1 or 0
+      if track.cmd then d = d + 2 end
+      if track.other then d = d + 4 end
+      track.sw, track.cmd, track.other = false, false, false
+      return d
+    end
+    return function(req, ks, rs, k, _, n, tp)
+      track.sw, track.cmd, track.other = false, false, false
+      while true do
+        if n then
+          for i = 1, n do
+            req.key = ks[i]
+            local ok, id, key, pid = xpcall(one, trace, req, rs[i])
+            if ok then
+              rs[i] = (id or -1) + 2 + ((pid or -1) + 1) * 65536
+              ks[i] = key or false
+            else
+              rs[i] = 0
+              ks[i] = id
+            end
+            rs[BATCH_MAX + i] = asked()
+          end
+          k, _, n, tp = yield(done)
+        else
+          req.key = k
+          local id, key, pid = one(req, tp)
+          k, _, n, tp = yield(done, id, key, pid, asked())
+        end
+      end
+    end
+  end
 
   return function(req, ks, rs, k, cmd, n, tp)
     while true do

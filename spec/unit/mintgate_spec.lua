@@ -746,6 +746,38 @@ describe("mintgate config module", function()
     end)
   end)
 
+  describe("mg.memo", function()
+    it("takes a size in entries per worker", function()
+      assert.is_nil(mg._state.memo)
+      mg.memo { size = 100000 }
+      assert.same({ size = 100000 }, mg._state.memo)
+      mg.memo { size = 64 }
+      assert.same({ size = 64 }, mg._state.memo)
+      mg.memo { size = 16777216 }
+      assert.same({ size = 16777216 }, mg._state.memo)
+    end)
+
+    it("refuses bad declarations", function()
+      raises(function() mg.memo() end, "mg.memo: expected a table { size = entries }")
+      raises(function() mg.memo(1000) end, "mg.memo: expected a table")
+      raises(function() mg.memo {} end, "mg.memo: 'size' is required (entries per worker)")
+      for _, v in ipairs { 0, 63, 16777217, 100.5, -1, "1000", true, 0 / 0, math.huge } do
+        raises(function() mg.memo { size = v } end,
+          "mg.memo: 'size' must be a whole number from 64 to 16777216")
+      end
+      raises(function() mg.memo { size = 100, bytes = 10 } end, "mg.memo: unknown option 'bytes'")
+      assert.is_nil(mg._state.memo)
+    end)
+
+    it("notes in _track that a switch was asked", function()
+      local sw = mg.switch { name = "s", percent = 50 }
+      local track = mg._track
+      assert.same({ sw = false, cmd = false, other = false }, track)
+      sw:on("k")
+      assert.is_true(track.sw)
+    end)
+  end)
+
   describe("pool calls", function()
     it("outside the gateway raise, pointing at the caller", function()
       local p = mg.pool { name = "main", servers = { "127.0.0.1:1" } }
