@@ -603,4 +603,8 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     b->len += (size_t)n;
     STAT_ADD(c->w->st.bytes_read, (uint64_t)n);
     conn_process_buf(c, b);
+    /* only express replies (nothing queued): out now rather than after the loop's other
+     * events, the same one writev either way */
+    if (MG_UNLIKELY(buf_unread(&c->xout)) && c->head == NULL && !c->closing)
+        conn_flush(c);
 }
