@@ -243,8 +243,8 @@ static MG_ALWAYS_INLINE void send_storage(struct request *r, struct op *op,
             opts = META_STORE_RETURN_CAS; /* its lease's check needs it */
         }
     }
-    if (MG_UNLIKELY(request_is_bin(r))) /* a binary store answers the new CAS */
-        opts |= META_STORE_RETURN_CAS;
+    if (MG_UNLIKELY(request_is_bin(r) || op->near_wf != NULL))
+        opts |= META_STORE_RETURN_CAS; /* a binary store answers it; a near fill keeps it */
     if (buf_reserve(wb, tg->bklen + t->data.len + META_EXTRA) != MG_OK) {
         op_fail(op, OP_FAIL_ERROR, "SERVER_ERROR out of memory");
         return;

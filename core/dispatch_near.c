@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "conn.h"
@@ -275,6 +276,103 @@ static MG_ALWAYS_INLINE void near_value_line(struct buf *o, struct mg_slice k,
     buf_put(o, "\r\n", 2);
 }
 
+/* A classic set, add, replace or cas of a near-cached key: its value, kept until memcached
+ * answers (op->near_wf). */
+struct near_wfill {
+    uint64_t seq; /* the stripe's invalidation count when the write went out */
+    uint64_t gen; /* config generation */
+    uint64_t cas; /* the stored item's, from memcached's reply */
+    double sent;  /* ev_now then: the TTL counts from here */
+    int64_t exptime;
+    uint32_t flags, vlen, grace;
+    int pool;
+    bool stored;
+    uint16_t klen;
+    char data[]; /* key, then value */
+};
+
+/* Keep t's value on op when memcached's STORED may put it in the near cache: a classic
+ * set/add/replace/cas with a reply, of a key the pool's near cache serves, small enough. */
+static void near_write_keep(struct op *op, const struct mg_text_req *t, const struct target *tg)
+{
+    struct request *r = op->req;
+    struct worker *w = r->w;
+    const struct config *cfg = w->cfg;
+    const struct pool *p = tg->pool;
+    if (t->noreply || t->b64 || op->route >= 0 || p == NULL || !p->near ||
+        t->data.len > cfg->near.max_value || tg->plain.len > UINT16_MAX || t->exptime < 0)
+        return;
+    uint64_t hw;
+    uint64_t h = near_hashes(t->key, tg->plain, &hw);
+    if (!near_wanted(cfg, p, t->key, hw))
+        return;
+    struct near_wfill *wf = malloc(sizeof(*wf) + tg->plain.len + t->data.len);
+    if (wf == NULL)
+        return;
+    wf->seq = near_seq(h);
+    wf->gen = cfg->generation;
+    wf->cas = 0;
+    wf->sent = ev_now(w->loop);
+    wf->exptime = t->exptime;
+    wf->flags = t->flags;
+    wf->vlen = t->data.len;
+    wf->grace = tg->pol ? tg->pol->grace : 0;
+    wf->pool = (int)p->id;
+    wf->stored = false;
+    wf->klen = (uint16_t)tg->plain.len;
+    memcpy(wf->data, tg->plain.p, tg->plain.len);
+    memcpy(wf->data + wf->klen, t->data.p, t->data.len);
+    op->near_wf = wf;
+}
+
+void dispatch_near_stored(struct op *op, const struct mg_meta_reply *rep)
+{
+    struct mg_slice v;
+    if (mg_meta_flag(rep->flags, 'c', &v)) {
+        op->near_wf->cas = mg_meta_flag_u64(rep->flags, 'c');
+        op->near_wf->stored = true;
+    }
+}
+
+void dispatch_near_write_fill(struct op *op)
+{
+    struct near_wfill *wf = op->near_wf;
+    struct request *r = op->req;
+    struct worker *w = r->w;
+    const struct config *cfg = w->cfg;
+    op->near_wf = NULL;
+    /* a guarded store (a herd win's) may have been refused or be retracted: no fill */
+    if (wf->stored && op->fail == OP_FAIL_NONE && op->guard == OP_GUARD_NONE &&
+        wf->gen == cfg->generation && (uint32_t)wf->pool < cfg->npools) {
+        /* the item expires exptime after the write (0: never; over 30 days: a unix time);
+         * the entry at most ttl, and a second before the item (memcached's clock) */
+        double ttl = cfg->pools[wf->pool].near_ttl, life = ttl;
+        struct near_meta m = { wf->flags, wf->cas, -1 };
+        if (wf->exptime > 0) {
+            double left = wf->exptime > 2592000
+                              ? (double)wf->exptime - (double)time(NULL)
+                              : (double)wf->exptime - (ev_now(w->loop) - wf->sent);
+            m.item_exp = ev_now(w->loop) + left + wf->grace;
+            life = left - 1 < ttl ? left - 1 : ttl;
+        }
+        char head[72];
+        int hcas = snprintf(head, sizeof(head), " %u %u", m.flags, wf->vlen);
+        int hlen = hcas + snprintf(head + hcas, sizeof(head) - (size_t)hcas, " %llu",
+                                   (unsigned long long)m.cas);
+        uint64_t h = near_hash(wf->data, wf->klen);
+        double now = ev_now(w->loop);
+        /* seq + 1: this write's own invalidation (op_finish, just before) and no other */
+        if (life > 0 && near_fill(h, wf->seq + 1, wf->gen, wf->pool, wf->data, wf->klen, &m, head,
+                                  (uint8_t)hlen, (uint8_t)hcas, wf->data + wf->klen, wf->vlen,
+                                  now + life, now + life / 2)) {
+            STAT_INC(w->st.near_fills);
+            if ((uint32_t)wf->pool < w->npool_herd)
+                STAT_INC(w->pool_herd[wf->pool].near_fills);
+        }
+    }
+    free(wf);
+}
+
 void dispatch_near_write(struct op *op, const struct mg_text_req *t, const struct target *tg)
 {
     enum mg_cmd cmd = t->cmd;
@@ -285,6 +383,8 @@ void dispatch_near_write(struct op *op, const struct mg_text_req *t, const struc
     op->near_h = near_hash(tg->plain.p, tg->plain.len);
     if (op->req->c)
         op->req->c->near_writes++; /* op_finish counts it down */
+    if (cmd == MG_CMD_SET || cmd == MG_CMD_ADD || cmd == MG_CMD_REPLACE || cmd == MG_CMD_CAS)
+        near_write_keep(op, t, tg);
 }
 
 bool dispatch_near_get(struct request *r, struct op *op, const struct mg_text_req *t,

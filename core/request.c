@@ -86,6 +86,7 @@ int request_ops(struct request *r, uint32_t n)
         op->guard = OP_GUARD_NONE;
         op->no_wait = false;
         op->near_fill = op->near_inval = false;
+        op->near_wf = NULL;
         op->ckey = (struct mg_slice){ NULL, 0 };
         op->pool = -1;
         op->route = -1;
@@ -394,6 +395,8 @@ void op_finish(struct op *op)
             r->c->near_writes--;
         if (near_invalidate(op->near_h))
             STAT_INC(r->w->st.near_invalidations);
+        if (MG_UNLIKELY(op->near_wf != NULL))
+            dispatch_near_write_fill(op); /* its own value, when nothing else came between */
     } else if (MG_UNLIKELY(r->cmd == MG_CMD_FLUSH_ALL) && near_ready()) {
         near_clear();
     }
@@ -716,6 +719,8 @@ void op_reply(struct op *op, const struct mg_meta_reply *rep)
     op->vlen = s == MG_R_VA ? rep->data.len : 0;
     if (MG_UNLIKELY(op->near_fill) && s == MG_R_VA)
         dispatch_near_fill(op, rep);
+    if (MG_UNLIKELY(op->near_wf != NULL) && s == MG_R_HD)
+        dispatch_near_stored(op, rep);
     if (op->pol && is_retrieval(r->cmd)) { /* a classic get under a staleness policy */
         struct op *f = herd_unlead(r->w, op);
         herd_answer(op, rep, herd_on_get_reply(op, rep));

@@ -89,6 +89,8 @@ struct op {
      * the backend key in key), or a write that drops the key (hash near_h) once done */
     bool near_fill, near_inval;
     uint64_t near_h, near_seq;
+    struct near_wfill *near_wf; /* a write whose value fills the near cache once STORED
+                                 * (dispatch_near.c), or NULL */
 };
 
 /* The pieces of one get line taken MG_GET_CHUNK_KEYS keys at a time: the last piece's
@@ -175,6 +177,11 @@ void dispatch_explain(struct conn *c, enum mg_cmd cmd, struct mg_slice key);
  * straight into c's express buffer (no request object) and *used is set: returns true.
  * Anything else returns false and is parsed and dispatched as usual. */
 bool dispatch_near_express(struct conn *c, const char *p, size_t n, size_t *used);
+/* A write whose value may fill the near cache (op->near_wf) was stored (rep: HD, with the
+ * item's new CAS); op_finish then fills it, unless another write of its stripe came
+ * between (dispatch_near_write_fill frees op->near_wf either way). */
+void dispatch_near_stored(struct op *op, const struct mg_meta_reply *rep);
+void dispatch_near_write_fill(struct op *op);
 /* A get marked to fill the near cache got rep (a VA): store it if it may be (near.h). */
 void dispatch_near_fill(struct op *op, const struct mg_meta_reply *rep);
 /* A store was refused as too large: drop the key's old value, as memcached does (the

@@ -203,7 +203,7 @@ describe("near cache", function()
       assert.equal("u", c:value("user:1"))
     end
     local st = near_stats(gw.port)
-    assert.equal(4, st["pool:main:near_hits"]) -- the feed key's reads after its fill
+    assert.equal(5, st["pool:main:near_hits"]) -- the feed key's reads: its set filled it
     assert.equal(0.5, st["pool:main:near_ttl"])
     assert.equal("yes", st.near_hot)
     -- behind the gateway's back: served near at most half a second longer
@@ -312,6 +312,52 @@ describe("near cache", function()
     socket.sleep(0.3) -- the gateway reads the end while its replies wait for the socket
     for i = 1, 60 do assert.equal(big, h:get_reply()["p:big"].value, "reply " .. i) end
     assert.is_true(h:closed())
+    E:stop(gw)
+  end)
+
+  it("a write through the gateway fills the near cache with its own value once stored", function()
+    local gw = E:gateway { threads = 2, config = config(mcs, '{ ttl = 5, prefixes = { "p:" } }') }
+    local cs = {}
+    for i = 1, 3 do cs[i] = E:client(gw.port, { name = "w" .. i }) end
+    local function mc_gets()
+      local n = 0
+      for _, m in ipairs(mcs) do
+        local d = client.connect(m.port)
+        n = n + tonumber(d:stats().cmd_get)
+        d:close()
+      end
+      return n
+    end
+    assert.equal("STORED", cs[1]:set("p:w", "v1", 7, 100))
+    local before, n0 = mc_gets(), near_stats(gw.port)
+    for _, c in ipairs(cs) do assert.equal("v1", c:value("p:w")) end
+    local items = cs[2]:gets("p:w")
+    assert.equal(7, items["p:w"].flags)
+    assert.equal(before, mc_gets(), "the reads after the set went to memcached")
+    assert.equal(4, near_stats(gw.port).near_hits - n0.near_hits)
+    -- the CAS kept with it is memcached's: a cas with it stores
+    assert.equal("STORED", cs[3]:cmd(string.format("cas p:w 7 100 2 %s\r\nv2", items["p:w"].cas)))
+    assert.equal("v2", cs[1]:value("p:w"))
+    -- the item's own TTL bounds it: set for 2 s, near for at most 1 s of it, then memcached's
+    assert.equal("STORED", cs[1]:set("p:t", "short", 0, 2))
+    assert.equal("short", cs[2]:value("p:t"))
+    socket.sleep(2.3)
+    assert.is_nil(cs[2]:value("p:t"))
+    -- two clients writing one key at once: what the near cache answers afterwards is what
+    -- memcached holds (a write's fill is refused when another write came between)
+    for round = 1, 20 do
+      for i = 1, 2 do
+        local buf = {}
+        for j = 1, 30 do
+          local v = string.format("r%d-c%d-%02d", round, i, j)
+          buf[#buf + 1] = string.format("set p:r 0 100 %d\r\n%s\r\n", #v, v)
+        end
+        cs[i]:send(table.concat(buf))
+      end
+      for i = 1, 2 do for _ = 1, 30 do assert.equal("STORED", cs[i]:line()) end end
+      local want = client.value_on(mcs[1].port, "p:r") or client.value_on(mcs[2].port, "p:r")
+      for _, c in ipairs(cs) do assert.equal(want, c:value("p:r"), "round " .. round) end
+    end
     E:stop(gw)
   end)
 end)
