@@ -180,11 +180,6 @@ static ssize_t conn_write_some(struct conn *c)
     struct iovec iov[CONN_IOV];
     int n = 0;
     size_t skip = c->wpos;
-    if (MG_UNLIKELY(buf_unread(&c->xout))) { /* the express lane's, before any request */
-        iov[0].iov_base = buf_head(&c->xout);
-        iov[0].iov_len = buf_unread(&c->xout);
-        n = 1;
-    }
     /* pieces strictly in order; stop at the first that does not fit */
     for (struct request *r = c->head; r && r->done; r = r->next) {
         for (uint32_t i = 0; i < r->nops; i++) {
@@ -206,20 +201,37 @@ full:
     return w;
 }
 
+/* Write the express buffer (it goes before any queued request). Returns false when c must
+ * wait (socket full: the write watcher is on) or was closed; the buffer has len 0 once all
+ * of it is out (conn_flush tests only that). */
+static bool conn_flush_xout(struct conn *c)
+{
+    ssize_t w = write(c->fd, buf_head(&c->xout), buf_unread(&c->xout));
+    if (w < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+            ev_io_start(c->w->loop, &c->wio);
+            return false;
+        }
+        log_debug("client %s: write: %s", c->peer, strerror(errno));
+        conn_close(c);
+        return false;
+    }
+    STAT_ADD(c->w->st.bytes_written, (uint64_t)w);
+    c->ready_bytes -= (size_t)w;
+    c->xout.off += (size_t)w;
+    if (buf_unread(&c->xout)) {
+        ev_io_start(c->w->loop, &c->wio); /* a short write: the socket is full */
+        return false;
+    }
+    c->xout.off = c->xout.len = 0;
+    if (c->xout.cap > CONN_XOUT_KEEP)
+        buf_free(&c->xout); /* a burst's buffer goes; a small one stays for the next */
+    return true;
+}
+
 /* Account for w written bytes: pop every request whose reply went out completely. */
 static void conn_consume(struct conn *c, size_t w)
 {
-    size_t x = buf_unread(&c->xout);
-    if (MG_UNLIKELY(x)) {
-        if (w < x) {
-            c->xout.off += w;
-            return;
-        }
-        w -= x;
-        c->xout.off = c->xout.len = 0;
-        if (c->xout.cap > CONN_XOUT_KEEP)
-            buf_free(&c->xout); /* a burst's buffer goes; a small one stays for the next */
-    }
     while (c->head && c->head->done) {
         size_t left = c->head->outlen - c->wpos;
         if (w < left) {
@@ -242,6 +254,8 @@ void conn_flush(struct conn *c)
             conn_free(c);
         return;
     }
+    if (MG_UNLIKELY(c->xout.len) && !conn_flush_xout(c))
+        return;
     for (;;) {
         conn_consume(c, 0); /* drop finished requests with empty replies */
         ssize_t w = conn_write_some(c);
@@ -262,8 +276,7 @@ void conn_flush(struct conn *c)
         conn_close(c);
         return;
     }
-    if (c->paused && c->nreq < CONN_MAX_PIPELINE / 2 &&
-        c->ready_bytes + buf_unread(&c->xout) < CONN_MAX_READY / 2 &&
+    if (c->paused && c->nreq < CONN_MAX_PIPELINE / 2 && c->ready_bytes < CONN_MAX_READY / 2 &&
         c->inflight_keys <= c->window / 2) {
         c->paused = false;
         ev_io_start(c->w->loop, &c->rio);
@@ -286,7 +299,7 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 /* True when c must stop reading for now: too much queued (backpressure). */
 static bool conn_full(struct conn *c)
 {
-    if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes + buf_unread(&c->xout) >= CONN_MAX_READY ||
+    if (c->nreq >= CONN_MAX_PIPELINE || c->ready_bytes >= CONN_MAX_READY ||
         c->inflight_keys >= c->window) {
         c->paused = true;
         ev_io_stop(c->w->loop, &c->rio);
@@ -590,7 +603,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     ssize_t n = read(c->fd, b->data + b->len, b->cap - b->len);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    if (n == 0 && (c->head || buf_unread(&c->xout))) {
+    if (n == 0 && (c->head || c->xout.len)) {
         /* half-close (printf ... | nc): answer what was asked, then close */
         c->close_after_flush = true;
         ev_io_stop(c->w->loop, &c->rio);
@@ -605,6 +618,6 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     conn_process_buf(c, b);
     /* only express replies (nothing queued): out now rather than after the loop's other
      * events, the same one writev either way */
-    if (MG_UNLIKELY(buf_unread(&c->xout)) && c->head == NULL && !c->closing)
+    if (MG_UNLIKELY(c->xout.len) && c->head == NULL && !c->closing)
         conn_flush(c);
 }

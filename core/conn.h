@@ -26,11 +26,11 @@ struct conn {
     struct buf rbuf;
     struct request *head, *tail; /* FIFO of requests, in arrival order */
     uint32_t nreq;               /* in the FIFO */
-    size_t ready_bytes;          /* reply bytes of done requests not yet written */
+    size_t ready_bytes;          /* reply bytes of done requests (and xout) not yet written */
     size_t wpos;                 /* bytes of head's reply already written */
     struct buf xout;             /* replies of the near cache's express lane, all of them
                                   * before any request queued (only added to while the queue
-                                  * is empty); written first */
+                                  * is empty); written first; len 0 once all is written */
     uint64_t swallow;            /* data bytes still to drop (value too large) */
     uint32_t inflight_keys;      /* keys of its requests not answered yet */
     uint32_t near_writes;        /* its writes in flight that drop a near cache key once done

@@ -506,7 +506,7 @@ bool dispatch_near_express(struct conn *c, const char *p, size_t n, size_t *used
     int pid = (int)pool->id;
     bool refresh, gets = ks == 5;
     struct buf *o = &c->xout;
-    size_t mark = o->len;
+    size_t mark = buf_unread(o); /* a reserve may move the unread bytes to the front */
     if (buf_reserve(o, k.len + 16) != MG_OK)
         return false;
     buf_put(o, "VALUE ", 6);
@@ -514,9 +514,12 @@ bool dispatch_near_express(struct conn *c, const char *p, size_t n, size_t *used
     if (!near_lookup_reply(h, cfg->generation, pid, tg.plain.p, tg.plain.len, ev_now(w->loop), o,
                            gets, &refresh) ||
         buf_append(o, "END\r\n", 5) != MG_OK) {
-        o->len = mark; /* a miss: the usual path asks memcached */
+        o->len = o->off + mark; /* a miss: the usual path asks memcached */
+        if (mark == 0)
+            o->off = o->len = 0; /* empty means len 0 (conn.c tests only that) */
         return false;
     }
+    c->ready_bytes += buf_unread(o) - mark;
     w->near_pre.p = NULL;
     if (refresh) {
         tg.pool = pool;
