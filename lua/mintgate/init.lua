@@ -63,6 +63,7 @@ M._state = state
 -- switches here, the req table's __index (in C) req fields; the resolver loop reads and
 -- clears it per key (lua/mintgate/resolver.lua).
 local track = { sw = false, cmd = false, other = false }
+local memo_on = false -- mg.memo was declared: Switch:on notes that it was asked
 M._track = track
 
 local Pool = {}
@@ -612,6 +613,7 @@ function M.memo(t)
   end
   if t.size == nil then error("mg.memo: 'size' is required (entries per worker)", 2) end
   state.memo = { size = t.size }
+  memo_on = true
 end
 
 --- Set how client keys become backend keys, for every pool without its own `keys`.
@@ -796,7 +798,9 @@ end
 -- percentage stays; raising the percentage only adds keys.
 -- @tparam string key
 function Switch:on(key)
-  track.sw = true -- a memoized answer that asked a switch lives while no switch changes
+  -- a memoized answer that asked a switch lives while no switch changes (no store without
+  -- a memo: this runs per key)
+  if memo_on then track.sw = true end
   if ffi_switch_on then return ffi_switch_on(self.id, key, #key) ~= 0 end
   if core then return core.switch_on(self.id, key) end
   -- outside the gateway (config check, unit tests): the declared percentage

@@ -769,10 +769,13 @@ describe("mintgate config module", function()
       assert.is_nil(mg._state.memo)
     end)
 
-    it("notes in _track that a switch was asked", function()
+    it("notes in _track that a switch was asked, once mg.memo is declared", function()
       local sw = mg.switch { name = "s", percent = 50 }
       local track = mg._track
       assert.same({ sw = false, cmd = false, other = false }, track)
+      sw:on("k")
+      assert.is_false(track.sw) -- without a memo nothing is noted (a store per key saved)
+      mg.memo { size = 64 }
       sw:on("k")
       assert.is_true(track.sw)
     end)
