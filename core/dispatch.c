@@ -252,6 +252,8 @@ static MG_ALWAYS_INLINE void send_storage(struct request *r, struct op *op,
     meta_render_store(wb, tg->bkey, tg->bklen, t->data, t->flags, ttl, modes[t->cmd], has_cas, cas,
                       opts);
     backend_push(tg->b, op);
+    if (MG_UNLIKELY(op->guard == OP_GUARD_LEASE))
+        herd_guard_sent(op); /* its lease's check, right behind it */
 }
 
 /* delete, incr, decr, touch */

@@ -26,10 +26,14 @@
  *             the item's stores the value marked stale, so the next reader wins again).
  *             EX/NF: someone wrote or deleted since the win, and the value is dropped;
  *   cold win  the lease add answers its CAS; the winner's store returns its own (ms c),
- *             then md <lease> C<lease cas> releases the lease. HD: it was intact, the value
- *             stands. NF/EX: a write revoked it (or it expired, or is another reader's) while
- *             the winner regenerated: md <key> C<store cas> retracts the value, unless
- *             someone stored since;
+ *             and md <lease> C<lease cas>, pipelined right behind it, releases the lease.
+ *             HD: it was intact, the value stands. NF/EX: a write revoked it (or it expired,
+ *             or is another reader's) while the winner regenerated: md <key> C<store cas>
+ *             retracts the value, unless someone stored since. The check goes right behind
+ *             the store, not after its reply: every write the winner's connection sends
+ *             later revokes the lease behind the check, and a write that changes nothing
+ *             (an add finding the value, a cas or md C with a wrong CAS) must not pass
+ *             for one the value predates;
  *   revoke    with leases in the policy (wait > 0), every other store or delete of the key
  *             through any gateway deletes its lease first, on the key's own backend
  *             connection: one more backend command per write in such pools. */
@@ -355,8 +359,9 @@ void herd_forget(struct op *op)
 
 /* Delete key's lease on b (the key's own connection, so it keeps its place among the key's
  * commands): the value is in, so the next cold miss does not wait for nothing; or a write
- * revokes it. has_cas: only the lease of that CAS, and on_done(r) gets the answer. */
-static void lease_release(struct worker *w, struct backend *b, const char *key, size_t klen,
+ * revokes it. has_cas: only the lease of that CAS, and on_done(r) gets the answer.
+ * Returns false when it could not be sent (udata, on_done's, is then freed here). */
+static bool lease_release(struct worker *w, struct backend *b, const char *key, size_t klen,
                           bool has_cas, uint64_t cas, void (*on_done)(struct request *r),
                           void *udata)
 {
@@ -367,16 +372,19 @@ static void lease_release(struct worker *w, struct backend *b, const char *key, 
     if (r) {
         meta_render_delete(&b->wbuf, lk, n, has_cas, cas);
         request_one_send(r);
-        return;
+        return true;
     }
     if (why == OP_FAIL_DOWN)
         STAT_INC(w->st.backend_errors);
     free(udata); /* on_done's, never called */
+    return false;
 }
 
-/* A lease winner's stored value, checked once its lease's conditional release answers. */
+/* A lease winner's stored value, checked once its lease's conditional release answers.
+ * Owned by that release's request (its udata); the store's op points to it until the
+ * store's reply, which comes first (the same backend connection, in order). */
 struct lease_check {
-    uint64_t cas; /* of the winner's stored item */
+    uint64_t cas; /* of the winner's stored item: 0 until (or unless) it is stored */
     int pool;
     uint32_t grace;
     bool mark_stale;
@@ -387,13 +395,14 @@ struct lease_check {
 /* The answer to md <lease> C<cas> (r's op; r->udata the lease_check, both freed here). NF
  * or EX: the lease was revoked by a write (or expired, or is another reader's now) while
  * its winner regenerated, so the value may predate that write: retract it, as the pool
- * deletes (a delete, or a mark under mark_stale), unless someone stored since (C<cas>). */
+ * deletes (a delete, or a mark under mark_stale), unless someone stored since (C<cas>).
+ * Nothing to retract when the store did not store (or its reply was lost). */
 static void lease_checked(struct request *r)
 {
     struct lease_check *lc = r->udata;
     struct op *op = &r->ops[0];
     struct worker *w = r->w;
-    if (op->status == MG_R_NF || op->status == MG_R_EX) {
+    if (lc->cas != 0 && (op->status == MG_R_NF || op->status == MG_R_EX)) {
         struct backend *b = op->be;
         enum op_fail why;
         struct request *rr = request_one(w, b, lc->klen, NULL, NULL, &why);
@@ -640,6 +649,7 @@ void herd_guard_write(struct op *op, const struct stale_policy *pol, enum mg_cmd
         if ((hot || cold) && l->cas != 0) {
             op->guard = hot ? OP_GUARD_WIN : OP_GUARD_LEASE;
             op->guard_cas = l->cas;
+            op->lease_check = NULL; /* herd_guard_sent's */
         }
         if (store && l->gen == w->cfg->generation)
             regen_measured(w, l->pool, ev_now(w->loop) - l->since);
@@ -651,31 +661,41 @@ void herd_guard_write(struct op *op, const struct stale_policy *pol, enum mg_cmd
         lease_release(w, be, key, klen, false, 0, NULL, NULL);
 }
 
-bool herd_on_guarded_reply(struct op *op, const struct mg_meta_reply *rep)
+void herd_guard_sent(struct op *op)
 {
+    if (op->guard != OP_GUARD_LEASE || op->be == NULL)
+        return;
     struct worker *w = op->req->w;
-    if (op->guard == OP_GUARD_WIN) {
-        if (rep->status != MG_R_EX && rep->status != MG_R_NF)
-            return false;
-        HERD_COUNT(w, op->pool, sets_refused);
-        return true;
-    }
-    uint64_t cas = cas_of(rep->flags);
-    if (rep->status != MG_R_HD || op->be == NULL)
-        return false;
-    struct lease_check *lc = cas ? malloc(sizeof(*lc)) : NULL;
     size_t klen = buf_unread(&op->key);
+    struct lease_check *lc = malloc(sizeof(*lc));
     if (lc == NULL) { /* cannot check it: release the lease as an unguarded store does */
+        op->guard = OP_GUARD_NONE;
         lease_release(w, op->be, buf_head(&op->key), klen, false, 0, NULL, NULL);
-        return false;
+        return;
     }
-    lc->cas = cas;
+    lc->cas = 0;
     lc->pool = op->pool;
     lc->grace = op->pol->grace;
     lc->mark_stale = op->pol->mark_stale;
     lc->klen = (uint8_t)klen;
     memcpy(lc->key, buf_head(&op->key), klen);
-    lease_release(w, op->be, lc->key, klen, true, op->guard_cas, lease_checked, lc);
+    if (lease_release(w, op->be, lc->key, klen, true, op->guard_cas, lease_checked, lc))
+        op->lease_check = lc;
+    else
+        op->guard = OP_GUARD_NONE; /* the lease ends by itself */
+}
+
+bool herd_on_guarded_reply(struct op *op, const struct mg_meta_reply *rep)
+{
+    if (op->guard == OP_GUARD_WIN) {
+        if (rep->status != MG_R_EX && rep->status != MG_R_NF)
+            return false;
+        HERD_COUNT(op->req->w, op->pool, sets_refused);
+        return true;
+    }
+    /* the lease's check is on the wire behind this store and answers after it */
+    if (rep->status == MG_R_HD && op->lease_check)
+        op->lease_check->cas = cas_of(rep->flags);
     return false;
 }
 

@@ -67,10 +67,16 @@ void herd_on_stored(struct worker *w, const char *key, size_t klen);
 void herd_guard_write(struct op *op, const struct stale_policy *pol, enum mg_cmd cmd,
                       struct backend *be, const char *key, size_t klen);
 
+/* op's store has just been queued on its backend: a lease store (OP_GUARD_LEASE) sends its
+ * lease's conditional release right behind it, on the same connection, so that no later
+ * write can revoke the lease between the two; the release's answer retracts the value if
+ * the lease was revoked before. Anything else: nothing. */
+void herd_guard_sent(struct op *op);
+
 /* The reply to a guarded store (op->guard set). Returns true when memcached refused a hot
  * win's store (EX, NF: a write or delete came since the win): the client is answered
- * STORED all the same. A lease store's HD sends its lease's conditional release, and a
- * retraction of the value if the lease turns out revoked; the reply stands as it is. */
+ * STORED all the same. A lease store's HD hands its CAS to the lease's check (sent by
+ * herd_guard_sent, answered next); the reply stands as it is. */
 bool herd_on_guarded_reply(struct op *op, const struct mg_meta_reply *rep);
 
 /* Walking the worker's waits (to know which backends they still need). */

@@ -14,6 +14,7 @@ struct backend;
 struct worker;
 struct stale_policy;
 struct herd_wait;
+struct lease_check;
 
 /* Where a resolver (the plug-in, plugin.h) sends one key: engine concepts. */
 #define RES_TABLE (-1)  /* pool: the prefix table decides; policy: the pool's own */
@@ -91,6 +92,9 @@ struct op {
     uint64_t near_h, near_seq;
     struct near_wfill *near_wf; /* a write whose value fills the near cache once STORED
                                  * (dispatch_near.c), or NULL */
+    /* guard OP_GUARD_LEASE: its lease's check, sent right behind it (herd.c), owned by the
+     * check's request; valid until this op's reply, which comes first */
+    struct lease_check *lease_check;
 };
 
 /* The pieces of one get line taken MG_GET_CHUNK_KEYS keys at a time: the last piece's

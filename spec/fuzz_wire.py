@@ -20,6 +20,9 @@ every key, its express lane included). In each round:
 A wrong or missing reply (5 s), an error for a well-formed command, the gateway dying,
 a sanitizer report in its log or a bad exit on SIGTERM fails the run (exit 1). The same
 --seed gives the same traffic on every connection (timing aside). Standard library only.
+On a checker's failure, <log dir>/checker-<round>-<id>.log holds, for each key of the
+failing command, the last HISTORY commands sent and replies received on it (with times
+since the round began), and hostile-<round>.log the hostile traffic just before.
 
   python3 spec/fuzz_wire.py --seconds 60 --seed 7 --bin ./mintgate-asan
   python3 spec/fuzz_wire.py --safe      # without the mutation families known to desync
@@ -40,6 +43,7 @@ import tempfile
 import time
 
 REPLY_TIMEOUT = 5.0
+HISTORY = 200  # commands and replies kept per checker key, written out on failure
 SANITIZER_RE = re.compile(rb"ERROR: AddressSanitizer|runtime error:|LeakSanitizer")
 # A backend reply the gateway could not parse: a client's bytes broke a shared connection.
 DESYNC_RE = re.compile(rb"unparsable reply")
@@ -354,11 +358,33 @@ class Checker(Conn):
         self.batch = []
         self.ops = 0
         self.sent = 0
+        self.gen_keys = []  # the keys of the command being generated
+        self.hist = collections.defaultdict(lambda: collections.deque(maxlen=HISTORY))
 
     def key(self, n):
         return "chk%d:%d" % (self.ident, n)
 
+    def note(self, keys, what):
+        """A line of the per-key history (dumped on failure: dump_history)."""
+        t = time.time() - self.fz.start
+        for k in dict.fromkeys(keys):
+            self.hist[k].append("+%.3fs %s" % (t, what))
+
+    def dump_history(self, exp):
+        """Write every command sent and reply received for the keys of exp's command (the
+        last HISTORY of each) to <log dir>/checker-<round>-<id>.log; returns its path."""
+        path = os.path.join(self.fz.args.log_dir, "checker-%s-%d.log" % (self.fz.round, self.ident))
+        with open(path, "w") as f:
+            for k in getattr(exp, "keys", None) or sorted(self.hist):
+                f.write("== %s (model: %s)\n" % (k, self.model[k].describe() if k in self.model
+                                                   else "missing"))
+                for line in self.hist.get(k, ()):
+                    f.write(line + "\n")
+        return path
+
     def fail(self, exp, got):
+        self.note(getattr(exp, "keys", ()), "FAILED: want %s, got %s" % (exp.want, short(got, 200)))
+        log("checker %d: history of its keys: %s" % (self.ident, self.dump_history(exp)))
         raise Failure("round %s, checker %d: command %s (in a batch of %s)\n  expected: %s\n"
                       "  got:      %s" % (self.fz.round, self.ident, short(exp.cmd, 200),
                                           " | ".join(short(c, 60) for c in self.batch),
@@ -374,7 +400,9 @@ class Checker(Conn):
     # -- generation: each returns (bytes, [Expect]) and updates the model in order --------
 
     def rand_key(self):
-        return self.key(self.rng.randrange(self.nkeys))
+        k = self.key(self.rng.randrange(self.nkeys))
+        self.gen_keys.append(k)
+        return k
 
     def gen(self):
         rng = self.rng
@@ -388,6 +416,7 @@ class Checker(Conn):
                 res = fn()
                 if res:
                     return res
+                self.gen_keys = []
                 return self.op_set()
             r -= w
         return self.op_set()
@@ -498,6 +527,7 @@ class Checker(Conn):
             good = False
         else:
             k = rng.choice(sorted(cands))
+            self.gen_keys.append(k)
             cur = self.model[k]
             good = rng.random() < 0.75
             casv = cur.cas if good else cur.cas + rng.randrange(1, 1000)
@@ -628,7 +658,11 @@ class Checker(Conn):
         data = bytearray()
         self.batch = []
         for _ in range(n):
+            self.gen_keys = []
             cmd, ex = self.gen()
+            for e in ex:
+                e.keys = self.gen_keys
+            self.note(self.gen_keys, "sent %s" % short(cmd, 200))
             data += cmd
             self.batch.append(cmd)
             self.expect.extend(ex)
@@ -652,6 +686,7 @@ class Checker(Conn):
             r = self.parse(self.expect[0], pos)
             if r is None:
                 break
+            self.note(getattr(self.expect[0], "keys", ()), "got  %s" % short(self.inbuf[pos:r], 200))
             pos = r
             self.expect.popleft()
             self.ops += 1
@@ -1037,7 +1072,11 @@ class BinChecker(Checker):
         r = self.rng.randrange(sum(w for _, w in ops))
         for fn, w in ops:
             if r < w:
-                return fn() or self.b_store()
+                res = fn()
+                if res:
+                    return res
+                self.gen_keys = []
+                return self.b_store()
             r -= w
         return self.b_store()
 
@@ -1157,6 +1196,7 @@ class BinChecker(Checker):
             cur, good, casv = self.model.get(k), False, rng.randrange(1 << 41, 1 << 42)
         else:
             k = rng.choice(sorted(cands))
+            self.gen_keys.append(k)
             cur = self.model[k]
             good = rng.random() < 0.75
             casv = cur.cas if good else cur.cas + rng.randrange(1, 1000)

@@ -130,6 +130,31 @@ describe("stale set: a cold win through one gateway (one worker)", function()
     assert.equal(before.sets_refused, after.sets_refused, "nothing was refused")
     assert.equal(1, after.wait_hits - before.wait_hits, "wait_hits")
   end)
+
+  -- A write that comes after the winner's store and changes nothing (an add that finds
+  -- the value, a cas with a wrong CAS, an md C<other>) still revokes the lease. The lease's
+  -- check must not take that revocation for one the value predates and retract a value
+  -- nobody overwrote (found by the wire fuzzer: a set, then an add pipelined behind it;
+  -- the next get missed).
+  for _, case in ipairs {
+    { "an add", "add %s 0 100 5\r\nother\r\n", "NOT_STORED" },
+    { "a cas with a wrong CAS", "cas %s 0 100 5 1\r\nother\r\n", "EXISTS" },
+    { "an md with a wrong CAS", "md %s C1\r\n", "EX" },
+  } do
+    it("the winner's own " .. case[1] .. " pipelined behind its set keeps the value", function()
+      local key = "cold:own:" .. case[3]
+      local a = E:client(gw.port, { name = "a" })
+      local before = herd_stats(gw.port)
+      assert.same({}, a:get(key), "a takes the lease (a miss)")
+      a:send("set " .. key .. " 0 100 5\r\nfresh\r\n" .. case[2]:format(key))
+      assert.equal("STORED", a:line())
+      assert.equal(case[3], a:line())
+      env.sleep(0.2) -- a retraction would have landed by now
+      assert.equal("fresh", on_backend(mc, key), "the value was retracted")
+      assert.equal("fresh", a:value(key))
+      assert.equal(before.sets_refused, herd_stats(gw.port).sets_refused, "sets_refused")
+    end)
+  end
 end)
 
 describe("stale set: a winner that stores in its lease's last second", function()
