@@ -235,7 +235,11 @@ static void lock_start(struct op *op, uint64_t cas, uint32_t lock, bool lease,
     l->w = w;
     l->lease = lease;
     l->guard = op->pol->guard;
-    l->conn = op->req->c ? op->req->c->serial : 0;
+    /* no_wait: the winner's connection wrote the key after its get went out, before the win
+     * came back. That write was the one to end the win (herd_guard_write), and it found none:
+     * the win is over, and a later store of that connection is not the regeneration's (held
+     * for it, it would be guarded against a lease that write revoked, or a CAS it changed) */
+    l->conn = op->req->c && !op->no_wait ? op->req->c->serial : 0;
     l->server = op->be ? op->be->server_id : UINT32_MAX;
     l->gen = w->cfg->generation;
     l->pool = op->pool;
@@ -722,6 +726,11 @@ static enum herd_verdict verdict(struct op *op, const struct mg_meta_reply *rep,
         op->herd_lease = false;
         if (rep->status == MG_R_HD) { /* ours: this client regenerates */
             HERD_COUNT(w, op->pool, wins);
+            if (op->no_wait) { /* but its own write came since (lock_start): the win is over */
+                lease_release(w, op->be, buf_head(&op->key), buf_unread(&op->key), true,
+                              cas_of(rep->flags), NULL, NULL);
+                return HERD_MISS;
+            }
             lock_start(op, cas_of(rep->flags), pol->lock ? pol->lock : 1, true, NULL);
             return HERD_MISS;
         }

@@ -155,6 +155,36 @@ describe("stale set: a cold win through one gateway (one worker)", function()
       assert.equal(before.sets_refused, herd_stats(gw.port).sets_refused, "sets_refused")
     end)
   end
+  -- A write the winner's connection pipelines right behind its get is sent before the
+  -- lease's add answers: it ends a win not yet handed out (and revokes the lease, maybe
+  -- before the add). The win must not then be held for that connection's later stores:
+  -- guarded against a lease long revoked, a set after someone's delete was retracted
+  -- (found by the wire fuzzer, near round, seed 7: get, ms pipelined; set, then mg missed).
+  for _, case in ipairs {
+    { "ms", "ms %s 5 T0\r\nfirst\r\n", "HD", "DELETED" },
+    { "set", "set %s 0 0 5\r\nfirst\r\n", "STORED", "DELETED" },
+    { "delete", "delete %s\r\n", "NOT_FOUND", "NOT_FOUND" },
+  } do
+    it("a " .. case[1] .. " pipelined behind the winner's get ends its win", function()
+      local key = "cold:pipe:" .. case[1]
+      local a, b = E:client(gw.port, { name = "a" }), E:client(gw.port, { name = "b" })
+      local before = herd_stats(gw.port)
+      a:send("get " .. key .. "\r\n" .. case[2]:format(key))
+      assert.same({}, a:get_reply(), "a takes the lease (a miss)")
+      assert.equal(case[3], a:line())
+      env.sleep(0.05) -- the lease's add has answered
+      local d = client.connect(mc.port)
+      local lease = d:cmd("mg mintgate:lease:" .. key .. " v")
+      d:close()
+      assert.equal(case[4], b:cmd("delete " .. key))
+      assert.equal("STORED", a:set(key, "fresh", 0, 100))
+      env.sleep(0.2) -- a retraction would have landed by now
+      assert.equal("fresh", on_backend(mc, key), "a's set after the delete was retracted")
+      assert.equal("fresh", a:value(key))
+      assert.equal(before.sets_refused, herd_stats(gw.port).sets_refused, "sets_refused")
+      assert.equal("EN", lease, "the lease was left (its win is over)")
+    end)
+  end
 end)
 
 describe("stale set: a winner that stores in its lease's last second", function()
@@ -286,6 +316,20 @@ describe("stale set: a hot win past the TTL (mint: grace 30)", function()
     local after = herd_stats(gw.port)
     assert.is_not_nil(after.sets_refused, "stats herd lacks sets_refused")
     assert.equal(before.sets_refused, after.sets_refused, "nothing was refused")
+  end)
+
+  -- The winner's own set pipelined behind its get goes out before the win comes back: it
+  -- ends the win. Its next set must not be guarded with the CAS of the item at the win
+  -- (that set changed it): refused, it was dropped while the client heard STORED.
+  it("a set pipelined behind the winner's get ends its win: the next set lands", function()
+    local a = E:client(gw.port, { name = "a" })
+    assert.equal("STORED", a:set("hot:pipe", "v0", 0, 1))
+    wait_window(mc, "hot:pipe", 30)
+    a:send("get hot:pipe\r\nset hot:pipe 0 100 2\r\nv1\r\n")
+    assert.same({}, a:get_reply(), "a should win (a miss) past the TTL")
+    assert.equal("STORED", a:line())
+    assert.equal("STORED", a:set("hot:pipe", "v2", 0, 100))
+    assert.equal("v2", on_backend(mc, "hot:pipe"), "the winner's next set was dropped")
   end)
 
   it("mark_stale: after a delete the late set is stored marked stale, the next reader wins",
