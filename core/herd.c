@@ -223,6 +223,17 @@ static void lock_fire(struct ev_loop *loop, ev_timer *t, int revents)
     free(l);
 }
 
+/* The win of key on server that connection conn holds on w, or NULL. */
+static struct herd_lock *lock_find(struct worker *w, uint64_t conn, uint32_t server,
+                                   const char *key, size_t klen)
+{
+    for (struct herd_lock *l = w->herd_locks; l; l = l->next)
+        if (l->conn == conn && l->klen == klen && l->server == server &&
+            l->gen == w->cfg->generation && memcmp(l->key, key, klen) == 0)
+            return l;
+    return NULL;
+}
+
 /* A win handed out for op's key: the won item's CAS (or the lease's), the win's length,
  * whether it is a cold-miss lease, and (hot) the win's reply flags, for the item's expiry. */
 static void lock_start(struct op *op, uint64_t cas, uint32_t lock, bool lease,
@@ -253,6 +264,12 @@ static void lock_start(struct op *op, uint64_t cas, uint32_t lock, bool lease,
         l->item_exp = l->since + (double)mg_meta_flag_u64(*flags, 't');
     l->klen = (uint8_t)buf_unread(&op->key);
     memcpy(l->key, buf_head(&op->key), l->klen);
+    /* a win its connection already held for the key is over: it asked again (its lease
+     * revoked or ended, its item written), and its next store is this win's; held, the old
+     * win would guard a second store against a lease or a CAS long gone */
+    struct herd_lock *old = l->conn ? lock_find(w, l->conn, l->server, l->key, l->klen) : NULL;
+    if (old)
+        lock_free(old);
     l->prev = NULL;
     l->next = w->herd_locks;
     if (w->herd_locks)
@@ -434,7 +451,11 @@ static bool lease_try(struct op *op)
     size_t n = lease_key(buf_head(&op->key), buf_unread(&op->key), lk);
     if (b == NULL || !backend_usable(b) || buf_reserve(&b->wbuf, n + META_EXTRA) != MG_OK)
         return false;
-    meta_render_lease(&b->wbuf, lk, n, op->pol->lock ? op->pol->lock : 1);
+    /* a second longer than the lock: memcached's clock ticks once a second, each tick
+     * re-armed a second after the last one ran, so the ticks drift and one now and then
+     * steps over a whole second: a T-second item may then end after anything above T - 2 s.
+     * The guard trusts the lease for lock - 1 s (herd_guard_write), so it lives longer */
+    meta_render_lease(&b->wbuf, lk, n, (op->pol->lock ? op->pol->lock : 1) + 1);
     op->herd_lease = true;
     backend_push(b, op);
     return true;
@@ -614,17 +635,6 @@ void herd_on_write(struct worker *w, struct conn *c, struct backend *be, const c
 
 /* --- the guard: a regeneration's late store ----------------------------------------- */
 
-/* The win of key on server that connection conn holds on w, or NULL. */
-static struct herd_lock *lock_find(struct worker *w, uint64_t conn, uint32_t server,
-                                   const char *key, size_t klen)
-{
-    for (struct herd_lock *l = w->herd_locks; l; l = l->next)
-        if (l->conn == conn && l->klen == klen && l->server == server &&
-            l->gen == w->cfg->generation && memcmp(l->key, key, klen) == 0)
-            return l;
-    return NULL;
-}
-
 void herd_guard_write(struct op *op, const struct stale_policy *pol, enum mg_cmd cmd,
                       struct backend *be, const char *key, size_t klen)
 {
@@ -640,14 +650,16 @@ void herd_guard_write(struct op *op, const struct stale_policy *pol, enum mg_cmd
          * no C); a lease's key was missing, so any of the three may fill it */
         /* A hot win's item may expire before the winner stores (an early refresh near the
          * end, xfetch's): its ms C<cas> would then answer NF as if someone had deleted it,
-         * and a fresh value would be dropped. Within a second of the item's expiry (its
-         * whole-second clock) the store is not guarded. */
+         * and a fresh value would be dropped. Within two seconds of the item's expiry (its
+         * whole-second clock, whose tick may step over a second: lease_try) the store is not
+         * guarded. */
         bool hot = !l->lease && (cmd == MG_CMD_SET || cmd == MG_CMD_REPLACE) &&
-                   !(l->item_exp >= 0 && ev_now(w->loop) > l->item_exp - 1.0);
-        /* A lease lives lock seconds, and memcached's whole-second clock may end it up to a
-         * second early: its check could then not tell a revocation from the end of its life
-         * and would retract a value nobody overwrote. A store that late is not guarded (as a
-         * hot win's after its lock); it releases the lease as an unguarded store does. */
+                   !(l->item_exp >= 0 && ev_now(w->loop) > l->item_exp - 2.0);
+        /* A lease lives lock + 1 seconds, and memcached's whole-second clock may end it up
+         * to two seconds early (lease_try): its check could then not tell a revocation from
+         * the end of its life and would retract a value nobody overwrote. A store that late
+         * is not guarded (as a hot win's after its lock); it releases the lease as an
+         * unguarded store does. */
         bool cold = l->lease && (cmd == MG_CMD_SET || cmd == MG_CMD_ADD || cmd == MG_CMD_REPLACE) &&
                     ev_now(w->loop) - l->since < (double)l->lock - 1.0;
         if ((hot || cold) && l->cas != 0) {
