@@ -27,7 +27,8 @@ struct near_stripe {
     uint32_t cap, n; /* cap: a power of two */
     struct near_entry *head, *tail;
     uint64_t bytes;
-    uint64_t seq;
+    uint64_t seq;                      /* bumped by near_clear: every fill in flight is refused */
+    uint32_t slot_seq[NEAR_SEQ_SLOTS]; /* invalidations by (h >> 40) & (NEAR_SEQ_SLOTS - 1) */
     uint64_t evictions, invalidations, expired, refused;
     char pad[64];
 };
@@ -38,6 +39,14 @@ static atomic_uint_fast64_t budget; /* bytes per stripe */
 static struct near_stripe *stripe_of(uint64_t h)
 {
     return &stripes[(h >> 58) & (NEAR_STRIPES - 1)];
+}
+
+/* The invalidation count a fill of h is checked against (s locked): the stripe's clears and
+ * the writes of h's slot. Finer than the stripe, so that writes of other keys (a stripe takes
+ * a 64th of them all) do not refuse a hot key's fills. */
+static uint64_t seq_of(const struct near_stripe *s, uint64_t h)
+{
+    return (s->seq << 32) | s->slot_seq[(h >> 40) & (NEAR_SEQ_SLOTS - 1)];
 }
 
 bool near_ready(void)
@@ -213,7 +222,7 @@ uint64_t near_seq(uint64_t h)
 {
     struct near_stripe *s = stripe_of(h);
     pthread_mutex_lock(&s->mu);
-    uint64_t seq = s->seq;
+    uint64_t seq = seq_of(s, h);
     pthread_mutex_unlock(&s->mu);
     return seq;
 }
@@ -264,7 +273,7 @@ bool near_fill(uint64_t h, uint64_t seq, uint64_t gen, int pool, const char *key
     memcpy(e->data + klen, head, hlen);
     memcpy(e->data + klen + hlen, val, vlen);
     pthread_mutex_lock(&s->mu);
-    if (s->seq != seq) { /* a write dropped keys of this stripe since the read went out */
+    if (seq_of(s, h) != seq) { /* a write dropped keys of this slot since the read went out */
         s->refused++;
         pthread_mutex_unlock(&s->mu);
         free(e);
@@ -300,7 +309,7 @@ uint32_t near_invalidate(uint64_t h)
     struct near_stripe *s = stripe_of(h);
     uint32_t n = 0;
     pthread_mutex_lock(&s->mu);
-    s->seq++;
+    s->slot_seq[(h >> 40) & (NEAR_SEQ_SLOTS - 1)]++;
     struct near_entry **l = &s->tab[h & (s->cap - 1)];
     while (*l) {
         struct near_entry *e = *l;

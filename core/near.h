@@ -9,10 +9,11 @@
  * a hash probe and a copy of the value, so contention stays low with two to a few dozen
  * workers.
  *
- * Races with fills: each stripe counts its invalidations (seq). A get that may fill reads
- * the stripe's seq before it goes to memcached (near_seq); its fill is refused if any
- * invalidation of the stripe happened since, so a value read before a write can never be
- * stored after that write dropped the key. */
+ * Races with fills: each stripe counts its invalidations in NEAR_SEQ_SLOTS slots by hash
+ * (and its clears). A get that may fill reads the count of its key's slot before it goes to
+ * memcached (near_seq); its fill is refused if any invalidation of that slot (or a clear)
+ * happened since, so a value read before a write can never be stored after that write
+ * dropped the key. */
 #ifndef MG_NEAR_H
 #define MG_NEAR_H
 
@@ -25,6 +26,7 @@
 #include "mg.h"
 
 #define NEAR_STRIPES 64
+#define NEAR_SEQ_SLOTS 256 /* invalidation counts per stripe (see Races with fills) */
 #define NEAR_SIZE_DEFAULT (64ull << 20)
 #define NEAR_MAX_VALUE_DEFAULT (64u << 10)
 #define NEAR_TTL_DEFAULT 1.0
