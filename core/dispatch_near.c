@@ -140,6 +140,21 @@ static double near_life(struct mg_slice flags, uint32_t grace, double ttl)
     return (double)left < ttl ? (double)left : ttl;
 }
 
+/* An entry's reply head for the express lane, rendered once at its fill: " flags bytes"
+ * then " cas" from cas_at on. */
+struct near_head {
+    char s[72];
+    uint8_t len, cas_at;
+};
+
+static void near_head_of(struct near_head *hd, const struct near_meta *m, uint32_t vlen)
+{
+    int at = snprintf(hd->s, sizeof(hd->s), " %u %u", m->flags, vlen);
+    int n = snprintf(hd->s + at, sizeof(hd->s) - (size_t)at, " %llu", (unsigned long long)m->cas);
+    hd->cas_at = (uint8_t)at;
+    hd->len = (uint8_t)(at + n);
+}
+
 /* Store rep (a VA) in the near cache if it may be: not a win, not stale, not past the
  * policy's stale point, small enough. */
 static bool near_store(const struct config *cfg, uint64_t gen, int pool, uint64_t h, uint64_t seq,
@@ -159,12 +174,10 @@ static bool near_store(const struct config *cfg, uint64_t gen, int pool, uint64_
     if (mg_meta_flag(rep->flags, 't', &v) && v.len && v.p[0] != '-')
         m.item_exp = now + (double)mg_meta_flag_u64(rep->flags, 't');
     /* the express lane's reply head, rendered once: " flags bytes" then " cas" */
-    char head[72];
-    int hcas = snprintf(head, sizeof(head), " %u %zu", m.flags, (size_t)rep->data.len);
-    int hlen = hcas + snprintf(head + hcas, sizeof(head) - (size_t)hcas, " %llu",
-                               (unsigned long long)m.cas);
-    return near_fill(h, seq, gen, pool, key, klen, &m, head, (uint8_t)hlen, (uint8_t)hcas,
-                     rep->data.p, (uint32_t)rep->data.len, now + life, now + life / 2);
+    struct near_head hd = { .len = 0 };
+    near_head_of(&hd, &m, (uint32_t)rep->data.len);
+    return near_fill(h, seq, gen, pool, key, klen, &m, hd.s, hd.len, hd.cas_at, rep->data.p,
+                     (uint32_t)rep->data.len, now + life, now + life / 2);
 }
 
 void dispatch_near_fill(struct op *op, const struct mg_meta_reply *rep)
@@ -355,16 +368,14 @@ void dispatch_near_write_fill(struct op *op)
             m.item_exp = ev_now(w->loop) + left + wf->grace;
             life = left - 1 < ttl ? left - 1 : ttl;
         }
-        char head[72];
-        int hcas = snprintf(head, sizeof(head), " %u %u", m.flags, wf->vlen);
-        int hlen = hcas + snprintf(head + hcas, sizeof(head) - (size_t)hcas, " %llu",
-                                   (unsigned long long)m.cas);
+        struct near_head hd = { .len = 0 };
+        near_head_of(&hd, &m, wf->vlen);
         uint64_t h = near_hash(wf->data, wf->klen);
         double now = ev_now(w->loop);
         /* seq + 1: this write's own invalidation (op_finish, just before) and no other */
-        if (life > 0 && near_fill(h, wf->seq + 1, wf->gen, wf->pool, wf->data, wf->klen, &m, head,
-                                  (uint8_t)hlen, (uint8_t)hcas, wf->data + wf->klen, wf->vlen,
-                                  now + life, now + life / 2)) {
+        if (life > 0 &&
+            near_fill(h, wf->seq + 1, wf->gen, wf->pool, wf->data, wf->klen, &m, hd.s, hd.len,
+                      hd.cas_at, wf->data + wf->klen, wf->vlen, now + life, now + life / 2)) {
             STAT_INC(w->st.near_fills);
             if ((uint32_t)wf->pool < w->npool_herd)
                 STAT_INC(w->pool_herd[wf->pool].near_fills);

@@ -75,6 +75,23 @@ function M.new(route_fn, key_fns, key_default, policy_ids, done, yield, track)
 
   local function trace(e) return tb(tostring(e), 2) end
 
+  -- one batch of n keys (ks) into their packed results (rs); note(): what the key's
+  -- functions asked, for the memo (nil without one)
+  local function batch(req, ks, rs, n, note)
+    for i = 1, n do
+      req.key = ks[i]
+      local ok, id, key, pid = xpcall(one, trace, req, rs[i])
+      if ok then
+        rs[i] = (id or -1) + 2 + ((pid or -1) + 1) * 65536
+        ks[i] = key or false
+      else
+        rs[i] = 0
+        ks[i] = id
+      end
+      if note then rs[BATCH_MAX + i] = note() end
+    end
+  end
+
   if track then
     -- what the last key's functions asked (see the header), and a clean slate
     local function asked()
@@ -88,18 +105,7 @@ function M.new(route_fn, key_fns, key_default, policy_ids, done, yield, track)
       track.sw, track.cmd, track.other = false, false, false
       while true do
         if n then
-          for i = 1, n do
-            req.key = ks[i]
-            local ok, id, key, pid = xpcall(one, trace, req, rs[i])
-            if ok then
-              rs[i] = (id or -1) + 2 + ((pid or -1) + 1) * 65536
-              ks[i] = key or false
-            else
-              rs[i] = 0
-              ks[i] = id
-            end
-            rs[BATCH_MAX + i] = asked()
-          end
+          batch(req, ks, rs, n, asked)
           k, _, n, tp = yield(done)
         else
           req.key = k
@@ -114,17 +120,7 @@ function M.new(route_fn, key_fns, key_default, policy_ids, done, yield, track)
     while true do
       if cmd then req.command = cmd end
       if n then
-        for i = 1, n do
-          req.key = ks[i]
-          local ok, id, key, pid = xpcall(one, trace, req, rs[i])
-          if ok then
-            rs[i] = (id or -1) + 2 + ((pid or -1) + 1) * 65536
-            ks[i] = key or false
-          else
-            rs[i] = 0
-            ks[i] = id
-          end
-        end
+        batch(req, ks, rs, n, nil)
         k, cmd, n, tp = yield(done)
       else
         req.key = k
