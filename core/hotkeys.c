@@ -203,8 +203,8 @@ static void bump(const struct hotkeys *h, struct hk_table *t, uint32_t p)
 /* Space-Saving's update: count the key's counter up, or take the smallest counter over (an
  * unused one while there is one); the newcomer inherits its count as the over-estimation
  * bound. */
-static void table_add(const struct hotkeys *h, struct hk_table *t, const char *key, uint32_t len,
-                      uint32_t hash, enum hk_kind kind, int pool)
+static uint64_t table_add(const struct hotkeys *h, struct hk_table *t, const char *key,
+                          uint32_t len, uint32_t hash, enum hk_kind kind, int pool)
 {
     uint32_t s = find_slot(h, t, key, len, hash);
     struct hk_counter *c;
@@ -227,6 +227,7 @@ static void table_add(const struct hotkeys *h, struct hk_table *t, const char *k
     c->kinds[kind]++;
     c->pool = pool;
     bump(h, t, c->rank);
+    return t->rank[c->rank].count - c->err;
 }
 
 /* Move the windows forward to now: the current one becomes the previous one once per window;
@@ -252,19 +253,20 @@ static void advance(struct hotkeys *h, double now)
     h->start += k * h->window;
 }
 
-void hotkeys_add(struct hotkeys *h, const char *key, size_t len, enum hk_kind kind, int pool,
-                 double now)
+uint64_t hotkeys_add(struct hotkeys *h, const char *key, size_t len, enum hk_kind kind, int pool,
+                     double now)
 {
     if (h == NULL || key == NULL || !isfinite(now))
-        return;
+        return 0;
     if ((unsigned)kind >= HK_KINDS)
         kind = HK_OTHER;
     uint32_t klen = len > HOTKEY_KEY_MAX ? HOTKEY_KEY_MAX : (uint32_t)len;
     uint32_t hash = switch_hash(key, klen);
     pthread_mutex_lock(&h->lock);
     advance(h, now);
-    table_add(h, &h->t[h->cur], key, klen, hash, kind, pool);
+    uint64_t sure = table_add(h, &h->t[h->cur], key, klen, hash, kind, pool);
     pthread_mutex_unlock(&h->lock);
+    return sure;
 }
 
 static uint64_t count_of(const struct hk_table *t, const struct hk_counter *c)

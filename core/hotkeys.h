@@ -29,9 +29,13 @@ void hotkeys_free(struct hotkeys *h);
 /* One sampled request for key (len bytes, any bytes; longer than HOTKEY_KEY_MAX: the first
  * HOTKEY_KEY_MAX are tracked), its command kind, the pool index it went to (-1 unknown), at
  * time now (seconds, monotonic, e.g. ev_now; a non-finite now is ignored). Called by the
- * owning worker only. Allocates nothing. */
-void hotkeys_add(struct hotkeys *h, const char *key, size_t len, enum hk_kind kind, int pool,
-                 double now);
+ * owning worker only. Allocates nothing. Returns the key's guaranteed count in the current
+ * window after this sample (its count less what it inherited when it came in: 1 for a key
+ * that just came in, whatever it inherited; one more with each sample), 0 when ignored. It
+ * grows by exactly 1 per sample of the key: a caller sees each value once while the key
+ * stays in the table. */
+uint64_t hotkeys_add(struct hotkeys *h, const char *key, size_t len, enum hk_kind kind, int pool,
+                     double now);
 
 /* A key's estimate. A plain value: copy it freely. */
 struct hotkey_entry {

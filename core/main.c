@@ -447,12 +447,19 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-/* Every quarter second: the near cache's hot set from the hot-key detector (near.h). */
-static void near_hot_tick(struct ev_loop *loop, ev_timer *t, int revents)
+/* The near cache's hot set from the hot-key detector (near.h): published every quarter
+ * second (near_tick), and when a worker's detector sees a key reach the rate (near_wake),
+ * at once unless the last publication is under NEAR_HOT_GAP old (then near_soon, when it
+ * is). */
+static ev_timer near_tick, near_soon;
+static ev_async near_wake;
+static struct ev_loop *main_loop;
+static double near_published = -1;
+
+static void near_hot_run(struct ev_loop *loop)
 {
-    MG_UNUSED(loop);
-    MG_UNUSED(t);
-    MG_UNUSED(revents);
+    near_hot_woken();
+    near_published = ev_now(loop);
     bool on;
     double rps;
     uint32_t max;
@@ -462,12 +469,12 @@ static void near_hot_tick(struct ev_loop *loop, ev_timer *t, int revents)
             near_hot_publish(NULL, NULL, NULL, 0);
         return;
     }
-    static struct hotkey_entry top[256];
-    const char *keys[256];
-    uint32_t lens[256];
-    int pools[256];
+    static struct hotkey_entry top[NEAR_HOT_MAX];
+    const char *keys[NEAR_HOT_MAX];
+    uint32_t lens[NEAR_HOT_MAX];
+    int pools[NEAR_HOT_MAX];
     double scale;
-    uint32_t n = metrics_hotkeys(top, max < 256 ? max : 256, &scale), k = 0;
+    uint32_t n = metrics_hotkeys(top, max < NEAR_HOT_MAX ? max : NEAR_HOT_MAX, &scale), k = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (top[i].count * scale < rps)
             continue;
@@ -477,6 +484,40 @@ static void near_hot_tick(struct ev_loop *loop, ev_timer *t, int revents)
         k++;
     }
     near_hot_publish(keys, lens, pools, k);
+}
+
+static void near_hot_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    MG_UNUSED(t);
+    MG_UNUSED(revents);
+    near_hot_run(loop);
+}
+
+static void near_hot_soon(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    MG_UNUSED(t);
+    MG_UNUSED(revents);
+    near_hot_run(loop);
+}
+
+static void near_hot_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    MG_UNUSED(a);
+    MG_UNUSED(revents);
+    ev_now_update(loop);
+    double wait = near_published + NEAR_HOT_GAP - ev_now(loop);
+    if (wait <= 0) {
+        near_hot_run(loop);
+    } else if (!ev_is_active(&near_soon)) {
+        ev_timer_set(&near_soon, wait, 0);
+        ev_timer_start(loop, &near_soon);
+    }
+}
+
+/* near_hot_count's waker: any worker thread. */
+static void near_hot_waker(void)
+{
+    ev_async_send(main_loop, &near_wake);
 }
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
@@ -642,14 +683,21 @@ int main(int argc, char **argv)
         ev_signal_start(loop, &sterm);
         ev_signal_start(loop, &sint);
         ev_signal_start(loop, &shup);
-        ev_timer near_tick;
         ev_timer_init(&near_tick, near_hot_tick, 0.25, 0.25);
         ev_timer_start(loop, &near_tick);
+        ev_timer_init(&near_soon, near_hot_soon, 0, 0);
+        ev_async_init(&near_wake, near_hot_wake_cb);
+        ev_async_start(loop, &near_wake);
+        main_loop = loop;
+        near_hot_set_waker(near_hot_waker);
         if (rc == 0)
             ev_run(loop, 0);
-        ev_timer_stop(loop, &near_tick);
         metrics_http_stop(loop);
         worker_stop_all();
+        near_hot_set_waker(NULL); /* the workers are gone: nobody wakes near_wake now */
+        ev_async_stop(loop, &near_wake);
+        ev_timer_stop(loop, &near_soon);
+        ev_timer_stop(loop, &near_tick);
     } else {
         fprintf(stderr, "mintgate: %s\n", err);
     }

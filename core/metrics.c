@@ -297,6 +297,13 @@ static void render_pools(struct buf *o, const struct config *cfg)
         for (int i = 0; i < nworkers; i++)
             rf += STAT_GET(workers[i].st.near_refreshes);
         buf_printf(o, "mintgate_near_refreshes_total %llu\n", (unsigned long long)rf);
+        family(o, "mintgate_near_hot_wakes_total", "counter",
+               "Times a worker's hot-key detector saw a key reach the near cache's hot rate and "
+               "had the hot set published at once.");
+        uint64_t wk = 0;
+        for (int i = 0; i < nworkers; i++)
+            wk += STAT_GET(workers[i].st.near_hot_wakes);
+        buf_printf(o, "mintgate_near_hot_wakes_total %llu\n", (unsigned long long)wk);
     }
     bool any_route = false;
     for (uint32_t p = 0; p < cfg->npools; p++)

@@ -1,6 +1,7 @@
 /* near.c: the near cache's store and hot set (near.h). */
 #include "near.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,14 +361,19 @@ void near_totals(struct near_totals *t)
 /* --- the hot set ------------------------------------------------------------------- */
 
 /* Open addressing over 64-bit hashes of (pool, key); 0 marks an empty slot. A false
- * positive (two keys, one hash) only caches a key that is not hot: harmless. */
+ * positive (two keys, one hash) only caches a key that is not hot: harmless. Every set has
+ * room for NEAR_HOT_MAX keys at most half full, and is allocated once. */
+#define HOT_SLOTS (2 * NEAR_HOT_MAX)
 struct hot_set {
-    uint32_t mask;
-    uint64_t slot[];
+    _Atomic uint64_t slot[HOT_SLOTS];
 };
 
-/* Three sets in turn: a reader holds one for a few hundred nanoseconds, the main thread
- * publishes every quarter second, so the set it overwrites was retired two periods ago. */
+/* Three sets in turn, never freed while the gateway runs: a reader holds one for a few
+ * hundred nanoseconds, and the main thread rewrites the set retired two publications ago.
+ * Publications are at least NEAR_HOT_GAP apart, but a reader preempted in the middle of a
+ * lookup may still see that set rewritten under it: its slots are atomic words, so it then
+ * reads some keys of one set and some of another, and answers wrongly about one key (a key
+ * that is not hot gets cached, or a hot one is missed once) -- harmless either way. */
 static struct hot_set *hot_ring[3];
 static int hot_next;
 static _Atomic(struct hot_set *) hot_cur;
@@ -380,26 +386,24 @@ static uint64_t hot_key(int pool, uint64_t h)
 
 void near_hot_publish(const char *const *keys, const uint32_t *lens, const int *pools, uint32_t n)
 {
-    uint32_t cap = 16;
-    while (cap < n * 2)
-        cap *= 2;
-    struct hot_set *old = hot_ring[hot_next];
-    struct hot_set *hs = old && old->mask + 1 >= cap ? old : NULL;
+    struct hot_set *hs = hot_ring[hot_next];
     if (hs == NULL) {
-        hs = malloc(sizeof(*hs) + cap * sizeof(uint64_t));
+        hs = calloc(1, sizeof(*hs));
         if (hs == NULL)
             return;
-        hs->mask = cap - 1;
-        free(old);
         hot_ring[hot_next] = hs;
     }
-    memset(hs->slot, 0, (hs->mask + 1) * sizeof(uint64_t));
+    if (n > NEAR_HOT_MAX)
+        n = NEAR_HOT_MAX;
+    for (uint32_t j = 0; j < HOT_SLOTS; j++)
+        atomic_store_explicit(&hs->slot[j], 0, memory_order_relaxed);
     for (uint32_t i = 0; i < n; i++) {
         uint64_t k = hot_key(pools[i], near_hash(keys[i], lens[i]));
-        uint32_t j = (uint32_t)k & hs->mask;
-        while (hs->slot[j] && hs->slot[j] != k)
-            j = (j + 1) & hs->mask;
-        hs->slot[j] = k;
+        uint32_t j = (uint32_t)k % HOT_SLOTS;
+        uint64_t v;
+        while ((v = atomic_load_explicit(&hs->slot[j], memory_order_relaxed)) != 0 && v != k)
+            j = (j + 1) % HOT_SLOTS;
+        atomic_store_explicit(&hs->slot[j], k, memory_order_relaxed);
     }
     atomic_store_explicit(&hot_cur, hs, memory_order_release);
     hot_next = (hot_next + 1) % 3;
@@ -411,12 +415,15 @@ bool near_hot(int pool, uint64_t h)
     if (hs == NULL)
         return false;
     uint64_t k = hot_key(pool, h);
-    for (uint32_t j = (uint32_t)k & hs->mask;; j = (j + 1) & hs->mask) {
-        if (hs->slot[j] == k)
+    uint32_t j = (uint32_t)k % HOT_SLOTS;
+    for (uint32_t probes = 0; probes < HOT_SLOTS; probes++, j = (j + 1) % HOT_SLOTS) {
+        uint64_t v = atomic_load_explicit(&hs->slot[j], memory_order_relaxed);
+        if (v == k)
             return true;
-        if (hs->slot[j] == 0)
+        if (v == 0)
             return false;
     }
+    return false; /* a set rewritten under a preempted reader may have no empty slot left */
 }
 
 static atomic_bool hot_on;
@@ -437,6 +444,40 @@ void near_hot_params(bool *on, double *rps, uint32_t *top)
     *top = atomic_load(&hot_top_n);
 }
 
+/* The early wake: a worker's detector saw a key reach the hot rate (near_hot_count); the
+ * main thread's waker runs once until it calls near_hot_woken. */
+typedef void (*hot_waker_fn)(void);
+static _Atomic(hot_waker_fn) hot_waker;
+static atomic_bool hot_wanted;
+
+void near_hot_set_waker(void (*fn)(void))
+{
+    atomic_store(&hot_waker, fn);
+}
+
+void near_hot_woken(void)
+{
+    atomic_store(&hot_wanted, false);
+}
+
+bool near_hot_count(uint64_t sure, double scale, int nw)
+{
+    if (sure == 0 || !(scale > 0) || !atomic_load_explicit(&hot_on, memory_order_relaxed))
+        return false;
+    double rps = atomic_load_explicit(&hot_rps, memory_order_relaxed);
+    double all = ceil(rps / scale); /* samples in a window at the rate, on one worker */
+    uint64_t one = all < 1 ? 1 : all > 1e18 ? UINT64_MAX : (uint64_t)all;
+    uint64_t share = nw > 1 ? (one + (uint64_t)nw - 1) / (uint64_t)nw : one;
+    if (sure != one && sure != share)
+        return false;
+    if (atomic_exchange(&hot_wanted, true))
+        return false; /* a wake is on its way */
+    hot_waker_fn wake = atomic_load(&hot_waker);
+    if (wake)
+        wake();
+    return true;
+}
+
 bool near_hot_empty(void)
 {
     return atomic_load_explicit(&hot_cur, memory_order_relaxed) == NULL;
@@ -454,6 +495,7 @@ void near_free(void)
         stripes = NULL;
     }
     atomic_store(&hot_cur, NULL);
+    atomic_store(&hot_wanted, false);
     for (int i = 0; i < 3; i++) {
         free(hot_ring[i]);
         hot_ring[i] = NULL;

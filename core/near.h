@@ -106,11 +106,27 @@ void near_free(void);
 
 /* --- the hot set: keys the hot-key detector finds hot, published by the main thread --- */
 
+/* The most keys a hot set holds (mg.near's hot_top is capped to it). */
+#define NEAR_HOT_MAX 256
+/* Publications of the hot set are at least this far apart (seconds). */
+#define NEAR_HOT_GAP 0.01
+
 /* What makes a key hot for the near cache (a config's mg.near: on, requests per second, at
- * most top keys); any thread. The main thread reads them every quarter second, takes the
- * hot-key detector's hottest keys at or over the rate and publishes them (main.c). */
+ * most top keys); any thread. The main thread reads them every quarter second, and when a
+ * worker's detector wakes it (near_hot_count), takes the hot-key detector's hottest keys at
+ * or over the rate and publishes them (main.c). */
 void near_hot_settings(bool on, double rps, uint32_t top);
 void near_hot_params(bool *on, double *rps, uint32_t *top);
+/* A worker's detector counted sure samples of a key in its current window (hotkeys_add),
+ * samples that stand for scale requests per second each, on one of nw workers. When that
+ * reaches the hot rate -- for all workers together, each with its share, or for this one
+ * alone -- the waker set by near_hot_set_waker is called (any thread), at most once until
+ * near_hot_woken; returns whether it was. So a key that turns hot is published within
+ * milliseconds rather than at the next quarter-second tick. */
+bool near_hot_count(uint64_t sure, double scale, int nw);
+void near_hot_set_waker(void (*fn)(void));
+/* The main thread took the wake (before it reads the detector). */
+void near_hot_woken(void);
 /* No hot set was published (or the last one was cleared with n = 0 keys: still one). */
 bool near_hot_empty(void);
 

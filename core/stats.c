@@ -4,6 +4,7 @@
 #include "backend.h"
 #include "config.h"
 #include "hotkeys.h"
+#include "near.h"
 #include "request.h"
 #include "worker.h"
 
@@ -54,7 +55,11 @@ void stats_hot_sample(struct worker *w, enum mg_cmd cmd, int pool, const char *k
                         : (cmd >= MG_CMD_SET && cmd <= MG_CMD_CAS) || cmd == MG_CMD_MS ? HK_SET
                         : cmd == MG_CMD_DELETE || cmd == MG_CMD_MD                     ? HK_DELETE
                                                                                        : HK_OTHER;
-    hotkeys_add(w->hot, key, len, kind, pool, ev_now(w->loop));
+    uint64_t sure = hotkeys_add(w->hot, key, len, kind, pool, ev_now(w->loop));
+    /* the near cache's early wake (near.h): each sample stands for every / window rps */
+    double window = settings.hot.window ? settings.hot.window : HOT_WINDOW;
+    if (near_hot_count(sure, every / window, settings.threads))
+        STAT_INC(w->st.near_hot_wakes);
 }
 
 void stats_backend_fail(struct worker *w, int pool, const struct backend *b, int why)

@@ -36,6 +36,7 @@ struct stats {
     /* the near cache (near.h): gets answered from it, eligible gets it did not have, values
      * stored in it, background refreshes sent, writes that dropped a key from it */
     atomic_uint_fast64_t near_hits, near_misses, near_fills, near_refreshes, near_invalidations;
+    atomic_uint_fast64_t near_hot_wakes; /* the detector woke the main thread to publish */
     /* the Lua layer's memo of resolutions (lua_memo.h): keys resolved from it, keys whose
      * functions ran, entries pushed out by new ones, results it may not keep (see
      * lua_resolve.c); entries held and capacity (gauges of the worker's current state) */

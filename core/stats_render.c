@@ -351,6 +351,7 @@ static void render_near(struct worker *self, struct buf *out)
         { "near_fills", offsetof(struct stats, near_fills) },
         { "near_refreshes", offsetof(struct stats, near_refreshes) },
         { "near_invalidations", offsetof(struct stats, near_invalidations) },
+        { "near_hot_wakes", offsetof(struct stats, near_hot_wakes) },
     };
     for (size_t i = 0; i < MG_ARRAY_LEN(f); i++)
         stats_line(out, "", f[i].name, sum_counter(f[i].off));

@@ -61,6 +61,30 @@ static double count_of(struct hotkeys *h, double now, const char *key)
     return i < 0 ? -1 : out[i].count;
 }
 
+/* hotkeys_add's answer: the key's guaranteed count in the current window, one more with each
+ * sample; a key that comes in by taking another's counter starts at 1, not at what it
+ * inherited (the near cache's early wake counts on seeing each value once). */
+static void test_guaranteed_count(void)
+{
+    struct hotkeys *h = hotkeys_new(4, 10);
+    CHECK(h != NULL);
+    for (uint64_t i = 1; i <= 3; i++)
+        CHECK(hotkeys_add(h, "a", 1, HK_GET, 0, 1) == i);
+    CHECK(hotkeys_add(h, "b", 1, HK_GET, 0, 1) == 1);
+    CHECK(hotkeys_add(h, "c", 1, HK_GET, 0, 1) == 1);
+    CHECK(hotkeys_add(h, "d", 1, HK_GET, 0, 1) == 1);
+    CHECK(hotkeys_add(h, "b", 1, HK_GET, 0, 1) == 2);
+    /* the table is full: e takes the smallest counter (count 1) over, inheriting 1 */
+    CHECK(hotkeys_add(h, "e", 1, HK_GET, 0, 1) == 1);
+    CHECK(hotkeys_add(h, "e", 1, HK_GET, 0, 1) == 2);
+    CHECK(hotkeys_add(h, "a", 1, HK_GET, 0, 1) == 4);
+    /* a new window: counts start again */
+    CHECK(hotkeys_add(h, "a", 1, HK_GET, 0, 11.5) == 1);
+    CHECK(hotkeys_add(NULL, "a", 1, HK_GET, 0, 1) == 0);
+    CHECK(hotkeys_add(h, "a", 1, HK_GET, 0, NAN) == 0);
+    hotkeys_free(h);
+}
+
 static void test_exact_few_keys(void)
 {
     struct hotkeys *h = hotkeys_new(16, 10);
@@ -462,6 +486,7 @@ static void test_concurrent_top(void)
 
 int main(void)
 {
+    RUN(test_guaranteed_count);
     RUN(test_exact_few_keys);
     RUN(test_sliding_window);
     RUN(test_space_saving_bounds);

@@ -84,9 +84,85 @@ static void test_lookup_reply(void)
     buf_free(&o);
 }
 
+static int wakes;
+static void count_wake(void)
+{
+    wakes++;
+}
+
+/* The early wake: a worker's detector reaching the hot rate -- for all workers together with
+ * its share, or alone -- wakes the main thread once until it takes the wake. */
+static void test_hot_wake(void)
+{
+    near_hot_set_waker(count_wake);
+    near_hot_settings(true, 100, 32);
+    double scale = 64 / 10.0; /* 1 in 64 sampled, a 10 s window: 16 samples are 100 rps */
+    CHECK(!near_hot_count(7, scale, 2));
+    CHECK(near_hot_count(8, scale, 2)); /* half of 16: this worker's share of two */
+    CHECK_EQ_INT(wakes, 1);
+    CHECK(!near_hot_count(8, scale, 2)); /* another key: the wake is on its way */
+    CHECK_EQ_INT(wakes, 1);
+    near_hot_woken();
+    CHECK(!near_hot_count(9, scale, 2));
+    CHECK(!near_hot_count(15, scale, 2));
+    CHECK(near_hot_count(16, scale, 2)); /* the whole rate on this worker alone */
+    near_hot_woken();
+    CHECK(!near_hot_count(17, scale, 1));
+    CHECK(!near_hot_count(8, scale, 1));
+    CHECK(near_hot_count(16, scale, 1));
+    near_hot_woken();
+    CHECK(!near_hot_count(0, scale, 1));
+    CHECK(!near_hot_count(16, 0, 1));
+    near_hot_settings(true, 0.001, 32); /* under one sample a window: the first sample */
+    CHECK(near_hot_count(1, scale, 4));
+    near_hot_woken();
+    near_hot_settings(false, 100, 32); /* hot keys off: no wakes */
+    CHECK(!near_hot_count(16, scale, 1));
+    CHECK_EQ_INT(wakes, 4);
+    near_hot_set_waker(NULL);
+    near_hot_settings(true, 100, 32);
+    CHECK(near_hot_count(16, scale, 1)); /* no waker: counted, nothing called */
+    CHECK_EQ_INT(wakes, 4);
+    near_hot_woken();
+}
+
+/* The hot set holds up to NEAR_HOT_MAX keys, each per pool; a new set replaces the old. */
+static void test_hot_set(void)
+{
+    enum { N = NEAR_HOT_MAX + 10 };
+    static char names[N][16];
+    const char *keys[N];
+    uint32_t lens[N];
+    int pools[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "hot%d", i);
+        keys[i] = names[i];
+        lens[i] = (uint32_t)strlen(names[i]);
+        pools[i] = i % 3;
+    }
+    near_hot_publish(keys, lens, pools, N);
+    for (int i = 0; i < NEAR_HOT_MAX; i++) {
+        CHECK(near_hot(i % 3, near_hash(keys[i], lens[i])));
+        CHECK(!near_hot(i % 3 + 1, near_hash(keys[i], lens[i])));
+    }
+    for (int i = NEAR_HOT_MAX; i < N; i++) /* over the bound: left out */
+        CHECK(!near_hot(i % 3, near_hash(keys[i], lens[i])));
+    CHECK(!near_hot(0, near_hash("cold", 4)));
+    near_hot_publish(keys + 1, lens + 1, pools + 1, 1);
+    CHECK(near_hot(1, near_hash(keys[1], lens[1])));
+    CHECK(!near_hot(0, near_hash(keys[0], lens[0])));
+    CHECK(!near_hot(2, near_hash(keys[2], lens[2])));
+    near_hot_publish(NULL, NULL, NULL, 0);
+    CHECK(!near_hot(1, near_hash(keys[1], lens[1])));
+    CHECK(!near_hot_empty());
+}
+
 int main(void)
 {
     RUN(test_fill_races);
     RUN(test_lookup_reply);
+    RUN(test_hot_wake);
+    RUN(test_hot_set);
+    near_free();
     CTEST_END();
 }

@@ -277,8 +277,8 @@ function M.near(t)
       end
       out.hot_rps = v
     elseif k == "hot_top" then
-      if type(v) ~= "number" or v % 1 ~= 0 or v < 1 or v > 1024 then
-        error("mg.near: 'hot_top' must be a whole number from 1 to 1024", 2)
+      if type(v) ~= "number" or v % 1 ~= 0 or v < 1 or v > 256 then
+        error("mg.near: 'hot_top' must be a whole number from 1 to 256", 2)
       end
       out.hot_top = v
     else

@@ -178,6 +178,9 @@ describe("near cache", function()
       return near_stats(gw.port).near_hits > 100
     end, 0.01)
     assert.is_true(ok, "the hot key was never served near")
+    -- published by the detector's early wake (a worker saw it reach the rate), not only
+    -- by the quarter-second tick
+    assert.is_true(near_stats(gw.port).near_hot_wakes >= 1, "no early wake")
     c:value("nobody")
     local s = c:stats("stats hotkeys")
     local near_of = {}

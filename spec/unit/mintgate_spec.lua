@@ -227,6 +227,10 @@ describe("mintgate config module", function()
       raises(function() mg.near { hot = 1 } end, "'hot' must be a boolean")
       raises(function() mg.near { hot_rps = 0 } end, "'hot_rps' must be a positive number")
       raises(function() mg.near { hot_top = 0.5 } end, "'hot_top' must be a whole number")
+      -- the gateway publishes at most 256 hot keys (NEAR_HOT_MAX): a larger top was cut
+      raises(function() mg.near { hot_top = 257 } end, "'hot_top' must be a whole number from 1 to 256")
+      mg.near { hot_top = 256 }
+      assert.equal(256, mg._state.near.hot_top)
       raises(function() mg.near { keys = 1 } end, "unknown option 'keys'")
       local p = mg.pool { name = "nearpool", servers = { "127.0.0.1:1" },
         near = { ttl = 0.5, prefixes = { "feed:", "top:" } } }
