@@ -171,7 +171,7 @@ $(MEMJS):
 	  npm install --silent --no-audit --no-fund --prefix build/node memjs@1.3.2; \
 	else echo "npm not found: binary_spec skips memjs"; fi
 
-spec: mintgate build/lmc_fill $(MEMJS)
+spec: mintgate build/lmc_fill bench/mgload $(MEMJS)
 	@sh spec/run_busted.sh
 
 capable: mintgate

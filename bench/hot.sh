@@ -32,6 +32,16 @@
 # Runs are interleaved: round 1 runs every share, network and target once,
 # round 2 again, ...; figures are medians over ROUNDS rounds.
 #
+# Latency at a fixed load (OPEN_RATE, 10,000 requests/s): the closed loop above
+# runs every target at saturation, where a request's latency is mostly its wait
+# in the queues of whatever saturates first (on two shared CPUs: the load
+# generator itself as often as the target). So each round also runs every
+# target open loop (mgload --rate): Poisson arrivals at OPEN_RATE over the same
+# CONNS connections, each request timed from its arrival; the same offered load
+# for every target, well under each one's capacity (mgload's "late" counts
+# arrivals that found every connection busy: a target that cannot keep up shows
+# there and in its p99).
+#
 # Requests for the hot key that reached memcached. memcached counts get hits
 # per slab class (`stats slabs`, meta `mg` included), so the hot key gets a
 # value of HOT_VALUE (512) bytes, which puts it in a slab class of its own (every
@@ -52,8 +62,9 @@
 #      get:set, 1000:1: a celebrity key is read, and written now and then) VALUE (32)
 #      HOT_VALUE (512) TARGETS ("memcached twemproxy mintgate mintgate+near")
 #      NEAR_OPTS (the fields of mg.near, default 'size = "64m", ttl = 1, hot = true')
-#      OUT_DIR (docs/bench)
-# Default run: 3 rounds x 2 shares x 2 networks x 4 targets x ~5.5 s, ~5 min.
+#      OPEN_RATE (10000; 0 = no open-loop runs) OUT_DIR (docs/bench)
+# Default run: 3 rounds x 2 shares x 2 networks x 4 targets x 2 (closed, open
+# loop) x ~5.5 s, ~9 min.
 # Writes OUT_DIR/hot.md (also printed) and hot-raw.txt.
 # Instructions per near hit (callgrind): TARGETS="mintgate-hot mintgate+near" make bench-ir.
 
@@ -76,11 +87,12 @@ VALUE=${VALUE:-32}
 HOT_VALUE=${HOT_VALUE:-512}
 WANT=${TARGETS:-memcached twemproxy mintgate mintgate+near}
 OUT_DIR=${OUT_DIR:-docs/bench}
+OPEN_RATE=${OPEN_RATE:-10000}
 ALL_TARGETS="memcached twemproxy mintgate mintgate+near"
 PREFIX=bench:
 
-case $ROUNDS$SECS$CONNS$DELAY_US$KEYS$VALUE$HOT_VALUE in
-*[!0-9]*) die "ROUNDS, SECS, CONNS, DELAY_US, KEYS, VALUE, HOT_VALUE must be integers";;
+case $ROUNDS$SECS$CONNS$DELAY_US$KEYS$VALUE$HOT_VALUE$OPEN_RATE in
+*[!0-9]*) die "ROUNDS, SECS, CONNS, DELAY_US, KEYS, VALUE, HOT_VALUE, OPEN_RATE must be integers";;
 esac
 if [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 100 ] || [ "$SECS" -lt 1 ] || [ "$CONNS" -lt 1 ] ||
     [ "$CONNS" -gt 10000 ] || [ "$KEYS" -lt 1 ]; then
@@ -252,6 +264,24 @@ run_one() {
     log "  round $3 share $1 $2: $(kv ops_s "$line") ops/s p50 $(kv p50_us "$line") p99 $(kv p99_us "$line") hot p99 $(kv hot_p99_us "$line") us; backend gets $bg for $gets client gets, hot key $hg of $hgets; errors+misses $(tail -1 "$f.bad")"
 }
 
+# run_open S T R: one open-loop run of target T at hot share S, round R, at OPEN_RATE.
+run_open() {
+    f="$TMP/res/$(var "$1").$(var "$2").open"
+    line=$("$MGLOAD" --port "$(port_of "$2")" --conns "$CONNS" --depth 1 --rate "$OPEN_RATE" \
+        --ratio "$RATIO" --hot-ratio "$HOT_RATIO" --value-size "$VALUE" --keys "$KEYS" --zipf "$ZIPF" --hot-share "$1" \
+        --hot-value-size "$HOT_VALUE" --key-prefix $PREFIX --duration "$SECS" 2>"$TMP/mgload.err")
+    rc=$?
+    echo "round $3 share $1 $2 open rate $OPEN_RATE rc=$rc $line" >>"$TMP/raw"
+    if [ $rc -ne 0 ] || [ -z "$line" ]; then
+        log "  round $3 share $1 $2 open: failed (mgload rc=$rc): $(tail -1 "$TMP/mgload.err")"
+        note "$2 share $1 round $3, open loop: failed (mgload rc=$rc): $(tail -1 "$TMP/mgload.err")"
+        return
+    fi
+    for k in ops_s p50_us p99_us hot_p50_us hot_p99_us late; do kv $k "$line" >>"$f.$k"; done
+    echo $(( $(kv errors "$line") + $(kv misses "$line") + $(kv dropped "$line") )) >>"$f.bad"
+    log "  round $3 share $1 $2 open at $OPEN_RATE/s: p50 $(kv p50_us "$line") p99 $(kv p99_us "$line") hot p50 $(kv hot_p50_us "$line") hot p99 $(kv hot_p99_us "$line") us; late $(kv late "$line")"
+}
+
 n_s=$(echo $HOT_SHARES | wc -w)
 n_t=$(echo $TARGETS | wc -w)
 log "$SELF: targets:$TARGETS; shares: $HOT_SHARES; $ROUNDS round(s) x $n_s share(s) x $n_t target(s) x ${SECS}s (~$((ROUNDS * n_s * n_t * (SECS + 2) / 60 + 1)) min)"
@@ -259,6 +289,9 @@ r=1
 while [ $r -le "$ROUNDS" ]; do
     for s in $HOT_SHARES; do
         for t in $TARGETS; do run_one "$s" "$t" "$r"; done
+        if [ "$OPEN_RATE" -gt 0 ]; then
+            for t in $TARGETS; do run_open "$s" "$t" "$r"; done
+        fi
     done
     r=$((r + 1))
 done
@@ -301,18 +334,36 @@ mkdir -p "$OUT_DIR"
             done
         done
     done
+    if [ "$OPEN_RATE" -gt 0 ]; then
+        for s in $HOT_SHARES; do
+            echo
+            echo "## Hot key $(awk -v s="$s" 'BEGIN { printf "%g", 100 * s }') % of requests; open loop at $OPEN_RATE requests/s"
+            echo
+            echo "Poisson arrivals at $OPEN_RATE requests/s for every target, over the same $CONNS connections; latency from each request's arrival. Late: arrivals that found all $CONNS connections busy (median per run)."
+            echo
+            echo "| target | network | ops/s | p50 µs | p99 µs | hot p50 µs | hot p99 µs | late | errors+misses |"
+            echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+            for net in $NETS; do
+                for t in $ALL_TARGETS; do
+                    tn="$t@$net"
+                    has "$tn" || continue
+                    echo "| $t | $net | $(fmt %.0f "$(m "$s" "$tn" open.ops_s)") | $(m "$s" "$tn" open.p50_us) | $(m "$s" "$tn" open.p99_us) | $(m "$s" "$tn" open.hot_p50_us) | $(m "$s" "$tn" open.hot_p99_us) | $(fmt %.0f "$(m "$s" "$tn" open.late)") | $(total "$TMP/res/$(var "$s").$(var "$tn").open.bad") |"
+                done
+            done
+        done
+    fi
     echo
     echo "## mintgate+near against mintgate"
     echo
     if has "mintgate+near@local"; then
-        echo "Ratios of the medians (near / plain): ops/s (higher is better), hot-key p99 and backend gets per client get (lower is better)."
+        echo "Ratios of the medians (near / plain): ops/s (higher is better), hot-key p99 (closed loop, and open loop at $OPEN_RATE requests/s) and backend gets per client get (lower is better)."
         echo
-        echo "| hot share | network | ops/s | hot p99 | backend gets / client get | hot key at memcached / hot get |"
-        echo "|---:|---|---:|---:|---:|---:|"
+        echo "| hot share | network | ops/s | hot p99 | hot p99 at $OPEN_RATE/s | backend gets / client get | hot key at memcached / hot get |"
+        echo "|---:|---|---:|---:|---:|---:|---:|"
         for s in $HOT_SHARES; do
             for net in $NETS; do
                 a="mintgate+near@$net" b="mintgate@$net"
-                echo "| $s | $net | $(ratio "$(m "$s" "$a" ops_s)" "$(m "$s" "$b" ops_s)") | $(ratio "$(m "$s" "$a" hot_p99_us)" "$(m "$s" "$b" hot_p99_us)") | $(ratio "$(m "$s" "$a" bgets_per)" "$(m "$s" "$b" bgets_per)") | $(ratio "$(m "$s" "$a" hbgets_per)" "$(m "$s" "$b" hbgets_per)") |"
+                echo "| $s | $net | $(ratio "$(m "$s" "$a" ops_s)" "$(m "$s" "$b" ops_s)") | $(ratio "$(m "$s" "$a" hot_p99_us)" "$(m "$s" "$b" hot_p99_us)") | $(ratio "$(m "$s" "$a" open.hot_p99_us)" "$(m "$s" "$b" open.hot_p99_us)") | $(ratio "$(m "$s" "$a" bgets_per)" "$(m "$s" "$b" bgets_per)") | $(ratio "$(m "$s" "$a" hbgets_per)" "$(m "$s" "$b" hbgets_per)") |"
             done
         done
     else

@@ -26,6 +26,15 @@
  * like the others, and its requests get their own count and histogram. In a
  * multi-key get the hot key replaces the first key.
  *
+ * Open loop: --rate R offers R requests per second (all connections together),
+ * arriving as a Poisson process whatever the target does, so latency is what a
+ * request sees at that load rather than the closed loop's queue at saturation.
+ * Each arrival goes to a connection with fewer than --depth requests in flight;
+ * with none free it waits (counted as "late") for the next one that frees up.
+ * Latency is measured from the arrival, not the send, so a target that falls
+ * behind is charged for the wait (no coordinated omission). A timerfd paces the
+ * arrivals (the loop's own timers have millisecond resolution).
+ *
  * Memory: every buffer is sized once when a connection is set up; the request
  * path allocates nothing. Latencies go to a log-linear histogram (HDR-style,
  * 128 linear steps per power of two, under 1% error) per thread, merged at the
@@ -48,7 +57,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -93,6 +104,7 @@ struct options {
     unsigned hot_ratio_get, hot_ratio_set; /* the hot key's own mix (0:0: as --ratio) */
     size_t value_size, hot_value_size;
     double zipf, hot_share;
+    double rate; /* --rate: offered requests per second (0: closed loop) */
     char prefix[MAX_PREFIX + 1];
     size_t prefix_len;
     char hot_key[MAX_PREFIX + 4]; /* --hot-key, or <prefix>hot */
@@ -162,6 +174,14 @@ struct worker {
     uint64_t budget, issued, inflight, next_key, rng;
     uint64_t start_ns, stop_ns;
     ev_timer run_timer, hard_timer;
+    /* --rate: this loop's share of arrivals, the next one's time, the arrivals waiting
+     * for a free connection (a ring of their times), the timerfd that paces them */
+    double rate;
+    uint64_t next_ns, late, dropped;
+    uint64_t *due;
+    unsigned due_cap, due_head, due_count;
+    int tfd, rr;
+    ev_io tio;
     struct stats st;
     struct hist hist;
     struct hist hot_hist; /* the hot key's requests only (also in hist) */
@@ -512,36 +532,52 @@ static bool conn_room(struct conn *c, size_t need)
     return c->ocap - c->olen >= need;
 }
 
-/* Queues requests until depth is reached, the budget is spent or obuf is full. */
-static void conn_fill(struct conn *c)
+/* Queues one request whose clock starts at t. */
+static void conn_issue(struct conn *c, uint64_t t)
 {
     struct worker *w = c->w;
     const struct options *o = w->o;
+    uint64_t r = rng_next(&w->rng);
+    bool hot = !w->prefill && draw_hot(o, &w->rng);
+    bool get = !w->prefill && (hot && o->hot_ratio_get + o->hot_ratio_set
+                                   ? r % (o->hot_ratio_get + o->hot_ratio_set) < o->hot_ratio_get
+                                   : r % (o->ratio_get + o->ratio_set) < o->ratio_get);
+
+    if (get) {
+        uint64_t first = hot ? HOT_KEY(o) : draw_key(o, &w->rng);
+        c->olen += build_get(o, c->obuf + c->olen, first, (unsigned)o->multiget);
+        conn_push(c, REQ_GET, (unsigned)o->multiget, hot, t);
+    } else {
+        /* The prefill's budget covers HOT_KEY last when there is a hot key. */
+        uint64_t key = w->prefill ? w->next_key++ : hot ? HOT_KEY(o) : draw_key(o, &w->rng);
+        c->olen += build_set(o, c->obuf + c->olen, key);
+        conn_push(c, REQ_SET, 0, hot || key == HOT_KEY(o), t);
+    }
+    w->issued++;
+}
+
+/* Queues requests until depth is reached, the budget is spent or obuf is full; with
+ * --rate, only arrivals that are due (oldest first), timed from their arrival. */
+static void conn_fill(struct conn *c)
+{
+    struct worker *w = c->w;
     uint64_t t = 0;
 
     if (c->state != CONN_READY || c->idle)
         return;
     while (c->rcount < w->depth && worker_may_issue(w) && conn_room(c, g_req_max)) {
-        uint64_t r = rng_next(&w->rng);
-        bool hot = !w->prefill && draw_hot(o, &w->rng);
-        bool get =
-            !w->prefill && (hot && o->hot_ratio_get + o->hot_ratio_set
-                                ? r % (o->hot_ratio_get + o->hot_ratio_set) < o->hot_ratio_get
-                                : r % (o->ratio_get + o->ratio_set) < o->ratio_get);
-
+        if (w->rate > 0) {
+            if (w->due_count == 0)
+                return;
+            uint64_t at = w->due[w->due_head], now = now_ns();
+            w->due_head = (w->due_head + 1) % w->due_cap;
+            w->due_count--;
+            conn_issue(c, at < now ? at : now); /* one sent early is timed from its send */
+            continue;
+        }
         if (t == 0)
             t = now_ns();
-        if (get) {
-            uint64_t first = hot ? HOT_KEY(o) : draw_key(o, &w->rng);
-            c->olen += build_get(o, c->obuf + c->olen, first, (unsigned)o->multiget);
-            conn_push(c, REQ_GET, (unsigned)o->multiget, hot, t);
-        } else {
-            /* The prefill's budget covers HOT_KEY last when there is a hot key. */
-            uint64_t key = w->prefill ? w->next_key++ : hot ? HOT_KEY(o) : draw_key(o, &w->rng);
-            c->olen += build_set(o, c->obuf + c->olen, key);
-            conn_push(c, REQ_SET, 0, hot || key == HOT_KEY(o), t);
-        }
-        w->issued++;
+        conn_issue(c, t);
     }
 }
 
@@ -971,6 +1007,60 @@ static int conn_start(struct conn *c)
     return MG_OK;
 }
 
+/* --rate: the arrivals due by now (and those within PACE_EARLY_NS, which are
+ * timed from their send) join the waiting ring and go out on free connections;
+ * the timerfd is set for the next one. */
+#define PACE_EARLY_NS 5000
+static void worker_pace_arm(struct worker *w)
+{
+    struct itimerspec its = {
+        { 0, 0 }, { (time_t)(w->next_ns / 1000000000ull), (long)(w->next_ns % 1000000000ull) }
+    };
+
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+        its.it_value.tv_nsec = 1;
+    timerfd_settime(w->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void worker_on_pace(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker *w = io->data;
+    uint64_t expirations, now = now_ns();
+    unsigned added = 0;
+
+    (void)loop;
+    (void)revents;
+    if (read(w->tfd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+        return;
+    if (w->done || !w->measuring)
+        return;
+    while (w->next_ns <= now + PACE_EARLY_NS) {
+        if (w->due_count == w->due_cap) {
+            w->dropped++; /* the target is far behind: the waiting ring is full */
+        } else {
+            w->due[(w->due_head + w->due_count) % w->due_cap] = w->next_ns;
+            w->due_count++;
+            added++;
+        }
+        /* Poisson arrivals: exponential gaps with mean 1/rate */
+        double u = ((double)(rng_next(&w->rng) >> 11) + 1.0) * 0x1.0p-53;
+        w->next_ns += (uint64_t)(-log(u) / w->rate * 1e9) + 1;
+    }
+    /* round robin over the connections, so no one connection takes every arrival */
+    for (int k = 0; k < w->nload && w->due_count > 0; k++) {
+        struct conn *c = &w->conns[(w->rr + k) % w->nload];
+
+        if (c->state != CONN_READY || c->rcount >= w->depth)
+            continue;
+        conn_fill(c);
+        conn_flush(c);
+    }
+    w->rr = (w->rr + 1) % (w->nload > 0 ? w->nload : 1);
+    /* arrivals that found no free connection wait for the next one that frees up */
+    w->late += added < w->due_count ? added : w->due_count;
+    worker_pace_arm(w);
+}
+
 /* ---- worker ---- */
 
 static void worker_stop(struct worker *w)
@@ -979,6 +1069,8 @@ static void worker_stop(struct worker *w)
         return;
     w->done = true;
     w->stop_ns = now_ns();
+    if (w->tfd >= 0)
+        ev_io_stop(w->loop, &w->tio);
     ev_break(w->loop, EVBREAK_ALL);
 }
 
@@ -1021,7 +1113,14 @@ static void worker_begin(struct worker *w)
         w->run_timer.data = w;
         ev_timer_start(w->loop, &w->run_timer);
     }
-    for (int i = 0; i < w->nload && !w->done; i++) {
+    if (w->rate > 0) {
+        w->next_ns = w->start_ns;
+        ev_io_init(&w->tio, worker_on_pace, w->tfd, EV_READ);
+        w->tio.data = w;
+        ev_io_start(w->loop, &w->tio);
+        worker_pace_arm(w);
+    }
+    for (int i = 0; i < w->nload && !w->done && w->rate == 0; i++) {
         struct conn *c = &w->conns[i];
 
         if (c->state != CONN_READY)
@@ -1086,6 +1185,15 @@ static int worker_init(struct worker *w, const struct options *o, int id, int nl
     w->prefill = prefill;
     w->budget = budget;
     w->rng = (o->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(id + 1))) | 1;
+    w->tfd = -1;
+    if (o->rate > 0 && !prefill && nload > 0) {
+        w->rate = o->rate * nload / o->conns;
+        w->due_cap = 1u << 16;
+        w->due = malloc(w->due_cap * sizeof *w->due);
+        w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (w->due == NULL || w->tfd < 0)
+            return MG_ERR;
+    }
     w->loop = ev_loop_new(EVFLAG_AUTO);
     w->conns = calloc((size_t)w->nconns, sizeof *w->conns);
     if (w->loop == NULL || (w->nconns > 0 && w->conns == NULL))
@@ -1110,6 +1218,9 @@ static void worker_free(struct worker *w)
         free(c->ring);
     }
     free(w->conns);
+    free(w->due);
+    if (w->tfd >= 0)
+        close(w->tfd);
     if (w->loop != NULL)
         ev_loop_destroy(w->loop);
 }
@@ -1118,6 +1229,8 @@ static void *worker_run(void *arg)
 {
     struct worker *w = arg;
 
+    if (w->rate > 0)
+        prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* pace to the microsecond, not 50 */
     ev_timer_init(&w->hard_timer, worker_on_hard_timer, w->o->max_time, 0.);
     w->hard_timer.data = w;
     ev_timer_start(w->loop, &w->hard_timer);
@@ -1170,7 +1283,10 @@ static void usage(FILE *f)
             "  --seed N             PRNG seed (default from the clock)\n"
             "  --json               print one JSON object instead of key=value pairs\n"
             "  --binary             memcached's binary protocol: get (getkq.. noop with\n"
-            "                       --multiget), set, version\n");
+            "                       --multiget), set, version\n"
+            "  --rate R             open loop: R requests/s in all, Poisson arrivals, each\n"
+            "                       timed from its arrival; prints offered_rate, late\n"
+            "                       (arrivals that waited for a free connection), dropped\n");
 }
 
 /* Parses an unsigned integer in [lo, hi]; returns MG_ERR with a message otherwise. */
@@ -1306,7 +1422,8 @@ enum {
     OPT_HOT_RATIO,
     OPT_HOT_KEY,
     OPT_HOT_VSIZE,
-    OPT_BINARY
+    OPT_BINARY,
+    OPT_RATE
 };
 
 static const struct option long_opts[] = {
@@ -1338,6 +1455,7 @@ static const struct option long_opts[] = {
     { "seed", required_argument, NULL, OPT_SEED },
     { "json", no_argument, NULL, OPT_JSON },
     { "binary", no_argument, NULL, OPT_BINARY },
+    { "rate", required_argument, NULL, OPT_RATE },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -1386,6 +1504,8 @@ static int opt_one(struct options *o, int opt, const char *arg)
         return opt_real("zipf", arg, 0, 10, &o->zipf);
     case OPT_HOT_SHARE:
         return opt_real("hot-share", arg, 0, 1, &o->hot_share);
+    case OPT_RATE:
+        return opt_real("rate", arg, 1, 1e8, &o->rate);
     case OPT_HOT_RATIO:
         return opt_ratio("hot-ratio", arg, &o->hot_ratio_get, &o->hot_ratio_set);
     case OPT_HOT_KEY:
@@ -1608,6 +1728,17 @@ static void report(const struct options *o, const struct worker *ws, int nw,
         KV_F("hot_p50_us", (double)hist_percentile(&hh, 0.50) / 1e3);
         KV_F("hot_p99_us", (double)hist_percentile(&hh, 0.99) / 1e3);
         KV_F("hot_p999_us", (double)hist_percentile(&hh, 0.999) / 1e3);
+    }
+    if (o->rate > 0) {
+        uint64_t late = 0, dropped = 0;
+
+        for (int i = 0; i < nw; i++) {
+            late += ws[i].late;
+            dropped += ws[i].dropped;
+        }
+        KV_F("offered_rate", o->rate);
+        KV_U("late", late);
+        KV_U("dropped", dropped);
     }
     if (o->idle > 0) {
         KV_U("idle_ok", st.idle_ok);
