@@ -87,7 +87,7 @@ build/asan/test_%: core/test/test_%.c $(ASAN_OBJS) core/test/ctest.h
 # The engine without Lua: proto, net and engine objects only, no LuaJIT on the link line
 # (core/test/test_engine.c stands in for the few worker functions they call back).
 ENGINE_OBJS := $(patsubst %,build/%.o,buf log auth proto_text proto_bin proto_meta near meta_render keys ketama config health slowlog hotkeys trace \
-                switch conn backend request dispatch dispatch_near route herd stats)
+                switch conn backend request dispatch dispatch_near dispatch_explain route herd stats)
 build/test_engine: core/test/test_engine.c $(ENGINE_OBJS) core/test/ctest.h
 	$(CC) -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread -Icore -o $@ $< $(ENGINE_OBJS) \
 	  -lev -lmemcached -lhashkit -lresolv -lm -lpthread

@@ -1,5 +1,6 @@
-/* dispatch_int.h: what dispatch.c shares with its near cache part (dispatch_near.c):
- * where one key goes, and the near cache's two steps of dispatching it. Engine-internal. */
+/* dispatch_int.h: what dispatch.c shares with its near cache part (dispatch_near.c) and the
+ * admin `route` explanation (dispatch_explain.c): where one key goes, the near cache's two
+ * steps of dispatching it, the explanation's last step. Engine-internal. */
 #ifndef MG_DISPATCH_INT_H
 #define MG_DISPATCH_INT_H
 
@@ -40,5 +41,10 @@ void dispatch_near_write(struct op *op, const struct mg_text_req *t, const struc
  * (false: the caller picks the server and sends it). */
 bool dispatch_near_get(struct request *r, struct op *op, const struct mg_text_req *t,
                        struct mg_slice k, struct mg_slice where, struct target *tg);
+
+/* The explanation's resolution is in (ir->ops[0].res, or the tables): render what would
+ * happen to ir->explain_to's key and answer it; ir is released. From dispatch_explain, or
+ * dispatch_resume when the script had to wait. */
+void dispatch_explain_finish(struct request *ir);
 
 #endif

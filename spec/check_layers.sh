@@ -17,14 +17,14 @@ cd "$(dirname "$0")/.." || exit 2
 
 L1="mg.h buf log auth proto_text proto_bin proto_meta meta_render keys ketama config switch health slowlog hotkeys trace near"
 L2="conn backend"
-L3="request dispatch dispatch_near dispatch_int.h route herd stats plugin.h"
+L3="request dispatch dispatch_near dispatch_explain dispatch_int.h route herd stats plugin.h"
 L4="lua_api lua_resolve lua_memo lua_vm lua_co.h"
 L5="main worker admin stats_render fleet metrics metrics_http memstats"
 
 # Known upward includes, as "file:header". worker.h is the context every layer runs in
 # (its loop, its backends, its counters); conn.c and backend.c hand what they parsed to
 # the engine (request_dispatch, op_reply, op_fail) through request.h.
-ALLOW="conn.c:worker.h backend.c:worker.h request.c:worker.h dispatch.c:worker.h dispatch_near.c:worker.h route.c:worker.h
+ALLOW="conn.c:worker.h backend.c:worker.h request.c:worker.h dispatch.c:worker.h dispatch_near.c:worker.h dispatch_explain.c:worker.h route.c:worker.h
 herd.c:worker.h stats.c:worker.h lua_api.c:worker.h lua_resolve.c:worker.h
 conn.c:request.h backend.c:request.h"
 
