@@ -6,7 +6,8 @@
 -- revoked by the write, so the winner's store is retracted. Through one gateway (one
 -- worker: the writer's store must not end the winner's guard), through two gateways on
 -- one memcached, on a hot win past the TTL under mint's grace (also with mark_stale), the
--- path where nobody writes, and `guard = false` keeping the old behaviour.
+-- path where nobody writes, a noreply store (its reply still comes from memcached), and
+-- `guard = false` keeping the old behaviour.
 --
 -- A cold win's retraction follows the winner's STORED by a backend round trip or two, so
 -- those tests poll (bounded) for the old value to go; without the guard it stays for its TTL.
@@ -94,6 +95,19 @@ describe("stale set: a cold win through one gateway (one worker)", function()
     assert.equal("NOT_FOUND", b:cmd("delete cold:del"))
     assert.equal("STORED", a:set("cold:del", "v1", 0, 100), "the winner still hears STORED")
     local ok, v = old_goes(gw.port, mc, "cold:del", "v1")
+    assert(ok, "the winner's old value stayed after the delete (got " .. tostring(v) .. ")")
+    local d = herd_stats(gw.port)
+    assert.equal(1, (d.sets_refused or 0) - (before.sets_refused or 0), "sets_refused")
+  end)
+
+  it("the winner's late set noreply after a delete does not stay", function()
+    local a, b = E:client(gw.port, { name = "a" }), E:client(gw.port, { name = "b" })
+    local before = herd_stats(gw.port)
+    assert.same({}, a:get("cold:nr"), "a takes the lease (a miss)")
+    assert.equal("NOT_FOUND", b:cmd("delete cold:nr"))
+    a:send("set cold:nr 0 100 2 noreply\r\nv1\r\n")
+    assert.equal("VERSION", a:cmd("version"):match("^VERSION"), "nothing answered the noreply set")
+    local ok, v = old_goes(gw.port, mc, "cold:nr", "v1")
     assert(ok, "the winner's old value stayed after the delete (got " .. tostring(v) .. ")")
     local d = herd_stats(gw.port)
     assert.equal(1, (d.sets_refused or 0) - (before.sets_refused or 0), "sets_refused")
