@@ -284,7 +284,9 @@ run_open() {
 
 n_s=$(echo $HOT_SHARES | wc -w)
 n_t=$(echo $TARGETS | wc -w)
-log "$SELF: targets:$TARGETS; shares: $HOT_SHARES; $ROUNDS round(s) x $n_s share(s) x $n_t target(s) x ${SECS}s (~$((ROUNDS * n_s * n_t * (SECS + 2) / 60 + 1)) min)"
+n_l=1
+[ "$OPEN_RATE" -gt 0 ] && n_l=2
+log "$SELF: targets:$TARGETS; shares: $HOT_SHARES; $ROUNDS round(s) x $n_s share(s) x $n_t target(s) x $n_l loop(s) x ${SECS}s (~$((ROUNDS * n_s * n_t * n_l * (SECS + 2) / 60 + 1)) min)"
 r=1
 while [ $r -le "$ROUNDS" ]; do
     for s in $HOT_SHARES; do
