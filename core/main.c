@@ -475,6 +475,7 @@ static void near_hot_run(struct ev_loop *loop)
     int pools[NEAR_HOT_MAX];
     double scale;
     uint32_t n = metrics_hotkeys(top, max < NEAR_HOT_MAX ? max : NEAR_HOT_MAX, &scale), k = 0;
+    near_hot_set_scale(scale);
     for (uint32_t i = 0; i < n; i++) {
         if (top[i].count * scale < rps)
             continue;

@@ -460,8 +460,16 @@ void near_hot_woken(void)
     atomic_store(&hot_wanted, false);
 }
 
-bool near_hot_count(uint64_t sure, double scale, int nw)
+static _Atomic double hot_scale; /* requests per second a sample stands for (the tick's) */
+
+void near_hot_set_scale(double scale)
 {
+    atomic_store_explicit(&hot_scale, scale > 0 ? scale : 0, memory_order_relaxed);
+}
+
+bool near_hot_count(uint64_t sure, int nw)
+{
+    double scale = atomic_load_explicit(&hot_scale, memory_order_relaxed);
     if (sure == 0 || !(scale > 0) || !atomic_load_explicit(&hot_on, memory_order_relaxed))
         return false;
     double rps = atomic_load_explicit(&hot_rps, memory_order_relaxed);
@@ -496,6 +504,7 @@ void near_free(void)
     }
     atomic_store(&hot_cur, NULL);
     atomic_store(&hot_wanted, false);
+    atomic_store(&hot_scale, 0);
     for (int i = 0; i < 3; i++) {
         free(hot_ring[i]);
         hot_ring[i] = NULL;

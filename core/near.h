@@ -117,13 +117,18 @@ void near_free(void);
  * or over the rate and publishes them (main.c). */
 void near_hot_settings(bool on, double rps, uint32_t top);
 void near_hot_params(bool *on, double *rps, uint32_t *top);
-/* A worker's detector counted sure samples of a key in its current window (hotkeys_add),
- * samples that stand for scale requests per second each, on one of nw workers. When that
- * reaches the hot rate -- for all workers together, each with its share, or for this one
- * alone -- the waker set by near_hot_set_waker is called (any thread), at most once until
- * near_hot_woken; returns whether it was. So a key that turns hot is published within
- * milliseconds rather than at the next quarter-second tick. */
-bool near_hot_count(uint64_t sure, double scale, int nw);
+/* A worker's detector counted sure samples of a key in its current window (hotkeys_add), on
+ * one of nw workers. When that reaches the hot rate -- for all workers together, each with
+ * its share, or for this one alone; a sample standing for the requests per second the main
+ * thread last set with near_hot_set_scale (none set yet: never) -- the waker set by
+ * near_hot_set_waker is called (any thread), at most once until near_hot_woken; returns
+ * whether it was. So a key that turns hot is published within milliseconds rather than at
+ * the next quarter-second tick. */
+bool near_hot_count(uint64_t sure, int nw);
+/* The rate one sample stands for, as the main thread's publication reckons it
+ * (metrics_hotkeys: the sampling interval over the window, or over the uptime while that is
+ * shorter), so a wake comes exactly when the publication takes the key. */
+void near_hot_set_scale(double scale);
 void near_hot_set_waker(void (*fn)(void));
 /* The main thread took the wake (before it reads the detector). */
 void near_hot_woken(void);

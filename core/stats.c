@@ -56,9 +56,7 @@ void stats_hot_sample(struct worker *w, enum mg_cmd cmd, int pool, const char *k
                         : cmd == MG_CMD_DELETE || cmd == MG_CMD_MD                     ? HK_DELETE
                                                                                        : HK_OTHER;
     uint64_t sure = hotkeys_add(w->hot, key, len, kind, pool, ev_now(w->loop));
-    /* the near cache's early wake (near.h): each sample stands for every / window rps */
-    double window = settings.hot.window ? settings.hot.window : HOT_WINDOW;
-    if (near_hot_count(sure, every / window, settings.threads))
+    if (near_hot_count(sure, settings.threads)) /* the near cache's early wake (near.h) */
         STAT_INC(w->st.near_hot_wakes);
 }
 

@@ -96,33 +96,38 @@ static void test_hot_wake(void)
 {
     near_hot_set_waker(count_wake);
     near_hot_settings(true, 100, 32);
-    double scale = 64 / 10.0; /* 1 in 64 sampled, a 10 s window: 16 samples are 100 rps */
-    CHECK(!near_hot_count(7, scale, 2));
-    CHECK(near_hot_count(8, scale, 2)); /* half of 16: this worker's share of two */
+    CHECK(!near_hot_count(16, 1)); /* no scale yet (no publication): no wakes */
+    near_hot_set_scale(64 / 10.0); /* 1 in 64 sampled, a 10 s window: 16 samples are 100 rps */
+    CHECK(!near_hot_count(7, 2));
+    CHECK(near_hot_count(8, 2)); /* half of 16: this worker's share of two */
     CHECK_EQ_INT(wakes, 1);
-    CHECK(!near_hot_count(8, scale, 2)); /* another key: the wake is on its way */
+    CHECK(!near_hot_count(8, 2)); /* another key: the wake is on its way */
     CHECK_EQ_INT(wakes, 1);
     near_hot_woken();
-    CHECK(!near_hot_count(9, scale, 2));
-    CHECK(!near_hot_count(15, scale, 2));
-    CHECK(near_hot_count(16, scale, 2)); /* the whole rate on this worker alone */
+    CHECK(!near_hot_count(9, 2));
+    CHECK(!near_hot_count(15, 2));
+    CHECK(near_hot_count(16, 2)); /* the whole rate on this worker alone */
     near_hot_woken();
-    CHECK(!near_hot_count(17, scale, 1));
-    CHECK(!near_hot_count(8, scale, 1));
-    CHECK(near_hot_count(16, scale, 1));
+    CHECK(!near_hot_count(17, 1));
+    CHECK(!near_hot_count(8, 1));
+    CHECK(near_hot_count(16, 1));
     near_hot_woken();
-    CHECK(!near_hot_count(0, scale, 1));
-    CHECK(!near_hot_count(16, 0, 1));
+    CHECK(!near_hot_count(0, 1));
+    near_hot_set_scale(64 / 2.0); /* the uptime (2 s) shorter than the window: 4 samples */
+    CHECK(!near_hot_count(3, 1));
+    CHECK(near_hot_count(4, 1));
+    near_hot_woken();
+    near_hot_set_scale(64 / 10.0);
     near_hot_settings(true, 0.001, 32); /* under one sample a window: the first sample */
-    CHECK(near_hot_count(1, scale, 4));
+    CHECK(near_hot_count(1, 4));
     near_hot_woken();
     near_hot_settings(false, 100, 32); /* hot keys off: no wakes */
-    CHECK(!near_hot_count(16, scale, 1));
-    CHECK_EQ_INT(wakes, 4);
+    CHECK(!near_hot_count(16, 1));
+    CHECK_EQ_INT(wakes, 5);
     near_hot_set_waker(NULL);
     near_hot_settings(true, 100, 32);
-    CHECK(near_hot_count(16, scale, 1)); /* no waker: counted, nothing called */
-    CHECK_EQ_INT(wakes, 4);
+    CHECK(near_hot_count(16, 1)); /* no waker: counted, nothing called */
+    CHECK_EQ_INT(wakes, 5);
     near_hot_woken();
 }
 
