@@ -691,6 +691,7 @@ int main(int argc, char **argv)
         ev_async_start(loop, &near_wake);
         main_loop = loop;
         near_hot_set_waker(near_hot_waker);
+        near_hot_run(loop); /* tells the workers what a sample stands for before any request */
         if (rc == 0)
             ev_run(loop, 0);
         metrics_http_stop(loop);

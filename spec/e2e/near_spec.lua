@@ -173,17 +173,15 @@ describe("near cache", function()
     local c = E:client(gw.port)
     assert.equal("STORED", c:set("celebrity", "v", 0, 100))
     assert.equal("STORED", c:set("nobody", "w", 0, 100))
-    -- the first quarter-second publication has run (it tells the workers what rate a
-    -- sample stands for): from here the worker that sees the key reach hot_rps wakes the
-    -- publication itself, before any tick can take the key
-    env.sleep(0.6)
     local ok = env.wait_until(5, function()
       for _ = 1, 50 do c:value("celebrity") end
       return near_stats(gw.port).near_hits > 100
     end, 0.01)
     assert.is_true(ok, "the hot key was never served near")
     -- published by the detector's early wake (a worker saw it reach the rate), not only
-    -- by the quarter-second tick
+    -- by the quarter-second tick: the gateway's first publication, before it takes any
+    -- request, tells the workers what rate a sample stands for, so the worker that sees
+    -- the key reach its share of hot_rps wakes the publication before any tick can take it
     assert.is_true(near_stats(gw.port).near_hot_wakes >= 1, "no early wake")
     c:value("nobody")
     local s = c:stats("stats hotkeys")
