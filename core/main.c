@@ -487,14 +487,8 @@ static void near_hot_run(struct ev_loop *loop)
     near_hot_publish(keys, lens, pools, k);
 }
 
-static void near_hot_tick(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    MG_UNUSED(t);
-    MG_UNUSED(revents);
-    near_hot_run(loop);
-}
-
-static void near_hot_soon(struct ev_loop *loop, ev_timer *t, int revents)
+/* near_tick and near_soon */
+static void near_hot_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     MG_UNUSED(t);
     MG_UNUSED(revents);
@@ -684,9 +678,9 @@ int main(int argc, char **argv)
         ev_signal_start(loop, &sterm);
         ev_signal_start(loop, &sint);
         ev_signal_start(loop, &shup);
-        ev_timer_init(&near_tick, near_hot_tick, 0.25, 0.25);
+        ev_timer_init(&near_tick, near_hot_timer, 0.25, 0.25);
         ev_timer_start(loop, &near_tick);
-        ev_timer_init(&near_soon, near_hot_soon, 0, 0);
+        ev_timer_init(&near_soon, near_hot_timer, 0, 0);
         ev_async_init(&near_wake, near_hot_wake_cb);
         ev_async_start(loop, &near_wake);
         main_loop = loop;

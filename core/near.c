@@ -460,7 +460,7 @@ void near_hot_woken(void)
     atomic_store(&hot_wanted, false);
 }
 
-static _Atomic double hot_scale; /* requests per second a sample stands for (the tick's) */
+static _Atomic double hot_scale; /* requests per second a sample stands for (main.c's) */
 
 void near_hot_set_scale(double scale)
 {
