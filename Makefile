@@ -28,7 +28,7 @@ TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -DMG_SANITIZE
 # Debian packages the build, the suite and `make run` need.
 DEB_PKGS := gcc make pkg-config clang-format cppcheck lua-check libev-dev libluajit-5.1-dev luajit libmemcached-dev \
             libmemcached-tools memcached lua-busted lua-socket nutcracker netcat-openbsd \
-            luarocks python3 prometheus \
+            luarocks python3 prometheus gdb \
             ruby ruby-dalli php-cli php-memcached python3-pylibmc
 
 .DEFAULT_GOAL := all

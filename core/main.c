@@ -650,7 +650,11 @@ int main(int argc, char **argv)
                 rc = 1;
                 break;
             }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* the main thread keeps every signal blocked until its handlers are in place: the
+     * workers serve from here on, and a SIGHUP or SIGTERM sent as soon as the port answers
+     * must wait for its handler rather than take its default action and kill the process */
+    if (rc != 0)
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc == 0) {
         for (int l = 0; l < nl; l++)
             log_info("%s on %s (port %u), %d threads", ls[l].admin ? "admin" : "listening",
@@ -678,6 +682,7 @@ int main(int argc, char **argv)
         ev_signal_start(loop, &sterm);
         ev_signal_start(loop, &sint);
         ev_signal_start(loop, &shup);
+        pthread_sigmask(SIG_SETMASK, &old, NULL); /* a signal that came meanwhile runs now */
         ev_timer_init(&near_tick, near_hot_timer, 0.25, 0.25);
         ev_timer_start(loop, &near_tick);
         ev_timer_init(&near_soon, near_hot_timer, 0, 0);
