@@ -15,6 +15,7 @@ local asan_options = (os.getenv("ASAN_OPTIONS") and os.getenv("ASAN_OPTIONS") ..
 
 describe("a signal in the gateway's start-up", function()
   local E, mc, config
+  local gateways = {} -- pids of the gateways gdb started: a gdb that dies may leave one
 
   lazy_setup(function()
     env.require_binary()
@@ -26,7 +27,12 @@ describe("a signal in the gateway's start-up", function()
       mg.pool { name = "main", servers = { "127.0.0.1:%d" } }
     ]], mc.port))
   end)
-  lazy_teardown(function() if E then E:teardown() end end)
+  lazy_teardown(function()
+    for _, pid in ipairs(gateways) do -- still that gateway, not a recycled pid
+      os.execute(string.format("grep -q mintgate /proc/%d/cmdline 2>/dev/null && kill %d", pid, pid))
+    end
+    if E then E:teardown() end
+  end)
 
   -- Run the gateway under gdb, stopped where its workers serve and its handlers are not
   -- yet installed, send it `signo` there and let it go on. Returns gdb's proc, the
@@ -51,6 +57,12 @@ describe("a signal in the gateway's start-up", function()
     end, 0.05)
     assert(pid, "gdb never stopped the gateway at ev_signal_start:\n" .. gdb:stdout() ..
       gdb:stderr())
+    gateways[#gateways + 1] = pid
+    local f = io.open(E.pidfile, "a") -- the runner's clean-up stops it if all else fails
+    if f then
+      f:write(pid, " mintgate-under-gdb\n")
+      f:close()
+    end
     return gdb, pid, port
   end
 
