@@ -188,7 +188,7 @@ reference:
 TSAN_SPECS := spec/e2e/threads_spec.lua spec/e2e/lua_reload_spec.lua spec/e2e/lua_ab_switch_spec.lua \
               spec/e2e/reload_race_spec.lua spec/e2e/admin_strict_spec.lua \
               spec/e2e/eject_remap_spec.lua spec/e2e/replicate_spec.lua spec/e2e/metrics_spec.lua \
-              spec/e2e/compose_spec.lua spec/e2e/trace_spec.lua
+              spec/e2e/compose_spec.lua spec/e2e/trace_spec.lua spec/e2e/startup_signal_spec.lua
 tsan: mintgate-tsan
 
 tsan-test: mintgate-tsan bench/mgload

@@ -13,6 +13,20 @@ local SIGHUP, SIGTERM = 1, 15
 local asan_options = (os.getenv("ASAN_OPTIONS") and os.getenv("ASAN_OPTIONS") .. ":" or "") ..
   "detect_leaks=0"
 
+-- gdb needs ptrace: a sandbox that refuses it (a container without CAP_SYS_PTRACE, or a
+-- seccomp filter) leaves these cases pending, saying so; a missing gdb fails them
+local function ptrace_refused()
+  local rc, out, err = env.run({ "gdb", "-q", "-nx", "-batch", "-ex", "run", "--args", "/bin/true" })
+  local all = out .. err
+  if rc ~= 127 and not all:find("exited normally", 1, true) and
+    all:find("not permitted", 1, true) then
+    return all
+  end
+end
+local refused = ptrace_refused()
+local run = refused and function(name) pending(name .. " (gdb cannot trace here: " .. refused .. ")") end
+  or it
+
 describe("a signal in the gateway's start-up", function()
   local E, mc, config
   local gateways = {} -- pids of the gateways gdb started: a gdb that dies may leave one
@@ -72,7 +86,7 @@ describe("a signal in the gateway's start-up", function()
     return gdb:stdout() .. gdb:stderr()
   end
 
-  it("a SIGHUP reloads the gateway, which serves on", function()
+  run("a SIGHUP reloads the gateway, which serves on", function()
     local gdb, pid, port = start_signalled(SIGHUP)
     local generation = env.wait_until(30, function()
       if not env.port_open(port) then return nil end
@@ -91,9 +105,21 @@ describe("a signal in the gateway's start-up", function()
     assert.matches("exited normally", out, 1, true)
   end)
 
-  it("a SIGTERM stops it cleanly (exit 0)", function()
+  run("a SIGTERM stops it cleanly (exit 0)", function()
     local gdb = start_signalled(SIGTERM)
     local out = gdb_done(gdb)
     assert.matches("exited normally", out, 1, true)
+  end)
+
+  it("a SIGHUP sent the moment the port answers reloads it (five starts; no gdb)", function()
+    for _ = 1, 5 do
+      local gw = E:gateway { threads = 2, args = { config } }
+      gw:signal(SIGHUP)
+      assert.truthy(env.wait_until(10, function()
+        return tonumber(E:client(gw.port):stats()["config_generation"]) == 2
+      end, 0.02), "the SIGHUP was not taken as a reload")
+      assert.is_true(gw:alive())
+      assert.equal(0, (gw:stop(10)))
+    end
   end)
 end)
