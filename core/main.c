@@ -653,8 +653,6 @@ int main(int argc, char **argv)
     /* the main thread keeps every signal blocked until its handlers are in place: the
      * workers serve from here on, and a SIGHUP or SIGTERM sent as soon as the port answers
      * must wait for its handler rather than take its default action and kill the process */
-    if (rc != 0)
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc == 0) {
         for (int l = 0; l < nl; l++)
             log_info("%s on %s (port %u), %d threads", ls[l].admin ? "admin" : "listening",
@@ -700,6 +698,7 @@ int main(int argc, char **argv)
         ev_timer_stop(loop, &near_soon);
         ev_timer_stop(loop, &near_tick);
     } else {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         fprintf(stderr, "mintgate: %s\n", err);
     }
     for (int i = 0; i < settings.threads; i++)
